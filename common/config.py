@@ -1,0 +1,87 @@
+"""Typed configuration: the one place the paper's parameters live.
+
+Every quantity that crosses an interface carries its astropy unit; the
+defaults are the paper's (Chatterjee et al. 2021, see ``shared/reference``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import astropy.units as u
+
+
+def _require(value: u.Quantity, unit: u.UnitBase, name: str) -> u.Quantity:
+    if not isinstance(value, u.Quantity) or not value.unit.is_equivalent(unit):
+        raise TypeError(f"{name} must be an astropy Quantity in {unit}, got {value!r}")
+    return value.to(unit)
+
+
+@dataclass(frozen=True)
+class PatchGridConfig:
+    """The Carrington patch tiling.
+
+    Attributes
+    ----------
+    patch_size : Quantity[deg]
+        Side of a square patch in Carrington longitude and latitude (15°).
+    pixel_size : Quantity[deg]
+        Side of a patch pixel (1/6°, so a patch is 90×90 px).
+    overlap : Quantity[deg]
+        Minimum overlap between neighbouring patches (0° tiles edge to edge).
+    lat_limit : Quantity[deg]
+        Patches cover latitudes in [-lat_limit, +lat_limit] (90° covers the disk).
+    """
+
+    patch_size: u.Quantity = 15 * u.deg
+    pixel_size: u.Quantity = (1 / 6) * u.deg
+    overlap: u.Quantity = 0 * u.deg
+    lat_limit: u.Quantity = 90 * u.deg
+
+    def __post_init__(self):
+        for name in ("patch_size", "pixel_size", "overlap", "lat_limit"):
+            object.__setattr__(self, name, _require(getattr(self, name), u.deg, name))
+        n = (self.patch_size / self.pixel_size).decompose().value
+        if abs(n - round(n)) > 1e-9 or round(n) < 2:
+            raise ValueError(f"patch_size {self.patch_size} is not a whole number of pixels of {self.pixel_size}")
+        if not 0 * u.deg <= self.overlap < self.patch_size:
+            raise ValueError(f"overlap {self.overlap} must be in [0, patch_size)")
+        if not self.patch_size / 2 <= self.lat_limit <= 90 * u.deg:
+            raise ValueError(f"lat_limit {self.lat_limit} must be in [patch_size/2, 90 deg]")
+
+    @property
+    def pixels(self) -> int:
+        """Patch side in pixels (90 by default)."""
+        return round((self.patch_size / self.pixel_size).decompose().value)
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """A patch video: a fixed number of frames on a fixed cadence.
+
+    Attributes
+    ----------
+    n_frames : int
+        Frames per video (225, ~15 days at 96 min).
+    cadence : Quantity[min]
+        Time between frames (96 min, the MDI full-disk magnetogram cadence).
+    clip : Quantity[G]
+        Field strength at which model inputs saturate: the authors' code clips
+        to ±1000 G and maps [-clip, +clip] linearly onto [0, 1].
+    """
+
+    n_frames: int = 225
+    cadence: u.Quantity = 96 * u.min
+    clip: u.Quantity = 1000 * u.G
+
+    def __post_init__(self):
+        object.__setattr__(self, "cadence", _require(self.cadence, u.min, "cadence"))
+        object.__setattr__(self, "clip", _require(self.clip, u.G, "clip"))
+        if int(self.n_frames) != self.n_frames or self.n_frames < 2:
+            raise ValueError(f"n_frames must be an integer >= 2, got {self.n_frames}")
+        if self.cadence <= 0 * u.min or self.clip <= 0 * u.G:
+            raise ValueError("cadence and clip must be positive")
+
+    @property
+    def duration(self) -> u.Quantity:
+        """Time spanned by a full video, first to last frame."""
+        return ((self.n_frames - 1) * self.cadence).to(u.day)

@@ -1,0 +1,43 @@
+"""Figures people look at: patch-video montages in the style of the paper's Figure 1."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def video_montage(videos, titles, path: str | Path, every: int = 5, columns: int = 15, clip_gauss: float = 500.0) -> Path:
+    """Save a PNG montage: one block of rows per video, every ``every``-th frame.
+
+    Parameters
+    ----------
+    videos : sequence of arrays (n_frames, ny, nx) in G.
+    titles : one label per video.
+    every : frame stride (the paper's Figure 1 shows every 5th frame).
+    columns : frames per row.
+    clip_gauss : colour scale saturates at ±clip_gauss (polarity colour map: white positive, black negative).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    picks = [np.arange(0, len(v), every) for v in videos]
+    rows_per = [int(np.ceil(len(p) / columns)) for p in picks]
+    fig, axes = plt.subplots(sum(rows_per), columns, figsize=(columns * 0.9, sum(rows_per) * 1.0 + 0.4 * len(videos)),
+                             squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.25})
+    row = 0
+    for video, pick, nrows, title in zip(videos, picks, rows_per, titles):
+        for k in range(nrows * columns):
+            ax = axes[row + k // columns, k % columns]
+            ax.set_axis_off()
+            if k < len(pick):
+                ax.imshow(video[pick[k]], origin="lower", cmap="gray", vmin=-clip_gauss, vmax=clip_gauss)
+                ax.set_title(f"{pick[k]}", fontsize=6, pad=1)
+        axes[row, 0].text(0, 1.35, title, transform=axes[row, 0].transAxes, fontsize=8, va="bottom", ha="left")
+        row += nrows
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,99 @@
+"""The Carrington patch grid: 15°×15° patches at 1/6° per pixel.
+
+A patch is a square in Carrington longitude and latitude; its frame is a
+``(pixels, pixels)`` array indexed ``[lat, lon]``: row 0 is the southernmost
+pixel row, column 0 the easternmost (lowest Carrington longitude) pixel
+column, so with ``origin='lower'`` north is up and west is right, as on the
+disk. A patch id is derived from its centre only, so ids are stable across
+runs and machines for a given grid configuration.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from common.config import PatchGridConfig
+from common.observer import Observer
+
+
+def patch_id(lon_deg: float, lat_deg: float) -> str:
+    """Stable id of the patch centred at Carrington (lon, lat), e.g. ``L172.50N07.50``."""
+    hemisphere = "N" if lat_deg >= 0 else "S"
+    return f"L{lon_deg % 360:06.2f}{hemisphere}{abs(lat_deg):05.2f}"
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One patch: its id and its centre in Carrington degrees."""
+
+    id: str
+    lon: float
+    lat: float
+
+
+class PatchGrid:
+    """The tiling of the Carrington sphere into patches.
+
+    Longitude centres are evenly spaced over 360° and latitude centres evenly
+    over ``[-lat_limit, +lat_limit]``, with the fewest patches whose overlap is
+    at least ``config.overlap``.
+    """
+
+    def __init__(self, config: PatchGridConfig | None = None):
+        self.config = config or PatchGridConfig()
+        size = self.config.patch_size.to_value("deg")
+        stride = size - self.config.overlap.to_value("deg")
+        limit = self.config.lat_limit.to_value("deg")
+        n_lon = math.ceil(360.0 / stride - 1e-9)
+        n_lat = math.ceil((2 * limit - size) / stride - 1e-9) + 1
+        lon_centres = (np.arange(n_lon) + 0.5) * (360.0 / n_lon)
+        lat_centres = np.linspace(-limit + size / 2, limit - size / 2, n_lat)
+        lat_grid, lon_grid = np.meshgrid(lat_centres, lon_centres, indexing="ij")
+        #: Patch centres, degrees, shape (n_patches,), ordered south to north then by longitude.
+        self.lon = lon_grid.ravel()
+        self.lat = lat_grid.ravel()
+        self.ids = [patch_id(lo, la) for lo, la in zip(self.lon, self.lat)]
+        self._index = {pid: i for i, pid in enumerate(self.ids)}
+        n = self.config.pixels
+        #: Pixel-centre offsets from the patch centre along each axis, degrees, shape (pixels,).
+        self.offsets = (np.arange(n) - (n - 1) / 2) * self.config.pixel_size.to_value("deg")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, key: int | str) -> Patch:
+        i = self.index(key) if isinstance(key, str) else key
+        return Patch(self.ids[i], float(self.lon[i]), float(self.lat[i]))
+
+    def index(self, pid: str) -> int:
+        try:
+            return self._index[pid]
+        except KeyError:
+            raise KeyError(f"no patch {pid!r} in this grid ({self.config})") from None
+
+    def pixel_axes(self, indices=None) -> tuple[np.ndarray, np.ndarray]:
+        """Carrington pixel-centre coordinates of patches, degrees.
+
+        Returns ``(lon, lat)``, each of shape ``(n, pixels)``: the longitude of
+        every pixel column and the latitude of every pixel row. The grid of a
+        patch is their outer product (the patch is separable).
+        """
+        idx = np.arange(len(self)) if indices is None else np.asarray(indices)
+        return self.lon[idx, None] + self.offsets, self.lat[idx, None] + self.offsets
+
+    def on_disk(self, observer: Observer) -> np.ndarray:
+        """Boolean mask, shape (n_patches,): patches with any pixel centre facing the observer.
+
+        The visible cap is far larger than a patch, so a patch has a visible
+        pixel exactly when a pixel on its perimeter is visible: only the
+        perimeter is tested.
+        """
+        lon, lat = self.pixel_axes()
+        n = self.config.pixels
+        edge = np.r_[0, n - 1]
+        perim_lon = np.concatenate([np.repeat(lon[:, edge], n, axis=1), np.tile(lon, 2)], axis=1)
+        perim_lat = np.concatenate([np.tile(lat, 2), np.repeat(lat[:, edge], n, axis=1)], axis=1)
+        _, _, z = observer.heliocentric(perim_lon, np.clip(perim_lat, -90.0, 90.0))
+        return observer.visible(z).any(axis=1)

@@ -1,0 +1,68 @@
+"""The patch video: what both halves of fluxwatch exchange.
+
+A video is a float array of shape ``(n_frames, pixels, pixels)`` in gauss
+(line-of-sight field), frame ``k`` observed at ``start + k * cadence``. Frames
+follow the paper's cleaning: missing frames are interpolated per pixel in
+time, off-disk pixels are 0 G, and a video that runs out of data is padded at
+the end with 0 G frames.
+"""
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+from astropy.time import Time
+
+from common.config import VideoConfig
+
+
+def scale_for_model(video_gauss: np.ndarray, clip: u.Quantity = VideoConfig().clip) -> np.ndarray:
+    """The authors' input scaling: clip to ±clip and map [-clip, +clip] onto [0, 1].
+
+    Parameters
+    ----------
+    video_gauss : array in G, any shape.
+    clip : Quantity[G], saturation of the scaling (1000 G in the paper's code).
+
+    Returns float32 array of the same shape; 0 G maps to 0.5.
+    """
+    c = clip.to_value(u.G)
+    v = np.clip(np.asarray(video_gauss, dtype=np.float32), -c, c)
+    return (v + c) / np.float32(2 * c)
+
+
+def frame_times(start: Time, config: VideoConfig = VideoConfig()) -> Time:
+    """Times of the ``n_frames`` cadence slots of a video starting at ``start``."""
+    return start + np.arange(config.n_frames) * config.cadence
+
+
+def slot_of(times: Time, start: Time, config: VideoConfig = VideoConfig()) -> np.ndarray:
+    """Nearest cadence slot (int, may be out of range) for each observation time."""
+    offset = ((times - start).to(u.min) / config.cadence).decompose().value
+    return np.rint(np.atleast_1d(offset)).astype(np.int64)
+
+
+def fill_gaps(frames: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """Fill the unobserved frames of one video, in place, and return it.
+
+    Parameters
+    ----------
+    frames : array (n_frames, ny, nx), G. Values of unobserved frames are ignored.
+    observed : bool array (n_frames,), True where a frame was observed.
+
+    Frames between two observed frames are interpolated linearly per pixel in
+    time; frames before the first observed frame repeat it; frames after the
+    last observed frame are 0 G (the paper's end padding). A video with no
+    observed frame is all 0 G.
+    """
+    observed = np.asarray(observed, dtype=bool)
+    have = np.flatnonzero(observed)
+    if have.size == 0:
+        frames[:] = 0.0
+        return frames
+    frames[: have[0]] = frames[have[0]]
+    frames[have[-1] + 1 :] = 0.0
+    for a, b in zip(have[:-1], have[1:]):
+        if b - a > 1:
+            w = (np.arange(a + 1, b) - a)[:, None, None] / (b - a)
+            frames[a + 1 : b] = (1 - w) * frames[a] + w * frames[b]
+    return frames

@@ -1,0 +1,123 @@
+"""Write full-disk magnetograms as SoHO/MDI level-1.8 96-minute FITS files.
+
+Used by the synthetic Sun so that simulated frames travel the same ingest
+path as real ones. The keywords, their units and the integer encoding
+(``BITPIX = 32``, ``BSCALE = 0.01``, ``BLANK = -2147483648``) follow the real
+MDI header that sunpy ships
+(``sunpy/data/test/mdi.fd_M_96m_lev182.20101015_191200_TAI.data.header``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.time import Time
+
+from common.observer import Observer
+
+#: MDI full-disk geometry: 1024² pixels of 1.98″.
+MDI_SHAPE = (1024, 1024)
+MDI_PLATE_SCALE = 1.98 * u.arcsec
+#: Photospheric radius MDI headers use (RSUN_REF).
+MDI_RSUN_REF = 696.0e6 * u.m
+#: SoHO orbits L1, about 1% of the Earth's distance sunward.
+SOHO_DISTANCE_FACTOR = 0.99
+#: Half of MDI's 300 s integration: DATE-OBS is the start, T_OBS the centre.
+HALF_INTEGRATION = 150 * u.s
+BSCALE = 0.01
+BLANK = np.int32(-(2**31))
+
+
+def soho_observer(time: Time) -> Observer:
+    """The SoHO/MDI observer at ``time`` (sunpy ephemeris of the Earth, 1% sunward).
+
+    ``time`` is what the file's ``DATE-OBS`` will say, the time sunpy gives
+    the map, so the observer written equals the observer read back.
+    """
+    from sunpy.coordinates import HeliographicCarrington, get_earth
+
+    earth = get_earth(time)
+    soho = SkyCoord(earth.lon, earth.lat, earth.radius * SOHO_DISTANCE_FACTOR, frame=earth.frame)
+    car = soho.transform_to(HeliographicCarrington(observer="self", obstime=time))
+    return Observer(
+        time=Time(time), lon=car.lon.to(u.deg) % (360 * u.deg), lat=car.lat.to(u.deg),
+        distance=car.radius.to(u.m), rsun=MDI_RSUN_REF,
+    )
+
+
+def mdi_header(observer: Observer, shape=MDI_SHAPE, missing: int = 0) -> fits.Header:
+    """An MDI 96-min magnetogram header for an image of ``shape`` seen by ``observer``.
+
+    The image is centred on the Sun, solar north up (``CROTA2 = 0``), at MDI's
+    plate scale for 1024² (scaled for other shapes).
+    """
+    ny, nx = shape
+    scale = MDI_PLATE_SCALE.to_value(u.arcsec) * 1024 / nx
+    rsun_obs = np.rad2deg(np.arcsin((observer.rsun / observer.distance).decompose().value)) * 3600
+    t_start = Time(observer.time, scale="utc")
+    t_obs = (t_start + HALF_INTEGRATION).tai
+    t_rec = Time(round(t_obs.unix_tai / 5760) * 5760, format="unix_tai").tai
+    car_rot = int(np.floor((t_start.jd - 2398167.4) / 27.2753)) + 1
+    h = fits.Header()
+    cards = [
+        ("T_REC", t_rec.strftime("%Y.%m.%d_%H:%M:%S.000_TAI"), "[TAI] Intended observation time"),
+        ("T_OBS", t_obs.strftime("%Y.%m.%d_%H:%M:%S.%f")[:-3] + "_TAI", "[TAI] Actual (center) of integration"),
+        ("DATE-OBS", t_start.isot, "[ISO] start of integration"),
+        ("CDELT1", scale, "[arcsec/pix] WCS coordinate increment"),
+        ("CDELT2", scale, "[arcsec/pix] WCS coordinate increment"),
+        ("CRPIX1", (nx + 1) / 2, "[pix] WCS reference pixel location"),
+        ("CRPIX2", (ny + 1) / 2, "[pix] WCS reference pixel location"),
+        ("CROTA2", 0.0, "[deg] Position angle of solar north"),
+        ("CAR_ROT", car_rot, "Carrington rotation number for CRLN_OBS"),
+        ("CRLN_OBS", observer.lon.to_value(u.deg), "[deg] Carrington longitude of the observer"),
+        ("CRLT_OBS", observer.lat.to_value(u.deg), "[deg] Carrington latitude of the observer"),
+        ("DSUN_OBS", observer.distance.to_value(u.m), "[m] Distance from SOHO/MDI to Sun center"),
+        ("RSUN_OBS", rsun_obs, "[arcsec] Apparent semi-diameter of the Sun"),
+        ("R_SUN", rsun_obs / scale, "[pix] Semi-diameter of the Sun"),
+        ("X0", (nx - 1) / 2, "[pix] Center of solar image (axis 1)"),
+        ("Y0", (ny - 1) / 2, "[pix] Center of solar image (axis 2)"),
+        ("MISSVALS", int(missing), "Number of missing values in data record"),
+        ("INTERVAL", 300.0, "[s] Observable integration interval"),
+        ("CONTENT", "MDI Full Disk 96m Magnetogram", "Type of data"),
+        ("CRVAL1", 0.0, "[arcsec] CRVAL1: x origin"),
+        ("CRVAL2", 0.0, "[arcsec] CRVAL2: y origin"),
+        ("CTYPE1", "HPLN-TAN", "WCS axis type"),
+        ("CTYPE2", "HPLT-TAN", "WCS axis type"),
+        ("CUNIT1", "arcsec", "CUNIT1: arcsec"),
+        ("CUNIT2", "arcsec", "CUNIT2: arcsec"),
+        ("WCSNAME", "Helioprojective-cartesian", "WCS system name"),
+        ("BUNIT", "Gauss", "Physical units of data"),
+        ("CADENCE", 5760.0, "[seconds] repetition interval"),
+        ("CAMERA", "MDI", "Instrument"),
+        ("TELESCOP", "SOHO", "Observatory; SOHO"),
+        ("WAVELNTH", 6768, "[Angstrom] For MDI: 6768 Angstroms"),
+        ("ORIGIN", "fluxwatch synthetic Sun", "Organization that created the file"),
+        ("RSUN_REF", observer.rsun.to_value(u.m), "[m] Reference radius of the Sun"),
+        ("TRECSTEP", 5760.0, "[s] T_REC step"),
+    ]
+    for key, value, comment in cards:
+        h[key] = (value, comment)
+    return h
+
+
+def write_mdi(path: str | Path, data_gauss: np.ndarray, observer: Observer) -> Path:
+    """Write an MDI-format magnetogram atomically (a temporary file, then rename).
+
+    ``data_gauss`` is (ny, nx) in G with NaN for missing pixels; it is stored
+    as scaled 32-bit integers with ``BLANK`` for NaN, as MDI does.
+    """
+    path = Path(path)
+    missing = ~np.isfinite(data_gauss)
+    raw = np.where(missing, BLANK, np.rint(np.nan_to_num(data_gauss) / BSCALE)).astype(np.int32)
+    hdu = fits.PrimaryHDU(raw, header=mdi_header(observer, raw.shape, int(missing.sum())))
+    hdu.header["BLANK"] = int(BLANK)
+    hdu.header["BZERO"] = 0.0
+    hdu.header["BSCALE"] = BSCALE
+    tmp = path.with_name(path.name + ".tmp")
+    hdu.writeto(tmp, overwrite=True, output_verify="silentfix")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,1 @@
+"""Online half: the live emergence-detection service. Never imports torch."""

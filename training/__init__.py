@@ -1,0 +1,1 @@
+"""Offline half: model, relabel loop, ensembles, threshold, onset, ONNX export (``train-ensemble``)."""
