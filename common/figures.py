@@ -23,6 +23,7 @@ def video_montage(videos, titles, path: str | Path, every: int = 5, columns: int
     import matplotlib.pyplot as plt
 
     picks = [np.arange(0, len(v), every) for v in videos]
+    columns = min(columns, max(len(p) for p in picks))
     rows_per = [int(np.ceil(len(p) / columns)) for p in picks]
     fig, axes = plt.subplots(sum(rows_per), columns, figsize=(columns * 0.9, sum(rows_per) * 1.0 + 0.4 * len(videos)),
                              squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.25})

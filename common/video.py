@@ -25,7 +25,7 @@ def scale_for_model(video_gauss: np.ndarray, clip: u.Quantity = VideoConfig().cl
 
     Returns float32 array of the same shape; 0 G maps to 0.5.
     """
-    c = clip.to_value(u.G)
+    c = np.float32(clip.to_value(u.G))
     v = np.clip(np.asarray(video_gauss, dtype=np.float32), -c, c)
     return (v + c) / np.float32(2 * c)
 

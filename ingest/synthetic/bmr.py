@@ -1,0 +1,225 @@
+"""Bipolar magnetic regions: when, where and how they emerge, and their footpoints over time.
+
+BMRs are drawn day by day: day ``d`` (days since EPOCH) has its own
+generator seeded by (global seed, d), so the BMRs of any interval are the
+same whichever interval is asked for. The daily count is Poisson with the
+solar-cycle rate (see :class:`~ingest.synthetic.config.SunConfig`); each BMR
+belongs to one of the cycles active that day (chosen in proportion to their
+rates), which sets its latitude (butterfly drift) and leading polarity
+(Hale's law).
+
+Footpoints at time t, τ = t − t_emerge (days), growth time T, decay time τ_d:
+
+- pole flux Φ_p(τ) = (Φ/2) · sin²(π/2 · min(τ/T, 1)) · exp(−max(τ − T, 0)/τ_d),
+  zero before emergence and after ``decay_efolds`` e-foldings;
+- separation s(τ) = s0 + (s_f − s0) · sin²(π/2 · min(τ/1.5T, 1)), then constant;
+- centre at the emergence latitude, drifting in Carrington longitude at
+  Ω(φ) − Ω_Carrington; the leading footpoint lies s/2 to the west (higher
+  Carrington longitude) and, for positive tilt γ, s/2·sin γ closer to the equator;
+- Gaussian widths σ_lead = σ0, σ_follow = follow_spread·σ0, and after peak
+  σ² grows by 2Dt (surface diffusion): the decaying region spreads into plage.
+
+The two footpoints always carry equal and opposite flux.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, fields
+from functools import cached_property
+from typing import NamedTuple
+
+import numpy as np
+from astropy.time import Time
+from scipy.special import ndtr, ndtri
+
+from ingest.synthetic.config import SunConfig
+from ingest.synthetic.physics import REACH_SIGMA, Blobs, carrington_drift_deg_day, diffusion_deg2_day, peak_field_G
+from ingest.synthetic.timegrid import EPOCH, EPOCH_MJD
+
+_TAG_BMR = 0xB3
+#: SeedSequence takes non-negative integers: day numbers are offset by this.
+_DAY_OFFSET = 1 << 40
+#: Hathaway's cycle-shape constant.
+_HATHAWAY_C = 0.71
+_EPOCH_YEAR = 1996.0
+_DAYS_PER_YEAR = 365.25
+
+
+@dataclass(frozen=True)
+class BMRTable:
+    """BMRs as a structure of arrays, all of length n.
+
+    id : str, stable (``BYYYYMMDD-kk``: emergence day and number within it).
+    t_days : emergence start, days since EPOCH (``t_emerge`` is the same as a Time).
+    lon, lat : Carrington position of the centre at emergence start, deg.
+    flux_Mx : final total unsigned flux (both footpoints), Mx.
+    kind : ``'fast'`` (growth < 13 h) or ``'gradual'`` (growth > 13 h).
+    growth_hours : time from emergence start to full flux, h.
+    tilt_deg : Joy's-law tilt, deg; positive puts the leading footpoint closer to the equator.
+    leading_sign : +1 / −1, polarity of the leading (western) footpoint.
+    separation_deg : final footpoint separation, heliographic deg.
+    decay_days : e-folding time of the flux after its peak, days.
+    cycle : solar-cycle number the BMR belongs to.
+    """
+
+    id: np.ndarray
+    t_days: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    flux_Mx: np.ndarray
+    kind: np.ndarray
+    growth_hours: np.ndarray
+    tilt_deg: np.ndarray
+    leading_sign: np.ndarray
+    separation_deg: np.ndarray
+    decay_days: np.ndarray
+    cycle: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.t_days)
+
+    def __getitem__(self, sel) -> "BMRTable":
+        """Rows ``sel`` (int array, bool mask or slice) as a new table."""
+        return BMRTable(**{f.name: getattr(self, f.name)[sel] for f in fields(self)})
+
+    @cached_property
+    def t_emerge(self) -> Time:
+        """Emergence start times (UTC)."""
+        return Time(EPOCH_MJD + self.t_days, format="mjd", scale="utc")
+
+    @classmethod
+    def concatenate(cls, tables: list["BMRTable"]) -> "BMRTable":
+        return cls(**{f.name: np.concatenate([getattr(t, f.name) for t in tables]) for f in fields(cls)})
+
+
+class BMRState(NamedTuple):
+    """Footpoints of BMRs at given times, arrays of shape (..., n_times, 2), [..., 0] leading, [..., 1] following.
+
+    lon, lat : Carrington position, deg (lon in [0, 360)).
+    flux : signed flux, Mx (0 before emergence and after the BMR has decayed).
+    """
+
+    lon: np.ndarray
+    lat: np.ndarray
+    flux: np.ndarray
+
+
+def _hathaway(x):
+    x = np.maximum(x, 0.0)
+    return x**3 / (np.exp(x * x) - _HATHAWAY_C)
+
+
+_HATHAWAY_PEAK = float(_hathaway(np.linspace(0.5, 2.0, 20001)).max())
+
+
+def cycles_at(config: SunConfig, year: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cycles that can be active in decimal ``year``: (numbers, start years, BMR rates per day)."""
+    starts = np.asarray(config.cycle_starts_year, dtype=np.float64)
+    amps = np.asarray(config.cycle_amplitudes, dtype=np.float64)
+    numbers = config.first_cycle_number + np.arange(len(starts))
+    p = config.cycle_period_yr
+    n_before = max(int(np.ceil((starts[0] - year) / p)) + 2, 0)
+    n_after = max(int(np.ceil((year - starts[-1]) / p)) + 1, 0)
+    starts = np.concatenate([starts[0] - p * np.arange(n_before, 0, -1), starts, starts[-1] + p * np.arange(1, n_after + 1)])
+    amps = np.concatenate([np.ones(n_before), amps, np.ones(n_after)])
+    numbers = np.concatenate([numbers[0] - np.arange(n_before, 0, -1), numbers, numbers[-1] + np.arange(1, n_after + 1)])
+    rate = config.bmr_peak_rate_per_day * amps * _hathaway((year - starts) / config.cycle_width_yr) / _HATHAWAY_PEAK
+    return numbers, starts, rate
+
+
+def generate_day(config: SunConfig, seed: int, day: int) -> BMRTable:
+    """The BMRs whose emergence starts during day ``day`` (days since EPOCH, [day, day + 1))."""
+    rng = np.random.default_rng([seed, _TAG_BMR, day + _DAY_OFFSET])
+    year = _EPOCH_YEAR + (day + 0.5) / _DAYS_PER_YEAR
+    numbers, starts, rates = cycles_at(config, year)
+    n = rng.poisson(rates.sum())
+    which = rng.choice(len(rates), size=n, p=rates / rates.sum()) if n else np.zeros(0, dtype=int)
+    t = day + np.sort(rng.random(n))
+    tau = year - starts[which]
+    mean_lat = config.butterfly_lat0_deg * np.exp(-tau / config.butterfly_decay_yr)
+    abs_lat = np.minimum(np.abs(mean_lat + (config.lat_sd_frac * mean_lat + config.lat_sd_min_deg) * rng.standard_normal(n)), 60.0)
+    hemisphere = np.where(rng.random(n) < 0.5, -1, 1)
+    lat = hemisphere * abs_lat
+    lon = 360.0 * rng.random(n)
+    lo, hi = (np.log(v / config.flux_median_Mx) / config.flux_sigma_ln for v in (config.flux_min_Mx, config.flux_max_Mx))
+    flux = config.flux_median_Mx * np.exp(config.flux_sigma_ln * ndtri(ndtr(lo) + rng.random(n) * (ndtr(hi) - ndtr(lo))))
+    fast = rng.random(n) < config.fast_fraction
+    z = rng.standard_normal(n)
+    growth = np.where(
+        fast,
+        np.clip(config.fast_growth_median_h * np.exp(config.fast_growth_sigma_ln * z), config.growth_min_h, 12.5),
+        np.clip(config.gradual_growth_median_h * np.exp(config.gradual_growth_sigma_ln * z), 13.5, config.growth_max_h),
+    )
+    tilt = config.joy_slope * abs_lat + config.tilt_scatter_deg * rng.standard_normal(n)
+    north_leading = np.where(numbers[which] % 2 == 1, 1, -1)
+    anti_hale = rng.random(n) < config.anti_hale_fraction
+    leading = (north_leading * hemisphere * np.where(anti_hale, -1, 1)).astype(np.int8)
+    separation = (config.separation_ref_deg * (flux / 1e22) ** config.separation_exponent
+                  * np.exp(config.separation_sigma_ln * rng.standard_normal(n)))
+    decay = np.clip(config.decay_median_day * (flux / 3e21) ** config.decay_flux_exponent
+                    * np.exp(config.decay_sigma_ln * rng.standard_normal(n)), config.decay_min_day, config.decay_max_day)
+    date = (EPOCH.to_datetime() + dt.timedelta(days=int(day))).strftime("%Y%m%d")
+    return BMRTable(
+        id=np.array([f"B{date}-{k:02d}" for k in range(n)], dtype=object),
+        t_days=t, lon=lon, lat=lat, flux_Mx=flux, kind=np.where(fast, "fast", "gradual").astype(object),
+        growth_hours=growth, tilt_deg=tilt, leading_sign=leading, separation_deg=separation,
+        decay_days=decay, cycle=numbers[which].astype(np.int64),
+    )
+
+
+def _col(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.float64)[:, None]
+
+
+def max_life_day(config: SunConfig) -> float:
+    """Longest time a BMR stays on the Sun, from emergence start to removal, days."""
+    return config.growth_max_h / 24.0 + config.decay_efolds * config.decay_max_day
+
+
+def base_sigma_deg(config: SunConfig, flux_Mx) -> np.ndarray:
+    """Leading-footpoint width σ0 (deg) of BMRs of final total flux ``flux_Mx``."""
+    return config.footpoint_sigma_ref_deg * (np.asarray(flux_Mx) / 2e21) ** config.footpoint_sigma_exponent
+
+
+def footpoints(config: SunConfig, table: BMRTable, t_days) -> Blobs:
+    """Footpoints of every BMR of ``table`` at times ``t_days`` (days since EPOCH, shape (m,)).
+
+    Returns Blobs of shape (n, m, 2) whose ``amp`` is the signed footpoint flux in Mx
+    (see :func:`footpoint_blobs` for the peak field).
+    """
+    tau = np.asarray(t_days, dtype=np.float64)[None, :] - _col(table.t_days)
+    growth = _col(table.growth_hours) / 24.0
+    decay = _col(table.decay_days)
+    alive = (tau >= 0) & (tau <= growth + config.decay_efolds * decay)
+    rise = np.sin(0.5 * np.pi * np.clip(tau / growth, 0.0, 1.0)) ** 2
+    pole = 0.5 * _col(table.flux_Mx) * rise * np.exp(-np.maximum(tau - growth, 0.0) / decay) * alive
+    s0, sf = config.separation_start_deg, _col(table.separation_deg)
+    sep = s0 + (sf - s0) * np.sin(0.5 * np.pi * np.clip(tau / (1.5 * growth), 0.0, 1.0)) ** 2
+    lat = _col(table.lat)
+    lon_c = _col(table.lon) + carrington_drift_deg_day(config, lat) * np.maximum(tau, 0.0)
+    tilt = np.deg2rad(_col(table.tilt_deg))
+    hemisphere = np.where(lat >= 0, 1.0, -1.0)
+    half_lon = 0.5 * sep * np.cos(tilt) / np.cos(np.deg2rad(lat))
+    half_lat = 0.5 * sep * np.sin(tilt) * hemisphere
+    sigma0 = base_sigma_deg(config, _col(table.flux_Mx))
+    spread = 2.0 * diffusion_deg2_day(config) * np.maximum(tau - growth, 0.0)
+    sign = _col(table.leading_sign)
+    return Blobs(
+        lon=np.stack([lon_c + half_lon, lon_c - half_lon], axis=-1) % 360.0,
+        lat=np.stack([lat - half_lat, lat + half_lat], axis=-1),
+        sigma=np.sqrt(np.stack([sigma0**2 + spread, (config.follow_spread * sigma0) ** 2 + spread], axis=-1)),
+        amp=np.stack([sign * pole, -sign * pole], axis=-1),
+    )
+
+
+def footpoint_blobs(config: SunConfig, table: BMRTable, t_days) -> Blobs:
+    """Footpoints as Gaussian concentrations with peak field (G) in ``amp``, shape (n, m, 2)."""
+    fp = footpoints(config, table, t_days)
+    return fp._replace(amp=peak_field_G(config, fp.amp, fp.sigma))
+
+
+def max_reach_deg(config: SunConfig, table: BMRTable) -> np.ndarray:
+    """Per BMR, the largest distance from its centre at which it adds field (deg, shape (n,))."""
+    widest = config.follow_spread * base_sigma_deg(config, table.flux_Mx)
+    spread = 2.0 * diffusion_deg2_day(config) * config.decay_efolds * np.asarray(table.decay_days)
+    return 0.5 * np.asarray(table.separation_deg) + REACH_SIGMA * np.sqrt(widest**2 + spread)

@@ -1,0 +1,148 @@
+"""Every physical parameter of the synthetic Sun, with its unit in its name."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SunConfig:
+    """Parameters of the synthetic Sun. Units are in the names (``_deg``, ``_Mx``, ``_day`` ...).
+
+    Rotation (Snodgrass 1983, magnetic features; sidereal)
+        ``rot_a/b/c_urad_s``: Ω(φ) = A + B sin²φ + C sin⁴φ in µrad/s.
+        ``carrington_deg_day``: sidereal rate of the Carrington frame (14.1844 °/day).
+        Features drift in Carrington longitude at Ω(φ) − Ω_Carrington (< 0 at every latitude).
+    Solar cycle
+        Each cycle's BMR emergence rate has Hathaway's (1994) shape
+        ``A (τ/b)³ / (exp((τ/b)²) − 0.71)``, normalised to peak 1, with τ the
+        years since ``cycle_starts_year[i]``, b = ``cycle_width_yr`` and A =
+        ``cycle_amplitudes[i]``; cycles after the last listed one follow every
+        ``cycle_period_yr`` with amplitude 1. ``bmr_peak_rate_per_day`` is the
+        rate at the peak of an amplitude-1 cycle. Overlapping cycles add.
+        Cycle ``first_cycle_number + i`` has northern leading polarity
+        ``+1`` if its number is odd (cycle 23: north leading positive; Hale's law),
+        the opposite in the south; a fraction ``anti_hale_fraction`` of BMRs break it.
+    Butterfly
+        Mean |latitude| of a cycle's BMRs is ``butterfly_lat0_deg · exp(−τ / butterfly_decay_yr)``
+        (Hathaway 2011), scattered normally with sd ``lat_sd_frac · mean + lat_sd_min_deg``.
+    BMR flux, growth, geometry, decay
+        Final total unsigned flux: lognormal (median ``flux_median_Mx``, log-width
+        ``flux_sigma_ln``) truncated to [``flux_min_Mx``, ``flux_max_Mx``].
+        A fraction ``fast_fraction`` grows fast (growth time lognormal around
+        ``fast_growth_median_h``, clipped below 13 h), the rest gradually
+        (around ``gradual_growth_median_h``, clipped above 13 h).
+        Tilt (Joy's law): ``joy_slope · |lat|`` plus normal scatter ``tilt_scatter_deg``;
+        positive tilt puts the leading footpoint closer to the equator.
+        Final footpoint separation (heliographic degrees):
+        ``separation_ref_deg · (flux / 1e22 Mx)^separation_exponent`` × lognormal(``separation_sigma_ln``),
+        growing from ``separation_start_deg`` over 1.5 growth times.
+        Footpoints are Gaussian concentrations of B_r with width
+        ``footpoint_sigma_ref_deg · (pole flux / 1e21 Mx)^footpoint_sigma_exponent``,
+        the following footpoint ``follow_spread`` times wider than the leading one.
+        After peak flux, the flux decays exponentially with e-folding time
+        ``decay_days`` (lognormal around ``decay_median_day · (flux / 3e21 Mx)^decay_flux_exponent``,
+        clipped to [``decay_min_day``, ``decay_max_day``]), the footpoints spread by
+        surface diffusion ``diffusion_km2_s`` (σ² grows by 2Dt) and the BMR is
+        removed after ``decay_efolds`` e-foldings (below 2% of its flux).
+    Quiet Sun (procedural, per ``cell_deg`` × ``cell_deg`` × 1 day cell)
+        Network families are born at ``network_rate_per_deg2_day``: a unipolar
+        element of random sign (flux lognormal, median ``network_flux_median_Mx``;
+        life lognormal, median ``network_life_median_day``; width uniform in
+        ``network_sigma_deg``) moving at a random velocity (rms ``network_speed_deg_day``
+        per component, clipped at 2.5 rms) on top of differential rotation; with probability
+        ``fragment_probability`` it fragments at the end of its life into two
+        same-sign children splitting its flux and moving apart at ±``fragment_speed_deg_day``.
+        Cancelling pairs are born at ``cancel_rate_per_deg2_day``: two equal and
+        opposite elements ``cancel_separation_deg`` apart that converge and
+        lose their flux linearly until they meet.
+    Observation (SoHO/MDI-like)
+        Gaussian noise ``noise_G`` at disk centre, × (1 + ``noise_limb_increase`` (1 − μ)) toward the limb;
+        saturation at ±``saturation_G``. A fraction ``missing_single_fraction`` of slots
+        is missing singly; multi-day gaps (length uniform in ``gap_days``) start
+        ``gaps_per_year`` times a year.
+    ``rsun_cm``: solar radius turning flux (Mx) into field (G = Mx/cm²) (MDI's 696 Mm).
+    """
+
+    rot_a_urad_s: float = 2.851
+    rot_b_urad_s: float = -0.343
+    rot_c_urad_s: float = -0.474
+    carrington_deg_day: float = 14.1844
+
+    cycle_starts_year: tuple[float, ...] = (1986.4, 1996.3, 2008.5, 2019.5)
+    cycle_amplitudes: tuple[float, ...] = (1.3, 1.0, 0.65, 0.9)
+    first_cycle_number: int = 22
+    cycle_period_yr: float = 11.0
+    cycle_width_yr: float = 4.0
+    bmr_peak_rate_per_day: float = 4.5
+    anti_hale_fraction: float = 0.03
+
+    butterfly_lat0_deg: float = 28.0
+    butterfly_decay_yr: float = 7.5
+    lat_sd_frac: float = 0.15
+    lat_sd_min_deg: float = 3.0
+
+    flux_median_Mx: float = 3.0e21
+    flux_sigma_ln: float = 1.0
+    flux_min_Mx: float = 1.0e21
+    flux_max_Mx: float = 3.0e22
+    fast_fraction: float = 0.35
+    fast_growth_median_h: float = 8.0
+    fast_growth_sigma_ln: float = 0.35
+    gradual_growth_median_h: float = 30.0
+    gradual_growth_sigma_ln: float = 0.5
+    growth_min_h: float = 2.0
+    growth_max_h: float = 120.0
+    joy_slope: float = 0.5
+    tilt_scatter_deg: float = 12.0
+    separation_ref_deg: float = 5.0
+    separation_exponent: float = 0.35
+    separation_sigma_ln: float = 0.15
+    separation_start_deg: float = 0.3
+    footpoint_sigma_ref_deg: float = 0.5
+    footpoint_sigma_exponent: float = 0.25
+    follow_spread: float = 1.3
+    decay_median_day: float = 6.0
+    decay_flux_exponent: float = 0.3
+    decay_sigma_ln: float = 0.4
+    decay_min_day: float = 3.0
+    decay_max_day: float = 20.0
+    decay_efolds: float = 4.0
+    diffusion_km2_s: float = 250.0
+
+    cell_deg: float = 5.0
+    network_rate_per_deg2_day: float = 0.3
+    network_flux_median_Mx: float = 6.0e19
+    network_flux_sigma_ln: float = 0.6
+    network_flux_max_Mx: float = 4.0e20
+    network_life_median_day: float = 0.8
+    network_life_sigma_ln: float = 0.5
+    network_life_range_day: tuple[float, float] = (0.2, 2.0)
+    network_sigma_deg: tuple[float, float] = (0.3, 0.5)
+    network_speed_deg_day: float = 0.3
+    fragment_probability: float = 0.3
+    fragment_speed_deg_day: float = 0.3
+    cancel_rate_per_deg2_day: float = 0.03
+    cancel_flux_median_Mx: float = 4.0e19
+    cancel_separation_deg: tuple[float, float] = (0.6, 1.5)
+
+    noise_G: float = 20.0
+    noise_limb_increase: float = 0.5
+    saturation_G: float = 3500.0
+    missing_single_fraction: float = 0.03
+    gaps_per_year: float = 1.5
+    gap_days: tuple[float, float] = (1.0, 6.0)
+
+    rsun_cm: float = 6.96e10
+
+    def __post_init__(self):
+        if len(self.cycle_starts_year) != len(self.cycle_amplitudes) or not self.cycle_starts_year:
+            raise ValueError("cycle_starts_year and cycle_amplitudes must be non-empty and of equal length")
+        if not 0 < self.flux_min_Mx < self.flux_max_Mx:
+            raise ValueError("need 0 < flux_min_Mx < flux_max_Mx")
+        if not self.growth_min_h < 13.0 < self.growth_max_h:
+            raise ValueError("growth_min_h < 13 h < growth_max_h is needed to have both fast and gradual BMRs")
+        for name in ("fast_fraction", "anti_hale_fraction", "fragment_probability", "missing_single_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")
+        if self.network_rate_per_deg2_day < 0 or self.cancel_rate_per_deg2_day < 0 or self.bmr_peak_rate_per_day < 0:
+            raise ValueError("rates must be non-negative")

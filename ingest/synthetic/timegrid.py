@@ -1,0 +1,42 @@
+"""The global cadence grid: MDI-like 96-minute slots counted from a fixed epoch.
+
+Slot ``k`` is the instant ``EPOCH + k × 96 min`` on the UTC clock (days of
+86 400 s; the few leap seconds since 1996 are ignored, so every slot falls on
+a round UTC minute). Every synthetic video and full-disk series starts on a
+slot, so they all agree on frame times and on which slots are missing.
+Internally the synthetic Sun measures time in days since ``EPOCH`` (float).
+"""
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+from astropy.time import Time
+
+#: Slot 0 of the cadence grid.
+EPOCH = Time("1996-01-01T00:00:00", scale="utc")
+#: Time between slots (the MDI full-disk magnetogram cadence).
+CADENCE = 96 * u.min
+
+EPOCH_MJD = float(EPOCH.mjd)
+CADENCE_DAYS = float(CADENCE.to_value(u.day))
+
+
+def slot_days(slot) -> np.ndarray:
+    """Days since ``EPOCH`` of slot numbers (int array-like → float64 array of the same shape)."""
+    return np.asarray(slot, dtype=np.float64) * CADENCE_DAYS
+
+
+def slot_time(slot) -> Time:
+    """The UTC time of slot number(s) ``slot`` (int or int array; Time of the same shape)."""
+    return Time(EPOCH_MJD + slot_days(slot), format="mjd", scale="utc")
+
+
+def days_since_epoch(time) -> np.ndarray:
+    """Days since ``EPOCH`` (float64, shape of ``time``) of a Time or anything Time accepts."""
+    return np.asarray(Time(time).utc.mjd, dtype=np.float64) - EPOCH_MJD
+
+
+def slot_of_time(time):
+    """Nearest slot number of a time: int for a scalar Time, int64 array for an array Time."""
+    slot = np.rint(days_since_epoch(time) / CADENCE_DAYS).astype(np.int64)
+    return int(slot) if slot.ndim == 0 else slot

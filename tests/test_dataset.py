@@ -1,0 +1,94 @@
+"""build-dataset: catalog, crude labels against truth, the store, resumption, errors."""
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from ingest.build_dataset import PRESETS, label_quality, main, plan
+from ingest.dataset import CATALOG_COLUMNS, DatasetError, DatasetStore
+
+TINY = ["--preset", "small", "--videos", "10", "4", "--frames", "24", "--workers", "2"]
+
+
+@pytest.fixture(scope="module")
+def small_plan():
+    return plan(PRESETS["small"], seed=0)
+
+
+def test_small_preset_crude_labels_err_like_the_papers(small_plan):
+    q = label_quality(small_plan)
+    assert q["videos"] == 240
+    assert 0.75 <= q["crude_accuracy"] <= 0.90
+    assert q["false_emergence"] > 0 and q["false_non_emergence"] > 0
+
+
+def test_catalog_follows_the_papers_rules(small_plan):
+    cat = small_plan
+    assert list(cat.columns) == list(CATALOG_COLUMNS)
+    np.testing.assert_array_equal(cat.crude_label, (cat.first_obs_cmd > -60).astype(int))
+    assert (cat.month.isin([11, 12]).sum()) == 40
+    assert cat.first_obs_cmd.between(-90, 90).all()
+    pos = cat[cat.true_class == 1]
+    assert pos.true_onset_frame.between(0, 224).all() and (cat[cat.true_class == 0].true_onset_frame == -1).all()
+    # a video starts when its patch centre comes over the east limb, ≤ ~14 days before first observation
+    dt = (pd.to_datetime(cat.first_obs_time) - pd.to_datetime(cat.start_time)).dt.total_seconds() / 86400
+    assert dt.between(0, 14.5).all()
+    # both error kinds arise for physical reasons
+    false_non = cat[(cat.crude_label == 0) & (cat.true_class == 1)]
+    assert (false_non.first_obs_cmd <= -60).all()
+    false_em = cat[(cat.crude_label == 1) & (cat.true_class == 0)]
+    assert (false_em.first_obs_cmd > -60).all()
+
+
+def test_build_writes_store_and_prints_accuracy(tmp_path, capsys):
+    out = tmp_path / "tiny.zarr"
+    assert main(TINY + ["--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "crude-label accuracy vs truth:" in printed
+    store = DatasetStore(out)
+    assert len(store) == 14 and store.video_shape == (24, 90, 90)
+    assert store.videos.dtype == np.float16
+    v = store.video(0)
+    assert v.dtype == np.float32 and np.abs(v).max() > 50  # real magnetograms, not blanks
+    assert store.catalog.month.isin([11, 12]).sum() == 4
+
+
+def test_build_resumes_after_interruption(tmp_path):
+    a, b = tmp_path / "a.zarr", tmp_path / "b.zarr"
+    assert main(TINY + ["--out", str(a)]) == 0
+    assert main(TINY + ["--out", str(b)]) == 0
+    # what a kill leaves: some videos not written (zeros, flag down)
+    root = zarr.open_group(b, mode="r+")
+    written = root["written"][:]
+    written[3:9] = False
+    root["written"][:] = written
+    root["videos"][3:9] = 0
+    with pytest.raises(DatasetError, match="incomplete: 8 of 14"):
+        DatasetStore(b)
+    assert main(TINY + ["--out", str(b)]) == 0
+    assert DatasetStore(b).fingerprint() == DatasetStore(a).fingerprint()
+
+
+def test_build_refuses_a_different_plan(tmp_path, capsys):
+    out = tmp_path / "s.zarr"
+    assert main(TINY + ["--out", str(out)]) == 0
+    assert main(TINY + ["--out", str(out), "--seed", "1"]) == 2
+    assert "different preset/seed" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("missing", "no dataset store here"),
+    ("not_zarr", "not a"),
+    ("no_catalog", "catalog.csv is missing"),
+])
+def test_malformed_store_is_named(tmp_path, damage, words):
+    path = tmp_path / "store.zarr"
+    if damage == "not_zarr":
+        path.mkdir()
+        (path / "junk.txt").write_text("x")
+    elif damage == "no_catalog":
+        assert main(TINY + ["--out", str(path)]) == 0
+        (path / "catalog.csv").unlink()
+    with pytest.raises(DatasetError, match=words) as info:
+        DatasetStore(path)
+    assert str(path) in str(info.value)
