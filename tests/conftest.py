@@ -15,6 +15,7 @@ from sunpy.data.test import get_test_filepath
 from ingest.mdi import mdi_header, soho_observer, write_mdi
 from ingest.projection import ImageGeometry
 from ingest.render import render_full_disk
+from tests.kafka_fixture import kafka_broker  # noqa: F401  (session-wide real broker)
 
 MDI_HEADER = "mdi.fd_M_96m_lev182.20101015_191200_TAI.data.header"
 
