@@ -1,0 +1,212 @@
+"""training core: model, data + augmentation, training (learning, determinism, checkpoints), onset masking, ONNX bundle.
+
+Runs on a tiny synthetic store written here in the ``build-dataset`` layout:
+class 1 videos show a bipole that appears at a known frame; class 0 videos
+are either quiet (noise only) or show a bipole present from frame 0.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import zarr
+
+from common.video import scale_for_model
+from ingest.dataset import CATALOG_COLUMNS, KIND, DatasetStore, video_digest
+from training.data import N_AUGMENT, VideoDataset, augment, make_loader
+from training.export import check_bundle, input_spec_for, write_bundle
+from training.model import EmergenceCNN, count_parameters
+from training.onset import ensemble_onset_frame, masked_videos, masking_curves, onset_frame
+from training.train import TrainConfig, load_member, predict, train_member
+
+FRAMES, PIXELS = 16, 90
+#: A preset that learns the synthetic task in a few epochs on CPU (the paper's lr 1e-4 is far slower).
+FAST = TrainConfig(lr=0.01, max_epochs=8, patience=3)
+
+
+def synthetic_video(rng: np.random.Generator, kind: str, onset: int) -> np.ndarray:
+    """(FRAMES, PIXELS, PIXELS) G: 20 G noise, plus a ±800 G bipole from ``onset`` ('emerging') or frame 0 ('old')."""
+    video = rng.normal(0.0, 20.0, (FRAMES, PIXELS, PIXELS)).astype(np.float32)
+    if kind == "quiet":
+        return video
+    y, x = np.mgrid[0:PIXELS, 0:PIXELS]
+    cy, cx = rng.uniform(30, 60, 2)
+    half = rng.uniform(5, 9)
+    angle = rng.uniform(-0.5, 0.5)
+    dx, dy = half * np.cos(angle), half * np.sin(angle)
+    sign = rng.choice([-1.0, 1.0])
+    pole = lambda px, py: np.exp(-((x - px) ** 2 + (y - py) ** 2) / (2 * 4.0**2))  # noqa: E731
+    bipole = sign * 800.0 * (pole(cx + dx, cy + dy) - pole(cx - dx, cy - dy))
+    start = onset if kind == "emerging" else 0
+    growth = np.clip((np.arange(FRAMES) - start + 1) / 2.0, 0.0, 1.0)  # full strength 2 frames after onset
+    return video + growth[:, None, None] * bipole.astype(np.float32)
+
+
+def write_store(path, n_videos: int, seed: int) -> DatasetStore:
+    """A dataset store (zarr group + catalog.csv, as build-dataset writes it) of synthetic videos."""
+    rng = np.random.default_rng(seed)
+    kinds = np.array(["emerging", "quiet", "old"] * (n_videos // 3 + 1))[:n_videos]
+    rng.shuffle(kinds)
+    onsets = np.where(kinds == "emerging", rng.integers(5, 11, n_videos), -1)
+    root = zarr.open_group(path, mode="w")
+    videos = root.create_array("videos", shape=(n_videos, FRAMES, PIXELS, PIXELS), chunks=(1, FRAMES, PIXELS, PIXELS),
+                               dtype="float16", fill_value=0)
+    digest = np.zeros((n_videos, 32), np.uint8)
+    for i, (kind, onset) in enumerate(zip(kinds, onsets)):
+        stored = synthetic_video(rng, kind, onset).astype(np.float16)
+        videos[i] = stored
+        digest[i] = video_digest(stored)
+    root.create_array("written", shape=(n_videos,), dtype="bool", fill_value=True)
+    root.create_array("digest", shape=(n_videos, 32), dtype="uint8", fill_value=0)[:] = digest
+    root.attrs.update({"kind": KIND, "video": {"n_frames": FRAMES, "cadence_min": 96.0, "clip_G": 1000.0}, "units": "G"})
+    label = (kinds == "emerging").astype(int)
+    cat = pd.DataFrame({c: 0 for c in CATALOG_COLUMNS}, index=range(n_videos))
+    cat["video_id"] = np.arange(n_videos)
+    cat["month"] = rng.integers(1, 13, n_videos)
+    cat["crude_label"] = cat["true_class"] = label
+    cat["true_onset_frame"] = onsets
+    cat["verified"] = False
+    cat.to_csv(path / "catalog.csv", index=False)
+    return DatasetStore(path)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_store(tmp_path_factory.mktemp("store") / "tiny.zarr", 54, seed=1)
+
+
+@pytest.fixture(scope="module")
+def splits(store):
+    labels = store.catalog.true_class.to_numpy()
+    idx = np.arange(len(store))
+    return idx[:36], labels[:36], idx[36:], labels[36:]
+
+
+@pytest.fixture(scope="module")
+def trained(store, splits, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "member_0_7.pt"
+    member = train_member(store, *splits, seed=7, config=FAST, progress=False, checkpoint=path)
+    return member, path
+
+
+# ---- model -----------------------------------------------------------------------------------
+
+def test_model_shapes_and_size():
+    paper = EmergenceCNN()
+    assert 0.7e6 <= count_parameters(paper) <= 0.9e6
+    tiny = EmergenceCNN(n_frames=FRAMES).eval()
+    with torch.no_grad():
+        assert tiny(torch.rand(3, 1, FRAMES, PIXELS, PIXELS)).shape == (3,)
+    for t in (2, 17, 32):
+        assert EmergenceCNN(n_frames=t).eval()(torch.rand(1, 1, t, PIXELS, PIXELS)).shape == (1,)
+
+
+# ---- data ------------------------------------------------------------------------------------
+
+def test_augmentation_flips(store):
+    x = scale_for_model(store.video(0)).astype(np.float32)
+    np.testing.assert_array_equal(augment(x, 0), x)
+    np.testing.assert_array_equal(augment(x, 1), x[:, ::-1, :])  # latitude (rows) reversed
+    np.testing.assert_allclose(augment(x, 2), scale_for_model(-store.video(0)), atol=1e-6)  # B -> -B
+    np.testing.assert_allclose(augment(x, 3), 1.0 - x[:, ::-1, :], atol=1e-7)
+    with pytest.raises(ValueError):
+        augment(x, 4)
+
+
+def test_dataset_is_four_times_the_videos(store, splits):
+    idx, labels = splits[0][:5], splits[1][:5]
+    plain, aug = VideoDataset(store, idx, labels), VideoDataset(store, idx, labels, augment=True)
+    assert len(plain) == 5 and len(aug) == 5 * N_AUGMENT
+    x, y = aug[2 * N_AUGMENT + 3]
+    assert x.shape == (1, FRAMES, PIXELS, PIXELS) and x.dtype == torch.float32 and float(y) == labels[2]
+    np.testing.assert_allclose(x[0].numpy(), 1.0 - scale_for_model(store.video(idx[2]))[:, ::-1, :], atol=1e-7)
+    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    order = lambda seed: torch.cat([y for _, y in make_loader(VideoDataset(store, idx, np.arange(5) % 2, augment=True), 4, True, seed)])  # noqa: E731
+    assert torch.equal(order(3), order(3))
+
+
+# ---- training --------------------------------------------------------------------------------
+
+def test_member_learns_the_synthetic_task(store, splits, trained):
+    member, _ = trained
+    _, _, val_idx, val_labels = splits
+    probs = predict(member, store, val_idx)
+    assert probs.shape == (len(val_idx),) and probs.dtype == np.float32
+    assert ((probs > 0.5) == val_labels).mean() >= 0.85
+    assert member.val_accuracy == max(h["val_accuracy"] for h in member.history)
+    assert member.history[member.best_epoch - 1]["val_accuracy"] == member.val_accuracy
+    assert member.dataset_fingerprint == store.fingerprint()
+
+
+def test_training_is_deterministic_given_the_seed(store, splits):
+    config = TrainConfig(lr=0.01, max_epochs=2, patience=2)
+    sub = (splits[0][:12], splits[1][:12], splits[2][:6], splits[3][:6])
+    a, b, c = (train_member(store, *sub, seed=s, config=config, progress=False) for s in (3, 3, 4))
+    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    assert a.history[-1]["train_loss"] == b.history[-1]["train_loss"]
+    np.testing.assert_array_equal(predict(a, store, sub[2]), predict(b, store, sub[2]))
+    assert not torch.equal(a.model.features[0].weight, c.model.features[0].weight)
+
+
+def test_checkpoint_round_trip(store, splits, trained):
+    member, path = trained
+    loaded = load_member(path)
+    assert loaded.config == member.config and loaded.seed == 7 and loaded.best_epoch == member.best_epoch
+    assert loaded.history == member.history
+    np.testing.assert_array_equal(loaded.val_idx, splits[2])
+    np.testing.assert_array_equal(predict(loaded, store, splits[2]), predict(member, store, splits[2]))
+
+
+# ---- onset -----------------------------------------------------------------------------------
+
+def test_masked_videos_repeat_frame_n():
+    video = torch.arange(6.0)[:, None, None].expand(6, 2, 2)
+    masked = masked_videos(video, torch.tensor([0, 2, 5]))
+    assert masked.shape == (3, 1, 6, 2, 2)
+    assert masked[:, 0, :, 0, 0].tolist() == [[0] * 6, [0, 1, 2, 2, 2, 2], [0, 1, 2, 3, 4, 5]]
+
+
+def test_onset_from_masking_lands_near_emergence(store, trained):
+    member, _ = trained
+    cat = store.catalog
+    emerging = cat.index[cat.true_class == 1]
+    errors = []
+    for i in emerging[:6]:
+        curve = masking_curves(member, scale_for_model(store.video(i)), batch_size=8)
+        assert curve.shape == (FRAMES,) and curve.dtype == np.float32
+        assert curve[-1] == pytest.approx(predict(member, store, [i])[0], abs=1e-5)
+        errors.append(onset_frame(curve) - cat.true_onset_frame[i])
+    assert np.median(np.abs(errors)) <= 2, errors
+    assert onset_frame(np.array([0.1, 0.1, 0.2, 0.9, 0.95])) == 3
+    assert ensemble_onset_frame(np.array([[0, 0, 1, 1], [0, 1, 1, 1], [0, 0, 0, 1]])) == 2.0
+
+
+# ---- export ----------------------------------------------------------------------------------
+
+def test_bundle_matches_torch_and_has_a_full_manifest(store, splits, trained, tmp_path):
+    member, _ = trained
+    other = EmergenceCNN(n_frames=FRAMES).eval()
+    spec = input_spec_for(store)
+    out = write_bundle(tmp_path / "bundle", [(member, 0, 7, {"val_accuracy": member.val_accuracy}), (other, 1, 8, {})],
+                       threshold=0.6, dataset_fingerprint=store.fingerprint(), metrics={"accuracy": np.float64(0.9)},
+                       input_spec=spec)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest) >= {"schema_version", "model_version", "input", "members", "threshold",
+                             "dataset_fingerprint", "metrics", "versions", "created_utc"}
+    assert manifest["input"] == {"name": "video", "dtype": "float32", "layout": "NCTHW", "n_frames": FRAMES,
+                                 "pixels": PIXELS, "cadence_min": 96.0, "clip_G": 1000.0,
+                                 "scaling": "clip ±clip G then (B+clip)/(2·clip)"}
+    assert [(m["fold"], m["seed"], m["file"]) for m in manifest["members"]] == [(0, 7, "member_0_7.onnx"), (1, 8, "member_1_8.onnx")]
+    assert all(len(m["sha256"]) == 64 for m in manifest["members"])
+    assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "fluxwatch"}
+    assert manifest["threshold"] == 0.6 and manifest["dataset_fingerprint"] == store.fingerprint()
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "member_0_7.onnx", "member_1_8.onnx"]
+    videos = np.stack([scale_for_model(store.video(i)) for i in splits[2][:3]])
+    assert check_bundle(out, videos, [member, other]) <= 1e-4
+    assert check_bundle(out, videos[:1], [member, other]) <= 1e-4  # dynamic batch
+    with pytest.raises(ValueError):
+        write_bundle(tmp_path / "bad", [(EmergenceCNN(n_frames=20), 0, 0, {})], 0.5, "x", {}, spec)

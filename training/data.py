@@ -1,0 +1,76 @@
+"""Training data: videos of a :class:`~ingest.dataset.DatasetStore` subset, scaled, with the paper's ×4 augmentation.
+
+Augmentation (the paper, "Dataset"): every video is also shown north–south
+flipped (latitude axis reversed) and polarity flipped (B → −B, which after
+:func:`common.video.scale_for_model` is x → 1 − x), and both: four variants
+per video, so an augmented dataset is 4× the videos.
+"""
+from __future__ import annotations
+
+import astropy.units as u
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from common.config import VideoConfig
+from common.video import scale_for_model
+from ingest.dataset import DatasetStore
+
+#: Variants per video with augmentation: identity, NS flip, polarity flip, both.
+N_AUGMENT = 4
+
+
+def store_clip(store: DatasetStore) -> u.Quantity:
+    """The clip (G) of a store's model scaling: its ``video.clip_G`` attribute, else the paper's 1000 G."""
+    return store.attrs.get("video", {}).get("clip_G", VideoConfig().clip.to_value(u.G)) * u.G
+
+
+def augment(video_scaled: np.ndarray, variant: int) -> np.ndarray:
+    """Variant ``variant`` (0–3) of a scaled video (T, lat, lon) in [0, 1].
+
+    Bit 0 of ``variant`` flips north–south (reverses the latitude axis, −2);
+    bit 1 flips polarity (x → 1 − x, i.e. B → −B). Returns a new float32 array.
+    """
+    if not 0 <= variant < N_AUGMENT:
+        raise ValueError(f"variant must be in [0, {N_AUGMENT}), got {variant}")
+    out = video_scaled[..., ::-1, :] if variant & 1 else video_scaled
+    out = 1.0 - out if variant & 2 else out
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+class VideoDataset(Dataset):
+    """Scaled videos ``store[indices]`` with labels, optionally ×4 augmented.
+
+    Item ``k`` is ``(video, label)``: video a float32 tensor (1, T, pixels,
+    pixels) in [0, 1], label a float32 scalar tensor (0 or 1; 0 when no
+    labels are given). With ``augment`` item ``k`` is variant ``k % 4`` of
+    video ``indices[k // 4]``.
+    """
+
+    def __init__(self, store: DatasetStore, indices, labels=None, augment: bool = False):
+        self.store = store
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.labels = np.zeros(len(self.indices), np.float32) if labels is None else np.asarray(labels, np.float32)
+        if self.indices.ndim != 1 or self.labels.shape != self.indices.shape:
+            raise ValueError(f"indices {self.indices.shape} and labels {self.labels.shape} must be matching 1-D arrays")
+        if len(self.indices) and not (0 <= self.indices.min() and self.indices.max() < len(store)):
+            raise IndexError(f"indices out of range for a store of {len(store)} videos")
+        if not np.isin(self.labels, (0.0, 1.0)).all():
+            raise ValueError("labels must be 0 or 1")
+        self.augment = augment
+        self.clip = store_clip(store)
+
+    def __len__(self) -> int:
+        return len(self.indices) * (N_AUGMENT if self.augment else 1)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i, variant = divmod(int(k), N_AUGMENT) if self.augment else (int(k), 0)
+        video = augment(scale_for_model(self.store.video(self.indices[i]), self.clip), variant)
+        return torch.from_numpy(video)[None], torch.tensor(self.labels[i])
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0) -> DataLoader:
+    """A DataLoader whose order is fixed by ``seed`` (its own generator; workers seeded from it)."""
+    generator = torch.Generator().manual_seed(int(seed))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                      num_workers=num_workers, drop_last=False)

@@ -1,0 +1,200 @@
+"""ONNX export of members and the model bundle that serving loads.
+
+A bundle is a directory::
+
+    bundle/
+      member_<fold>_<seed>.onnx   one per member: input "video" float32 (batch, 1, T, pixels, pixels),
+                                  scaled to [0, 1]; output "probability" float32 (batch,), sigmoid of the logit
+      manifest.json               schema_version, model_version, input spec, members (fold, seed, file,
+                                  sha256, metadata), threshold, aggregation, dataset fingerprint, metrics,
+                                  versions, created_utc
+
+The manifest is written last: a directory with a manifest is a complete
+bundle. Serving reads it with onnxruntime only (no torch).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from common.config import VideoConfig
+from ingest.dataset import DatasetStore
+from training.data import store_clip
+from training.train import TrainedMember, as_module
+
+SCHEMA_VERSION = 1
+OPSET = 18
+INPUT_NAME, OUTPUT_NAME = "video", "probability"
+SCALING = "clip ±clip G then (B+clip)/(2·clip)"
+LAYOUT = "NCTHW"
+#: Largest |ONNX Runtime − torch| probability accepted when exporting.
+EXPORT_TOLERANCE = 1e-4
+
+
+class _Probability(nn.Module):
+    """model → sigmoid(logit): what the ONNX graph computes."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.model(video))
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def _torch_probability(model: nn.Module, videos: np.ndarray) -> np.ndarray:
+    wrapped = _Probability(model).to("cpu").eval()
+    return wrapped(torch.from_numpy(videos)).numpy()
+
+
+def export_member(model: nn.Module | TrainedMember, path: str | Path, seed: int = 0) -> Path:
+    """Export ``model`` (on CPU, eval mode) to ONNX at ``path`` with a dynamic batch axis; verify with onnxruntime.
+
+    The check runs a batch of 2 random videos (from ``seed``) through both
+    and raises ``RuntimeError`` if they differ by more than ``EXPORT_TOLERANCE``.
+    """
+    model = as_module(model).to("cpu").eval()
+    hp = model.hparams
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(2, 1, hp["n_frames"], hp["pixels"], hp["pixels"], generator=torch.Generator().manual_seed(seed))
+    torch.onnx.export(_Probability(model).eval(), (example,), str(path), input_names=[INPUT_NAME],
+                      output_names=[OUTPUT_NAME], opset_version=OPSET, dynamo=True, external_data=False,
+                      dynamic_shapes={"video": {0: torch.export.Dim("batch")}}, verbose=False)
+    onnx.checker.check_model(str(path), full_check=True)
+    diff = float(np.abs(_session(path).run([OUTPUT_NAME], {INPUT_NAME: example.numpy()})[0]
+                        - _torch_probability(model, example.numpy())).max())
+    if diff > EXPORT_TOLERANCE:
+        raise RuntimeError(f"{path}: onnxruntime differs from torch by {diff:.2e} (> {EXPORT_TOLERANCE})")
+    return path
+
+
+def make_input_spec(n_frames: int, pixels: int, cadence: u.Quantity = VideoConfig().cadence,
+               clip: u.Quantity = VideoConfig().clip) -> dict:
+    """The manifest's input spec: frames, pixels, cadence (min), clip (G), scaling, layout, name, dtype."""
+    return {"name": INPUT_NAME, "dtype": "float32", "layout": LAYOUT, "n_frames": int(n_frames), "pixels": int(pixels),
+            "cadence_min": float(cadence.to_value(u.min)), "clip_G": float(clip.to_value(u.G)), "scaling": SCALING}
+
+
+def input_spec_for(store: DatasetStore) -> dict:
+    """:func:`make_input_spec` of the videos in ``store`` (its frames, pixels, cadence and clip)."""
+    n_frames, pixels, _ = store.video_shape
+    cadence = store.attrs.get("video", {}).get("cadence_min", VideoConfig().cadence.to_value(u.min)) * u.min
+    return make_input_spec(n_frames, pixels, cadence, store_clip(store))
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON-serialisable in a manifest: {type(obj).__name__}")
+
+
+def _versions() -> dict:
+    def version(name):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+    return {"python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__, "fluxwatch": version("fluxwatch")}
+
+
+def write_bundle(out_dir: str | Path, members: list[tuple], threshold: float, dataset_fingerprint: str,
+                 metrics: dict, input_spec: dict, model_version: str | None = None) -> Path:
+    """Export every member and write the bundle's ``manifest.json``; returns the bundle directory.
+
+    Parameters
+    ----------
+    out_dir : bundle directory (created; existing member files and manifest are overwritten).
+    members : ``(model_or_member, fold, seed, metadata)`` per member; metadata a JSON-able dict.
+    threshold : decision threshold on the aggregated (median) ensemble probability.
+    dataset_fingerprint : :meth:`DatasetStore.fingerprint` of the training data.
+    metrics : JSON-able evaluation results.
+    input_spec : from :func:`make_input_spec` / :func:`input_spec_for`; must match every member's frames and pixels.
+    model_version : defaults to ``fw-`` + 12 hex digits of a hash of the member files and threshold.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    missing = {"n_frames", "pixels", "cadence_min", "clip_G", "scaling", "layout"} - set(input_spec)
+    if missing:
+        raise ValueError(f"input_spec lacks {sorted(missing)}")
+    if not members:
+        raise ValueError("a bundle needs at least one member")
+    manifest_path = out_dir / "manifest.json"
+    manifest_path.unlink(missing_ok=True)
+    entries = []
+    for model, fold, seed, metadata in members:
+        hp = as_module(model).hparams
+        if (hp["n_frames"], hp["pixels"]) != (input_spec["n_frames"], input_spec["pixels"]):
+            raise ValueError(f"member fold {fold} seed {seed} takes {hp['n_frames']}×{hp['pixels']}² videos, "
+                             f"input_spec says {input_spec['n_frames']}×{input_spec['pixels']}²")
+        path = export_member(model, out_dir / f"member_{fold}_{seed}.onnx", seed=int(seed))
+        entries.append({"fold": fold, "seed": int(seed), "file": path.name, "sha256": _sha256(path),
+                        "architecture": dict(hp), "metadata": dict(metadata or {})})
+    content = hashlib.sha256(json.dumps([e["sha256"] for e in entries] + [float(threshold)]).encode()).hexdigest()
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "model_version": model_version or f"fw-{content[:12]}",
+        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "input": dict(input_spec),
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch"],
+                   "meaning": "sigmoid probability that the video shows a BMR emergence"},
+        "opset": OPSET,
+        "aggregation": "median",
+        "threshold": float(threshold),
+        "members": entries,
+        "dataset_fingerprint": dataset_fingerprint,
+        "metrics": metrics,
+        "versions": _versions(),
+    }
+    tmp = manifest_path.with_name("manifest.json.partial")
+    tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+    os.replace(tmp, manifest_path)
+    return out_dir
+
+
+def check_bundle(path: str | Path, videos: np.ndarray, models: list) -> float:
+    """Largest |ONNX Runtime − torch| probability over the bundle's members on ``videos``.
+
+    ``videos`` are scaled videos (N, T, pixels, pixels) in [0, 1]; ``models``
+    are the torch models (or members) in the manifest's member order. Also
+    checks each member file's SHA-256 against the manifest (``ValueError`` if not).
+    """
+    path = Path(path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    if len(models) != len(manifest["members"]):
+        raise ValueError(f"{len(models)} torch models for {len(manifest['members'])} bundle members")
+    x = np.ascontiguousarray(np.asarray(videos, dtype=np.float32)[:, None])
+    worst = 0.0
+    for entry, model in zip(manifest["members"], models):
+        onnx_path = path / entry["file"]
+        if _sha256(onnx_path) != entry["sha256"]:
+            raise ValueError(f"{onnx_path}: SHA-256 does not match the manifest")
+        got = _session(onnx_path).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        worst = max(worst, float(np.abs(got - _torch_probability(as_module(model), x)).max()))
+    return worst

@@ -1,0 +1,78 @@
+"""The emergence classifier: a VGG-style 3D CNN on one patch video.
+
+Input: ``(batch, 1, n_frames, pixels, pixels)`` float32, the video scaled by
+:func:`common.video.scale_for_model` (0 = −clip, 0.5 = 0 G, 1 = +clip), axes
+(time, latitude, longitude). Output: ``(batch,)`` logits of "emergence"; the
+probability is ``sigmoid(logit)`` (the ONNX export includes the sigmoid).
+
+Architecture (the paper's Fig. 1, sized for CPUs): for each entry of
+``channels`` a 3×3×3 convolution, swish (SiLU) and a max-pool halving
+latitude and longitude, and time while at least 4 time steps are left (so
+short test videos keep their order of events); the first convolution is
+strided in time (``time_stride``) to cut the cost of 225-frame videos
+(time steps 225 → 75 → 37 → 18 → 9 → 4). Then two fully connected swish
+layers, each followed by dropout (0.5 in the paper), and one output unit.
+Weights are He-initialised (no batch norm in the paper's model). Defaults:
+793,473 parameters at 225×90×90; about 1.0 s per forward + backward of a
+batch of 10 on 2 CPU cores.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class EmergenceCNN(nn.Module):
+    """VGG-style 3D CNN: scaled patch video → emergence logit.
+
+    Parameters
+    ----------
+    n_frames : frames per video (225 in the paper; any T ≥ 2).
+    pixels : side of a frame in pixels (90).
+    channels : output channels of the successive conv + pool blocks.
+    fc : widths of the two hidden fully connected layers.
+    time_stride : stride of the first convolution along time (frames).
+    dropout : dropout rate after each hidden fully connected layer.
+    """
+
+    def __init__(self, n_frames: int = 225, pixels: int = 90, channels: tuple[int, ...] = (8, 16, 32, 64),
+                 fc: tuple[int, int] = (112, 32), time_stride: int = 3, dropout: float = 0.5):
+        super().__init__()
+        if n_frames < 2 or pixels < 2 ** len(channels):
+            raise ValueError(f"video {n_frames}×{pixels}×{pixels} is too small for {len(channels)} pooling blocks")
+        self.hparams = {"n_frames": int(n_frames), "pixels": int(pixels), "channels": tuple(int(c) for c in channels),
+                        "fc": tuple(int(f) for f in fc), "time_stride": int(time_stride), "dropout": float(dropout)}
+        blocks: list[nn.Module] = []
+        c_in, t, p = 1, int(n_frames), int(pixels)
+        for i, c_out in enumerate(channels):
+            stride = (time_stride, 1, 1) if i == 0 else (1, 1, 1)
+            blocks += [nn.Conv3d(c_in, c_out, kernel_size=3, stride=stride, padding=1), nn.SiLU()]
+            t = (t - 1) // stride[0] + 1
+            kt = 2 if t >= 4 else 1  # keep at least two time steps: the order of events matters
+            blocks.append(nn.MaxPool3d((kt, 2, 2)))
+            t, p, c_in = t // kt, p // 2, c_out
+        self.features = nn.Sequential(*blocks)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(c_in * t * p * p, fc[0]), nn.SiLU(), nn.Dropout(dropout),
+            nn.Linear(fc[0], fc[1]), nn.SiLU(), nn.Dropout(dropout),
+            nn.Linear(fc[1], 1),
+        )
+        for layer in self.modules():
+            if isinstance(layer, (nn.Conv3d, nn.Linear)):
+                # He initialisation keeps activation scale through the swish stack (no batch norm here).
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """``video`` (batch, 1, T, pixels, pixels) in [0, 1] → logits (batch,).
+
+        The input is recentred to B/clip ∈ [−1, 1] first, so that the
+        convolutions' zero padding means 0 G.
+        """
+        return self.classifier(self.features(2.0 * video - 1.0)).squeeze(-1)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

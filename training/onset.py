@@ -1,0 +1,66 @@
+"""Emergence onset by frame masking (the paper, Fig. 5 and "Results").
+
+For a video of T frames and every n in 0..T−1, the video "masked after frame
+n" keeps frames 0..n and repeats frame n to the end. A model's probability
+for each n is its masking curve; curve[T−1] is the unmasked prediction. The
+onset frame of one model is where the curve rises most: the frame whose
+inclusion raises the probability the most. The ensemble's onset is the median
+over its models.
+
+This is also what a live stream computes: at time t the rolling video holds
+frames up to t, padded by repeating frame t.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.train import TrainedMember, as_module
+
+
+def masked_videos(video: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """Masked copies of ``video`` (T, H, W), one per n in ``frames`` (B,): shape (B, 1, T, H, W).
+
+    Copy b holds frames ``min(k, frames[b])`` for k = 0..T−1 (one index gather, no per-frame copies).
+    """
+    t = torch.arange(video.shape[0], device=video.device)
+    return video[torch.minimum(t[None, :], frames[:, None])].unsqueeze(1)
+
+
+@torch.no_grad()
+def masking_curves(model: nn.Module | TrainedMember, video_scaled: np.ndarray, device: str | torch.device = "cpu",
+                   batch_size: int = 16, frames: np.ndarray | None = None) -> np.ndarray:
+    """Probability of emergence for the video masked after each frame n: float32 (len(frames),).
+
+    ``video_scaled`` is one video (T, pixels, pixels) already scaled to [0, 1]
+    (:func:`common.video.scale_for_model`); ``frames`` are the n to evaluate
+    (default: all T, the paper's curve; a stride trades onset resolution for
+    time). The model runs in eval mode on ``device``, ``batch_size`` masked
+    videos at a time.
+    """
+    model = as_module(model).to(device).eval()
+    video = torch.as_tensor(np.asarray(video_scaled, dtype=np.float32), device=device)
+    n = torch.arange(video.shape[0], device=device) if frames is None else torch.as_tensor(frames, device=device)
+    probs = [torch.sigmoid(model(masked_videos(video, n[i : i + batch_size]))).cpu()
+             for i in range(0, len(n), batch_size)]
+    return torch.cat(probs).numpy().astype(np.float32)
+
+
+def onset_frame(curve: np.ndarray, frames: np.ndarray | None = None) -> int:
+    """The onset frame of one masking curve: ``frames[argmax(diff(curve)) + 1]``.
+
+    ``diff(curve)[k]`` is the change of probability when the frames up to
+    ``frames[k+1]`` are let in, so the returned frame is the one whose
+    inclusion raises the probability the most (``frames`` defaults to 0..T−1).
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    if curve.ndim != 1 or curve.size < 2:
+        raise ValueError(f"a masking curve is 1-D with at least 2 frames, got shape {curve.shape}")
+    k = int(np.argmax(np.diff(curve))) + 1
+    return k if frames is None else int(np.asarray(frames)[k])
+
+
+def ensemble_onset_frame(curves: np.ndarray, frames: np.ndarray | None = None) -> float:
+    """The ensemble's onset: the median over models of :func:`onset_frame` of ``curves`` (n_models, len(frames)), frames."""
+    return float(np.median([onset_frame(c, frames) for c in np.atleast_2d(curves)]))

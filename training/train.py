@@ -1,0 +1,238 @@
+"""Training one ensemble member, predicting with it, and its checkpoint.
+
+The paper's recipe: SGD (lr 1e-4, momentum 0.9), batch 10, binary
+cross-entropy on the sigmoid output, ×4 augmented training and validation
+sets, train until validation accuracy peaks. Here "peaks" means: keep the
+state of the epoch with the best validation accuracy (ties: lower validation
+loss) and stop after ``patience`` epochs without a higher accuracy, or at
+``max_epochs``. A member is deterministic given its seed: the seed fixes the
+initial weights, the batch order and the dropout masks.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ingest.dataset import DatasetStore
+from training.data import VideoDataset, make_loader
+from training.model import EmergenceCNN
+
+CHECKPOINT_FORMAT = "fluxwatch.member/1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a member is trained (optimiser, stopping, augmentation) and shaped (architecture).
+
+    Attributes
+    ----------
+    lr : SGD learning rate (1e-4, the paper's; slow on CPU, small presets raise it).
+    momentum : SGD momentum (0.9).
+    batch_size : videos per step (10).
+    max_epochs : hard limit on epochs (passes over the augmented training set).
+    patience : stop after this many epochs without a higher validation accuracy.
+    augment : ×4 NS/polarity augmentation of training and validation sets.
+    channels, fc, time_stride, dropout : :class:`~training.model.EmergenceCNN` architecture.
+    num_workers : DataLoader worker processes (0 reads videos in the training process).
+    """
+
+    lr: float = 1e-4
+    momentum: float = 0.9
+    batch_size: int = 10
+    max_epochs: int = 50
+    patience: int = 5
+    augment: bool = True
+    channels: tuple[int, ...] = (8, 16, 32, 64)
+    fc: tuple[int, int] = (112, 32)
+    time_stride: int = 3
+    dropout: float = 0.5
+    num_workers: int = 0
+
+    def __post_init__(self):
+        if self.lr <= 0 or not 0 <= self.momentum < 1 or self.batch_size < 1:
+            raise ValueError("need lr > 0, 0 <= momentum < 1, batch_size >= 1")
+        if self.max_epochs < 1 or self.patience < 1:
+            raise ValueError("max_epochs and patience must be >= 1")
+        object.__setattr__(self, "channels", tuple(self.channels))
+        object.__setattr__(self, "fc", tuple(self.fc))
+
+    def build_model(self, n_frames: int, pixels: int) -> EmergenceCNN:
+        """A freshly initialised model of this architecture (uses torch's global RNG)."""
+        return EmergenceCNN(n_frames, pixels, self.channels, self.fc, self.time_stride, self.dropout)
+
+
+@dataclass
+class TrainedMember:
+    """A trained member: the model at its best epoch (eval mode, on CPU after loading) and its provenance.
+
+    ``history`` has one dict per epoch: epoch, train_loss, train_accuracy,
+    val_loss, val_accuracy (on the augmented sets when ``config.augment``), seconds.
+    """
+
+    model: EmergenceCNN
+    seed: int
+    config: TrainConfig
+    history: list[dict]
+    best_epoch: int
+    val_accuracy: float
+    dataset_fingerprint: str
+    train_idx: np.ndarray = field(repr=False)
+    val_idx: np.ndarray = field(repr=False)
+
+
+@contextmanager
+def _deterministic():
+    """Deterministic kernels where torch has them (warn otherwise); previous settings restored."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.backends.cudnn.benchmark)
+    # cuBLAS needs this before its first use to be deterministic; a no-op on CPU.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.benchmark = previous[2]
+
+
+def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True) -> tuple[float, float]:
+    """One pass over ``loader``; trains when ``optimizer`` is given. Returns (mean BCE loss, accuracy at 0.5)."""
+    training = optimizer is not None
+    model.train(training)
+    loss_sum, correct, seen = 0.0, 0, 0
+    with torch.set_grad_enabled(training), tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch") as bar:
+        for x, y in bar:
+            x, y = x.to(device), y.to(device)
+            logits = model(x)
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, y)
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            loss_sum += loss.item() * len(y)
+            correct += int(((logits > 0).float() == y).sum())
+            seen += len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
+    return loss_sum / seen, correct / seen
+
+
+def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labels, seed: int,
+                 config: TrainConfig = TrainConfig(), device: str | torch.device = "cpu", progress: bool = True,
+                 checkpoint: str | Path | None = None) -> TrainedMember:
+    """Train one member on ``store[train_idx]`` (labels 0/1), stopping at peak accuracy on ``store[val_idx]``.
+
+    Parameters
+    ----------
+    store : the dataset store; videos (T, pixels, pixels) in G, scaled here.
+    train_idx, train_labels, val_idx, val_labels : 1-D arrays of store rows and their 0/1 labels.
+    seed : fixes initial weights, batch order and dropout (torch's global RNG is restored afterwards).
+    config : optimiser, stopping and architecture.
+    device : torch device to train on.
+    progress : show tqdm bars (epochs, and batches within an epoch).
+    checkpoint : if given, the trained member is saved there (see :func:`save_member`).
+
+    Returns the member with the best-epoch weights, in eval mode, on ``device``.
+    """
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ValueError("train_member needs non-empty training and validation sets")
+    device = torch.device(device)
+    n_frames, pixels, _ = store.video_shape
+    train_set = VideoDataset(store, train_idx, train_labels, augment=config.augment)
+    val_set = VideoDataset(store, val_idx, val_labels, augment=config.augment)
+    train_loader = make_loader(train_set, config.batch_size, shuffle=True, seed=seed, num_workers=config.num_workers)
+    val_loader = make_loader(val_set, config.batch_size, shuffle=False, seed=seed, num_workers=config.num_workers)
+    fork_devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices), _deterministic():
+        torch.manual_seed(int(seed))
+        model = config.build_model(n_frames, pixels).to(device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+        history: list[dict] = []
+        best = (-1.0, float("inf"))
+        best_state, best_epoch, last_gain = None, 0, 0
+        epochs = tqdm(range(1, config.max_epochs + 1), desc=f"member seed {seed}", disable=not progress, unit="epoch")
+        for epoch in epochs:
+            t0 = time.perf_counter()
+            train_loss, train_acc = _run_epoch(model, train_loader, device, optimizer, f"epoch {epoch} train", progress)
+            val_loss, val_acc = _run_epoch(model, val_loader, device, None, f"epoch {epoch} val", progress)
+            history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+                            "val_loss": val_loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - t0})
+            if val_acc > best[0]:
+                last_gain = epoch
+            if (val_acc, -val_loss) > (best[0], -best[1]):
+                best, best_epoch = (val_acc, val_loss), epoch
+                best_state = copy.deepcopy(model.state_dict())
+            epochs.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{best[0]:.3f}@{best_epoch}")
+            if epoch - last_gain >= config.patience:
+                break
+        epochs.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    member = TrainedMember(model, int(seed), config, history, best_epoch, best[0], store.fingerprint(),
+                           np.asarray(train_idx, np.int64), np.asarray(val_idx, np.int64))
+    if checkpoint is not None:
+        save_member(member, checkpoint)
+    return member
+
+
+def save_member(member: TrainedMember, path: str | Path) -> Path:
+    """Write ``member`` (state_dict, architecture, config, history, provenance) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "state_dict": {k: v.detach().cpu() for k, v in member.model.state_dict().items()},
+        "model_hparams": dict(member.model.hparams),
+        "config": asdict(member.config),
+        "seed": member.seed,
+        "history": member.history,
+        "best_epoch": member.best_epoch,
+        "val_accuracy": member.val_accuracy,
+        "dataset_fingerprint": member.dataset_fingerprint,
+        "train_idx": member.train_idx.tolist(),
+        "val_idx": member.val_idx.tolist(),
+    }
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_member(path: str | Path, device: str | torch.device = "cpu") -> TrainedMember:
+    """Read a member written by :func:`save_member`; its model is in eval mode on ``device``."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if payload.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a fluxwatch member checkpoint (format={payload.get('format')!r})")
+    model = EmergenceCNN(**payload["model_hparams"])
+    model.load_state_dict(payload["state_dict"])
+    model.to(device).eval()
+    return TrainedMember(model, payload["seed"], TrainConfig(**payload["config"]), payload["history"],
+                         payload["best_epoch"], payload["val_accuracy"], payload["dataset_fingerprint"],
+                         np.asarray(payload["train_idx"], np.int64), np.asarray(payload["val_idx"], np.int64))
+
+
+def as_module(model_or_member: nn.Module | TrainedMember) -> nn.Module:
+    """The torch module of a model or a :class:`TrainedMember`."""
+    return model_or_member.model if isinstance(model_or_member, TrainedMember) else model_or_member
+
+
+@torch.no_grad()
+def predict(model_or_member: nn.Module | TrainedMember, store: DatasetStore, indices,
+            device: str | torch.device = "cpu", batch_size: int = 10, progress: bool = False) -> np.ndarray:
+    """Emergence probabilities (sigmoid outputs), float32 (len(indices),), of the unaugmented ``store[indices]``.
+
+    The model is put in eval mode (no dropout).
+    """
+    model = as_module(model_or_member).to(device).eval()
+    loader = make_loader(VideoDataset(store, indices), batch_size, shuffle=False, seed=0)
+    out = [torch.sigmoid(model(x.to(device))).cpu() for x, _ in tqdm(loader, desc="predict", disable=not progress, leave=False)]
+    return torch.cat(out).numpy().astype(np.float32) if out else np.zeros(0, np.float32)
