@@ -10,6 +10,11 @@ Usage: python bench/dataset.py [--sample 160] [--workers N] [--full]
 """
 from __future__ import annotations
 
+import sys
+
+# bench/ingest.py would shadow the `ingest` package for scripts run from bench/.
+sys.path[:] = [p for p in sys.path if p not in ("", __file__.rsplit("/", 1)[0])]
+
 import argparse
 import os
 import tempfile
@@ -33,7 +38,7 @@ def main() -> None:
     q = label_quality(catalog)
     print(f"paper preset plan: {q['videos']} videos, crude accuracy {q['crude_accuracy']:.3f}, planned in {t_plan:.1f} s")
     preset = paper if args.full else replace(paper, n_trainval=args.sample * 5 // 6, n_test=args.sample - args.sample * 5 // 6)
-    with tempfile.TemporaryDirectory(dir=".") as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         store = build(f"{tmp}/bench.zarr", preset, seed=0, workers=args.workers)
         t_build = time.perf_counter() - t0

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import zarr
 from astropy.time import Time
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from common.config import PatchGridConfig, VideoConfig
@@ -107,6 +108,8 @@ _worker: dict = {}
 
 
 def _init_worker(path: str, config: SunConfig, seed: int) -> None:
+    # One BLAS thread per worker: the workers already fill the cores, more threads only contend.
+    _worker["blas"] = threadpool_limits(1)
     _worker["sun"] = SyntheticSun(config, seed=seed)
     _worker["videos"] = zarr.open_array(Path(path) / "videos", mode="r+")
 
