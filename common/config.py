@@ -85,3 +85,61 @@ class VideoConfig:
     def duration(self) -> u.Quantity:
         """Time spanned by a full video, first to last frame."""
         return ((self.n_frames - 1) * self.cadence).to(u.day)
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The online service. Defaults run on one machine with no other configuration.
+
+    Attributes
+    ----------
+    data_dir : state (SQLite), rolling videos, incoming/processed/rejected FITS, alert log.
+    bundle : the model bundle written by ``train-ensemble`` (a directory with ``manifest.json``).
+    cadence : the magnetogram cadence (96 min); the scheduler runs once per cadence / ``speedup``.
+    speedup : clock acceleration (1 = real time; the demo runs faster).
+    source : ``"synthetic"`` (the synthetic Sun as a live feed) or ``"watch"`` (only files dropped
+        into ``data_dir/incoming`` or uploaded).
+    synthetic_start : first slot time of the synthetic feed (ISO UTC).
+    synthetic_seed : seed of the synthetic Sun.
+    kafka_bootstrap : Kafka bootstrap servers; ``None`` publishes to the API and the local log only.
+    alerts_topic, status_topic : Kafka topics (events; compacted, keyed by patch id).
+    http_host, http_port : the HTTP API.
+    upload_token : bearer token required by ``POST /upload``.
+    upload_max_bytes : largest accepted upload.
+    lat_limit : patches cover latitudes within ±lat_limit (BMRs emerge within ±40°).
+    hysteresis, onset_step_frames, probability_step : alert policy (see :mod:`serving.alerts`).
+    batch_size : patch videos per ONNX Runtime call.
+    """
+
+    data_dir: str = "data/service"
+    bundle: str = "runs/small/bundle"
+    cadence: u.Quantity = 96 * u.min
+    speedup: float = 1.0
+    source: str = "synthetic"
+    synthetic_start: str = "2000-06-01T00:00:00"
+    synthetic_seed: int = 0
+    kafka_bootstrap: str | None = None
+    alerts_topic: str = "fluxwatch.alerts"
+    status_topic: str = "fluxwatch.patch-status"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    upload_token: str = "change-me"
+    upload_max_bytes: int = 80 * 2**20
+    lat_limit: u.Quantity = 45 * u.deg
+    hysteresis: float = 0.1
+    onset_step_frames: int = 3
+    probability_step: float = 0.1
+    batch_size: int = 16
+
+    def __post_init__(self):
+        object.__setattr__(self, "cadence", _require(self.cadence, u.min, "cadence"))
+        object.__setattr__(self, "lat_limit", _require(self.lat_limit, u.deg, "lat_limit"))
+        if self.source not in ("synthetic", "watch"):
+            raise ValueError(f"source must be 'synthetic' or 'watch', got {self.source!r}")
+        if self.speedup <= 0:
+            raise ValueError("speedup must be positive")
+
+    @property
+    def tick_seconds(self) -> float:
+        """Wall-clock seconds between scheduler runs."""
+        return self.cadence.to_value(u.s) / self.speedup

@@ -19,7 +19,8 @@ from ingest.dataset import CATALOG_COLUMNS, KIND, DatasetStore, video_digest
 from training.data import N_AUGMENT, VideoDataset, augment, make_loader
 from training.export import check_bundle, input_spec_for, write_bundle
 from training.model import EmergenceCNN, count_parameters
-from training.onset import ensemble_onset_frame, masked_videos, masking_curves, onset_frame
+from common.onset import ensemble_onset_frame, onset_frame
+from training.onset import masked_videos, masking_curves
 from training.train import TrainConfig, load_member, predict, train_member
 
 FRAMES, PIXELS = 16, 90
@@ -118,14 +119,29 @@ def test_augmentation_flips(store):
 
 def test_dataset_is_four_times_the_videos(store, splits):
     idx, labels = splits[0][:5], splits[1][:5]
-    plain, aug = VideoDataset(store, idx, labels), VideoDataset(store, idx, labels, augment=True)
+    plain, aug = VideoDataset(store, idx, labels), VideoDataset(store, idx, labels, augment="x4")
     assert len(plain) == 5 and len(aug) == 5 * N_AUGMENT
     x, y = aug[2 * N_AUGMENT + 3]
     assert x.shape == (1, FRAMES, PIXELS, PIXELS) and x.dtype == torch.float32 and float(y) == labels[2]
     np.testing.assert_allclose(x[0].numpy(), 1.0 - scale_for_model(store.video(idx[2]))[:, ::-1, :], atol=1e-7)
     assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
-    order = lambda seed: torch.cat([y for _, y in make_loader(VideoDataset(store, idx, np.arange(5) % 2, augment=True), 4, True, seed)])  # noqa: E731
+    order = lambda seed: torch.cat([y for _, y in make_loader(VideoDataset(store, idx, np.arange(5) % 2, augment="x4"), 4, True, seed)])  # noqa: E731
     assert torch.equal(order(3), order(3))
+
+
+def test_cycled_augmentation_visits_every_variant_over_four_epochs(store, splits):
+    idx, labels = splits[0][:3], splits[1][:3]
+    cyc = VideoDataset(store, idx, labels, augment="cycle")
+    assert len(cyc) == 3
+    base = scale_for_model(store.video(idx[1]))
+    seen = []
+    for epoch in range(4):
+        cyc.set_epoch(epoch)
+        x = cyc[1][0][0].numpy()
+        seen.append(next(v for v in range(N_AUGMENT) if np.allclose(x, augment(base, v), atol=1e-7)))
+    assert seen == [1, 2, 3, 0]
+    with pytest.raises(ValueError, match="augment must be one of"):
+        VideoDataset(store, idx, labels, augment="x2")
 
 
 # ---- training --------------------------------------------------------------------------------

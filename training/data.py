@@ -38,16 +38,23 @@ def augment(video_scaled: np.ndarray, variant: int) -> np.ndarray:
     return np.ascontiguousarray(out, dtype=np.float32)
 
 
+#: Augmentation modes: "x4" every variant of every video each epoch (the paper: 4× the set);
+#: "cycle" one variant per video per epoch, (video + epoch) mod 4, so four epochs see all four
+#: at a quarter of the cost per epoch; "none" the videos as they are.
+AUGMENT_MODES = ("x4", "cycle", "none")
+
+
 class VideoDataset(Dataset):
-    """Scaled videos ``store[indices]`` with labels, optionally ×4 augmented.
+    """Scaled videos ``store[indices]`` with labels, optionally augmented (see :data:`AUGMENT_MODES`).
 
     Item ``k`` is ``(video, label)``: video a float32 tensor (1, T, pixels,
     pixels) in [0, 1], label a float32 scalar tensor (0 or 1; 0 when no
-    labels are given). With ``augment`` item ``k`` is variant ``k % 4`` of
-    video ``indices[k // 4]``.
+    labels are given). With ``"x4"`` item ``k`` is variant ``k % 4`` of video
+    ``indices[k // 4]``; with ``"cycle"`` item ``k`` is variant
+    ``(k + epoch) % 4`` of video ``indices[k]`` (:meth:`set_epoch`).
     """
 
-    def __init__(self, store: DatasetStore, indices, labels=None, augment: bool = False):
+    def __init__(self, store: DatasetStore, indices, labels=None, augment: str = "none"):
         self.store = store
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = np.zeros(len(self.indices), np.float32) if labels is None else np.asarray(labels, np.float32)
@@ -57,14 +64,25 @@ class VideoDataset(Dataset):
             raise IndexError(f"indices out of range for a store of {len(store)} videos")
         if not np.isin(self.labels, (0.0, 1.0)).all():
             raise ValueError("labels must be 0 or 1")
+        if augment not in AUGMENT_MODES:
+            raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {augment!r}")
         self.augment = augment
+        self.epoch = 0
         self.clip = store_clip(store)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the variants of a ``"cycle"`` epoch."""
+        self.epoch = int(epoch)
+
     def __len__(self) -> int:
-        return len(self.indices) * (N_AUGMENT if self.augment else 1)
+        return len(self.indices) * (N_AUGMENT if self.augment == "x4" else 1)
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        i, variant = divmod(int(k), N_AUGMENT) if self.augment else (int(k), 0)
+        k = int(k)
+        if self.augment == "x4":
+            i, variant = divmod(k, N_AUGMENT)
+        else:
+            i, variant = k, (k + self.epoch) % N_AUGMENT if self.augment == "cycle" else 0
         video = augment(scale_for_model(self.store.video(self.indices[i]), self.clip), variant)
         return torch.from_numpy(video)[None], torch.tensor(self.labels[i])
 

@@ -40,7 +40,8 @@ class TrainConfig:
     batch_size : videos per step (10).
     max_epochs : hard limit on epochs (passes over the augmented training set).
     patience : stop after this many epochs without a higher validation accuracy.
-    augment : ×4 NS/polarity augmentation of training and validation sets.
+    augment : NS/polarity augmentation (:data:`training.data.AUGMENT_MODES`): "x4", the paper's, of
+        training and validation sets; "cycle", one variant per video per epoch, validation unaugmented.
     channels, fc, time_stride, dropout : :class:`~training.model.EmergenceCNN` architecture.
     num_workers : DataLoader worker processes (0 reads videos in the training process).
     """
@@ -50,7 +51,7 @@ class TrainConfig:
     batch_size: int = 10
     max_epochs: int = 50
     patience: int = 5
-    augment: bool = True
+    augment: str = "x4"
     channels: tuple[int, ...] = (8, 16, 32, 64)
     fc: tuple[int, int] = (112, 32)
     time_stride: int = 3
@@ -75,7 +76,7 @@ class TrainedMember:
     """A trained member: the model at its best epoch (eval mode, on CPU after loading) and its provenance.
 
     ``history`` has one dict per epoch: epoch, train_loss, train_accuracy,
-    val_loss, val_accuracy (on the augmented sets when ``config.augment``), seconds.
+    val_loss, val_accuracy (on the ×4 augmented sets when ``config.augment == "x4"``), seconds.
     """
 
     model: EmergenceCNN
@@ -148,7 +149,7 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
     device = torch.device(device)
     n_frames, pixels, _ = store.video_shape
     train_set = VideoDataset(store, train_idx, train_labels, augment=config.augment)
-    val_set = VideoDataset(store, val_idx, val_labels, augment=config.augment)
+    val_set = VideoDataset(store, val_idx, val_labels, augment="x4" if config.augment == "x4" else "none")
     train_loader = make_loader(train_set, config.batch_size, shuffle=True, seed=seed, num_workers=config.num_workers)
     val_loader = make_loader(val_set, config.batch_size, shuffle=False, seed=seed, num_workers=config.num_workers)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
@@ -162,6 +163,7 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
         epochs = tqdm(range(1, config.max_epochs + 1), desc=f"member seed {seed}", disable=not progress, unit="epoch")
         for epoch in epochs:
             t0 = time.perf_counter()
+            train_set.set_epoch(epoch)
             train_loss, train_acc = _run_epoch(model, train_loader, device, optimizer, f"epoch {epoch} train", progress)
             val_loss, val_acc = _run_epoch(model, val_loader, device, None, f"epoch {epoch} val", progress)
             history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,

@@ -1,0 +1,99 @@
+"""The HTTP API (FastAPI; OpenAPI at ``/docs`` and ``/openapi.json``)."""
+from __future__ import annotations
+
+import secrets
+import tempfile
+from pathlib import Path
+
+from astropy.time import Time
+from fastapi import FastAPI, Header, HTTPException, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+
+from ingest.errors import IngestError
+from ingest.magnetogram import read_magnetogram
+from ingest.synthetic.timegrid import slot_of_time
+
+
+def create_app(service) -> FastAPI:
+    """The API of a :class:`serving.service.Service`."""
+    app = FastAPI(title="fluxwatch", version="1.0",
+                  description="Live detection of emerging solar active regions in full-disk magnetograms.")
+    config = service.config
+
+    @app.get("/health")
+    def health() -> dict:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    def ready() -> JSONResponse:
+        """Readiness: the model bundle is loaded and at least one frame has been ingested."""
+        newest = service.state.newest_frame()
+        ok = newest is not None
+        body = {"ready": ok, "model_version": service.bundle.model_version, "members": len(service.bundle.members),
+                "newest_frame": newest[1] if newest else None}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/patches")
+    def patches() -> list[dict]:
+        """Every patch on the disk now, with its latest score and alert status."""
+        return service.patches()
+
+    @app.get("/patches/{patch_id}")
+    def patch(patch_id: str) -> dict:
+        """One patch: probability history (masking curve so far) and onset estimate of its latest passage."""
+        found = service.patch(patch_id)
+        if found is None:
+            raise HTTPException(404, f"no passage recorded for patch {patch_id!r}")
+        return found
+
+    @app.get("/alerts")
+    def alerts(since: str | None = Query(None, description="ISO UTC time; events from frames at or after it")) -> list[dict]:
+        """Alert events (opened, updated, withdrawn, closed), oldest first."""
+        try:
+            t = Time(since) if since else None
+        except ValueError:
+            raise HTTPException(422, f"since={since!r} is not an ISO time") from None
+        return service.alerts(t)
+
+    @app.post("/upload", status_code=202)
+    async def upload(request: Request, file: UploadFile, authorization: str | None = Header(None)) -> dict:
+        """Submit a full-disk magnetogram FITS file (``Authorization: Bearer <token>``)."""
+        if authorization is None or not secrets.compare_digest(authorization, f"Bearer {config.upload_token}"):
+            service.metrics.frames_rejected.labels(reason="unauthorized").inc()
+            raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+        declared = int(request.headers.get("content-length", 0))
+        if declared > config.upload_max_bytes + 64 * 1024:
+            service.metrics.frames_rejected.labels(reason="too_large").inc()
+            raise HTTPException(413, f"upload of {declared} bytes exceeds the limit of {config.upload_max_bytes} bytes")
+        name = Path(file.filename or "upload.fits").name
+        if not name.lower().endswith((".fits", ".fts", ".fit")):
+            name += ".fits"
+        incoming = Path(config.data_dir) / "incoming"
+        with tempfile.NamedTemporaryFile(dir=incoming.parent, suffix=".upload", delete=False) as tmp:
+            size = 0
+            while chunk := await file.read(1 << 20):
+                size += len(chunk)
+                if size > config.upload_max_bytes:
+                    Path(tmp.name).unlink()
+                    service.metrics.frames_rejected.labels(reason="too_large").inc()
+                    raise HTTPException(413, f"{name}: exceeds the limit of {config.upload_max_bytes} bytes")
+                tmp.write(chunk)
+        try:
+            mag = read_magnetogram(tmp.name)
+        except IngestError as exc:
+            Path(tmp.name).unlink()
+            service.metrics.frames_rejected.labels(reason=service.metrics.reason_for(exc)).inc()
+            raise HTTPException(422, f"{name}: {exc.problem}") from None
+        slot = int(slot_of_time(mag.time))
+        target = incoming / f"upload_{mag.time.strftime('%Y%m%d_%H%M%S')}_{name}"
+        Path(tmp.name).replace(target)
+        return {"accepted": target.name, "time": mag.time.isot, "slot": slot}
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """Prometheus metrics."""
+        body, content_type = service.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    return app

@@ -1,0 +1,78 @@
+"""``fluxwatch-serve``: run the service (scheduler + HTTP API + Kafka publisher)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import datetime
+
+import astropy.units as u
+import uvicorn
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from common.config import ServiceConfig
+from serving.api import create_app
+from serving.bundle import BundleError
+from serving.feed import SyntheticFeed
+from serving.outbox import ensure_topics
+from serving.service import Service
+
+
+def config_from_args(argv=None) -> ServiceConfig:
+    d = ServiceConfig()
+    p = argparse.ArgumentParser(prog="fluxwatch-serve", description=__doc__)
+    p.add_argument("--data-dir", default=d.data_dir)
+    p.add_argument("--bundle", default=d.bundle, help="model bundle directory (train-ensemble's bundle/)")
+    p.add_argument("--source", choices=["synthetic", "watch"], default=d.source)
+    p.add_argument("--speedup", type=float, default=d.speedup, help="clock acceleration (cadence / speedup per cycle)")
+    p.add_argument("--synthetic-start", default=d.synthetic_start)
+    p.add_argument("--kafka", dest="kafka_bootstrap", default=d.kafka_bootstrap, help="bootstrap servers; none = no Kafka")
+    p.add_argument("--host", dest="http_host", default=d.http_host)
+    p.add_argument("--port", dest="http_port", type=int, default=d.http_port)
+    p.add_argument("--upload-token", default=d.upload_token)
+    p.add_argument("--lat-limit-deg", type=float, default=d.lat_limit.to_value(u.deg))
+    a = p.parse_args(argv)
+    return ServiceConfig(data_dir=a.data_dir, bundle=a.bundle, source=a.source, speedup=a.speedup,
+                         synthetic_start=a.synthetic_start, kafka_bootstrap=a.kafka_bootstrap, http_host=a.http_host,
+                         http_port=a.http_port, upload_token=a.upload_token, lat_limit=a.lat_limit_deg * u.deg)
+
+
+def build(config: ServiceConfig) -> tuple[Service, BackgroundScheduler]:
+    """The service and its (not yet started) scheduler; Kafka topics created when configured."""
+    service = Service(config)
+    if config.kafka_bootstrap:
+        ensure_topics(config.kafka_bootstrap, config.alerts_topic, config.status_topic)
+        service.publisher.start()
+    feed = SyntheticFeed(config.data_dir, config.synthetic_start, config.synthetic_seed) if config.source == "synthetic" else None
+
+    def cycle():
+        if feed:
+            feed.tick()
+        service.run_cycle()
+
+    scheduler = BackgroundScheduler()
+    scheduler.add_job(cycle, "interval", seconds=config.tick_seconds, max_instances=1, coalesce=True, id="cycle",
+                      next_run_time=datetime.now())
+    return service, scheduler
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = config_from_args(argv)
+    try:
+        service, scheduler = build(config)
+    except BundleError as exc:
+        print(f"fluxwatch-serve: error: {exc}", file=sys.stderr)
+        return 2
+    scheduler.start()
+    try:
+        uvicorn.run(create_app(service), host=config.http_host, port=config.http_port, log_level="warning")
+    finally:
+        scheduler.shutdown(wait=True)
+        if service.publisher:
+            service.publisher.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Prometheus metrics of the online service.
+
+One :class:`Metrics` object owns its own ``CollectorRegistry`` (so tests and
+several service instances in one process never collide in the global
+registry) and every metric the service exports. All names start with
+``fluxwatch_``:
+
+==========================================  =========  =====================  ============================================
+name                                        type       labels                 meaning
+==========================================  =========  =====================  ============================================
+``fluxwatch_frames_ingested_total``         counter                           frames accepted, projected and stored
+``fluxwatch_frames_rejected_total``         counter    ``reason``             files refused (see :data:`REJECT_REASONS`)
+``fluxwatch_ingest_latency_seconds``        histogram                         file seen -> frame projected and stored
+``fluxwatch_scoring_latency_seconds``       histogram                         one cadence's scoring of all active patches
+``fluxwatch_frame_to_publish_seconds``      histogram                         frame arrival -> its alerts/status handed to
+                                                                              Kafka (outbox) or the alert log
+``fluxwatch_active_patches``                gauge                             patches on the disk with a rolling video
+``fluxwatch_open_alerts``                   gauge                             emergence alerts currently open
+``fluxwatch_alerts_published_total``        counter    ``event``              alert events published (see :data:`ALERT_EVENTS`)
+``fluxwatch_outbox_depth``                  gauge                             messages in the outbox not yet on Kafka
+``fluxwatch_kafka_errors_total``            counter                           failed Kafka deliveries / connections
+``fluxwatch_newest_frame_age_seconds``      gauge                             seconds since the newest frame was accepted
+``fluxwatch_model_info``                    info       ``model_version``,     the loaded ONNX ensemble (value always 1)
+                                                       ``members``
+==========================================  =========  =====================  ============================================
+
+Histograms share :data:`LATENCY_BUCKETS` (0.05 s ... 120 s). Every label value
+of ``reason`` and ``event`` is created at start-up with value 0, so rates and
+``increase()`` see a series from the first scrape on.
+
+The HTTP ``/metrics`` endpoint returns ``exposition()``'s body with its
+content type.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from ingest.errors import (
+    EmptyDataError,
+    MissingKeywordError,
+    NoImageDataError,
+    NotFITSError,
+    TimeOrderError,
+    TruncatedFITSError,
+    UnitError,
+)
+
+NAMESPACE = "fluxwatch"
+
+#: Values of the ``reason`` label of ``fluxwatch_frames_rejected_total``.
+REJECT_REASONS = (
+    "not_fits",
+    "truncated",
+    "no_image",
+    "bad_unit",
+    "missing_keyword",
+    "empty",
+    "time_order",
+    "duplicate",
+    "too_large",
+    "unauthorized",
+    "other",
+)
+
+#: Values of the ``event`` label of ``fluxwatch_alerts_published_total`` (serving.alerts' event kinds).
+ALERT_EVENTS = ("opened", "updated", "withdrawn", "closed")
+
+#: Histogram buckets (seconds) for latencies from tens of milliseconds to two minutes.
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+
+#: Ingest exception class -> ``reason`` label. Subclasses map like their nearest listed base.
+_REASON_BY_ERROR: dict[type, str] = {
+    NotFITSError: "not_fits",
+    TruncatedFITSError: "truncated",
+    NoImageDataError: "no_image",
+    UnitError: "bad_unit",
+    MissingKeywordError: "missing_keyword",
+    EmptyDataError: "empty",
+    TimeOrderError: "time_order",
+}
+
+
+class Metrics:
+    """Every metric of the service, in a private registry.
+
+    ``clock`` returns the current Unix time; it drives
+    ``fluxwatch_newest_frame_age_seconds`` and is injectable for tests.
+    Counters, gauges and histograms are public attributes used directly with
+    the ``prometheus_client`` API, e.g. ``m.frames_ingested.inc()``,
+    ``m.ingest_latency.observe(dt)``, ``m.alerts_published.labels(event="opened").inc()``,
+    ``m.outbox_depth.set(n)``; ``with m.scoring_latency.time(): ...`` times a block.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._clock = clock
+        self._newest_frame_time = clock()
+        kw = {"namespace": NAMESPACE, "registry": self.registry}
+        hist = dict(kw, buckets=LATENCY_BUCKETS)
+
+        self.frames_ingested = Counter(
+            "frames_ingested_total", "Frames accepted, projected onto the patch grid and stored.", **kw)
+        self.frames_rejected = Counter(
+            "frames_rejected_total", "Input files refused, by reason.", ["reason"], **kw)
+        self.ingest_latency = Histogram(
+            "ingest_latency_seconds", "Seconds from a file being seen to its frame being projected and stored.", **hist)
+        self.scoring_latency = Histogram(
+            "scoring_latency_seconds", "Seconds to score all active patches at one cadence.", **hist)
+        self.frame_to_publish = Histogram(
+            "frame_to_publish_seconds",
+            "Seconds from a frame's arrival to its alerts/status being handed to Kafka (outbox) or the alert log.",
+            **hist)
+        self.active_patches = Gauge("active_patches", "Patches on the visible disk with a rolling video.", **kw)
+        self.open_alerts = Gauge("open_alerts", "Emergence alerts currently open.", **kw)
+        self.alerts_published = Counter(
+            "alerts_published_total", "Alert events published, by event kind.", ["event"], **kw)
+        self.outbox_depth = Gauge("outbox_depth", "Messages in the outbox not yet delivered to Kafka.", **kw)
+        self.kafka_errors = Counter("kafka_errors_total", "Failed Kafka deliveries or connection attempts.", **kw)
+        self.newest_frame_age = Gauge(
+            "newest_frame_age_seconds",
+            "Seconds since the newest frame was accepted (since start-up until the first frame).", **kw)
+        self.newest_frame_age.set_function(lambda: self._clock() - self._newest_frame_time)
+        self.model = Info("model", "The loaded ONNX ensemble: version and number of members.", **kw)
+
+        for reason in REJECT_REASONS:
+            self.frames_rejected.labels(reason=reason)
+        for event in ALERT_EVENTS:
+            self.alerts_published.labels(event=event)
+
+    def set_newest_frame_time(self, at: float | None = None) -> None:
+        """Record when the newest frame was accepted (Unix seconds; default now).
+
+        Use wall-clock arrival time, not the observation time, so the age is
+        meaningful with an accelerated feed too. On restart, pass the stored
+        arrival time of the newest frame.
+        """
+        self._newest_frame_time = self._clock() if at is None else float(at)
+
+    @staticmethod
+    def reason_for(exc: BaseException) -> str:
+        """The ``reason`` label for an ingest exception; ``"other"`` for anything unmapped."""
+        for cls in type(exc).__mro__:
+            if cls in _REASON_BY_ERROR:
+                return _REASON_BY_ERROR[cls]
+        return "other"
+
+    def reject(self, cause: BaseException | str) -> str:
+        """Count one rejected file; ``cause`` is an exception or a label from :data:`REJECT_REASONS`.
+
+        Returns the reason label used.
+        """
+        reason = cause if isinstance(cause, str) else self.reason_for(cause)
+        if reason not in REJECT_REASONS:
+            raise ValueError(f"unknown rejection reason {reason!r}; expected one of {REJECT_REASONS}")
+        self.frames_rejected.labels(reason=reason).inc()
+        return reason
+
+    def set_model(self, model_version: str, members: int) -> None:
+        """Publish the loaded ensemble as ``fluxwatch_model_info{model_version=..., members=...} 1``."""
+        self.model.info({"model_version": str(model_version), "members": str(int(members))})
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The text exposition of every metric and its HTTP content type, for ``/metrics``."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

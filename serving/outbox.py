@@ -1,0 +1,196 @@
+"""A durable outbox: messages are committed locally first, then delivered to Kafka.
+
+The service writes an alert event into the outbox in the same SQLite
+transaction that advances the alert state, so an event is never lost
+between deciding it and publishing it. :class:`KafkaPublisher` drains the
+outbox in order with ``acks='all'``; while the broker is down events wait
+(and ``depth`` grows); when it returns they are delivered. Before it first
+delivers after a start, the publisher reads back the event ids already on
+the topic since the oldest pending event, so an event acknowledged by Kafka
+just before a crash is not sent twice.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    key TEXT NOT NULL,
+    event_id TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL,
+    created REAL NOT NULL,
+    delivered REAL
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered, seq);
+"""
+
+
+@dataclass(frozen=True)
+class Message:
+    seq: int
+    topic: str
+    key: str
+    event_id: str
+    payload: dict
+
+
+class Outbox:
+    """Outbox table in an SQLite database shared with the service state (see :mod:`serving.state`)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+        self.db.executescript(SCHEMA)
+
+    def add(self, topic: str, key: str, event_id: str, payload: dict) -> None:
+        """Queue a message; call inside the caller's transaction. A repeated ``event_id`` is ignored."""
+        self.db.execute(
+            "INSERT OR IGNORE INTO outbox (topic, key, event_id, payload, created) VALUES (?, ?, ?, ?, ?)",
+            (topic, key, event_id, json.dumps(payload, sort_keys=True), time.time()),
+        )
+
+    def pending(self, limit: int = 500) -> list[Message]:
+        rows = self.db.execute(
+            "SELECT seq, topic, key, event_id, payload FROM outbox WHERE delivered IS NULL ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        return [Message(s, t, k, e, json.loads(p)) for s, t, k, e, p in rows]
+
+    def mark_delivered(self, seqs: list[int]) -> None:
+        now = time.time()
+        with self.db:
+            self.db.executemany("UPDATE outbox SET delivered = ? WHERE seq = ?", [(now, s) for s in seqs])
+
+    def depth(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM outbox WHERE delivered IS NULL").fetchone()[0]
+
+
+class KafkaPublisher:
+    """Background thread that drains an :class:`Outbox` into Kafka.
+
+    Parameters
+    ----------
+    db_path : the SQLite file holding the outbox (the thread opens its own connection).
+    bootstrap : Kafka bootstrap servers, e.g. ``127.0.0.1:9092``.
+    on_error : called with the exception whenever Kafka fails (for metrics).
+    on_delivered : called with the number of messages delivered.
+    """
+
+    def __init__(self, db_path: str | Path, bootstrap: str, on_error=None, on_delivered=None, poll_s: float = 0.2):
+        self.db_path, self.bootstrap, self.poll_s = Path(db_path), bootstrap, poll_s
+        self.on_error, self.on_delivered = on_error or (lambda exc: None), on_delivered or (lambda n: None)
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kafka-publisher", daemon=True)
+        self._producer = None
+        self._deduped = False
+
+    def start(self) -> "KafkaPublisher":
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        outbox = Outbox(sqlite3.connect(self.db_path, timeout=30))
+        backoff = self.poll_s
+        while not self._stop.is_set():
+            batch = outbox.pending()
+            if not batch:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+                continue
+            try:
+                delivered = self._deliver(batch)
+                outbox.mark_delivered(delivered)
+                self.on_delivered(len(delivered))
+                backoff = self.poll_s
+            except Exception as exc:  # broker down, timeouts: keep the events, retry later
+                log.warning("kafka delivery failed (%s); %d events wait in the outbox", exc, outbox.depth())
+                self.on_error(exc)
+                self._close()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self._close()
+
+    def _deliver(self, batch: list[Message]) -> list[int]:
+        from kafka import KafkaProducer
+
+        if self._producer is None:
+            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", retries=3, linger_ms=5,
+                                           request_timeout_ms=5000, max_block_ms=5000)
+            self._deduped = False
+        skip = set() if self._deduped else self._already_on_topics(batch)
+        self._deduped = True
+        futures = [(m.seq, self._producer.send(m.topic, key=m.key.encode(),
+                                               value=json.dumps(m.payload, sort_keys=True).encode(),
+                                               headers=[("event_id", m.event_id.encode())]))
+                   for m in batch if m.event_id not in skip]
+        self._producer.flush(timeout=10)
+        for _, f in futures:
+            f.get(timeout=10)  # raises if not acknowledged by all in-sync replicas
+        return [m.seq for m in batch]
+
+    def _already_on_topics(self, batch: list[Message]) -> set[str]:
+        """Event ids already on the batch's topics (from an acknowledged send before a crash)."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                 consumer_timeout_ms=1500, request_timeout_ms=5000)
+        try:
+            parts = [TopicPartition(t, p) for t in {m.topic for m in batch}
+                     for p in (consumer.partitions_for_topic(t) or ())]
+            consumer.assign(parts)
+            ends = consumer.end_offsets(parts)
+            for tp in parts:  # the tail is enough: at most one unacknowledged batch can be on the topic
+                consumer.seek(tp, max(0, ends[tp] - 2 * len(batch) - 100))
+            seen = set()
+            for record in consumer:
+                seen.update(v.decode() for k, v in (record.headers or []) if k == "event_id")
+                if all(consumer.position(tp) >= ends[tp] for tp in parts):
+                    break
+            return seen
+        finally:
+            consumer.close()
+
+    def _close(self) -> None:
+        if self._producer is not None:
+            try:
+                self._producer.close(timeout=2)
+            except Exception:
+                pass
+            self._producer = None
+
+
+def ensure_topics(bootstrap: str, alerts_topic: str, status_topic: str, timeout_s: float = 30.0) -> None:
+    """Create the alerts topic and the compacted patch-status topic if they do not exist."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    try:
+        existing = set(admin.list_topics())
+        new = [NewTopic(alerts_topic, 1, 1)] if alerts_topic not in existing else []
+        if status_topic not in existing:
+            new.append(NewTopic(status_topic, 1, 1, topic_configs={"cleanup.policy": "compact"}))
+        if new:
+            try:
+                admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()

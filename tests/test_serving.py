@@ -1,0 +1,184 @@
+"""The live service against real parts: FITS files, ONNX Runtime, a Kafka broker, an HTTP server, kill -9."""
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+
+import astropy.units as u
+import httpx
+import pytest
+from kafka import KafkaConsumer
+
+from common.config import ServiceConfig
+from serving.api import create_app
+from serving.main import build
+from serving.service import Service
+from tests.serving_fixtures import ServerThread, free_port, frames, tiny_bundle  # noqa: F401
+
+
+def config(tmp_path, bundle, **kw) -> ServiceConfig:
+    return ServiceConfig(data_dir=str(tmp_path / "svc"), bundle=str(bundle), source="watch", lat_limit=45 * u.deg,
+                         upload_token="s3cret", **kw)
+
+
+def drop(frame_paths, service_dir):
+    for p in frame_paths:
+        shutil.copy(p, service_dir / "incoming" / p.name)
+
+
+def wait_for(predicate, timeout=60.0, what="condition"):
+    deadline = time.time() + timeout
+    while not predicate():
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def consume(bootstrap, topic) -> list:
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=4000, enable_auto_commit=False)
+    try:
+        return [(r.key.decode(), dict(r.headers).get("event_id", b"").decode(), json.loads(r.value)) for r in consumer]
+    finally:
+        consumer.close()
+
+
+def kafka_config(tmp_path, bundle, broker):
+    tag = uuid.uuid4().hex[:8]
+    return config(tmp_path, bundle, kafka_bootstrap=broker.bootstrap, alerts_topic=f"alerts-{tag}",
+                  status_topic=f"status-{tag}")
+
+
+def test_alerts_reach_kafka_and_match_the_api(tmp_path, tiny_bundle, frames, kafka_broker):
+    cfg = kafka_config(tmp_path, tiny_bundle, kafka_broker)
+    service, _ = build(cfg)
+    try:
+        drop(frames, service.dir)
+        assert service.run_cycle() == len(frames)
+        wait_for(lambda: service.outbox.depth() == 0, what="outbox to drain")
+        with ServerThread(create_app(service)) as server:
+            api = httpx.get(f"{server.url}/alerts").json()
+            patches = httpx.get(f"{server.url}/patches").json()
+            one = httpx.get(f"{server.url}/patches/{patches[0]['patch_id']}").json()
+            metrics = httpx.get(f"{server.url}/metrics").text
+            assert httpx.get(f"{server.url}/ready").status_code == 200
+            assert httpx.get(f"{server.url}/patches/L000.00N00.00").status_code == 404
+            assert "/upload" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    finally:
+        service.publisher.stop()
+    events = consume(kafka_broker.bootstrap, cfg.alerts_topic)
+    assert api, "the low-threshold bundle must open alerts"
+    kafka_ids = [e for _, e, _ in events]
+    assert len(kafka_ids) == len(set(kafka_ids)), "no duplicate events on Kafka"
+    assert sorted(kafka_ids) == sorted(a["event_id"] for a in api)
+    assert all(key == value["patch_id"] for key, _, value in events)
+    first = api[0]
+    assert first["event"] == "opened" and first["schema_version"] == "1.0"
+    for field in ("alert_id", "model_version", "patch", "onset", "probability", "frame_time"):
+        assert field in first
+    assert set(first["patch"]) == {"id", "carrington", "stonyhurst"} and "time_utc" in first["onset"]
+    assert {e["event_id"] for e in map(json.loads, (service.dir / "alerts.jsonl").read_text().splitlines())} == set(kafka_ids)
+    status = consume(kafka_broker.bootstrap, cfg.status_topic)
+    assert {p["patch_id"] for p in patches} <= {k for k, _, _ in status}  # every patch scored has a status
+    assert one["history"] and one["onset"]["frame"] >= 0
+    assert f"fluxwatch_frames_ingested_total {float(len(frames))}" in metrics
+
+
+def test_broker_down_then_up_loses_no_alert(tmp_path, tiny_bundle, frames, kafka_broker):
+    cfg = kafka_config(tmp_path, tiny_bundle, kafka_broker)
+    service, _ = build(cfg)
+    try:
+        kafka_broker.stop()
+        drop(frames, service.dir)
+        service.run_cycle()
+        pending = service.outbox.depth()
+        assert pending > 0
+        wait_for(lambda: service.metrics.kafka_errors._value.get() > 0, 30, "a Kafka error to be counted")
+        assert service.outbox.depth() == pending
+        kafka_broker.restart()
+        wait_for(lambda: service.outbox.depth() == 0, 90, "the outbox to drain after the broker returned")
+    finally:
+        service.publisher.stop()
+        if not kafka_broker.running:
+            kafka_broker.restart()
+    ids = [e for _, e, _ in consume(kafka_broker.bootstrap, cfg.alerts_topic)]
+    assert len(ids) == len(set(ids)) and sorted(ids) == sorted(a["event_id"] for a in service.alerts())
+
+
+def run_server(cfg_dir, bundle, port):
+    return subprocess.Popen([sys.executable, "-m", "serving.main", "--source", "watch", "--data-dir", str(cfg_dir),
+                             "--bundle", str(bundle), "--port", str(port), "--speedup", "23040",
+                             "--lat-limit-deg", "45"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_restart_after_kill_loses_no_frame_and_duplicates_no_alert(tmp_path, tiny_bundle, frames):
+    # the reference: the same frames through one uninterrupted service
+    reference = Service(config(tmp_path / "ref", tiny_bundle))
+    drop(frames, reference.dir)
+    reference.run_cycle()
+    expected_events = sorted(a["event_id"] for a in reference.alerts())
+    expected_slots = [r[0] for r in reference.state.db.execute("SELECT slot FROM frames ORDER BY slot")]
+
+    data = tmp_path / "killed"
+    (data / "incoming").mkdir(parents=True)
+    port = free_port()
+    proc = run_server(data, tiny_bundle, port)
+    try:
+        drop(frames[:5], data)
+        wait_for(lambda: len(list((data / "processed").glob("*.fits"))) == 5, 120, "the first frames")
+        drop(frames[5:], data)
+        time.sleep(0.4)  # mid-way through the rest
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        proc = run_server(data, tiny_bundle, port)
+        wait_for(lambda: not list((data / "incoming").glob("*.fits")), 120, "the rest after the restart")
+        wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200, 30, "ready")
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    db = sqlite3.connect(data / "state.sqlite")
+    assert [r[0] for r in db.execute("SELECT slot FROM frames ORDER BY slot")] == expected_slots
+    assert sorted(r[0] for r in db.execute("SELECT event_id FROM alerts")) == expected_events
+    logged = [json.loads(line)["event_id"] for line in (data / "alerts.jsonl").read_text().splitlines()]
+    assert sorted(logged) == expected_events, "the JSON-lines log has every event once"
+
+
+@pytest.fixture
+def api(tmp_path, tiny_bundle):
+    service = Service(config(tmp_path, tiny_bundle, upload_max_bytes=400_000))
+    with ServerThread(create_app(service)) as server:
+        yield server.url, service
+
+
+def test_good_upload_is_accepted(api, frames):
+    url, service = api
+    r = httpx.post(f"{url}/upload", files={"file": (frames[0].name, frames[0].read_bytes())},
+                   headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 202, r.text
+    assert (service.dir / "incoming" / r.json()["accepted"]).exists()
+    assert service.run_cycle() == 1
+
+
+@pytest.mark.parametrize("case, status, words", [
+    ("no_token", 401, "bearer token"),
+    ("wrong_token", 401, "bearer token"),
+    ("not_fits", 422, "not a readable FITS file"),
+    ("truncated", 422, "truncated"),
+    ("too_large", 413, "exceeds the limit"),
+])
+def test_bad_upload_is_refused_with_a_clear_message(api, frames, case, status, words):
+    url, service = api
+    good = frames[0].read_bytes()
+    body = {"not_fits": b"hello, this is not FITS", "truncated": good[: len(good) // 2],
+            "too_large": good + b"\0" * 500_000}.get(case, good)
+    headers = {} if case == "no_token" else {"Authorization": "Bearer " + ("nope" if case == "wrong_token" else "s3cret")}
+    r = httpx.post(f"{url}/upload", files={"file": ("frame.fits", body)}, headers=headers)
+    assert r.status_code == status and words in r.json()["detail"]
+    if case in ("not_fits", "truncated"):
+        assert "frame.fits" in r.json()["detail"]
+    assert not list((service.dir / "incoming").iterdir())
