@@ -3,17 +3,26 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+SYSTEM := .system-packages
 
 .PHONY: demo test test-slow bench clean
 
-$(STAMP): pyproject.toml
+# Debian packages: Java 17 and Maven fetch and run the Kafka broker; prometheus checks the dashboards.
+$(SYSTEM):
+	@missing=""; for c in java:openjdk-17-jre-headless mvn:maven promtool:prometheus; do \
+	  command -v $${c%%:*} >/dev/null || missing="$$missing $${c##*:}"; done; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
+	touch $@
+
+$(STAMP): pyproject.toml | $(SYSTEM)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m common.kafka_broker fetch
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
-	$(PY) -m ingest.demo
+	$(PY) -m demo
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow"
@@ -23,6 +32,9 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/ingest.py
+	$(PY) bench/dataset.py
+	$(PY) bench/latency.py
+	$(PY) bench/backfill.py
 
 clean:
-	rm -rf $(VENV) data build *.egg-info
+	rm -rf $(VENV) $(SYSTEM) data runs build *.egg-info deploy/kafka/lib

@@ -42,6 +42,8 @@ class TrainConfig:
     patience : stop after this many epochs without a higher validation accuracy.
     augment : NS/polarity augmentation (:data:`training.data.AUGMENT_MODES`): "x4", the paper's, of
         training and validation sets; "cycle", one variant per video per epoch, validation unaugmented.
+    balance : weight the positive class by n_negative / n_positive of the training labels, so a
+        small, imbalanced training set does not collapse onto the majority class.
     channels, fc, time_stride, dropout : :class:`~training.model.EmergenceCNN` architecture.
     num_workers : DataLoader worker processes (0 reads videos in the training process).
     """
@@ -52,6 +54,7 @@ class TrainConfig:
     max_epochs: int = 50
     patience: int = 5
     augment: str = "x4"
+    balance: bool = False
     channels: tuple[int, ...] = (8, 16, 32, 64)
     fc: tuple[int, int] = (112, 32)
     time_stride: int = 3
@@ -106,8 +109,11 @@ def _deterministic():
         torch.backends.cudnn.benchmark = previous[2]
 
 
-def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True) -> tuple[float, float]:
-    """One pass over ``loader``; trains when ``optimizer`` is given. Returns (mean BCE loss, accuracy at 0.5)."""
+def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True, pos_weight=None) -> tuple[float, float]:
+    """One pass over ``loader``; trains when ``optimizer`` is given. Returns (mean BCE loss, accuracy at 0.5).
+
+    ``pos_weight`` (a scalar tensor) weights the positive class in the loss.
+    """
     training = optimizer is not None
     model.train(training)
     loss_sum, correct, seen = 0.0, 0, 0
@@ -115,7 +121,7 @@ def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True) ->
         for x, y in bar:
             x, y = x.to(device), y.to(device)
             logits = model(x)
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, y)
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -157,6 +163,9 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
         torch.manual_seed(int(seed))
         model = config.build_model(n_frames, pixels).to(device)
         optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+        labels = np.asarray(train_labels)
+        pos_weight = (torch.tensor(max((labels == 0).sum(), 1) / max((labels == 1).sum(), 1), dtype=torch.float32,
+                                   device=device) if config.balance else None)
         history: list[dict] = []
         best = (-1.0, float("inf"))
         best_state, best_epoch, last_gain = None, 0, 0
@@ -164,7 +173,8 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
         for epoch in epochs:
             t0 = time.perf_counter()
             train_set.set_epoch(epoch)
-            train_loss, train_acc = _run_epoch(model, train_loader, device, optimizer, f"epoch {epoch} train", progress)
+            train_loss, train_acc = _run_epoch(model, train_loader, device, optimizer, f"epoch {epoch} train", progress,
+                                               pos_weight)
             val_loss, val_acc = _run_epoch(model, val_loader, device, None, f"epoch {epoch} val", progress)
             history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
                             "val_loss": val_loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - t0})

@@ -1,0 +1,36 @@
+"""Shared set-up of the service benchmarks: a model bundle and rendered 1024² frames."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from astropy.time import Time
+
+from ingest.synthetic import SunConfig, SyntheticSun, slot_of_time, write_fits_series
+
+START = Time("2000-06-20T00:00:00")
+
+
+def bundle_or_untrained(path: Path, scratch: Path) -> tuple[Path, str]:
+    """``path`` if it holds a bundle, else a bundle of 8 untrained members of the small preset's
+    architecture (timings do not depend on the weights). Returns (bundle, description)."""
+    if (path / "manifest.json").exists():
+        return path, f"trained bundle {path}"
+    import torch
+
+    from training.ensemble import PRESETS
+    from training.export import make_input_spec, write_bundle
+
+    config = PRESETS["small"].train
+    members = []
+    for k in range(8):
+        torch.manual_seed(k)
+        members.append((config.build_model(225, 90).eval(), f"model{6 + k // 2}", k % 2, {}))
+    out = write_bundle(scratch / "untrained_bundle", members, 0.6, "untrained", {}, make_input_spec(225, 90))
+    return out, "8 untrained members (no trained bundle at runs/small/bundle)"
+
+
+def render_frames(folder: Path, n: int, size: int = 1024) -> list[Path]:
+    """``n`` observed 96-min frames of the synthetic Sun from START, size² pixels."""
+    sun = SyntheticSun(SunConfig(), seed=0)
+    slot0 = int(slot_of_time(START))
+    return write_fits_series(sun, range(slot0, slot0 + n + n // 10 + 2), folder, shape=(size, size))[:n]

@@ -1,0 +1,63 @@
+"""Frame-to-Kafka latency of the live service on CPU, with a real Kafka broker.
+
+Each 1024² synthetic frame is dropped into the service's ``incoming/``; the
+clock runs from the drop to the moment every resulting message (alerts and
+patch status) has been acknowledged by the broker (``acks=all``). Last line:
+``frame_to_kafka_p50_s=<x> frame_to_kafka_p95_s=<y> patches=<n> members=<m>``.
+
+Usage: python bench/latency.py [--frames 8] [--bundle runs/small/bundle]
+"""
+from __future__ import annotations
+
+import sys
+
+sys.path[:] = [p for p in sys.path if p not in ("", __file__.rsplit("/", 1)[0])] + [__file__.rsplit("/", 1)[0]]
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _service_setup import bundle_or_untrained, render_frames
+from common.config import ServiceConfig
+from common.kafka_broker import KafkaBroker
+from serving.main import build
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--bundle", type=Path, default=Path("runs/small/bundle"))
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        bundle, what = bundle_or_untrained(args.bundle, tmp)
+        print(f"model: {what}")
+        frames = render_frames(tmp / "frames", args.frames + 1)
+        with KafkaBroker().start(tmp / "kafka") as broker:
+            service, _ = build(ServiceConfig(data_dir=str(tmp / "svc"), bundle=str(bundle), source="watch",
+                                             kafka_bootstrap=broker.bootstrap))
+            try:
+                latencies = []
+                for k, frame in enumerate(frames):
+                    t0 = time.perf_counter()
+                    os.replace(frame, service.dir / "incoming" / frame.name)
+                    service.run_cycle()
+                    while service.outbox.depth():
+                        time.sleep(0.01)
+                    dt = time.perf_counter() - t0
+                    if k:  # the first frame opens every passage: a cold start, not the steady state
+                        latencies.append(dt)
+                    print(f"frame {k}: {dt:.2f} s, {int(service.metrics.active_patches._value.get())} active patches")
+            finally:
+                service.publisher.stop()
+    p50, p95 = np.percentile(latencies, [50, 95])
+    print(f"frame_to_kafka_p50_s={p50:.2f} frame_to_kafka_p95_s={p95:.2f} "
+          f"patches={int(service.metrics.active_patches._value.get())} members={len(service.bundle.members)}")
+
+
+if __name__ == "__main__":
+    main()
