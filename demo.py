@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("data/demo"))
     p.add_argument("--bundle", type=Path, help="an existing model bundle (default: train or reuse runs/small)")
     p.add_argument("--start", default="2000-06-20T00:00:00", help="synthetic feed start (UTC)")
-    p.add_argument("--frames", type=int, default=30, help="96-min frames to stream")
+    p.add_argument("--frames", type=int, default=20, help="96-min frames to stream")
     p.add_argument("--tick", type=float, default=12.0, help="wall seconds per 96-min cadence")
     p.add_argument("--port", type=int, default=8000)
     args = p.parse_args(argv)

@@ -92,3 +92,12 @@ def test_malformed_store_is_named(tmp_path, damage, words):
     with pytest.raises(DatasetError, match=words) as info:
         DatasetStore(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.slow
+def test_paper_preset_plan_has_the_papers_counts():
+    cat = plan(PRESETS["paper"], seed=0)
+    assert (~cat.month.isin([11, 12])).sum() == 2032 and cat.month.isin([11, 12]).sum() == 406
+    assert cat.year.min() >= 1996 and cat.year.max() <= 2011
+    q = label_quality(cat)
+    assert 0.75 <= q["crude_accuracy"] <= 0.90 and q["false_emergence"] > 0 and q["false_non_emergence"] > 0

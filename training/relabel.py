@@ -7,7 +7,7 @@ emergence, label says not) and false negatives. Only disagreements not
 reviewed in an earlier pass go to the reviewer. Where the reviewer sides
 with the label the model erred (E); otherwise the label was wrong and the
 reviewer's answer becomes the label. R = |E| / (|fp| + |fn| − |E|) over the
-new disagreements; passes repeat while R > 0.5.
+new disagreements; passes repeat while R > 0.5 and the last pass changed a label.
 
 Every pass is persisted (``pass_<n>.json``: labels, who changed what, the
 statistics), so an interrupted loop resumes after its last finished pass.
@@ -88,7 +88,9 @@ def run_relabel_loop(video_ids: np.ndarray, months: np.ndarray, crude: np.ndarra
         r = records[-1]
         progress(f"pass {n}: fp {r.fp} fn {r.fn}, new {r.new_fp + r.new_fn} reviewed, "
                  f"{r.model_mistakes} model mistakes, {r.relabelled} relabelled, R = {r.ratio:.2f}")
-        if r.new_fp + r.new_fn == 0 or r.ratio <= 0.5:
+        # The paper's rule is R ≤ 0.5. Training is deterministic, so a pass that changed no label
+        # would be repeated exactly by the next one: that is convergence too.
+        if r.ratio <= 0.5 or r.relabelled == 0:
             break
     return labels, reviewed, records
 
