@@ -17,7 +17,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
 from astropy.time import Time
 
 from common.figures import video_montage

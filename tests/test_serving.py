@@ -1,6 +1,5 @@
 """The live service against real parts: FITS files, ONNX Runtime, a Kafka broker, an HTTP server, kill -9."""
 import json
-import os
 import shutil
 import signal
 import sqlite3

@@ -17,6 +17,7 @@ run is repeated, so an interrupted run resumes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing as mp
 import time
@@ -152,6 +153,7 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
     member_keys = [(fold.model, seed) for fold, seed in member_keys]
     log(f"uncertainty ensemble: {len(jobs)} members (models 6-9 x seeds {list(preset.seeds)})")
     members = train_members(jobs, workers)
+    members_key = hashlib.sha256(b"".join(Path(j.checkpoint).read_bytes() for j in jobs)).hexdigest()[:12]
 
     # 3. threshold on the benchmark months ---------------------------------------------------
     bench_probs = np.stack([predict(m, store, ids[bench]) for m in members])
@@ -187,8 +189,14 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
     curves, estimates = [], []
     log(f"onset: masking {len(hits)} correctly classified test emergences x {len(members)} members")
     for k in hits:
-        video = scale_for_model(store.video(int(test_ids[k])))
-        c = np.stack([masking_curves(m, video, devices[0], frames=frames) for m in members])
+        cached = run_dir / "onset" / members_key / f"video_{int(test_ids[k])}_stride_{preset.onset_stride}.npy"
+        if cached.exists():
+            c = np.load(cached)
+        else:
+            video = scale_for_model(store.video(int(test_ids[k])))
+            c = np.stack([masking_curves(m, video, devices[0], frames=frames) for m in members])
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cached, c)
         curves.append(c)
         estimates.append(float(np.median([onset_frame(ci, frames) for ci in c])))
     true_onsets = test.true_onset_frame.to_numpy()[hits]
@@ -227,7 +235,7 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
     report["figures"] = [str(p) for p in (
         figures.relabel_passes(records, len(trainval), fig_dir / "relabel_passes.png"),
         figures.ensemble_histogram(test_probs, threshold, fig_dir / "test_ensemble.png", "Test set: ensemble outputs"),
-        figures.masking_curves(curves[:4], true_onsets[:4], estimates[:4], fig_dir / "masking_curves.png"),
+        figures.masking_curves(curves[:4], frames, true_onsets[:4], estimates[:4], fig_dir / "masking_curves.png"),
         figures.onset_errors(errors_days, fig_dir / "onset_errors.png"),
     )]
     report["wall_time_s"] = time.perf_counter() - t_start

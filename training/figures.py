@@ -57,18 +57,20 @@ def ensemble_histogram(probabilities: np.ndarray, threshold: float, path: Path, 
     return _save(fig, path)
 
 
-def masking_curves(curves: list[np.ndarray], true_onsets, estimated, path: Path) -> Path:
-    """Fig. 5: probability vs last unmasked frame for a few videos (members thin, truth dashed, estimate star)."""
+def masking_curves(curves: list[np.ndarray], frames: np.ndarray, true_onsets, estimated, path: Path) -> Path:
+    """Fig. 5: probability vs last unmasked frame for a few videos (members thin, truth dashed, estimate star).
+
+    ``curves`` are (n_members, len(frames)) arrays, evaluated at the masking frames ``frames``.
+    """
     plt = _plt()
     n = len(curves)
     fig, axes = plt.subplots(1, max(n, 1), figsize=(3.2 * max(n, 1), 2.8), squeeze=False)
     for ax, c, t, e in zip(axes[0], curves, true_onsets, estimated):
-        frames = np.arange(c.shape[1])
         for member in c:
             ax.plot(frames, member, lw=0.8, alpha=0.6)
         ax.plot(frames, np.median(c, axis=0), "k", lw=1.5)
         ax.axvline(t, ls="--", color="k")
-        ax.plot([e], [np.median(c, axis=0)[int(e)]], "r*", ms=12)
+        ax.plot([e], [np.interp(e, frames, np.median(c, axis=0))], "r*", ms=12)
         ax.set_xlabel("last unmasked frame")
         ax.set_ylim(0, 1)
     axes[0, 0].set_ylabel("emergence probability")

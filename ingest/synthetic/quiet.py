@@ -147,23 +147,32 @@ def _cells(config: SunConfig, lat_lo, lat_hi, lon_c, lon_half, t_lo, t_hi):
     return i, jj[cell], dd[cell]
 
 
-def _network(config: SunConfig, key, i, j, d) -> list[dict]:
-    """Elements of the network families with keys ``key`` born in cells (i, j, d)."""
+def _birth(config: SunConfig, key, i, j, d, flux_median_Mx: float):
+    """Draws shared by every quiet-Sun family, for elements with keys ``key`` born in cells (i, j, d).
+
+    Returns (t0 [day], lon [deg], lat [deg, uniform in sin lat], signed flux [Mx], life [day],
+    sigma [deg], vx, vy [deg/day, heliographic random drift]).
+    """
     c = config.cell_deg
-    n = len(key)
     t0 = d + pr.uniform(key, 0)
-    lon0 = (i + pr.uniform(key, 1)) * c
+    lon = (i + pr.uniform(key, 1)) * c
     s1, s2 = np.sin(np.deg2rad(j * c)), np.sin(np.deg2rad((j + 1) * c))
-    lat0 = np.rad2deg(np.arcsin(s1 + pr.uniform(key, 2) * (s2 - s1)))
+    lat = np.rad2deg(np.arcsin(s1 + pr.uniform(key, 2) * (s2 - s1)))
     sign = np.where(pr.uniform(key, 3) < 0.5, -1.0, 1.0)
-    flux = sign * pr.lognormal(key, 4, config.network_flux_median_Mx, config.network_flux_sigma_ln,
-                               hi=config.network_flux_max_Mx)
+    flux = sign * pr.lognormal(key, 4, flux_median_Mx, config.network_flux_sigma_ln, hi=config.network_flux_max_Mx)
     life = pr.lognormal(key, 5, config.network_life_median_day, config.network_life_sigma_ln,
                         *config.network_life_range_day)
     sig_lo, sig_hi = config.network_sigma_deg
     sigma = sig_lo + pr.uniform(key, 6) * (sig_hi - sig_lo)
     vx = np.clip(pr.normal(key, 7), -_SPEED_CLIP, _SPEED_CLIP) * config.network_speed_deg_day
     vy = np.clip(pr.normal(key, 8), -_SPEED_CLIP, _SPEED_CLIP) * config.network_speed_deg_day
+    return t0, lon, lat, flux, life, sigma, vx, vy
+
+
+def _network(config: SunConfig, key, i, j, d) -> list[dict]:
+    """Elements of the network families with keys ``key`` born in cells (i, j, d)."""
+    n = len(key)
+    t0, lon0, lat0, flux, life, sigma, vx, vy = _birth(config, key, i, j, d, config.network_flux_median_Mx)
     frag = pr.uniform(key, 9) < config.fragment_probability
     vlon = vx / np.cos(np.deg2rad(lat0)) + carrington_drift_deg_day(config, lat0)
     parent = dict(t0=t0, t1=t0 + life, lon0=lon0, lat0=lat0, vlon=vlon, vlat=vy, flux=flux,
@@ -188,21 +197,8 @@ def _network(config: SunConfig, key, i, j, d) -> list[dict]:
 
 def _cancelling(config: SunConfig, key, i, j, d) -> list[dict]:
     """Elements of the cancelling pairs with keys ``key`` born in cells (i, j, d)."""
-    c = config.cell_deg
     n = len(key)
-    t0 = d + pr.uniform(key, 0)
-    lon_c = (i + pr.uniform(key, 1)) * c
-    s1, s2 = np.sin(np.deg2rad(j * c)), np.sin(np.deg2rad((j + 1) * c))
-    lat_c = np.rad2deg(np.arcsin(s1 + pr.uniform(key, 2) * (s2 - s1)))
-    sign = np.where(pr.uniform(key, 3) < 0.5, -1.0, 1.0)
-    flux = sign * pr.lognormal(key, 4, config.cancel_flux_median_Mx, config.network_flux_sigma_ln,
-                               hi=config.network_flux_max_Mx)
-    life = pr.lognormal(key, 5, config.network_life_median_day, config.network_life_sigma_ln,
-                        *config.network_life_range_day)
-    sig_lo, sig_hi = config.network_sigma_deg
-    sigma = sig_lo + pr.uniform(key, 6) * (sig_hi - sig_lo)
-    vx = np.clip(pr.normal(key, 7), -_SPEED_CLIP, _SPEED_CLIP) * config.network_speed_deg_day
-    vy = np.clip(pr.normal(key, 8), -_SPEED_CLIP, _SPEED_CLIP) * config.network_speed_deg_day
+    t0, lon_c, lat_c, flux, life, sigma, vx, vy = _birth(config, key, i, j, d, config.cancel_flux_median_Mx)
     sep_lo, sep_hi = config.cancel_separation_deg
     half = 0.5 * (sep_lo + pr.uniform(key, 9) * (sep_hi - sep_lo))
     angle = 2 * np.pi * pr.uniform(key, 10)
