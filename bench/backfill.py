@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import sys
 
-sys.path[:] = [p for p in sys.path if p not in ("", __file__.rsplit("/", 1)[0])] + [__file__.rsplit("/", 1)[0]]
+# bench/ingest.py would shadow the `ingest` package: import the package first, then reach bench/ helpers.
+_bench = __file__.rsplit("/", 1)[0]
+sys.path[:] = [p for p in sys.path if p not in ("", _bench)]
+import ingest  # noqa: E402,F401
+sys.path.append(_bench)
 
 import argparse
 import shutil

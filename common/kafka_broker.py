@@ -281,7 +281,7 @@ class KafkaBroker:
         if not (log_dirs / "meta.properties").exists():
             fmt = subprocess.run(
                 self._java("kafka.tools.StorageTool", "format", "--standalone",
-                           "-t", state["cluster_id"], "-c", str(properties), heap="256m"),
+                           f"--cluster-id={state['cluster_id']}", "-c", str(properties), heap="256m"),
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )
             with open(log_path, "a") as log:
