@@ -73,6 +73,8 @@ def main(argv=None) -> int:
                 for record in consumer:
                     event = json.loads(record.value)
                     alerts.append(event)
+                    if event["event"] == "updated":
+                        continue  # counted in the summary; opened, withdrawn and closed are shown
                     print(f"  {event['frame_time'][:16]} {event['event']:>9} {event['patch_id']}  p={event['probability']['median']:.2f}"
                           f"  onset {event['onset']['time_utc'][:16]} ± {event['onset']['uncertainty_hours']:.0f} h")
                 done = json.loads((service_dir / "feed.json").read_text())["next_slot"] if (service_dir / "feed.json").exists() else 0

@@ -58,6 +58,7 @@ def build(config: ServiceConfig) -> tuple[Service, BackgroundScheduler]:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     config = config_from_args(argv)
     try:
         service, scheduler = build(config)

@@ -156,8 +156,10 @@ class Service:
     def _close(self, pid: str, start: int, slot: int) -> None:
         self.state.db.execute("UPDATE passages SET status = 'closed' WHERE patch_id = ? AND start_slot = ?", (pid, start))
         alert = self._alert_state(pid, start)
-        self._emit(alert, start, step(alert, self.policy, {"median": 0.0, "onset_frame": -1, "frame_time": slot_time(slot).isot,
-                                                    "model_version": self.bundle.model_version}, on_disk=False))
+        _, _, summaries = self.state.history(pid, start)
+        if summaries:  # a closing event carries the patch's last score, stamped with the closing frame
+            self._emit(alert, start, step(alert, self.policy, {**summaries[-1], "frame_time": slot_time(slot).isot},
+                                          on_disk=False))
 
     def _file_frame(self, mag: Magnetogram, slot: int, passages: dict[str, int]) -> dict[str, int]:
         """Project the frame onto every open passage it belongs to; returns {patch: frame index}."""
