@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -51,7 +52,8 @@ def main(argv=None) -> int:
     bundle = args.bundle or ensure_bundle(args.out / "small.zarr", Path("runs/small"))
 
     service_dir = args.out / "service"
-    subprocess.run(["rm", "-rf", str(service_dir)], check=True)
+    for fresh in (service_dir, args.out / "kafka"):  # a new stream each run: no old alerts replayed
+        shutil.rmtree(fresh, ignore_errors=True)
     from kafka import KafkaConsumer
 
     with KafkaBroker().start(args.out / "kafka") as broker:

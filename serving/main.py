@@ -58,7 +58,7 @@ def build(config: ServiceConfig) -> tuple[Service, BackgroundScheduler]:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skipped runs while a long cycle finishes are expected
     config = config_from_args(argv)
     try:
         service, scheduler = build(config)
