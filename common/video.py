@@ -30,11 +30,6 @@ def scale_for_model(video_gauss: np.ndarray, clip: u.Quantity = VideoConfig().cl
     return (v + c) / np.float32(2 * c)
 
 
-def frame_times(start: Time, config: VideoConfig = VideoConfig()) -> Time:
-    """Times of the ``n_frames`` cadence slots of a video starting at ``start``."""
-    return start + np.arange(config.n_frames) * config.cadence
-
-
 def slot_of(times: Time, start: Time, config: VideoConfig = VideoConfig()) -> np.ndarray:
     """Nearest cadence slot (int, may be out of range) for each observation time."""
     offset = ((times - start).to(u.min) / config.cadence).decompose().value

@@ -11,7 +11,6 @@ into place only when complete, so a failed run leaves nothing half-written.
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from astropy.time import Time
 
 from common.config import PatchGridConfig, VideoConfig
 from common.patches import PatchGrid
-from common.video import fill_gaps, frame_times, slot_of
+from common.video import fill_gaps, slot_of
 from ingest.errors import TimeOrderError
 from ingest.magnetogram import Magnetogram
 from ingest.projection import project_patches
@@ -155,14 +154,7 @@ class VideoStore:
         self.start = Time(attrs["start"])
         self.observed = self._root["observed"][:]
 
-    @property
-    def times(self) -> Time:
-        return frame_times(self.start, self.video)
-
     def __getitem__(self, patch: str | int) -> np.ndarray:
         """Video of one patch (by id or index), float32 (n_frames, pixels, pixels), G."""
         i = self.grid.index(patch) if isinstance(patch, str) else patch
         return self._root["video"][i]
-
-    def describe(self) -> str:
-        return json.dumps({k: v for k, v in self.attrs.items() if k not in ("patch_ids", "sources")}, indent=1)

@@ -60,11 +60,11 @@ def create_app(service) -> FastAPI:
     async def upload(request: Request, file: UploadFile, authorization: str | None = Header(None)) -> dict:
         """Submit a full-disk magnetogram FITS file (``Authorization: Bearer <token>``)."""
         if authorization is None or not secrets.compare_digest(authorization, f"Bearer {config.upload_token}"):
-            service.metrics.frames_rejected.labels(reason="unauthorized").inc()
+            service.metrics.reject("unauthorized")
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
         declared = int(request.headers.get("content-length", 0))
         if declared > config.upload_max_bytes + 64 * 1024:
-            service.metrics.frames_rejected.labels(reason="too_large").inc()
+            service.metrics.reject("too_large")
             raise HTTPException(413, f"upload of {declared} bytes exceeds the limit of {config.upload_max_bytes} bytes")
         name = Path(file.filename or "upload.fits").name
         if not name.lower().endswith((".fits", ".fts", ".fit")):
@@ -76,14 +76,14 @@ def create_app(service) -> FastAPI:
                 size += len(chunk)
                 if size > config.upload_max_bytes:
                     Path(tmp.name).unlink()
-                    service.metrics.frames_rejected.labels(reason="too_large").inc()
+                    service.metrics.reject("too_large")
                     raise HTTPException(413, f"{name}: exceeds the limit of {config.upload_max_bytes} bytes")
                 tmp.write(chunk)
         try:
             mag = read_magnetogram(tmp.name)
         except IngestError as exc:
             Path(tmp.name).unlink()
-            service.metrics.frames_rejected.labels(reason=service.metrics.reason_for(exc)).inc()
+            service.metrics.reject(exc)
             raise HTTPException(422, f"{name}: {exc.problem}") from None
         slot = int(slot_of_time(mag.time))
         target = incoming / f"upload_{mag.time.strftime('%Y%m%d_%H%M%S')}_{name}"

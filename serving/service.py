@@ -100,7 +100,7 @@ class Service:
         try:
             mag = read_magnetogram(path)
         except IngestError as exc:
-            self._reject(path, self.metrics.reason_for(exc), str(exc))
+            self._reject(path, exc, str(exc))
             return 0
         slot = int(slot_of_time(mag.time))
         if self.state.has_frame(slot):
@@ -124,9 +124,10 @@ class Service:
         self.metrics.frame_to_publish.observe(max(0.0, time.time() - arrived))
         return 1
 
-    def _reject(self, path: Path, reason: str, message: str) -> None:
+    def _reject(self, path: Path, cause: Exception | str, message: str) -> None:
+        """Count the rejection (by the cause's reason) and move the file to ``rejected/`` with its error."""
         log.warning("rejected %s: %s", path.name, message)
-        self.metrics.frames_rejected.labels(reason=reason).inc()
+        self.metrics.reject(cause)
         target = self.dir / "rejected" / path.name
         shutil.move(str(path), target)
         target.with_name(target.name + ".error.txt").write_text(message + "\n")
