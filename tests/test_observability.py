@@ -2,9 +2,9 @@
 
 - ``promtool check`` validates deploy/prometheus/{prometheus,rules}.yml, and
   ``promtool test rules`` drives every alert with synthetic series.
-- A real Prometheus (Debian's ``prometheus``) scrapes a real HTTP server that
-  serves ``Metrics().exposition()``; every query of deploy/grafana/dashboard.json
-  and every recording rule must then return finite data.
+- A real Prometheus (Debian's ``prometheus``) scrapes the running service's
+  ``/metrics`` (uvicorn) while it ingests real frames; every query of
+  deploy/grafana/dashboard.json and every recording rule must then return finite data.
 
 The Prometheus tests are skipped only when the binaries are not installed
 (Debian/Ubuntu: ``apt-get install prometheus``).
@@ -17,15 +17,16 @@ import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import astropy.units as u
 import pytest
 import yaml
+
+from common.config import ServiceConfig
 
 from ingest.errors import (
     EmptyDataError,
@@ -37,7 +38,10 @@ from ingest.errors import (
     TruncatedFITSError,
     UnitError,
 )
+from serving.api import create_app
 from serving.metrics import ALERT_EVENTS, REJECT_REASONS, Metrics
+from serving.service import Service
+from tests.serving_fixtures import ServerThread, frames, tiny_bundle  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 PROM_DIR = ROOT / "deploy" / "prometheus"
@@ -258,30 +262,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve_metrics(m: Metrics) -> ThreadingHTTPServer:
-    """A real HTTP server on a free loopback port answering ``/metrics`` with ``m.exposition()``."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's name)
-            """Serve the exposition at /metrics, 404 elsewhere."""
-            if self.path.split("?")[0] != "/metrics":
-                self.send_error(404)
-                return
-            body, ctype = m.exposition()
-            self.send_response(200)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            """Keep scrapes out of the test output."""
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 class PromAPI:
     """The HTTP API of a running Prometheus."""
 
@@ -308,16 +288,22 @@ class PromAPI:
 
 
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
-    """A real Prometheus scraping a real /metrics server every second, after two rounds of activity."""
+def prometheus(tmp_path_factory, tiny_bundle, frames):
+    """A real Prometheus scraping the running service's /metrics every second, after two rounds of activity.
+
+    Each round the service ingests and scores a real frame, and every remaining
+    label value is touched once (rejections by every reason, every alert event).
+    """
     tmp = tmp_path_factory.mktemp("prometheus")
-    m = Metrics()
-    server = _serve_metrics(m)
+    service = Service(ServiceConfig(data_dir=str(tmp / "svc"), bundle=str(tiny_bundle), source="watch",
+                                    lat_limit=45 * u.deg))
+    m = service.metrics
+    server = ServerThread(create_app(service)).__enter__()
     config = yaml.safe_load(PROM_CONFIG.read_text())
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
     config["rule_files"] = [str(RULES)]
     (job,) = config["scrape_configs"]
-    job["static_configs"] = [{"targets": [f"127.0.0.1:{server.server_address[1]}"]}]
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{server.port}"]}]
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = _free_port()
     log = open(tmp / "prometheus.log", "w")
@@ -327,9 +313,11 @@ def prometheus(tmp_path_factory):
         stdout=log, stderr=subprocess.STDOUT)
     api = PromAPI(f"http://127.0.0.1:{port}")
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         ingested = f'fluxwatch_frames_ingested_total{{job="{job["job_name"]}"}}'
-        for round_ in (1, 2):  # two scraped rounds, so rates and quantiles over them are finite
+        for frame in frames[:2]:  # two scraped rounds, so rates and quantiles over them are finite
+            shutil.copy(frame, service.dir / "incoming" / frame.name)
+            assert service.run_cycle() == 1
             exercise(m)
             while True:
                 assert proc.poll() is None, (tmp / "prometheus.log").read_text()
@@ -337,7 +325,7 @@ def prometheus(tmp_path_factory):
                     result = api.query(ingested)
                 except OSError:
                     result = []
-                if result and float(result[0]["value"][1]) == 3 * round_:
+                if result and float(result[0]["value"][1]) == m.frames_ingested._value.get():
                     break
                 assert time.monotonic() < deadline, f"not scraped: {(tmp / 'prometheus.log').read_text()}"
                 time.sleep(0.25)
@@ -350,8 +338,7 @@ def prometheus(tmp_path_factory):
             proc.kill()
             proc.wait()
         log.close()
-        server.shutdown()
-        server.server_close()
+        server.__exit__(None, None, None)
 
 
 @needs_prometheus
