@@ -7,9 +7,11 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import astropy.units as u
 import httpx
+import jsonschema
 import pytest
 from kafka import KafkaConsumer
 
@@ -76,6 +78,11 @@ def test_alerts_reach_kafka_and_match_the_api(tmp_path, tiny_bundle, frames, kaf
     assert len(kafka_ids) == len(set(kafka_ids)), "no duplicate events on Kafka"
     assert sorted(kafka_ids) == sorted(a["event_id"] for a in api)
     assert all(key == value["patch_id"] for key, _, value in events)
+    schema = json.loads((Path(__file__).parents[1] / "deploy/schemas/alert-event.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    for event in api:
+        validator.validate(event)  # every published event follows the schema in deploy/
+    assert not validator.is_valid({k: v for k, v in api[0].items() if k != "onset"})
     first = api[0]
     assert first["event"] == "opened" and first["schema_version"] == "1.0"
     for field in ("alert_id", "model_version", "patch", "onset", "probability", "frame_time"):
