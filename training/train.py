@@ -35,8 +35,7 @@ class TrainConfig:
 
     Attributes
     ----------
-    optimizer : "sgd" (the paper's, with ``momentum``) or "adam" (far fewer steps to learn: CPU presets).
-    lr : learning rate (1e-4, the paper's SGD; slow on CPU, small presets raise it).
+    lr : SGD learning rate (1e-4, the paper's; slow on CPU, small presets raise it).
     momentum : SGD momentum (0.9).
     batch_size : videos per step (10).
     max_epochs : hard limit on epochs (passes over the augmented training set).
@@ -49,7 +48,6 @@ class TrainConfig:
     num_workers : DataLoader worker processes (0 reads videos in the training process).
     """
 
-    optimizer: str = "sgd"
     lr: float = 1e-4
     momentum: float = 0.9
     batch_size: int = 10
@@ -64,8 +62,6 @@ class TrainConfig:
     num_workers: int = 0
 
     def __post_init__(self):
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.lr <= 0 or not 0 <= self.momentum < 1 or self.batch_size < 1:
             raise ValueError("need lr > 0, 0 <= momentum < 1, batch_size >= 1")
         if self.max_epochs < 1 or self.patience < 1:
@@ -166,8 +162,7 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
     with torch.random.fork_rng(devices=fork_devices), _deterministic():
         torch.manual_seed(int(seed))
         model = config.build_model(n_frames, pixels).to(device)
-        optimizer = (torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-                     if config.optimizer == "sgd" else torch.optim.Adam(model.parameters(), lr=config.lr))
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
         labels = np.asarray(train_labels)
         pos_weight = (torch.tensor(max((labels == 0).sum(), 1) / max((labels == 1).sum(), 1), dtype=torch.float32,
                                    device=device) if config.balance else None)
