@@ -80,9 +80,10 @@ class ModelBundle:
 
     def probabilities(self, videos_gauss: np.ndarray, batch_size: int = 16) -> np.ndarray:
         """Every member's emergence probability for videos (N, n_frames, pixels, pixels) in G: (n_members, N)."""
-        x = scale_for_model(videos_gauss, self.clip)[:, None]
-        out = np.empty((len(self.members), len(x)), np.float32)
-        for m, member in enumerate(self.members):
-            for i in range(0, len(x), batch_size):
-                out[m, i : i + batch_size] = member.session.run(None, {"video": x[i : i + batch_size]})[0]
+        out = np.empty((len(self.members), len(videos_gauss)), np.float32)
+        for i in range(0, len(videos_gauss), batch_size):
+            # scale one batch at a time: it stays in cache for all members
+            x = scale_for_model(videos_gauss[i : i + batch_size], self.clip)[:, None]
+            for m, member in enumerate(self.members):
+                out[m, i : i + batch_size] = member.session.run(None, {"video": x})[0]
         return out
