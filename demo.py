@@ -98,6 +98,7 @@ def summarize(alerts: list[dict], start: Time, frames: int) -> None:
     a false alert an opened alert on a patch with no true emergence in its passage.
     """
     from common.config import PatchGridConfig, ServiceConfig
+    from common.observer import central_meridian_distance
     from common.patches import PatchGrid
     from ingest.synthetic import ephemeris
 
@@ -106,7 +107,7 @@ def summarize(alerts: list[dict], start: Time, frames: int) -> None:
     grid = PatchGrid(PatchGridConfig(lat_limit=ServiceConfig().lat_limit))
     table = sun.bmrs(start, end)
     l0, _, _ = ephemeris(table.t_emerge)
-    on_disk = np.abs((np.asarray(table.lon) - l0 + 180) % 360 - 180) < 90
+    on_disk = np.abs(central_meridian_distance(table.lon, l0)) < 90
     half = grid.config.patch_size.to_value("deg") / 2
     truth = {}
     for i in np.flatnonzero(on_disk):

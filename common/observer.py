@@ -17,6 +17,11 @@ import numpy as np
 from astropy.time import Time
 
 
+def central_meridian_distance(lon_deg, l0_deg):
+    """Longitude from the central meridian (Carrington lon − L0), deg in [-180, 180); negative is east."""
+    return (np.asarray(lon_deg) - l0_deg + 180.0) % 360.0 - 180.0
+
+
 @dataclass(frozen=True)
 class Observer:
     """An observer of the Sun at one instant.

@@ -25,6 +25,7 @@ import pandas as pd
 from astropy.time import Time
 
 from common.config import VideoConfig
+from common.observer import central_meridian_distance
 from ingest.synthetic import SyntheticSun, ephemeris, slot_of_time, slot_time
 
 #: Slots per day on the 96-min grid (15 × 96 min = 24 h): detections happen at slots ≡ 0 mod 15.
@@ -56,11 +57,6 @@ def _heliocentric_z(lon, lat, l0, b0):
     return np.cos(b) * np.cos(la) * np.cos(dl) + np.sin(b) * np.sin(la)
 
 
-def cmd(lon, l0):
-    """Longitude from the central meridian, deg in [-180, 180)."""
-    return (np.asarray(lon) - l0 + 180.0) % 360.0 - 180.0
-
-
 def detect(sun: SyntheticSun, t_start: Time, t_end: Time, config: DetectorConfig = DetectorConfig(),
            seed: int = 0) -> pd.DataFrame:
     """Daily detections of the BMRs emerging in [t_start, t_end): the first observation of each.
@@ -84,12 +80,12 @@ def detect(sun: SyntheticSun, t_start: Time, t_end: Time, config: DetectorConfig
         measured *= rng.lognormal(0.0, config.flux_error, size=measured.shape)
         centre_lon = _weighted_lon(lon, np.abs(flux))
         centre_lat = (lat * np.abs(flux)).sum(axis=1) / np.maximum(np.abs(flux).sum(axis=1), 1e-30)
-        visible = np.abs(cmd(centre_lon, l0[i])) < 90.0
+        visible = np.abs(central_meridian_distance(centre_lon, l0[i])) < 90.0
         hit = np.flatnonzero((measured >= config.flux_threshold_Mx) & visible)
         if hit.size:
             k = hit[0]
-            rows.append((i, int(slots[i, k]), float(cmd(centre_lon[k], l0[i, k])), float(measured[k]),
-                         float(centre_lon[k] % 360.0), float(centre_lat[k])))
+            rows.append((i, int(slots[i, k]), float(central_meridian_distance(centre_lon[k], l0[i, k])),
+                         float(measured[k]), float(centre_lon[k] % 360.0), float(centre_lat[k])))
     return pd.DataFrame(rows, columns=["bmr_index", "first_obs_slot", "first_obs_cmd", "first_obs_flux_Mx",
                                        "lon", "lat"])
 
@@ -110,7 +106,7 @@ def video_start_slot(lon_c: np.ndarray, first_obs_slot: np.ndarray) -> np.ndarra
     back = np.arange(-16 * SLOTS_PER_DAY, 1)
     slots = first_obs_slot[:, None] + back[None, :]
     l0, _, _ = ephemeris(slots.ravel())
-    east_of_limb = cmd(lon_c[:, None], l0.reshape(slots.shape)) < -90.0
+    east_of_limb = central_meridian_distance(lon_c[:, None], l0.reshape(slots.shape)) < -90.0
     last_hidden = np.where(east_of_limb.any(axis=1), east_of_limb.shape[1] - 1 - np.argmax(east_of_limb[:, ::-1], axis=1), -1)
     return slots[np.arange(len(slots)), last_hidden + 1]
 

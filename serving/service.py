@@ -28,6 +28,7 @@ from astropy.coordinates import SkyCoord
 from astropy.time import Time
 
 from common.config import PatchGridConfig, ServiceConfig
+from common.observer import central_meridian_distance
 from common.onset import onset_frame
 from common.patches import PatchGrid
 from common.video import fill_gaps
@@ -45,11 +46,6 @@ log = logging.getLogger(__name__)
 
 #: Synodic Carrington rotation: how far a fixed Carrington longitude moves across the disk per day.
 SYNODIC_DEG_PER_DAY = 360.0 / 27.2753
-
-
-def central_meridian_distance(lon_deg, l0_deg):
-    """Longitude from the central meridian, deg in [-180, 180)."""
-    return (np.asarray(lon_deg) - l0_deg + 180.0) % 360.0 - 180.0
 
 
 class Service:
