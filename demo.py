@@ -23,15 +23,21 @@ from astropy.time import Time
 from common.kafka_broker import KafkaBroker
 from ingest import demo as data_demo
 from ingest.synthetic import SunConfig, SyntheticSun, slot_of_time, slot_time
+from serving.bundle import BundleError, ModelBundle
 
 ALERTS, STATUS = "fluxwatch.alerts", "fluxwatch.patch-status"
 
 
 def ensure_bundle(store: Path, run: Path) -> Path:
+    """The small ensemble's bundle under ``run``: reused if the service can load it, else (re)made by
+    train-ensemble (which resumes from the run's checkpoints, so an outdated bundle is only re-exported)."""
     bundle = run / "bundle"
-    if (bundle / "manifest.json").exists():
+    try:
+        ModelBundle(bundle)
         print(f"reusing model bundle {bundle}")
         return bundle
+    except BundleError as exc:
+        print(f"no usable bundle ({exc})")
     print("training the small ensemble (train-ensemble --preset small); this takes ~25 minutes on 2 cores")
     subprocess.run([sys.executable, "-m", "training.cli", "--store", str(store), "--out", str(run), "--preset", "small"],
                    check=True)

@@ -108,7 +108,6 @@ class ServiceConfig:
     upload_max_bytes : largest accepted upload.
     lat_limit : patches cover latitudes within ±lat_limit (BMRs emerge within ±40°).
     hysteresis, onset_step_frames, probability_step : alert policy (see :mod:`serving.alerts`).
-    batch_size : patch videos per ONNX Runtime call.
     """
 
     data_dir: str = "data/service"
@@ -129,7 +128,6 @@ class ServiceConfig:
     hysteresis: float = 0.1
     onset_step_frames: int = 3
     probability_step: float = 0.1
-    batch_size: int = 16
 
     def __post_init__(self):
         object.__setattr__(self, "cadence", _require(self.cadence, u.min, "cadence"))

@@ -11,8 +11,13 @@ import numpy as np
 import onnxruntime as ort
 
 from common.video import scale_for_model
+from serving.streaming import Stage, StreamingEnsemble, StreamingMember, max_pool
 
 REQUIRED_INPUT = ("n_frames", "pixels", "cadence_min", "clip_G", "layout")
+#: Bundle schema this service reads (2: members carry streaming graphs).
+SCHEMA_VERSION = 2
+#: Largest |streaming − full member| probability accepted on load.
+STREAM_TOLERANCE = 1e-4
 
 
 class BundleError(ValueError):
@@ -26,17 +31,19 @@ class BundleError(ValueError):
 class Member:
     fold: str
     seed: int
-    session: ort.InferenceSession
+    session: ort.InferenceSession  # the full graph: (batch, 1, T, P, P) scaled video → probability
+    stream: StreamingMember  # the same member cut into time windows
 
 
 class ModelBundle:
     """Load and validate ``bundle/manifest.json`` and its members.
 
-    Checks: the manifest parses and has the input spec (frames, pixels,
+    Checks: the manifest parses, has schema version 2, the input spec (frames, pixels,
     cadence, clip, layout NCTHW), a threshold in (0, 1) and members; each
-    member file exists, matches its SHA-256 and takes input ``video`` of
-    shape (batch, 1, n_frames, pixels, pixels). CUDA is used when ONNX
-    Runtime offers it, the CPU otherwise.
+    member file (full and streaming graphs) exists and matches its SHA-256;
+    the full graph takes input ``video`` of shape (batch, 1, n_frames, pixels,
+    pixels); and the streaming graphs reproduce the full graph's masked score
+    on a random video. CUDA is used when ONNX Runtime offers it, the CPU otherwise.
     """
 
     def __init__(self, path: str | Path, providers: list[str] | None = None):
@@ -48,6 +55,9 @@ class ModelBundle:
             self.manifest = json.loads(manifest_path.read_text())
         except json.JSONDecodeError as exc:
             raise BundleError(manifest_path, f"not valid JSON ({exc})") from None
+        if self.manifest.get("schema_version") != SCHEMA_VERSION:
+            raise BundleError(manifest_path, f"schema version {self.manifest.get('schema_version')} is not "
+                                             f"{SCHEMA_VERSION} (re-export it with train-ensemble)")
         spec = self.manifest.get("input", {})
         missing = [k for k in REQUIRED_INPUT if k not in spec]
         if missing:
@@ -65,21 +75,60 @@ class ModelBundle:
         self.providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         self.members = []
         for entry in self.manifest.get("members", []):
-            f = self.path / entry["file"]
-            if not f.is_file():
-                raise BundleError(f, "member file is missing")
-            if hashlib.sha256(f.read_bytes()).hexdigest() != entry["sha256"]:
-                raise BundleError(f, "SHA-256 does not match the manifest")
-            session = ort.InferenceSession(str(f), providers=self.providers)
+            session = self._session(entry)
             shape = session.get_inputs()[0].shape
             if session.get_inputs()[0].name != "video" or list(shape[1:]) != [1, self.n_frames, self.pixels, self.pixels]:
-                raise BundleError(f, f"input {session.get_inputs()[0].name} {shape} does not match the manifest")
-            self.members.append(Member(str(entry["fold"]), int(entry["seed"]), session))
+                raise BundleError(self.path / entry["file"], f"input {session.get_inputs()[0].name} {shape} does not match the manifest")
+            self.members.append(Member(str(entry["fold"]), int(entry["seed"]), session, self._stream(entry)))
         if not self.members:
             raise BundleError(manifest_path, "no members")
+        self._check_streaming()
+
+    def streaming(self) -> StreamingEnsemble:
+        """A new, empty set of streams scoring with every member's streaming graphs."""
+        return StreamingEnsemble([m.stream for m in self.members],
+                                 lambda gauss: 2 * scale_for_model(gauss, self.clip) - 1)
+
+    def _session(self, entry: dict) -> ort.InferenceSession:
+        """An ONNX Runtime session of a manifest file entry (file, sha256), checked."""
+        f = self.path / entry["file"]
+        if not f.is_file():
+            raise BundleError(f, "member file is missing")
+        if hashlib.sha256(f.read_bytes()).hexdigest() != entry["sha256"]:
+            raise BundleError(f, "SHA-256 does not match the manifest")
+        return ort.InferenceSession(str(f), providers=self.providers)
+
+    def _stream(self, entry: dict) -> StreamingMember:
+        """The member's streaming graphs: per block a convolution window stage and a time max-pool, then the head."""
+        if "stream" not in entry:
+            raise BundleError(self.path / "manifest.json", f"member {entry['file']} has no streaming graphs")
+        stages = []
+        for block in entry["stream"]["blocks"]:
+            session = self._session(block)
+            run = lambda windows, session=session: session.run(None, {"window": windows})[0]  # noqa: E731
+            stages += [Stage(block["time_kernel"], block["time_stride"], block["time_padding"], run),
+                       max_pool(block["time_pool"])]
+        head = self._session(entry["stream"]["head"])
+        return StreamingMember(stages, lambda features: head.run(None, {"features": features})[0],
+                               self.n_frames, self.pixels)
+
+    def _check_streaming(self, seed: int = 0) -> None:
+        """Streaming and full graphs must agree on a random video masked half-way (``BundleError`` if not)."""
+        rng = np.random.default_rng(seed)
+        video = rng.normal(0.0, 300.0, (self.n_frames, self.pixels, self.pixels)).astype(np.float32)
+        k = self.n_frames // 2
+        masked = np.concatenate([video[: k + 1], np.repeat(video[k : k + 1], self.n_frames - k - 1, axis=0)])
+        full = self.probabilities(masked[None])[:, 0]
+        streamed = self.streaming().score([("load-check", k, video[: k + 1])])[:, 0]
+        worst = float(np.abs(full - streamed).max())
+        if worst > STREAM_TOLERANCE:
+            raise BundleError(self.path, f"streaming graphs differ from the full members by {worst:.2e}")
 
     def probabilities(self, videos_gauss: np.ndarray, batch_size: int = 16) -> np.ndarray:
-        """Every member's emergence probability for videos (N, n_frames, pixels, pixels) in G: (n_members, N)."""
+        """Every member's emergence probability for whole videos (N, n_frames, pixels, pixels) in G: (n_members, N).
+
+        The full graphs: the reference that the streaming scores are checked against.
+        """
         out = np.empty((len(self.members), len(videos_gauss)), np.float32)
         for i in range(0, len(videos_gauss), batch_size):
             # scale one batch at a time: it stays in cache for all members

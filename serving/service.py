@@ -6,7 +6,10 @@ probability for every patch it extends, the alert states and the outbox
 events. The streaming score of a patch at frame k is the paper's masked
 score at n = k (frames after k repeat frame k), so its probability history
 is its masking curve and the onset estimate (each member's frame of maximum
-probability gradient, ensemble median) comes out of the stream.
+probability gradient, ensemble median) comes out of the stream. Scores are
+computed incrementally (:mod:`serving.streaming`); the incremental state is
+derived data, kept in memory and rebuilt from the stored video when a
+passage is first scored after a restart or when a late frame changes its past.
 
 A patch's passage starts when its centre comes over the east limb, with
 frame 0 at that slot, as training videos do, and closes when its centre
@@ -59,6 +62,7 @@ class Service:
         for sub in ("incoming", "processed", "rejected"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         self.state = State(self.dir, self.bundle.n_frames, self.bundle.pixels)
+        self.streams = self.bundle.streaming()  # in memory: rebuilt from the stored videos after a restart
         self.outbox = Outbox(self.state.db)
         self.policy = AlertPolicy(self.bundle.threshold, config.hysteresis, config.onset_step_frames,
                                   config.probability_step)
@@ -107,7 +111,7 @@ class Service:
         db = self.state.db
         with db:
             passages = self._update_passages(mag, slot, latest)
-            extended = self._file_frame(mag, slot, passages)
+            extended = self._file_frame(mag, slot, passages, latest)
             db.execute("INSERT INTO frames VALUES (?, ?, ?, ?)", (slot, mag.time.isot, path.name, time.time()))
             self.metrics.ingest_latency.observe(time.perf_counter() - t0)
             if latest and extended:
@@ -151,14 +155,15 @@ class Service:
         return open_
 
     def _close(self, pid: str, start: int, slot: int) -> None:
+        self.streams.forget((pid, start))
         self.state.db.execute("UPDATE passages SET status = 'closed' WHERE patch_id = ? AND start_slot = ?", (pid, start))
         alert = self._alert_state(pid, start)
-        _, _, summaries = self.state.history(pid, start)
-        if summaries:  # a closing event carries the patch's last score, stamped with the closing frame
-            self._emit(alert, start, step(alert, self.policy, {**summaries[-1], "frame_time": slot_time(slot).isot},
+        last = self.state.latest_summary(pid, start)
+        if last:  # a closing event carries the patch's last score, stamped with the closing frame
+            self._emit(alert, start, step(alert, self.policy, {**last, "frame_time": slot_time(slot).isot},
                                           on_disk=False))
 
-    def _file_frame(self, mag: Magnetogram, slot: int, passages: dict[str, int]) -> dict[str, int]:
+    def _file_frame(self, mag: Magnetogram, slot: int, passages: dict[str, int], latest: bool) -> dict[str, int]:
         """Project the frame onto every open passage it belongs to; returns {patch: frame index}."""
         members = [(pid, start) for pid, start in passages.items() if 0 <= slot - start < self.bundle.n_frames]
         if not members:
@@ -171,6 +176,8 @@ class Service:
             video[slot - start] = frame
             video.flush()
             extended[pid] = slot - start
+            if not latest:  # a late frame changes the past of the stream: rebuild it on its next score
+                self.streams.forget((pid, start))
         return extended
 
     # ---- scoring and alerts --------------------------------------------------------------------
@@ -178,21 +185,11 @@ class Service:
     def _score(self, mag: Magnetogram, slot: int, extended: dict[str, int]) -> None:
         open_ = self.state.open_passages()
         pids = list(extended)
-        videos = np.empty((len(pids), self.bundle.n_frames, self.bundle.pixels, self.bundle.pixels), np.float32)
-        for j, pid in enumerate(pids):
-            start, k = open_[pid], extended[pid]
-            video = np.array(self.state.video(pid, start))
-            observed = np.zeros(self.bundle.n_frames, bool)
-            observed[self.state.observed_slots(start, start + k) - start] = True
-            observed[k] = True
-            fill_gaps(video[: k + 1], observed[: k + 1])
-            video[k + 1 :] = video[k]  # the streaming score is the masked score at n = k
-            videos[j] = video
-        probs = self.bundle.probabilities(videos, self.config.batch_size)
+        probs = self.streams.score([self._new_frames(pid, open_[pid], extended[pid]) for pid in pids])
         stony = self._stonyhurst(mag, pids)
         for j, pid in enumerate(pids):
             start, k = open_[pid], extended[pid]
-            frames, history, _ = self.state.history(pid, start)
+            frames, history = self.state.curves(pid, start)
             frames = np.r_[frames, k]
             curves = probs[:, j : j + 1] if history.size == 0 else np.c_[history, probs[:, j]]
             summary = self._summary(pid, start, k, slot, probs[:, j], frames, curves, stony[j])
@@ -201,6 +198,21 @@ class Service:
             alert = self._alert_state(pid, start)
             self._emit(alert, start, step(alert, self.policy, summary, on_disk=True))
             self.outbox.add(self.config.status_topic, pid, f"{pid}@{slot}", {**summary, "alert": alert.status})
+
+    def _new_frames(self, pid: str, start: int, k: int) -> tuple[tuple[str, int], int, np.ndarray]:
+        """The streaming scorer's item for frame k of a passage: the frames after its last scored one, gaps filled."""
+        key = (pid, start)
+        last = self.streams.frontier(key)
+        if last is not None and last >= k:  # cannot happen in order; rebuild rather than score out of order
+            self.streams.forget(key)
+            last = None
+        lo = 0 if last is None else last  # the last scored frame was observed: it anchors the interpolation
+        frames = np.array(self.state.video(pid, start)[lo : k + 1])
+        observed = np.zeros(len(frames), bool)
+        observed[self.state.observed_slots(start + lo, start + k + 1) - start - lo] = True
+        observed[-1] = True
+        fill_gaps(frames, observed)
+        return key, k, frames if last is None else frames[1:]
 
     def _summary(self, pid, start, k, slot, member_probs, frames, curves, stony) -> dict:
         p25, median, p75 = (float(v) for v in np.percentile(member_probs, [25, 50, 75]))
@@ -274,10 +286,9 @@ class Service:
         """Current status of every patch with an open passage."""
         out = []
         for pid, start in sorted(self.state.open_passages().items()):
-            _, _, summaries = self.state.history(pid, start)
             alert = self._alert_state(pid, start)
             out.append({"patch_id": pid, "passage_start": slot_time(start).isot, "alert": alert.status,
-                        "alert_id": alert.alert_id, "latest": summaries[-1] if summaries else None})
+                        "alert_id": alert.alert_id, "latest": self.state.latest_summary(pid, start)})
         return out
 
     def patch(self, pid: str) -> dict | None:
@@ -287,10 +298,10 @@ class Service:
         if row is None:
             return None
         start, status = row
-        frames, probs, summaries = self.state.history(pid, start)
+        summaries = self.state.history(pid, start)
         return {"patch_id": pid, "passage_start": slot_time(start).isot, "passage_status": status,
-                "history": [{"frame": int(f), "frame_time": s["frame_time"], "median": s["median"],
-                             "p25": s["probability"]["p25"], "p75": s["probability"]["p75"]} for f, s in zip(frames, summaries)],
+                "history": [{"frame": s["frame"], "frame_time": s["frame_time"], "median": s["median"],
+                             "p25": s["probability"]["p25"], "p75": s["probability"]["p75"]} for s in summaries],
                 "onset": summaries[-1]["onset"] if summaries else None,
                 "alert": self._alert_state(pid, start).to_dict()}
 

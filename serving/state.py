@@ -68,14 +68,24 @@ class State:
     def open_passages(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT patch_id, start_slot FROM passages WHERE status = 'open'"))
 
-    def history(self, patch_id: str, start_slot: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-        """(frames (k,), member probabilities (n_members, k), summaries) of a passage so far."""
-        rows = self.db.execute("SELECT frame, probs, summary FROM scores WHERE patch_id = ? AND start_slot = ? ORDER BY frame",
+    def history(self, patch_id: str, start_slot: int) -> list[dict]:
+        """The summaries of a passage's scores, oldest first."""
+        return [json.loads(r[0]) for r in self.db.execute(
+            "SELECT summary FROM scores WHERE patch_id = ? AND start_slot = ? ORDER BY frame", (patch_id, start_slot))]
+
+    def curves(self, patch_id: str, start_slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """(frames (k,), member probabilities (n_members, k)) of a passage so far: its masking curves."""
+        rows = self.db.execute("SELECT frame, probs FROM scores WHERE patch_id = ? AND start_slot = ? ORDER BY frame",
                                (patch_id, start_slot)).fetchall()
         if not rows:
-            return np.zeros(0, np.int64), np.zeros((0, 0)), []
-        return (np.array([r[0] for r in rows]), np.array([json.loads(r[1]) for r in rows]).T,
-                [json.loads(r[2]) for r in rows])
+            return np.zeros(0, np.int64), np.zeros((0, 0))
+        return np.array([r[0] for r in rows]), np.array([json.loads(r[1]) for r in rows]).T
+
+    def latest_summary(self, patch_id: str, start_slot: int) -> dict | None:
+        """The summary of a passage's latest score (None before its first)."""
+        row = self.db.execute("SELECT summary FROM scores WHERE patch_id = ? AND start_slot = ? ORDER BY frame DESC LIMIT 1",
+                              (patch_id, start_slot)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def alert_state(self, patch_id: str, start_slot: int) -> dict | None:
         row = self.db.execute("SELECT state FROM alert_states WHERE patch_id = ? AND start_slot = ?",

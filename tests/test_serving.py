@@ -12,6 +12,7 @@ from pathlib import Path
 import astropy.units as u
 import httpx
 import jsonschema
+import numpy as np
 import pytest
 from kafka import KafkaConsumer
 
@@ -47,6 +48,12 @@ def consume(bootstrap, topic) -> list:
         return [(r.key.decode(), dict(r.headers).get("event_id", b"").decode(), json.loads(r.value)) for r in consumer]
     finally:
         consumer.close()
+
+
+def scores(db) -> dict:
+    """{(patch, passage start, frame): member probabilities} of a service's database."""
+    return {(pid, start, k): np.array(json.loads(probs))
+            for pid, start, k, probs in db.execute("SELECT patch_id, start_slot, frame, probs FROM scores")}
 
 
 def kafka_config(tmp_path, bundle, broker):
@@ -129,6 +136,7 @@ def test_restart_after_kill_loses_no_frame_and_duplicates_no_alert(tmp_path, tin
     reference.run_cycle()
     expected_events = sorted(a["event_id"] for a in reference.alerts())
     expected_slots = [r[0] for r in reference.state.db.execute("SELECT slot FROM frames ORDER BY slot")]
+    expected_scores = scores(reference.state.db)
 
     data = tmp_path / "killed"
     (data / "incoming").mkdir(parents=True)
@@ -150,8 +158,39 @@ def test_restart_after_kill_loses_no_frame_and_duplicates_no_alert(tmp_path, tin
     db = sqlite3.connect(data / "state.sqlite")
     assert [r[0] for r in db.execute("SELECT slot FROM frames ORDER BY slot")] == expected_slots
     assert sorted(r[0] for r in db.execute("SELECT event_id FROM alerts")) == expected_events
+    got = scores(db)  # the streams rebuilt after the kill score exactly as the uninterrupted ones
+    assert got.keys() == expected_scores.keys()
+    assert max(np.abs(got[key] - expected_scores[key]).max() for key in got) <= 1e-5
     logged = [json.loads(line)["event_id"] for line in (data / "alerts.jsonl").read_text().splitlines()]
     assert sorted(logged) == expected_events, "the JSON-lines log has every event once"
+
+
+def test_late_frame_takes_its_slot_and_later_scores_use_it(tmp_path, tiny_bundle, frames):
+    reference = Service(config(tmp_path / "ref", tiny_bundle))
+    drop(frames, reference.dir)
+    reference.run_cycle()
+
+    service = Service(config(tmp_path / "late", tiny_bundle))
+    drop(frames[:7] + frames[8:9], service.dir)
+    service.run_cycle()
+    drop(frames[7:8], service.dir)  # arrives after a newer frame, inside the open passages
+    assert service.run_cycle() == 1
+    drop(frames[9:], service.dir)
+    service.run_cycle()
+
+    slots = [r[0] for r in service.state.db.execute("SELECT slot FROM frames ORDER BY slot")]
+    assert slots == [r[0] for r in reference.state.db.execute("SELECT slot FROM frames ORDER BY slot")]
+    late_slot = slots[7]
+    ref, got = scores(reference.state.db), scores(service.state.db)
+    assert any(key[1] < late_slot for key in got), "the late frame falls inside scored passages"
+    assert not [key for key in got if key[1] + key[2] == late_slot], "a late frame is filed, not scored"
+    after = [key for key in ref if key[1] + key[2] > slots[8]]
+    assert after and all(key in got for key in after)
+    assert max(np.abs(got[key] - ref[key]).max() for key in after) <= 1e-6, "scores after the late frame use it"
+    for pid, start in service.state.open_passages().items():  # and it sits in its slot of every video
+        if 0 <= late_slot - start < service.bundle.n_frames:
+            assert np.array_equal(service.state.video(pid, start)[late_slot - start],
+                                  reference.state.video(pid, start)[late_slot - start])
 
 
 @pytest.fixture

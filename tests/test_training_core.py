@@ -16,6 +16,7 @@ import zarr
 
 from common.video import scale_for_model
 from ingest.dataset import CATALOG_COLUMNS, KIND, DatasetStore, video_digest
+from serving.bundle import ModelBundle
 from training.data import N_AUGMENT, VideoDataset, augment, make_loader
 from training.export import check_bundle, input_spec_for, write_bundle
 from training.model import EmergenceCNN, count_parameters
@@ -220,7 +221,13 @@ def test_bundle_matches_torch_and_has_a_full_manifest(store, splits, trained, tm
     assert all(len(m["sha256"]) == 64 for m in manifest["members"])
     assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "fluxwatch"}
     assert manifest["threshold"] == 0.6 and manifest["dataset_fingerprint"] == store.fingerprint()
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "member_0_7.onnx", "member_1_8.onnx"]
+    parts = ["", "_conv0", "_conv1", "_conv2", "_conv3", "_head"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(["manifest.json"] + [f"member_{m}{part}.onnx" for m in ("0_7", "1_8")
+                                                                               for part in parts])
+    stream = manifest["members"][0]["stream"]
+    assert [(b["time_kernel"], b["time_stride"], b["time_padding"]) for b in stream["blocks"]] == \
+        [(3, member.model.hparams["time_stride"], 1)] + [(3, 1, 1)] * 3
+    assert ModelBundle(out).members[1].fold == "1"  # serving loads it: streaming graphs agree with the full ones
     videos = np.stack([scale_for_model(store.video(i)) for i in splits[2][:3]])
     assert check_bundle(out, videos, [member, other]) <= 1e-4
     assert check_bundle(out, videos[:1], [member, other]) <= 1e-4  # dynamic batch

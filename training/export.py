@@ -5,12 +5,26 @@ A bundle is a directory::
     bundle/
       member_<fold>_<seed>.onnx   one per member: input "video" float32 (batch, 1, T, pixels, pixels),
                                   scaled to [0, 1]; output "probability" float32 (batch,), sigmoid of the logit
+      member_<fold>_<seed>_conv<i>.onnx, member_<fold>_<seed>_head.onnx
+                                  the same member cut into time windows for streaming (see below)
       manifest.json               schema_version, model_version, input spec, members (fold, seed, file,
                                   sha256, metadata), threshold, aggregation, dataset fingerprint, metrics,
                                   versions, created_utc
 
 The manifest is written last: a directory with a manifest is a complete
 bundle. Serving reads it with onnxruntime only (no torch).
+
+The streaming graphs let serving score the masked video at every new frame
+without re-running all T frames (:mod:`serving.streaming`). Block ``i`` of the
+CNN is a time convolution (kernel ``time_kernel``, stride ``time_stride``,
+zero padding ``time_padding``), swish and a max-pool (``time_pool`` along
+time, 2×2 in space). ``conv<i>`` computes one output time step of the
+convolution, swish and the spatial pooling from one window: input
+``window`` (batch, C, time_kernel, H, W) → output ``features``
+(batch, C', H/2, W/2); the time pooling is a plain maximum. ``head`` maps the
+last block's features (batch, C, T', H', W') to the probability. The input
+of ``conv0`` is the recentred video ``2·scaled − 1`` (0 G = 0, as the zero
+padding assumes).
 """
 from __future__ import annotations
 
@@ -34,7 +48,7 @@ from ingest.dataset import DatasetStore
 from training.data import store_clip
 from training.train import TrainedMember, as_module
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "video", "probability"
 SCALING = "clip ±clip G then (B+clip)/(2·clip)"
@@ -52,6 +66,76 @@ class _Probability(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.model(video))
+
+
+class _StreamConv(nn.Module):
+    """One time step of a block: a ``(C, k, H, W)`` window → convolution, swish, 2×2 spatial max-pool."""
+
+    def __init__(self, conv: nn.Conv3d):
+        super().__init__()
+        self.conv = nn.Conv3d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                              padding=(0,) + tuple(conv.padding[1:]))
+        self.conv.load_state_dict(conv.state_dict())
+        self.pool = nn.MaxPool3d((1, 2, 2))
+
+    def forward(self, window: torch.Tensor) -> torch.Tensor:
+        return self.pool(nn.functional.silu(self.conv(window))).squeeze(2)
+
+
+class _StreamHead(nn.Module):
+    """The classifier on the last block's features, then the sigmoid."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.classifier(features)).squeeze(-1)
+
+
+def _stream_parts(model: nn.Module) -> tuple[list[tuple[nn.Module, nn.Conv3d, nn.MaxPool3d]], nn.Module]:
+    """The member cut for streaming: ([(window module, conv, pool) per block], head module)."""
+    layers = list(model.features)
+    blocks = []
+    for conv, pool in zip(layers[0::3], layers[2::3]):
+        if not (isinstance(conv, nn.Conv3d) and isinstance(pool, nn.MaxPool3d)):
+            raise TypeError(f"unexpected feature layers {conv!r}, {pool!r}: not conv → swish → max-pool blocks")
+        blocks.append((_StreamConv(conv).eval(), conv, pool))
+    return blocks, _StreamHead(model.classifier).eval()
+
+
+def _export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> Path:
+    torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=[output_name],
+                      opset_version=OPSET, dynamo=True, external_data=False,
+                      dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
+    onnx.checker.check_model(str(path), full_check=True)
+    return path
+
+
+def export_stream(model: nn.Module | TrainedMember, stem: Path) -> dict:
+    """Export the streaming graphs of ``model`` next to ``stem`` (``<stem>_conv<i>.onnx``, ``<stem>_head.onnx``).
+
+    Returns the manifest's ``stream`` entry: per block the file, SHA-256 and
+    time geometry (kernel, stride, padding, pool), and the head's file and SHA-256.
+    """
+    model = as_module(model).to("cpu").eval()
+    hp = model.hparams
+    shape = (1, hp["n_frames"], hp["pixels"], hp["pixels"])  # (C, T, H, W) entering the block
+    blocks, head = _stream_parts(model)
+    entries = []
+    with torch.no_grad():
+        x = torch.zeros(1, *shape)
+        for i, (window, conv, pool) in enumerate(blocks):
+            k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
+            path = _export(window, torch.zeros(2, x.shape[1], k, *x.shape[3:]), stem.with_name(f"{stem.name}_conv{i}.onnx"),
+                           "window", "features")
+            entries.append({"file": path.name, "sha256": _sha256(path), "time_kernel": k, "time_stride": s,
+                            "time_padding": p, "time_pool": pool.kernel_size[0]})
+            x = pool(nn.functional.silu(conv(x)))
+        path = _export(head, torch.zeros(2, *x.shape[1:]), stem.with_name(f"{stem.name}_head.onnx"), "features",
+                       OUTPUT_NAME)
+    return {"input": "2·scaled − 1, zero padded in time", "blocks": entries,
+            "head": {"file": path.name, "sha256": _sha256(path)}}
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -155,6 +239,7 @@ def write_bundle(out_dir: str | Path, members: list[tuple], threshold: float, da
                              f"input_spec says {input_spec['n_frames']}×{input_spec['pixels']}²")
         path = export_member(model, out_dir / f"member_{fold}_{seed}.onnx", seed=int(seed))
         entries.append({"fold": fold, "seed": int(seed), "file": path.name, "sha256": _sha256(path),
+                        "stream": export_stream(model, path.with_suffix("")),
                         "architecture": dict(hp), "metadata": dict(metadata or {})})
     content = hashlib.sha256(json.dumps([e["sha256"] for e in entries] + [float(threshold)]).encode()).hexdigest()
     manifest = {

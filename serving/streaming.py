@@ -1,0 +1,210 @@
+"""Incremental masked scoring: the paper's masked score at every new frame without re-running the video.
+
+The streaming score of a patch at frame k is the member's probability for
+the *masked* video: frames 0..k, then frame k repeated to the end. From one
+frame to the next only frames ≥ k change, and they all hold one value. So
+every time step of every layer is one of three kinds:
+
+* **final**: its window reads only frames ≤ k (and padding). It never
+  changes again; it is computed once and kept while later windows need it.
+* **constant**: its window lies inside the run of repeated frames, so all
+  such steps share one value, computed once per frame.
+* **explicit**: the few steps astride frame k or touching the end padding,
+  computed afresh each frame.
+
+A frame therefore costs a handful of time steps per layer instead of all of
+them (about 4× less work than the full model for the 225-frame CNN, where the
+deeper layers have few time steps left), and the result equals the full
+model on the masked video to float rounding (checked on load, and by the tests).
+
+The member is given as a chain of :class:`Stage` s over time (convolution
+windows from the bundle's ``conv<i>`` graphs, time max-pools in numpy) and a
+head graph; see :mod:`training.export` for the graphs' contract.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Hashable
+
+import numpy as np
+
+#: Largest number of windows sent to ONNX Runtime in one call (bounds memory when a stream is rebuilt).
+CHUNK = 256
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A time-windowed step: output step ``q`` reads input steps ``[q·stride − pad, q·stride − pad + size)``.
+
+    ``run`` maps windows ``(J, C, size, H, W)`` to outputs ``(J, C', H', W')``;
+    input steps outside ``[0, n)`` are zeros.
+    """
+
+    size: int
+    stride: int
+    pad: int
+    run: Callable[[np.ndarray], np.ndarray]
+
+    def length(self, n: int) -> int:
+        """Output steps for ``n`` input steps."""
+        return (n + 2 * self.pad - self.size) // self.stride + 1
+
+    def start(self, q: int) -> int:
+        """First input step read by output step ``q``."""
+        return q * self.stride - self.pad
+
+
+def max_pool(size: int) -> Stage:
+    """Max-pool along time over non-overlapping runs of ``size`` steps (floor: a trailing remainder is dropped)."""
+    return Stage(size, size, 0, lambda windows: windows.max(axis=2))
+
+
+@dataclass
+class Sequence:
+    """One patch's time steps at one layer: final steps ``< F`` (those still needed), then this frame's provisional steps.
+
+    Provisional steps are ``const`` on ``[C, E)`` and held in ``explicit`` elsewhere.
+    """
+
+    n: int
+    zero: np.ndarray
+    final: dict[int, np.ndarray] = field(default_factory=dict)
+    F: int = 0
+    explicit: dict[int, np.ndarray] = field(default_factory=dict)
+    const: np.ndarray | None = None
+    C: int = 0
+    E: int = 0
+
+    def value(self, t: int) -> np.ndarray:
+        if t < 0 or t >= self.n:
+            return self.zero
+        if t < self.F:
+            return self.final[t]
+        if self.C <= t < self.E:
+            return self.const
+        return self.explicit[t]
+
+    def values(self) -> np.ndarray:
+        """Every step, stacked along axis 1: (C, n, H, W)."""
+        return np.stack([self.value(t) for t in range(self.n)], axis=1)
+
+
+def _advance(stage: Stage, inputs: list[Sequence], outputs: list[Sequence], prune: bool) -> None:
+    """Bring every output sequence up to date with its input after a new frame (one batched run per chunk)."""
+    jobs = []  # (patch index, output step or None for the constant, first input step)
+    updates = []
+    for j, (a, b) in enumerate(zip(inputs, outputs)):
+        last_read = lambda q: min(stage.start(q) + stage.size, a.n) - 1  # noqa: E731
+        F = b.F
+        while F < b.n and last_read(F) < a.F:
+            F += 1
+        C = E = 0
+        if a.const is not None:
+            C = max(F, -(-(a.C + stage.pad) // stage.stride))
+            E = min(b.n, (a.E + stage.pad - stage.size) // stage.stride + 1)
+            if C < E:
+                jobs.append((j, None, stage.start(C)))
+            else:
+                C = E = 0
+        jobs += [(j, q, stage.start(q)) for q in range(b.F, b.n) if not (C <= q < E)]
+        updates.append((F, C, E))
+    results: dict[tuple[int, int | None], np.ndarray] = {}
+    for i in range(0, len(jobs), CHUNK):
+        chunk = jobs[i : i + CHUNK]
+        zero = inputs[0].zero
+        windows = np.empty((len(chunk), zero.shape[0], stage.size) + zero.shape[1:], np.float32)
+        for w, (j, _, lo) in zip(windows, chunk):
+            for d in range(stage.size):
+                w[:, d] = inputs[j].value(lo + d)
+        for (j, q, _), out in zip(chunk, stage.run(windows)):
+            results[j, q] = out
+    for j, (b, (F, C, E)) in enumerate(zip(outputs, updates)):
+        b.final.update({q: results[j, q] for q in range(b.F, F)})
+        b.explicit = {q: results[j, q] for q in range(F, b.n) if not (C <= q < E)}
+        b.const = results.get((j, None))
+        b.F, b.C, b.E = F, C, E
+        if prune:  # input steps before the first window of the first unfinished output are never read again
+            a = inputs[j]
+            a.final = {t: v for t, v in a.final.items() if t >= stage.start(F)}
+
+
+class StreamingMember:
+    """One member as stages over time and a head, for videos of ``n_frames`` frames of ``pixels``² pixels.
+
+    ``head`` maps the last layer's features (N, C, T', H', W') to probabilities
+    (N,). The length and step shape of every layer are found on construction
+    by running each stage once on zeros; layers are cut to the steps that a
+    later window reads.
+    """
+
+    def __init__(self, stages: list[Stage], head: Callable[[np.ndarray], np.ndarray], n_frames: int, pixels: int):
+        self.stages, self.head = stages, head
+        self.lengths, self.shapes = [n_frames], [(1, pixels, pixels)]
+        for stage in stages:
+            self.lengths.append(stage.length(self.lengths[-1]))
+            probe = np.zeros((1, self.shapes[-1][0], stage.size) + self.shapes[-1][1:], np.float32)
+            self.shapes.append(stage.run(probe).shape[1:])
+        for i in range(len(stages) - 1, 0, -1):  # the video itself keeps its n_frames
+            last = stages[i].start(self.lengths[i + 1] - 1) + stages[i].size
+            self.lengths[i] = min(self.lengths[i], last)
+
+
+class StreamingEnsemble:
+    """Masked streaming scores of every member for many patch streams, one new frame at a time.
+
+    Parameters
+    ----------
+    members : the members, all for the same video shape.
+    scale : frames in G → model input (the recentred scaling ``2·scaled − 1``), same shape.
+    """
+
+    def __init__(self, members: list[StreamingMember], scale: Callable[[np.ndarray], np.ndarray]):
+        self.members, self.scale = members, scale
+        self.n_frames, self.video_shape = members[0].lengths[0], members[0].shapes[0]
+        self._streams: dict[Hashable, tuple[Sequence, list[list[Sequence]]]] = {}
+
+    def frontier(self, key: Hashable) -> int | None:
+        """The last frame scored on stream ``key`` (None if the stream is unknown)."""
+        stream = self._streams.get(key)
+        return None if stream is None else stream[0].F - 1
+
+    def forget(self, key: Hashable) -> None:
+        """Drop a stream (a closed passage, or one whose past frames changed: it is rebuilt on its next score)."""
+        self._streams.pop(key, None)
+
+    def _new_stream(self) -> tuple[Sequence, list[list[Sequence]]]:
+        return (Sequence(self.n_frames, np.zeros(self.video_shape, np.float32)),
+                [[Sequence(n, np.zeros(shape, np.float32)) for n, shape in zip(m.lengths[1:], m.shapes[1:])]
+                 for m in self.members])
+
+    def score(self, items: list[tuple[Hashable, int, np.ndarray]]) -> np.ndarray:
+        """Score frame ``k`` of each stream; returns probabilities (n_members, len(items)).
+
+        ``items`` are ``(key, k, frames)`` with ``frames`` (m, P, P) in G: the
+        frames after the stream's frontier up to k (``m = k − frontier``), or,
+        for an unknown stream, all frames 0..k (``m = k + 1``), gaps filled.
+        """
+        videos = []
+        for key, k, frames in items:
+            if not 0 <= k < self.n_frames:
+                raise ValueError(f"stream {key}: frame {k} is outside the video's {self.n_frames} frames")
+            if key not in self._streams:
+                self._streams[key] = self._new_stream()
+            video = self._streams[key][0]
+            if len(frames) != k + 1 - video.F:
+                raise ValueError(f"stream {key}: {len(frames)} new frames do not reach frame {k} from frame {video.F - 1}")
+            x = self.scale(np.asarray(frames, np.float32))[:, None]
+            video.final.update({video.F + i: f for i, f in enumerate(x)})
+            video.F = k + 1
+            video.const, video.C, video.E = (x[-1], k + 1, video.n) if k + 1 < video.n else (None, 0, 0)
+            videos.append(video)
+        out = np.empty((len(self.members), len(items)), np.float32)
+        for m, member in enumerate(self.members):
+            seqs = [videos] + [list(level) for level in zip(*(self._streams[key][1][m] for key, _, _ in items))]
+            for i, stage in enumerate(member.stages):
+                # the video's old frames are pruned once, after the last member has read them
+                _advance(stage, seqs[i], seqs[i + 1], prune=i > 0 or m == len(self.members) - 1)
+            features = np.stack([s.values() for s in seqs[-1]])
+            for i in range(0, len(items), CHUNK):
+                out[m, i : i + CHUNK] = member.head(features[i : i + CHUNK])
+        return out

@@ -1,0 +1,119 @@
+"""Incremental streaming scores equal the full members' masked scores; bundles whose streaming graphs disagree are refused."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from serving.bundle import BundleError, ModelBundle
+from serving.streaming import max_pool
+from tests.serving_fixtures import tiny_bundle  # noqa: F401
+from training.export import make_input_spec, write_bundle
+from training.model import EmergenceCNN
+
+
+def masked(video: np.ndarray, k: int) -> np.ndarray:
+    """The paper's masked video at n = k: frames 0..k, then frame k repeated."""
+    return np.concatenate([video[: k + 1], np.repeat(video[k : k + 1], len(video) - k - 1, axis=0)])
+
+
+def emerging_video(n_frames: int, pixels: int, seed: int) -> np.ndarray:
+    """Noise (G) with a bipole growing from the middle frame on, so the masked scores move with k."""
+    rng = np.random.default_rng(seed)
+    video = rng.normal(0.0, 50.0, (n_frames, pixels, pixels)).astype(np.float32)
+    y, x = np.mgrid[:pixels, :pixels] / pixels
+    bipole = 800 * (np.exp(-((x - 0.4) ** 2 + (y - 0.5) ** 2) / 0.01) - np.exp(-((x - 0.6) ** 2 + (y - 0.5) ** 2) / 0.01))
+    growth = np.clip((np.arange(n_frames) - n_frames // 2) / (n_frames / 4), 0, 1)
+    return video + (growth[:, None, None] * bipole).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def paper_shaped_bundle(tmp_path_factory):
+    """One untrained member of the full 225×90² shape with the paper-sized time stride (3)."""
+    torch.manual_seed(3)
+    model = EmergenceCNN(n_frames=225, pixels=90, time_stride=3).eval()
+    return write_bundle(tmp_path_factory.mktemp("paper_shaped"), [(model, "model6", 0, {})], 0.5, "untrained", {},
+                        make_input_spec(225, 90))
+
+
+def stream_all(streams, video, frames_scored, key="p"):
+    """Stream ``video`` scoring the given frames in order; returns (n_members, len(frames_scored))."""
+    out, last = [], -1
+    for k in frames_scored:
+        out.append(streams.score([(key, k, video[last + 1 : k + 1])])[:, 0])
+        last = k
+    return np.array(out).T
+
+
+def test_streaming_equals_the_full_model_at_every_frame_of_a_225_frame_video(paper_shaped_bundle):
+    bundle = ModelBundle(paper_shaped_bundle)
+    video = emerging_video(225, 90, seed=0)
+    ks = np.arange(225)
+    full = bundle.probabilities(np.stack([masked(video, k) for k in ks]))
+    streamed = stream_all(bundle.streaming(), video, ks)
+    assert full.std() > 1e-3, "the masked scores must move with k for this check to mean anything"
+    assert np.abs(streamed - full).max() <= 1e-5
+
+
+def test_streaming_with_jumps_rebuilds_and_many_streams(tiny_bundle):
+    bundle = ModelBundle(tiny_bundle)
+    T, P = bundle.n_frames, bundle.pixels
+    videos = [emerging_video(T, P, seed) for seed in range(3)]
+    full = [bundle.probabilities(np.stack([masked(v, k) for k in range(T)])) for v in videos]
+    streams = bundle.streaming()
+    # frames skipped (several new frames at once), then a rebuild half-way, on three streams side by side
+    plan = [0, 1, 4, 5, 9, 10, 15]
+    got = {s: [] for s in range(3)}
+    last = -1
+    for k in plan:
+        if k == 9:
+            streams.forget(1)  # stream 1 restarts from its stored video
+        items = []
+        for s in range(3):
+            start = 0 if streams.frontier(s) is None else last + 1
+            items.append((s, k, videos[s][start : k + 1]))
+        for s, p in enumerate(streams.score(items).T):
+            got[s].append(p)
+        last = k
+    for s in range(3):
+        assert np.abs(np.array(got[s]).T - full[s][:, plan]).max() <= 1e-5
+    assert streams.frontier(0) == 15 and streams.frontier(99) is None
+
+
+def test_stream_refuses_frames_that_do_not_reach_the_scored_frame(tiny_bundle):
+    streams = ModelBundle(tiny_bundle).streaming()
+    video = emerging_video(16, 90, 0)
+    streams.score([("p", 3, video[:4])])
+    with pytest.raises(ValueError, match="do not reach frame 6"):
+        streams.score([("p", 6, video[4:6])])
+    with pytest.raises(ValueError, match="outside the video"):
+        streams.score([("q", 16, video)])
+
+
+def test_max_pool_stage_drops_the_remainder():
+    stage = max_pool(2)
+    assert stage.length(5) == 2 and stage.start(1) == 2
+    windows = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2, 1, 1)
+    assert np.array_equal(stage.run(windows), windows[:, :, 1])
+
+
+def test_bundle_whose_streaming_graphs_disagree_is_refused(tmp_path, tiny_bundle):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    first, second = manifest["members"]
+    first["stream"]["head"] = second["stream"]["head"]  # a valid graph of the other member: checksums still match
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="streaming graphs differ from the full members"):
+        ModelBundle(bundle)
+
+
+def test_bundle_of_an_older_schema_is_refused(tmp_path, tiny_bundle):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["schema_version"] = 1
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="schema version 1 is not 2"):
+        ModelBundle(bundle)
