@@ -17,6 +17,8 @@ from serving.feed import SyntheticFeed
 from serving.outbox import ensure_topics
 from serving.service import Service
 
+log = logging.getLogger(__name__)
+
 
 def config_from_args(argv=None) -> ServiceConfig:
     d = ServiceConfig()
@@ -40,6 +42,7 @@ def config_from_args(argv=None) -> ServiceConfig:
 def build(config: ServiceConfig) -> tuple[Service, BackgroundScheduler]:
     """The service and its (not yet started) scheduler; Kafka topics created when configured."""
     service = Service(config)
+    log.info("rebuilt the scoring state of %d open passages", service.warm())
     if config.kafka_bootstrap:
         ensure_topics(config.kafka_bootstrap, config.alerts_topic, config.status_topic)
         service.publisher.start()

@@ -81,6 +81,22 @@ class Service:
 
     # ---- the cycle ---------------------------------------------------------------------------
 
+    def warm(self) -> int:
+        """Rebuild the incremental scoring state of every open passage from its stored video; returns passages.
+
+        Run at start so that the first frame after a restart is scored as fast as the others.
+        """
+        with self.lock:
+            last = dict(((pid, start), k) for pid, start, k in self.state.db.execute(
+                "SELECT s.patch_id, s.start_slot, MAX(s.frame) FROM scores s JOIN passages p "
+                "ON s.patch_id = p.patch_id AND s.start_slot = p.start_slot WHERE p.status = 'open' "
+                "GROUP BY s.patch_id, s.start_slot"))
+            items = [self._new_frames(pid, start, k) for (pid, start), k in last.items()
+                     if self.streams.frontier((pid, start)) is None]
+            if items:
+                self.streams.score(items)
+        return len(items)
+
     def run_cycle(self) -> int:
         """Process every file waiting in ``incoming/``, oldest name first; returns frames ingested."""
         done = 0

@@ -193,6 +193,21 @@ def test_late_frame_takes_its_slot_and_later_scores_use_it(tmp_path, tiny_bundle
                                   reference.state.video(pid, start)[late_slot - start])
 
 
+def test_warm_start_rebuilds_the_scoring_state_of_every_open_passage(tmp_path, tiny_bundle, frames):
+    first = Service(config(tmp_path, tiny_bundle))
+    drop(frames[:8], first.dir)
+    first.run_cycle()
+    open_ = first.state.open_passages()
+    latest = {}  # the last scored frame of each open passage
+    for pid, start, k in scores(first.state.db):
+        if open_.get(pid) == start:
+            latest[pid, start] = max(k, latest.get((pid, start), -1))
+    restarted = Service(config(tmp_path, tiny_bundle))
+    assert restarted.warm() == len(latest) > 0
+    assert {key: restarted.streams.frontier(key) for key in latest} == latest
+    assert restarted.warm() == 0, "a warm stream is not rebuilt twice"
+
+
 @pytest.fixture
 def api(tmp_path, tiny_bundle):
     service = Service(config(tmp_path, tiny_bundle, upload_max_bytes=400_000))
