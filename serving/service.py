@@ -226,7 +226,6 @@ class Service:
         frames = np.array(self.state.video(pid, start)[lo : k + 1])
         observed = np.zeros(len(frames), bool)
         observed[self.state.observed_slots(start + lo, start + k + 1) - start - lo] = True
-        observed[-1] = True
         fill_gaps(frames, observed)
         return key, k, frames if last is None else frames[1:]
 

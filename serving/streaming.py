@@ -13,9 +13,10 @@ every time step of every layer is one of three kinds:
   computed afresh each frame.
 
 A frame therefore costs a handful of time steps per layer instead of all of
-them (about 4× less work than the full model for the 225-frame CNN, where the
-deeper layers have few time steps left), and the result equals the full
-model on the masked video to float rounding (checked on load, and by the tests).
+them, and the result equals the full model on the masked video to float
+rounding (checked on load, and by the tests). For the 225-frame CNN that is
+about 4× less arithmetic: the deeper layers have few time steps left, and a
+few of them change with every frame.
 
 The member is given as a chain of :class:`Stage` s over time (convolution
 windows from the bundle's ``conv<i>`` graphs, time max-pools in numpy) and a
@@ -60,7 +61,7 @@ def max_pool(size: int) -> Stage:
 
 
 @dataclass
-class Sequence:
+class Steps:
     """One patch's time steps at one layer: final steps ``< F`` (those still needed), then this frame's provisional steps.
 
     Provisional steps are ``const`` on ``[C, E)`` and held in ``explicit`` elsewhere.
@@ -89,14 +90,13 @@ class Sequence:
         return np.stack([self.value(t) for t in range(self.n)], axis=1)
 
 
-def _advance(stage: Stage, inputs: list[Sequence], outputs: list[Sequence], prune: bool) -> None:
-    """Bring every output sequence up to date with its input after a new frame (one batched run per chunk)."""
+def _advance(stage: Stage, inputs: list[Steps], outputs: list[Steps], prune: bool) -> None:
+    """Bring every patch's output steps up to date with its input after a new frame (one batched run per chunk)."""
     jobs = []  # (patch index, output step or None for the constant, first input step)
     updates = []
     for j, (a, b) in enumerate(zip(inputs, outputs)):
-        last_read = lambda q: min(stage.start(q) + stage.size, a.n) - 1  # noqa: E731
-        F = b.F
-        while F < b.n and last_read(F) < a.F:
+        F = b.F  # outputs whose last real input step is final are final
+        while F < b.n and min(stage.start(F) + stage.size, a.n) - 1 < a.F:
             F += 1
         C = E = 0
         if a.const is not None:
@@ -161,7 +161,7 @@ class StreamingEnsemble:
     def __init__(self, members: list[StreamingMember], scale: Callable[[np.ndarray], np.ndarray]):
         self.members, self.scale = members, scale
         self.n_frames, self.video_shape = members[0].lengths[0], members[0].shapes[0]
-        self._streams: dict[Hashable, tuple[Sequence, list[list[Sequence]]]] = {}
+        self._streams: dict[Hashable, tuple[Steps, list[list[Steps]]]] = {}
 
     def frontier(self, key: Hashable) -> int | None:
         """The last frame scored on stream ``key`` (None if the stream is unknown)."""
@@ -172,9 +172,9 @@ class StreamingEnsemble:
         """Drop a stream (a closed passage, or one whose past frames changed: it is rebuilt on its next score)."""
         self._streams.pop(key, None)
 
-    def _new_stream(self) -> tuple[Sequence, list[list[Sequence]]]:
-        return (Sequence(self.n_frames, np.zeros(self.video_shape, np.float32)),
-                [[Sequence(n, np.zeros(shape, np.float32)) for n, shape in zip(m.lengths[1:], m.shapes[1:])]
+    def _new_stream(self) -> tuple[Steps, list[list[Steps]]]:
+        return (Steps(self.n_frames, np.zeros(self.video_shape, np.float32)),
+                [[Steps(n, np.zeros(shape, np.float32)) for n, shape in zip(m.lengths[1:], m.shapes[1:])]
                  for m in self.members])
 
     def score(self, items: list[tuple[Hashable, int, np.ndarray]]) -> np.ndarray:
