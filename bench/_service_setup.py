@@ -34,3 +34,8 @@ def render_frames(folder: Path, n: int, size: int = 1024) -> list[Path]:
     sun = SyntheticSun(SunConfig(), seed=0)
     slot0 = int(slot_of_time(START))
     return write_fits_series(sun, range(slot0, slot0 + n + n // 10 + 2), folder, shape=(size, size))[:n]
+
+
+def metric(service, name: str) -> float:
+    """A sample of the service's metrics registry (``fluxwatch_`` + name)."""
+    return service.metrics.registry.get_sample_value(f"fluxwatch_{name}")

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _service_setup import bundle_or_untrained, render_frames
+from _service_setup import bundle_or_untrained, metric, render_frames
 from common.config import ServiceConfig
 from serving.service import Service
 
@@ -45,12 +45,15 @@ def main() -> None:
         service.run_cycle()  # opens every passage: not part of the steady state
         for f in frames[1:]:
             shutil.move(str(f), service.dir / "incoming")
-        t0 = time.perf_counter()
+        scoring0, t0 = metric(service, "scoring_latency_seconds_sum"), time.perf_counter()
         done = service.run_cycle()
         elapsed = time.perf_counter() - t0
+        scoring_s = metric(service, "scoring_latency_seconds_sum") - scoring0
     fps = done / elapsed
-    print(f"{done} frames in {elapsed:.1f} s ({int(service.metrics.active_patches._value.get())} active patches, "
-          f"{len(service.bundle.members)} members); a year is {SLOTS_PER_YEAR:.0f} slots")
+    patches, members = int(metric(service, "active_patches")), len(service.bundle.members)
+    print(f"per frame: {scoring_s / done:.2f} s scoring ({members} members x {patches} patches), "
+          f"{(elapsed - scoring_s) / done:.2f} s the rest (read, project, store, alerts)")
+    print(f"{done} frames in {elapsed:.1f} s; a year is {SLOTS_PER_YEAR:.0f} slots")
     print(f"frames_per_s={fps:.3f} year_minutes={SLOTS_PER_YEAR / fps / 60:.1f}")
 
 

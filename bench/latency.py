@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _service_setup import bundle_or_untrained, render_frames
+from _service_setup import bundle_or_untrained, metric, render_frames
 from common.config import ServiceConfig
 from common.kafka_broker import KafkaBroker
 from serving.main import build
@@ -55,12 +55,12 @@ def main() -> None:
                     dt = time.perf_counter() - t0
                     if k:  # the first frame opens every passage: a cold start, not the steady state
                         latencies.append(dt)
-                    print(f"frame {k}: {dt:.2f} s, {int(service.metrics.active_patches._value.get())} active patches")
+                    print(f"frame {k}: {dt:.2f} s, {int(metric(service, 'active_patches'))} active patches")
             finally:
                 service.publisher.stop()
     p50, p95 = np.percentile(latencies, [50, 95])
     print(f"frame_to_kafka_p50_s={p50:.2f} frame_to_kafka_p95_s={p95:.2f} "
-          f"patches={int(service.metrics.active_patches._value.get())} members={len(service.bundle.members)}")
+          f"patches={int(metric(service, 'active_patches'))} members={len(service.bundle.members)}")
 
 
 if __name__ == "__main__":
