@@ -22,7 +22,7 @@ from training.export import check_bundle, input_spec_for, write_bundle
 from training.model import EmergenceCNN, count_parameters
 from common.onset import ensemble_onset_frame, onset_frame
 from training.onset import masked_videos, masking_curves
-from training.train import TrainConfig, load_member, predict, train_member
+from training.train import TrainConfig, _run_epoch, load_member, predict, train_member
 
 FRAMES, PIXELS = 16, 90
 #: A preset that learns the synthetic task in a few epochs on CPU (the paper's lr 1e-4 is far slower).
@@ -104,6 +104,23 @@ def test_model_shapes_and_size():
         assert tiny(torch.rand(3, 1, FRAMES, PIXELS, PIXELS)).shape == (3,)
     for t in (2, 17, 32):
         assert EmergenceCNN(n_frames=t).eval()(torch.rand(1, 1, t, PIXELS, PIXELS)).shape == (1,)
+    cpu = EmergenceCNN(time_stride=5, batch_norm=True, input_pool=True).eval()  # the small preset's
+    kinds = [type(m).__name__ for m in cpu.features]
+    assert kinds[:5] == ["AvgPool3d", "Conv3d", "BatchNorm3d", "SiLU", "MaxPool3d"] and kinds.count("BatchNorm3d") == 4
+    assert count_parameters(cpu) < count_parameters(paper) / 5  # 4× fewer pixels reach the classifier
+    with torch.no_grad():
+        assert cpu(torch.rand(2, 1, 225, 90, 90)).shape == (2,)
+    with pytest.raises(ValueError, match="too small"):
+        EmergenceCNN(pixels=16, input_pool=True)
+
+
+def test_balanced_accuracy_does_not_reward_calling_everything_emergence():
+    class AlwaysEmergence(torch.nn.Module):
+        def forward(self, x):
+            return torch.full((len(x),), 5.0)
+    x, y = torch.zeros(8, 1), torch.tensor([1, 1, 1, 1, 1, 1, 0, 0], dtype=torch.float32)
+    _, accuracy, balanced = _run_epoch(AlwaysEmergence(), [(x[:4], y[:4]), (x[4:], y[4:])], "cpu", progress=False)
+    assert accuracy == 0.75 and balanced == 0.5
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -153,8 +170,9 @@ def test_member_learns_the_synthetic_task(store, splits, trained):
     probs = predict(member, store, val_idx)
     assert probs.shape == (len(val_idx),) and probs.dtype == np.float32
     assert ((probs > 0.5) == val_labels).mean() >= 0.85
-    assert member.val_accuracy == max(h["val_accuracy"] for h in member.history)
-    assert member.history[member.best_epoch - 1]["val_accuracy"] == member.val_accuracy
+    best = member.history[member.best_epoch - 1]
+    assert best["val_balanced_accuracy"] == max(h["val_balanced_accuracy"] for h in member.history)
+    assert best["val_accuracy"] == member.val_accuracy
     assert member.dataset_fingerprint == store.fingerprint()
 
 

@@ -17,11 +17,12 @@ bundle. Serving reads it with onnxruntime only (no torch).
 The streaming graphs let serving score the masked video at every new frame
 without re-running all T frames (:mod:`serving.streaming`). Block ``i`` of the
 CNN is a time convolution (kernel ``time_kernel``, stride ``time_stride``,
-zero padding ``time_padding``), swish and a max-pool (``time_pool`` along
-time, 2×2 in space). ``conv<i>`` computes one output time step of the
-convolution, swish and the spatial pooling from one window: input
+zero padding ``time_padding``), [batch norm,] swish and a max-pool
+(``time_pool`` along time, 2×2 in space). ``conv<i>`` computes one output
+time step of the block but its time pooling from one window (``conv0``
+includes the model's input pooling, if any): input
 ``window`` (batch, C, time_kernel, H, W) → output ``features``
-(batch, C', H/2, W/2); the time pooling is a plain maximum. ``head`` maps the
+(batch, C', H', W'); the time pooling is a plain maximum. ``head`` maps the
 last block's features (batch, C, T', H', W') to the probability. The input
 of ``conv0`` is the recentred video ``2·scaled − 1`` (0 G = 0, as the zero
 padding assumes).
@@ -69,17 +70,20 @@ class _Probability(nn.Module):
 
 
 class _StreamConv(nn.Module):
-    """One time step of a block: a ``(C, k, H, W)`` window → convolution, swish, 2×2 spatial max-pool."""
+    """One time step of a block: a ``(C, k, H, W)`` window → [input pooling], convolution, [batch norm],
+    swish, 2×2 spatial max-pool."""
 
-    def __init__(self, conv: nn.Conv3d):
+    def __init__(self, pre: list[nn.Module], conv: nn.Conv3d, norm: nn.Module | None):
         super().__init__()
+        self.pre = nn.Sequential(*pre)
         self.conv = nn.Conv3d(conv.in_channels, conv.out_channels, conv.kernel_size,
                               padding=(0,) + tuple(conv.padding[1:]))
         self.conv.load_state_dict(conv.state_dict())
+        self.norm = norm if norm is not None else nn.Identity()
         self.pool = nn.MaxPool3d((1, 2, 2))
 
     def forward(self, window: torch.Tensor) -> torch.Tensor:
-        return self.pool(nn.functional.silu(self.conv(window))).squeeze(2)
+        return self.pool(nn.functional.silu(self.norm(self.conv(self.pre(window))))).squeeze(2)
 
 
 class _StreamHead(nn.Module):
@@ -93,14 +97,25 @@ class _StreamHead(nn.Module):
         return torch.sigmoid(self.classifier(features)).squeeze(-1)
 
 
-def _stream_parts(model: nn.Module) -> tuple[list[tuple[nn.Module, nn.Conv3d, nn.MaxPool3d]], nn.Module]:
-    """The member cut for streaming: ([(window module, conv, pool) per block], head module)."""
+def _stream_parts(model: nn.Module) -> tuple[list[tuple[nn.Module, nn.Module, nn.Conv3d, nn.MaxPool3d]], nn.Module]:
+    """The member cut for streaming: ([(window module, full block, conv, time pool) per block], head module).
+
+    ``model.features`` is [spatial average pool], then per block conv → [batch norm] → swish → max-pool;
+    the input pool (time kernel 1) goes into the first block's window module.
+    """
     layers = list(model.features)
+    pre = []
+    while layers and isinstance(layers[0], nn.AvgPool3d) and layers[0].kernel_size[0] == 1:
+        pre.append(layers.pop(0))
     blocks = []
-    for conv, pool in zip(layers[0::3], layers[2::3]):
-        if not (isinstance(conv, nn.Conv3d) and isinstance(pool, nn.MaxPool3d)):
-            raise TypeError(f"unexpected feature layers {conv!r}, {pool!r}: not conv → swish → max-pool blocks")
-        blocks.append((_StreamConv(conv).eval(), conv, pool))
+    while layers:
+        n = 4 if len(layers) > 1 and isinstance(layers[1], nn.BatchNorm3d) else 3
+        block, layers = layers[:n], layers[n:]
+        conv, pool, norm = block[0], block[-1], block[1] if n == 4 else None
+        if not (isinstance(conv, nn.Conv3d) and isinstance(block[-2], nn.SiLU) and isinstance(pool, nn.MaxPool3d)):
+            raise TypeError(f"unexpected feature layers {block}: not conv → [batch norm] → swish → max-pool")
+        blocks.append((_StreamConv(pre, conv, norm).eval(), nn.Sequential(*pre, *block), conv, pool))
+        pre = []
     return blocks, _StreamHead(model.classifier).eval()
 
 
@@ -125,13 +140,13 @@ def export_stream(model: nn.Module | TrainedMember, stem: Path) -> dict:
     entries = []
     with torch.no_grad():
         x = torch.zeros(1, *shape)
-        for i, (window, conv, pool) in enumerate(blocks):
+        for i, (window, block, conv, pool) in enumerate(blocks):
             k, s, p = conv.kernel_size[0], conv.stride[0], conv.padding[0]
             path = _export(window, torch.zeros(2, x.shape[1], k, *x.shape[3:]), stem.with_name(f"{stem.name}_conv{i}.onnx"),
                            "window", "features")
             entries.append({"file": path.name, "sha256": _sha256(path), "time_kernel": k, "time_stride": s,
                             "time_padding": p, "time_pool": pool.kernel_size[0]})
-            x = pool(nn.functional.silu(conv(x)))
+            x = block(x)
         path = _export(head, torch.zeros(2, *x.shape[1:]), stem.with_name(f"{stem.name}_head.onnx"), "features",
                        OUTPUT_NAME)
     return {"input": "2·scaled − 1, zero padded in time", "blocks": entries,

@@ -39,12 +39,12 @@ class TrainConfig:
     momentum : SGD momentum (0.9).
     batch_size : videos per step (10).
     max_epochs : hard limit on epochs (passes over the augmented training set).
-    patience : stop after this many epochs without a higher validation accuracy.
+    patience : stop after this many epochs without a higher balanced validation accuracy.
     augment : NS/polarity augmentation (:data:`training.data.AUGMENT_MODES`): "x4", the paper's, of
         training and validation sets; "cycle", one variant per video per epoch, validation unaugmented.
     balance : weight the positive class by n_negative / n_positive of the training labels, so a
         small, imbalanced training set does not collapse onto the majority class.
-    channels, fc, time_stride, dropout : :class:`~training.model.EmergenceCNN` architecture.
+    channels, fc, time_stride, dropout, batch_norm, input_pool : :class:`~training.model.EmergenceCNN` architecture.
     num_workers : DataLoader worker processes (0 reads videos in the training process).
     """
 
@@ -59,6 +59,8 @@ class TrainConfig:
     fc: tuple[int, int] = (112, 32)
     time_stride: int = 3
     dropout: float = 0.5
+    batch_norm: bool = False
+    input_pool: bool = False
     num_workers: int = 0
 
     def __post_init__(self):
@@ -71,7 +73,8 @@ class TrainConfig:
 
     def build_model(self, n_frames: int, pixels: int) -> EmergenceCNN:
         """A freshly initialised model of this architecture (uses torch's global RNG)."""
-        return EmergenceCNN(n_frames, pixels, self.channels, self.fc, self.time_stride, self.dropout)
+        return EmergenceCNN(n_frames, pixels, self.channels, self.fc, self.time_stride, self.dropout, self.batch_norm,
+                            self.input_pool)
 
 
 @dataclass
@@ -79,7 +82,11 @@ class TrainedMember:
     """A trained member: the model at its best epoch (eval mode, on CPU after loading) and its provenance.
 
     ``history`` has one dict per epoch: epoch, train_loss, train_accuracy,
-    val_loss, val_accuracy (on the ×4 augmented sets when ``config.augment == "x4"``), seconds.
+    val_loss, val_accuracy, val_balanced_accuracy (on the ×4 augmented sets when
+    ``config.augment == "x4"``), seconds. The best epoch has the highest balanced
+    validation accuracy (the mean of the two classes' accuracies: crude labels
+    are mostly "emergence", and plain accuracy would favour calling everything
+    one); ``val_accuracy`` is the plain accuracy at that epoch.
     """
 
     model: EmergenceCNN
@@ -109,14 +116,18 @@ def _deterministic():
         torch.backends.cudnn.benchmark = previous[2]
 
 
-def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True, pos_weight=None) -> tuple[float, float]:
-    """One pass over ``loader``; trains when ``optimizer`` is given. Returns (mean BCE loss, accuracy at 0.5).
+def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True,
+               pos_weight=None) -> tuple[float, float, float]:
+    """One pass over ``loader``; trains when ``optimizer`` is given.
+
+    Returns (mean BCE loss, accuracy at 0.5, balanced accuracy: the mean over the classes present of their accuracy).
 
     ``pos_weight`` (a scalar tensor) weights the positive class in the loss.
     """
     training = optimizer is not None
     model.train(training)
     loss_sum, correct, seen = 0.0, 0, 0
+    class_correct, class_seen = np.zeros(2), np.zeros(2)
     with torch.set_grad_enabled(training), tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch") as bar:
         for x, y in bar:
             x, y = x.to(device), y.to(device)
@@ -127,16 +138,21 @@ def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True, po
                 loss.backward()
                 optimizer.step()
             loss_sum += loss.item() * len(y)
-            correct += int(((logits > 0).float() == y).sum())
+            right = ((logits > 0).float() == y).cpu().numpy()
+            label = y.cpu().numpy().astype(int)
+            correct += int(right.sum())
             seen += len(y)
+            np.add.at(class_correct, label, right)
+            np.add.at(class_seen, label, 1)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}")
-    return loss_sum / seen, correct / seen
+    present = class_seen > 0
+    return loss_sum / seen, correct / seen, float(np.mean(class_correct[present] / class_seen[present]))
 
 
 def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labels, seed: int,
                  config: TrainConfig = TrainConfig(), device: str | torch.device = "cpu", progress: bool = True,
                  checkpoint: str | Path | None = None) -> TrainedMember:
-    """Train one member on ``store[train_idx]`` (labels 0/1), stopping at peak accuracy on ``store[val_idx]``.
+    """Train one member on ``store[train_idx]`` (labels 0/1), stopping at peak balanced accuracy on ``store[val_idx]``.
 
     Parameters
     ----------
@@ -173,23 +189,25 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
         for epoch in epochs:
             t0 = time.perf_counter()
             train_set.set_epoch(epoch)
-            train_loss, train_acc = _run_epoch(model, train_loader, device, optimizer, f"epoch {epoch} train", progress,
-                                               pos_weight)
-            val_loss, val_acc = _run_epoch(model, val_loader, device, None, f"epoch {epoch} val", progress)
-            history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
-                            "val_loss": val_loss, "val_accuracy": val_acc, "seconds": time.perf_counter() - t0})
-            if val_acc > best[0]:
+            train_loss, train_acc, _ = _run_epoch(model, train_loader, device, optimizer, f"epoch {epoch} train",
+                                                  progress, pos_weight)
+            val_loss, val_acc, val_bal = _run_epoch(model, val_loader, device, None, f"epoch {epoch} val", progress)
+            history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+                            "val_accuracy": val_acc, "val_balanced_accuracy": val_bal,
+                            "seconds": time.perf_counter() - t0})
+            if val_bal > best[0]:
                 last_gain = epoch
-            if (val_acc, -val_loss) > (best[0], -best[1]):
-                best, best_epoch = (val_acc, val_loss), epoch
+            if (val_bal, -val_loss) > (best[0], -best[1]):
+                best, best_epoch = (val_bal, val_loss), epoch
                 best_state = copy.deepcopy(model.state_dict())
-            epochs.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{best[0]:.3f}@{best_epoch}")
+            epochs.set_postfix(val_bal=f"{val_bal:.3f}", best=f"{best[0]:.3f}@{best_epoch}")
             if epoch - last_gain >= config.patience:
                 break
         epochs.close()
     model.load_state_dict(best_state)
     model.eval()
-    member = TrainedMember(model, int(seed), config, history, best_epoch, best[0], store.fingerprint(),
+    member = TrainedMember(model, int(seed), config, history, best_epoch, history[best_epoch - 1]["val_accuracy"],
+                           store.fingerprint(),
                            np.asarray(train_idx, np.int64), np.asarray(val_idx, np.int64))
     if checkpoint is not None:
         save_member(member, checkpoint)
