@@ -120,6 +120,7 @@ def _stream_parts(model: nn.Module) -> tuple[list[tuple[nn.Module, nn.Module, nn
 
 
 def _export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> Path:
+    """Export ``module`` (one input, dynamic batch axis) to ONNX at ``path`` and check the file."""
     torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=[output_name],
                       opset_version=OPSET, dynamo=True, external_data=False,
                       dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
@@ -174,10 +175,7 @@ def export_member(model: nn.Module | TrainedMember, path: str | Path, seed: int 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(2, 1, hp["n_frames"], hp["pixels"], hp["pixels"], generator=torch.Generator().manual_seed(seed))
-    torch.onnx.export(_Probability(model).eval(), (example,), str(path), input_names=[INPUT_NAME],
-                      output_names=[OUTPUT_NAME], opset_version=OPSET, dynamo=True, external_data=False,
-                      dynamic_shapes={"video": {0: torch.export.Dim("batch")}}, verbose=False)
-    onnx.checker.check_model(str(path), full_check=True)
+    _export(_Probability(model).eval(), example, path, INPUT_NAME, OUTPUT_NAME)
     diff = float(np.abs(_session(path).run([OUTPUT_NAME], {INPUT_NAME: example.numpy()})[0]
                         - _torch_probability(model, example.numpy())).max())
     if diff > EXPORT_TOLERANCE:
