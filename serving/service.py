@@ -219,9 +219,6 @@ class Service:
         """The streaming scorer's item for frame k of a passage: the frames after its last scored one, gaps filled."""
         key = (pid, start)
         last = self.streams.frontier(key)
-        if last is not None and last >= k:  # cannot happen in order; rebuild rather than score out of order
-            self.streams.forget(key)
-            last = None
         lo = 0 if last is None else last  # the last scored frame was observed: it anchors the interpolation
         frames = np.array(self.state.video(pid, start)[lo : k + 1])
         observed = np.zeros(len(frames), bool)
