@@ -96,7 +96,10 @@ class ModelBundle:
             raise BundleError(f, "member file is missing")
         if hashlib.sha256(f.read_bytes()).hexdigest() != entry["sha256"]:
             raise BundleError(f, "SHA-256 does not match the manifest")
-        return ort.InferenceSession(str(f), providers=self.providers)
+        options = ort.SessionOptions()
+        # Python prepares the next windows between runs: idle ONNX Runtime threads must not spin on the cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(f), options, providers=self.providers)
 
     def _stream(self, entry: dict) -> StreamingMember:
         """The member's streaming graphs: per block a convolution window stage and a time max-pool, then the head."""

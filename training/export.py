@@ -71,19 +71,29 @@ class _Probability(nn.Module):
 
 class _StreamConv(nn.Module):
     """One time step of a block: a ``(C, k, H, W)`` window → [input pooling], convolution, [batch norm],
-    swish, 2×2 spatial max-pool."""
+    swish, 2×2 spatial max-pool.
 
-    def __init__(self, pre: list[nn.Module], conv: nn.Conv3d, norm: nn.Module | None):
+    The window's time axis is folded into the channels, so the 3-D convolution over the whole window
+    runs as a 2-D one (which ONNX Runtime's CPU kernels do several times faster), with the batch norm
+    folded into its weights.
+    """
+
+    def __init__(self, pre: list[nn.Module], conv: nn.Conv3d, norm: nn.BatchNorm3d | None):
         super().__init__()
         self.pre = nn.Sequential(*pre)
-        self.conv = nn.Conv3d(conv.in_channels, conv.out_channels, conv.kernel_size,
-                              padding=(0,) + tuple(conv.padding[1:]))
-        self.conv.load_state_dict(conv.state_dict())
-        self.norm = norm if norm is not None else nn.Identity()
-        self.pool = nn.MaxPool3d((1, 2, 2))
+        c_out, c_in, k, kh, kw = conv.weight.shape
+        weight, bias = conv.weight.detach(), conv.bias.detach()
+        if norm is not None:
+            scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+            weight = weight * scale[:, None, None, None, None]
+            bias = (bias - norm.running_mean) * scale + norm.bias.detach()
+        self.conv = nn.Conv2d(c_in * k, c_out, (kh, kw), padding=tuple(conv.padding[1:]))
+        self.conv.weight.data = weight.reshape(c_out, c_in * k, kh, kw).clone()
+        self.conv.bias.data = bias.clone()
 
     def forward(self, window: torch.Tensor) -> torch.Tensor:
-        return self.pool(nn.functional.silu(self.norm(self.conv(self.pre(window))))).squeeze(2)
+        x = self.pre(window).flatten(1, 2)  # (N, C·k, H, W), channel-major as the 3-D weights
+        return nn.functional.max_pool2d(nn.functional.silu(self.conv(x)), 2)
 
 
 class _StreamHead(nn.Module):
