@@ -184,15 +184,26 @@ class StreamingEnsemble:
         frames after the stream's frontier up to k (``m = k − frontier``), or,
         for an unknown stream, all frames 0..k (``m = k + 1``), gaps filled.
         """
-        videos = []
-        for key, k, frames in items:
+        for key, k, frames in items:  # check every item before any stream changes
+            known = self.frontier(key)
             if not 0 <= k < self.n_frames:
                 raise ValueError(f"stream {key}: frame {k} is outside the video's {self.n_frames} frames")
+            if len(frames) != k - (-1 if known is None else known):
+                raise ValueError(f"stream {key}: {len(frames)} new frames do not reach frame {k} from "
+                                 + ("the start" if known is None else f"frame {known}"))
+        try:
+            return self._score(items)
+        except BaseException:  # a half-updated stream would score wrongly: drop them, they are rebuilt next time
+            for key, _, _ in items:
+                self.forget(key)
+            raise
+
+    def _score(self, items: list[tuple[Hashable, int, np.ndarray]]) -> np.ndarray:
+        videos = []
+        for key, k, frames in items:
             if key not in self._streams:
                 self._streams[key] = self._new_stream()
             video = self._streams[key][0]
-            if len(frames) != k + 1 - video.F:
-                raise ValueError(f"stream {key}: {len(frames)} new frames do not reach frame {k} from frame {video.F - 1}")
             x = self.scale(np.asarray(frames, np.float32))[:, None]
             video.final.update({video.F + i: f for i, f in enumerate(x)})
             video.F = k + 1

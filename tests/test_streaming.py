@@ -98,6 +98,9 @@ def test_stream_refuses_frames_that_do_not_reach_the_scored_frame(tiny_bundle):
         streams.score([("p", 6, video[4:6])])
     with pytest.raises(ValueError, match="outside the video"):
         streams.score([("q", 16, video)])
+    with pytest.raises(ValueError, match="do not reach frame 6 from the start"):
+        streams.score([("p", 4, video[4:5]), ("q", 6, video[:3])])
+    assert streams.frontier("p") == 3 and streams.frontier("q") is None, "a refused batch changes no stream"
 
 
 def test_max_pool_stage_drops_the_remainder():
