@@ -1,6 +1,9 @@
 """Shared set-up of the service benchmarks: a model bundle and rendered 1024² frames."""
 from __future__ import annotations
 
+import argparse
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from astropy.time import Time
@@ -39,3 +42,18 @@ def render_frames(folder: Path, n: int, size: int = 1024) -> list[Path]:
 def metric(service, name: str) -> float:
     """A sample of the service's metrics registry (``fluxwatch_`` + name)."""
     return service.metrics.registry.get_sample_value(f"fluxwatch_{name}")
+
+
+@contextmanager
+def bench_setup(doc: str, frames: int):
+    """Parse ``--frames`` (default ``frames``) and ``--bundle``; in a scratch folder, yield
+    (scratch, bundle, rendered frames: one more than asked, the first being the cold start)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=frames)
+    p.add_argument("--bundle", type=Path, default=Path("runs/small/bundle"))
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        bundle, what = bundle_or_untrained(args.bundle, tmp)
+        print(f"model: {what}")
+        yield tmp, bundle, render_frames(tmp / "frames", args.frames + 1)

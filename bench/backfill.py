@@ -17,13 +17,10 @@ sys.path[:] = [p for p in sys.path if p not in ("", _bench)]
 import ingest  # noqa: E402,F401
 sys.path.append(_bench)
 
-import argparse
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
-from _service_setup import bundle_or_untrained, metric, render_frames
+from _service_setup import bench_setup, metric
 from common.config import ServiceConfig
 from serving.service import Service
 
@@ -31,15 +28,7 @@ SLOTS_PER_YEAR = 365.25 * 15
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--frames", type=int, default=12)
-    p.add_argument("--bundle", type=Path, default=Path("runs/small/bundle"))
-    args = p.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        bundle, what = bundle_or_untrained(args.bundle, tmp)
-        print(f"model: {what}")
-        frames = render_frames(tmp / "frames", args.frames + 1)
+    with bench_setup(__doc__, frames=12) as (tmp, bundle, frames):
         service = Service(ServiceConfig(data_dir=str(tmp / "svc"), bundle=str(bundle), source="watch"))
         shutil.move(str(frames[0]), service.dir / "incoming")
         service.run_cycle()  # opens every passage: not part of the steady state

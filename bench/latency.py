@@ -17,30 +17,19 @@ sys.path[:] = [p for p in sys.path if p not in ("", _bench)]
 import ingest  # noqa: E402,F401
 sys.path.append(_bench)
 
-import argparse
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-from _service_setup import bundle_or_untrained, metric, render_frames
+from _service_setup import bench_setup, metric
 from common.config import ServiceConfig
 from common.kafka_broker import KafkaBroker
 from serving.main import build
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--frames", type=int, default=8)
-    p.add_argument("--bundle", type=Path, default=Path("runs/small/bundle"))
-    args = p.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        bundle, what = bundle_or_untrained(args.bundle, tmp)
-        print(f"model: {what}")
-        frames = render_frames(tmp / "frames", args.frames + 1)
+    with bench_setup(__doc__, frames=8) as (tmp, bundle, frames):
         with KafkaBroker().start(tmp / "kafka") as broker:
             service, _ = build(ServiceConfig(data_dir=str(tmp / "svc"), bundle=str(bundle), source="watch",
                                              kafka_bootstrap=broker.bootstrap))
