@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 SYSTEM := .system-packages
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test lint test-slow bench clean
 
 # Debian packages: Java 17 and Maven fetch and run the Kafka broker; prometheus checks the dashboards.
 $(SYSTEM):
@@ -18,23 +18,29 @@ $(STAMP): pyproject.toml | $(SYSTEM)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
-	$(PY) -m common.kafka_broker fetch
+	$(PY) -m devtools.kafka_broker fetch
 	rm -f $(VENV)/.installed-* && touch $@
 
 demo: $(STAMP)
 	$(PY) -m demo
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -m "not slow"
+
+# ruff (lint and import order), the published alert schema against its model, and mypy.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m serving.events --check || { echo "deploy/schemas is stale: run $(PY) -m serving.events"; exit 1; }
+	$(VENV)/bin/mypy
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
 bench: $(STAMP)
-	$(PY) bench/ingest.py
-	$(PY) bench/dataset.py
-	$(PY) bench/latency.py
-	$(PY) bench/backfill.py
+	$(PY) -m bench.ingest
+	$(PY) -m bench.dataset
+	$(PY) -m bench.latency
+	$(PY) -m bench.backfill
 
 clean:
 	rm -rf $(VENV) $(SYSTEM) data runs build *.egg-info deploy/kafka/lib

@@ -1,7 +1,7 @@
 """``make demo``: fluxwatch end to end on the embedded default, on one machine.
 
-1. the synthetic Sun as FITS files through ingest, and the small training set (``ingest.demo``);
-2. the small ensemble (``train-ensemble --preset small``, ~15 min on 2 cores; reused when its
+1. the synthetic Sun as FITS files through ingest, and the small training set (``sim.demo``);
+2. the small ensemble (``train-ensemble --preset small``, about 25 min on 2 cores; reused when its
    bundle exists — ``--bundle`` points elsewhere);
 3. a real Kafka broker (KRaft) and the service on the accelerated synthetic feed;
 4. a Kafka consumer prints alerts as they arrive, with onset estimates next to the synthetic
@@ -17,13 +17,16 @@ import sys
 import time
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
 from astropy.time import Time
+from tqdm import tqdm
 
-from common.kafka_broker import KafkaBroker
-from ingest import demo as data_demo
-from ingest.synthetic import SunConfig, SyntheticSun, slot_of_time, slot_time
+from common.clock import CADENCE, slot_of_time, slot_time
+from devtools.kafka_broker import KafkaBroker
 from serving.bundle import BundleError, ModelBundle
+from sim import SunConfig, SyntheticSun
+from sim import demo as data_demo
 
 ALERTS, STATUS = "fluxwatch.alerts", "fluxwatch.patch-status"
 
@@ -38,7 +41,7 @@ def ensure_bundle(store: Path, run: Path) -> Path:
         return bundle
     except BundleError as exc:
         print(f"no usable bundle ({exc})")
-    print("training the small ensemble (train-ensemble --preset small); this takes ~15 minutes on 2 cores")
+    print("training the small ensemble (train-ensemble --preset small); this takes about 25 minutes on 2 cores")
     subprocess.run([sys.executable, "-m", "training.cli", "--store", str(store), "--out", str(run), "--preset", "small"],
                    check=True)
     return bundle
@@ -65,10 +68,12 @@ def main(argv=None) -> int:
     with KafkaBroker().start(args.out / "kafka") as broker:
         print(f"Kafka broker up at {broker.bootstrap}")
         proc = subprocess.Popen([sys.executable, "-m", "serving.main", "--data-dir", str(service_dir), "--bundle", str(bundle),
-                                 "--source", "synthetic", "--synthetic-start", args.start, "--speedup", str(5760 / args.tick),
+                                 "--source", "synthetic", "--synthetic-start", args.start, "--speedup", str(CADENCE.to_value(u.s) / args.tick),
                                  "--kafka", broker.bootstrap, "--port", str(args.port)])
         consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1000)
         alerts = []
+        first = int(slot_of_time(Time(args.start)))
+        progress = tqdm(total=args.frames, desc="frames streamed", unit="frame")
         try:
             deadline = time.time() + args.frames * args.tick + 120
             print(f"service on http://127.0.0.1:{args.port} (API docs at /docs), streaming {args.frames} frames ...")
@@ -83,12 +88,14 @@ def main(argv=None) -> int:
                     alerts.append(event)
                     if event["event"] == "updated":
                         continue  # counted in the summary; opened, withdrawn and closed are shown
-                    print(f"  {event['frame_time'][:16]} {event['event']:>9} {event['patch_id']}  p={event['probability']['median']:.2f}"
+                    tqdm.write(f"  {event['frame_time'][:16]} {event['event']:>9} {event['patch_id']}  p={event['probability']['median']:.2f}"
                           f"  onset {event['onset']['time_utc'][:16]} ± {event['onset']['uncertainty_hours']:.0f} h")
-                done = json.loads((service_dir / "feed.json").read_text())["next_slot"] if (service_dir / "feed.json").exists() else 0
-                if done >= int(slot_of_time(Time(args.start))) + args.frames and not list((service_dir / "incoming").glob("*.fits")):
+                done = json.loads((service_dir / "feed.json").read_text())["next_slot"] if (service_dir / "feed.json").exists() else first
+                progress.update(min(done - first, args.frames) - progress.n)
+                if done >= first + args.frames and not list((service_dir / "incoming").glob("*.fits")):
                     break
         finally:
+            progress.close()
             proc.terminate()
             proc.wait(30)
             consumer.close()
@@ -106,7 +113,7 @@ def summarize(alerts: list[dict], start: Time, frames: int) -> None:
     from common.config import PatchGridConfig, ServiceConfig
     from common.observer import central_meridian_distance
     from common.patches import PatchGrid
-    from ingest.synthetic import ephemeris
+    from sim import ephemeris
 
     sun = SyntheticSun(SunConfig(), seed=0)
     end = slot_time(int(slot_of_time(start)) + frames)

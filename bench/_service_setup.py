@@ -8,7 +8,8 @@ from pathlib import Path
 
 from astropy.time import Time
 
-from ingest.synthetic import SunConfig, SyntheticSun, slot_of_time, write_fits_series
+from common.clock import slot_of_time
+from sim import SunConfig, SyntheticSun, write_fits_series
 
 START = Time("2000-06-20T00:00:00")
 
@@ -24,7 +25,7 @@ def bundle_or_untrained(path: Path, scratch: Path) -> tuple[Path, str]:
     from training.export import make_input_spec, write_bundle
 
     config = PRESETS["small"].train
-    members = []
+    members: list[tuple] = []
     for k in range(8):
         torch.manual_seed(k)
         members.append((config.build_model(225, 90).eval(), f"model{6 + k // 2}", k % 2, {}))
@@ -52,8 +53,8 @@ def bench_setup(doc: str, frames: int):
     p.add_argument("--frames", type=int, default=frames)
     p.add_argument("--bundle", type=Path, default=Path("runs/small/bundle"))
     args = p.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
         bundle, what = bundle_or_untrained(args.bundle, tmp)
         print(f"model: {what}")
         yield tmp, bundle, render_frames(tmp / "frames", args.frames + 1)

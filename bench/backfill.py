@@ -5,22 +5,14 @@ alerts go to the API tables and the JSON-lines log), measures frames per
 second over the steady state and extrapolates to a year (5,479 slots).
 Last line: ``frames_per_s=<x> year_minutes=<y>``.
 
-Usage: python bench/backfill.py [--frames 12] [--bundle runs/small/bundle]
+Usage: python -m bench.backfill [--frames 12] [--bundle runs/small/bundle]
 """
 from __future__ import annotations
-
-import sys
-
-# bench/ingest.py would shadow the `ingest` package: import the package first, then reach bench/ helpers.
-_bench = __file__.rsplit("/", 1)[0]
-sys.path[:] = [p for p in sys.path if p not in ("", _bench)]
-import ingest  # noqa: E402,F401
-sys.path.append(_bench)
 
 import shutil
 import time
 
-from _service_setup import bench_setup, metric
+from bench._service_setup import bench_setup, metric
 from common.config import ServiceConfig
 from serving.service import Service
 

@@ -6,14 +6,9 @@ the real builder (all cores, streamed to a zarr store) and extrapolates the
 rendering to all of them. ``--full`` builds the whole paper preset instead.
 Last line: ``videos_per_s=<x> paper_preset_minutes=<y>``.
 
-Usage: python bench/dataset.py [--sample 160] [--workers N] [--full]
+Usage: python -m bench.dataset [--sample 160] [--workers N] [--full]
 """
 from __future__ import annotations
-
-import sys
-
-# bench/ingest.py would shadow the `ingest` package for scripts run from bench/.
-sys.path[:] = [p for p in sys.path if p not in ("", __file__.rsplit("/", 1)[0])]
 
 import argparse
 import os
@@ -21,7 +16,7 @@ import tempfile
 import time
 from dataclasses import replace
 
-from ingest.build_dataset import PRESETS, build, label_quality, plan
+from sim.build_dataset import PRESETS, build, label_quality, plan
 
 
 def main() -> None:

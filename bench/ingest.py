@@ -6,14 +6,9 @@ project each cleaned frame onto every on-disk patch; the script prints each
 frame's timings and the largest difference where both are defined, and as
 its last line ``speedup_1024=<x> speedup_4096=<y> max_abs_diff_G=<z>``.
 
-Usage: python bench/ingest.py [--frames 3] [--sizes 1024 4096]
+Usage: python -m bench.ingest [--frames 3] [--sizes 1024 4096]
 """
 from __future__ import annotations
-
-import sys
-
-# This script's name shadows the `ingest` package when run as `python bench/ingest.py`.
-sys.path[:] = [p for p in sys.path if p not in ("", __file__.rsplit("/", 1)[0])]
 
 import argparse
 import tempfile
@@ -30,7 +25,7 @@ from common.patches import PatchGrid
 from ingest.magnetogram import read_magnetogram
 from ingest.projection import carrington_to_pixel, project_patches
 from ingest.reference import reproject_patches
-from ingest.synthetic import SunConfig, SyntheticSun, slot_of_time, write_fits_series
+from sim import SunConfig, SyntheticSun, slot_of_time, write_fits_series
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import astropy.units as u
 
+from common.clock import CADENCE
+
 
 def _require(value: u.Quantity, unit: u.UnitBase, name: str) -> u.Quantity:
     if not isinstance(value, u.Quantity) or not value.unit.is_equivalent(unit):
@@ -63,14 +65,14 @@ class VideoConfig:
     n_frames : int
         Frames per video (225, ~15 days at 96 min).
     cadence : Quantity[min]
-        Time between frames (96 min, the MDI full-disk magnetogram cadence).
+        Time between frames (the clock's cadence, :data:`common.clock.CADENCE`).
     clip : Quantity[G]
         Field strength at which model inputs saturate: the authors' code clips
         to ±1000 G and maps [-clip, +clip] linearly onto [0, 1].
     """
 
     n_frames: int = 225
-    cadence: u.Quantity = 96 * u.min
+    cadence: u.Quantity = CADENCE
     clip: u.Quantity = 1000 * u.G
 
     def __post_init__(self):
@@ -95,8 +97,7 @@ class ServiceConfig:
     ----------
     data_dir : state (SQLite), rolling videos, incoming/processed/rejected FITS, alert log.
     bundle : the model bundle written by ``train-ensemble`` (a directory with ``manifest.json``).
-    cadence : the magnetogram cadence (96 min); the scheduler runs once per cadence / ``speedup``.
-    speedup : clock acceleration (1 = real time; the demo runs faster).
+    speedup : clock acceleration: the scheduler runs once per cadence / ``speedup`` (1 = real time).
     source : ``"synthetic"`` (the synthetic Sun as a live feed) or ``"watch"`` (only files dropped
         into ``data_dir/incoming`` or uploaded).
     synthetic_start : first slot time of the synthetic feed (ISO UTC).
@@ -112,7 +113,6 @@ class ServiceConfig:
 
     data_dir: str = "data/service"
     bundle: str = "runs/small/bundle"
-    cadence: u.Quantity = 96 * u.min
     speedup: float = 1.0
     source: str = "synthetic"
     synthetic_start: str = "2000-06-01T00:00:00"
@@ -130,7 +130,6 @@ class ServiceConfig:
     probability_step: float = 0.1
 
     def __post_init__(self):
-        object.__setattr__(self, "cadence", _require(self.cadence, u.min, "cadence"))
         object.__setattr__(self, "lat_limit", _require(self.lat_limit, u.deg, "lat_limit"))
         if self.source not in ("synthetic", "watch"):
             raise ValueError(f"source must be 'synthetic' or 'watch', got {self.source!r}")
@@ -140,4 +139,4 @@ class ServiceConfig:
     @property
     def tick_seconds(self) -> float:
         """Wall-clock seconds between scheduler runs."""
-        return self.cadence.to_value(u.s) / self.speedup
+        return CADENCE.to_value(u.s) / self.speedup

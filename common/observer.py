@@ -46,7 +46,7 @@ class Observer:
     rsun: u.Quantity
 
     @classmethod
-    def from_map(cls, smap) -> "Observer":
+    def from_map(cls, smap) -> Observer:
         """The observer of a sunpy map, in the Carrington frame sunpy defines for it."""
         from sunpy.coordinates import HeliographicCarrington
 
@@ -60,6 +60,25 @@ class Observer:
             distance=car.radius.to(u.m),
             rsun=frame.rsun.to(u.m),
         )
+
+    def stonyhurst(self, lon_deg, lat_deg) -> tuple[np.ndarray, np.ndarray]:
+        """Stonyhurst (lon in [-180, 180), lat), deg, at this observer's time of Carrington surface points (deg), by sunpy."""
+        from astropy.coordinates import SkyCoord
+        from sunpy.coordinates import HeliographicCarrington, HeliographicStonyhurst
+
+        me = SkyCoord(self.lon, self.lat, self.distance, frame=HeliographicCarrington(observer="self", obstime=self.time))
+        car = SkyCoord(np.asarray(lon_deg) * u.deg, np.asarray(lat_deg) * u.deg,
+                       frame=HeliographicCarrington(observer=me, obstime=self.time))
+        hgs = car.transform_to(HeliographicStonyhurst(obstime=self.time))
+        return hgs.lon.wrap_at(180 * u.deg).to_value(u.deg), hgs.lat.to_value(u.deg)
+
+    def l0_at(self, times: Time) -> np.ndarray:
+        """This observer's Carrington longitude (deg) at other ``times``, for an observer near the Sun–Earth line
+        (SoHO, SDO): sunpy's L0 of the Earth, shifted to agree with this observer at its own time."""
+        from sunpy.coordinates import sun
+
+        offset = self.lon.to_value(u.deg) - sun.L0(self.time).to_value(u.deg)
+        return (sun.L0(times).to_value(u.deg) + offset) % 360.0
 
     @cached_property
     def _angles(self) -> tuple[float, float, float]:

@@ -24,6 +24,11 @@ def onset_frame(curve: np.ndarray, frames: np.ndarray | None = None) -> int:
     return k if frames is None else int(np.asarray(frames)[k])
 
 
+def member_onset_frames(curves: np.ndarray, frames: np.ndarray | None = None) -> np.ndarray:
+    """:func:`onset_frame` of each model's curve in ``curves`` (n_models, len(frames)): int64 (n_models,)."""
+    return np.array([onset_frame(c, frames) for c in np.atleast_2d(curves)], dtype=np.int64)
+
+
 def ensemble_onset_frame(curves: np.ndarray, frames: np.ndarray | None = None) -> float:
     """The ensemble's onset: the median over models of :func:`onset_frame` of ``curves`` (n_models, len(frames)), frames."""
-    return float(np.median([onset_frame(c, frames) for c in np.atleast_2d(curves)]))
+    return float(np.median(member_onset_frames(curves, frames)))

@@ -14,6 +14,12 @@ from astropy.time import Time
 
 from common.config import VideoConfig
 
+#: What :func:`scale_for_model` does, as model bundles record it (manifest ``input.scaling``; keep byte-identical).
+SCALING = "clip ±clip G then (B+clip)/(2·clip)"
+#: What :func:`recentre` does to a stream's input, as model bundles record it (manifest ``stream.input``; keep
+#: byte-identical).
+STREAM_INPUT = "2·scaled − 1, zero padded in time"
+
 
 def scale_for_model(video_gauss: np.ndarray, clip: u.Quantity = VideoConfig().clip) -> np.ndarray:
     """The authors' input scaling: clip to ±clip and map [-clip, +clip] onto [0, 1].
@@ -28,6 +34,17 @@ def scale_for_model(video_gauss: np.ndarray, clip: u.Quantity = VideoConfig().cl
     c = np.float32(clip.to_value(u.G))
     v = np.clip(np.asarray(video_gauss, dtype=np.float32), -c, c)
     return (v + c) / np.float32(2 * c)
+
+
+def recentre(scaled):
+    """The model's first step: [0, 1]-scaled input (:func:`scale_for_model`) → B/clip in [−1, 1], ``2·scaled − 1``.
+
+    0 G maps to 0, so zero padding (of a convolution, or of a video in time)
+    means 0 G. Pure arithmetic: works on numpy arrays and torch tensors alike
+    and keeps their dtype (float32 stays float32). The constants are floats,
+    as in the model's original forward, so exported ONNX graphs are unchanged.
+    """
+    return 2.0 * scaled - 1.0
 
 
 def slot_of(times: Time, start: Time, config: VideoConfig = VideoConfig()) -> np.ndarray:

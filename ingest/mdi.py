@@ -17,6 +17,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.time import Time
 
+from common.clock import CADENCE
 from common.observer import Observer
 
 #: MDI full-disk geometry: 1024² pixels of 1.98″.
@@ -60,7 +61,8 @@ def mdi_header(observer: Observer, shape=MDI_SHAPE, missing: int = 0) -> fits.He
     rsun_obs = np.rad2deg(np.arcsin((observer.rsun / observer.distance).decompose().value)) * 3600
     t_start = Time(observer.time, scale="utc")
     t_obs = (t_start + HALF_INTEGRATION).tai
-    t_rec = Time(round(t_obs.unix_tai / 5760) * 5760, format="unix_tai").tai
+    step = CADENCE.to_value(u.s)  # the 96-min series is the clock's cadence
+    t_rec = Time(round(t_obs.unix_tai / step) * step, format="unix_tai").tai
     car_rot = int(np.floor((t_start.jd - 2398167.4) / 27.2753)) + 1
     h = fits.Header()
     cards = [
@@ -91,13 +93,13 @@ def mdi_header(observer: Observer, shape=MDI_SHAPE, missing: int = 0) -> fits.He
         ("CUNIT2", "arcsec", "CUNIT2: arcsec"),
         ("WCSNAME", "Helioprojective-cartesian", "WCS system name"),
         ("BUNIT", "Gauss", "Physical units of data"),
-        ("CADENCE", 5760.0, "[seconds] repetition interval"),
+        ("CADENCE", step, "[seconds] repetition interval"),
         ("CAMERA", "MDI", "Instrument"),
         ("TELESCOP", "SOHO", "Observatory; SOHO"),
         ("WAVELNTH", 6768, "[Angstrom] For MDI: 6768 Angstroms"),
         ("ORIGIN", "fluxwatch synthetic Sun", "Organization that created the file"),
         ("RSUN_REF", observer.rsun.to_value(u.m), "[m] Reference radius of the Sun"),
-        ("TRECSTEP", 5760.0, "[s] T_REC step"),
+        ("TRECSTEP", step, "[s] T_REC step"),
     ]
     for key, value, comment in cards:
         h[key] = (value, comment)

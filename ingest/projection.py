@@ -41,7 +41,7 @@ class ImageGeometry:
     pixel_from_plane: np.ndarray
 
     @classmethod
-    def from_wcs(cls, wcs, shape) -> "ImageGeometry":
+    def from_wcs(cls, wcs, shape) -> ImageGeometry:
         """From an astropy WCS whose axes are HPLN-TAN, HPLT-TAN (checked by the caller)."""
         w = wcs.wcs
         to_rad = np.array([u.Unit(cu).to(u.rad) for cu in w.cunit])

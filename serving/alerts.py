@@ -1,9 +1,10 @@
 """The alert lifecycle of one patch on one disk passage.
 
-States: ``idle`` → ``open`` when the ensemble median reaches the bundle's
-threshold; while open, an ``updated`` event when the onset estimate moves by
-``onset_frames`` or more, or the median by ``probability_step`` or more,
-since the last event; ``withdrawn`` when the median falls below
+States (:class:`~serving.events.AlertStatus`): ``idle`` → ``open`` when the
+ensemble median calls an emergence (:func:`common.ensemble.detects`: above the
+bundle's threshold); while open, an ``updated`` event when the onset estimate
+moves by ``onset_frames`` or more, or the median by ``probability_step`` or
+more, since the last event; ``withdrawn`` when the median falls below
 ``threshold − hysteresis`` (back to idle; a later opening gets the next
 sequence number); ``closed`` when the patch leaves the disk (final).
 
@@ -16,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-SCHEMA_VERSION = "1.0"
+from common.ensemble import detects
+from serving.events import AlertEvent, AlertStatus, EventKind, Score
 
 
 @dataclass(frozen=True)
@@ -35,61 +37,53 @@ class AlertState:
 
     patch_id: str
     passage: str
-    status: str = "idle"  # idle | open | closed
+    status: AlertStatus = AlertStatus.idle
     openings: int = 0
     seq: int = 0
     last_onset: int | None = None
     last_median: float | None = None
     history: list[dict] = field(default_factory=list)
 
+    def __post_init__(self):
+        self.status = AlertStatus(self.status)
+
     @property
     def alert_id(self) -> str | None:
         return f"{self.patch_id}/{self.passage}/{self.openings}" if self.openings else None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "status": self.status.value}
 
 
-def step(state: AlertState, policy: AlertPolicy, score: dict, on_disk: bool) -> list[dict]:
-    """Advance ``state`` (in place) with one cadence's score; return the events to publish.
-
-    ``score`` holds at least ``median`` (float) and ``onset_frame`` (int);
-    every key of it is copied into the event.
-    """
-    if state.status == "closed":
+def step(state: AlertState, policy: AlertPolicy, score: Score, on_disk: bool) -> list[AlertEvent]:
+    """Advance ``state`` (in place) with one cadence's score; return the events to publish."""
+    if state.status is AlertStatus.closed:
         return []
-    events = []
-    median = float(score["median"])
+    median = score.probability.median
     if not on_disk:
-        if state.status == "open":
-            events.append(_event(state, "closed", score))
-        state.status = "closed"
+        events = [_event(state, EventKind.closed, score)] if state.status is AlertStatus.open else []
+        state.status = AlertStatus.closed
         return events
-    if state.status == "idle" and median >= policy.threshold:
-        state.status, state.openings, state.seq = "open", state.openings + 1, 0
-        events.append(_event(state, "opened", score))
-    elif state.status == "open":
+    if state.status is AlertStatus.idle and detects(median, policy.threshold):
+        state.status, state.openings, state.seq = AlertStatus.open, state.openings + 1, 0
+        return [_event(state, EventKind.opened, score)]
+    if state.status is AlertStatus.open:
         if median < policy.threshold - policy.hysteresis:
-            events.append(_event(state, "withdrawn", score))
-            state.status = "idle"
-        elif (abs(int(score["onset_frame"]) - state.last_onset) >= policy.onset_frames
-              or abs(median - state.last_median) >= policy.probability_step):
-            events.append(_event(state, "updated", score))
-    return events
+            state.status = AlertStatus.idle
+            return [_event(state, EventKind.withdrawn, score)]
+        assert state.last_onset is not None and state.last_median is not None  # set by the opening event
+        if (abs(score.onset.frame - state.last_onset) >= policy.onset_frames
+                or abs(median - state.last_median) >= policy.probability_step):
+            return [_event(state, EventKind.updated, score)]
+    return []
 
 
-def _event(state: AlertState, kind: str, score: dict) -> dict:
+def _event(state: AlertState, kind: EventKind, score: Score) -> AlertEvent:
     state.seq += 1
-    state.last_onset, state.last_median = int(score["onset_frame"]), float(score["median"])
-    event = {
-        "schema_version": SCHEMA_VERSION,
-        "event": kind,
-        "alert_id": state.alert_id,
-        "event_id": f"{state.alert_id}#{state.seq}",
-        "patch_id": state.patch_id,
-        "passage": state.passage,
-        **score,
-    }
-    state.history.append({"event": kind, "event_id": event["event_id"], "median": state.last_median,
+    state.last_onset, state.last_median = score.onset.frame, score.probability.median
+    assert state.alert_id is not None
+    event = AlertEvent(event=kind, alert_id=state.alert_id, event_id=f"{state.alert_id}#{state.seq}",
+                       patch_id=state.patch_id, passage=state.passage, **dict(score))
+    state.history.append({"event": kind.value, "event_id": event.event_id, "median": state.last_median,
                           "onset_frame": state.last_onset})
     return event

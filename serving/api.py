@@ -1,4 +1,9 @@
-"""The HTTP API (FastAPI; OpenAPI at ``/docs`` and ``/openapi.json``)."""
+"""The HTTP API (FastAPI; OpenAPI at ``/docs`` and ``/openapi.json``).
+
+Queries read through the store's read-only connections, so they see
+committed frames only; an upload is checked (token, size, a readable
+magnetogram) off the event loop and renamed into ``incoming/`` complete.
+"""
 from __future__ import annotations
 
 import secrets
@@ -8,17 +13,21 @@ from pathlib import Path
 from astropy.time import Time
 from fastapi import FastAPI, Header, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from common.clock import slot_of_time
 from ingest.errors import IngestError
 from ingest.magnetogram import read_magnetogram
-from ingest.synthetic.timegrid import slot_of_time
+from serving.events import AlertEvent, PatchDetail, PatchSummary
+from serving.service import Service
 
 
-def create_app(service) -> FastAPI:
+def create_app(service: Service) -> FastAPI:
     """The API of a :class:`serving.service.Service`."""
-    app = FastAPI(title="fluxwatch", version="1.0",
+    app = FastAPI(title="fluxwatch", version="2.0",
                   description="Live detection of emerging solar active regions in full-disk magnetograms.")
     config = service.config
+    reader = service.store.reader()
 
     @app.get("/health")
     def health() -> dict:
@@ -28,33 +37,33 @@ def create_app(service) -> FastAPI:
     @app.get("/ready")
     def ready() -> JSONResponse:
         """Readiness: the model bundle is loaded and at least one frame has been ingested."""
-        newest = service.state.newest_frame()
-        ok = newest is not None
-        body = {"ready": ok, "model_version": service.bundle.model_version, "members": len(service.bundle.members),
-                "newest_frame": newest[1] if newest else None}
-        return JSONResponse(body, status_code=200 if ok else 503)
+        newest = reader.newest_frame()
+        body = {"ready": newest is not None, "model_version": service.bundle.model_version,
+                "members": len(service.bundle.members), "newest_frame": newest[1] if newest else None}
+        return JSONResponse(body, status_code=200 if newest else 503)
 
     @app.get("/patches")
-    def patches() -> list[dict]:
+    def patches() -> list[PatchSummary]:
         """Every patch on the disk now, with its latest score and alert status."""
-        return service.patches()
+        return reader.patches()
 
     @app.get("/patches/{patch_id}")
-    def patch(patch_id: str) -> dict:
+    def patch(patch_id: str) -> PatchDetail:
         """One patch: probability history (masking curve so far) and onset estimate of its latest passage."""
-        found = service.patch(patch_id)
+        found = reader.patch(patch_id)
         if found is None:
             raise HTTPException(404, f"no passage recorded for patch {patch_id!r}")
         return found
 
     @app.get("/alerts")
-    def alerts(since: str | None = Query(None, description="ISO UTC time; events from frames at or after it")) -> list[dict]:
+    def alerts(since: str | None = Query(None, description="ISO UTC time; events from frames at or after it")
+               ) -> list[AlertEvent]:
         """Alert events (opened, updated, withdrawn, closed), oldest first."""
         try:
             t = Time(since) if since else None
         except ValueError:
             raise HTTPException(422, f"since={since!r} is not an ISO time") from None
-        return service.alerts(t)
+        return reader.alerts(t)
 
     @app.post("/upload", status_code=202)
     async def upload(request: Request, file: UploadFile, authorization: str | None = Header(None)) -> dict:
@@ -69,7 +78,7 @@ def create_app(service) -> FastAPI:
         name = Path(file.filename or "upload.fits").name
         if not name.lower().endswith((".fits", ".fts", ".fit")):
             name += ".fits"
-        incoming = Path(config.data_dir) / "incoming"
+        incoming = service.inbox.incoming
         with tempfile.NamedTemporaryFile(dir=incoming.parent, suffix=".upload", delete=False) as tmp:
             size = 0
             while chunk := await file.read(1 << 20):
@@ -80,15 +89,14 @@ def create_app(service) -> FastAPI:
                     raise HTTPException(413, f"{name}: exceeds the limit of {config.upload_max_bytes} bytes")
                 tmp.write(chunk)
         try:
-            mag = read_magnetogram(tmp.name)
+            mag = await run_in_threadpool(read_magnetogram, tmp.name)
         except IngestError as exc:
             Path(tmp.name).unlink()
             service.metrics.reject(exc)
             raise HTTPException(422, f"{name}: {exc.problem}") from None
-        slot = int(slot_of_time(mag.time))
         target = incoming / f"upload_{mag.time.strftime('%Y%m%d_%H%M%S')}_{name}"
         Path(tmp.name).replace(target)
-        return {"accepted": target.name, "time": mag.time.isot, "slot": slot}
+        return {"accepted": target.name, "time": mag.time.isot, "slot": int(slot_of_time(mag.time))}
 
     @app.get("/metrics")
     def metrics() -> Response:

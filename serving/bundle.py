@@ -10,10 +10,11 @@ import astropy.units as u
 import numpy as np
 import onnxruntime as ort
 
-from common.video import scale_for_model
+from common.clock import check_cadence
+from common.video import SCALING, STREAM_INPUT, recentre, scale_for_model
 from serving.streaming import Stage, StreamingEnsemble, StreamingMember, max_pool
 
-REQUIRED_INPUT = ("n_frames", "pixels", "cadence_min", "clip_G", "layout")
+REQUIRED_INPUT = ("n_frames", "pixels", "cadence_min", "clip_G", "scaling", "layout")
 #: Bundle schema this service reads (2: members carry streaming graphs).
 SCHEMA_VERSION = 2
 #: Largest |streaming − full member| probability accepted on load.
@@ -39,7 +40,7 @@ class ModelBundle:
     """Load and validate ``bundle/manifest.json`` and its members.
 
     Checks: the manifest parses, has schema version 2, the input spec (frames, pixels,
-    cadence, clip, layout NCTHW), a threshold in (0, 1) and members; each
+    the clock's cadence, clip, the scaling of :func:`common.video.scale_for_model`, layout NCTHW), a threshold in (0, 1) and members; each
     member file (full and streaming graphs) exists and matches its SHA-256;
     the full graph takes input ``video`` of shape (batch, 1, n_frames, pixels,
     pixels); and the streaming graphs reproduce the full graph's masked score
@@ -66,6 +67,12 @@ class ModelBundle:
             raise BundleError(manifest_path, f"input layout {spec['layout']!r} is not NCTHW")
         self.n_frames, self.pixels = int(spec["n_frames"]), int(spec["pixels"])
         self.cadence = spec["cadence_min"] * u.min
+        try:
+            check_cadence(self.cadence, "the bundle's videos")
+        except ValueError as exc:
+            raise BundleError(manifest_path, str(exc)) from None
+        if spec["scaling"] != SCALING:
+            raise BundleError(manifest_path, f"input scaling {spec['scaling']!r} is not this service's {SCALING!r}")
         self.clip = spec["clip_G"] * u.G
         self.threshold = float(self.manifest.get("threshold", -1))
         if not 0 < self.threshold < 1:
@@ -87,7 +94,7 @@ class ModelBundle:
     def streaming(self) -> StreamingEnsemble:
         """A new, empty set of streams scoring with every member's streaming graphs."""
         return StreamingEnsemble([m.stream for m in self.members],
-                                 lambda gauss: 2 * scale_for_model(gauss, self.clip) - 1)
+                                 lambda gauss: recentre(scale_for_model(gauss, self.clip)))
 
     def _session(self, entry: dict) -> ort.InferenceSession:
         """An ONNX Runtime session of a manifest file entry (file, sha256), checked."""
@@ -105,6 +112,9 @@ class ModelBundle:
         """The member's streaming graphs: per block a convolution window stage and a time max-pool, then the head."""
         if "stream" not in entry:
             raise BundleError(self.path / "manifest.json", f"member {entry['file']} has no streaming graphs")
+        if entry["stream"].get("input") != STREAM_INPUT:
+            raise BundleError(self.path / "manifest.json", f"member {entry['file']}: streaming input "
+                                                           f"{entry['stream'].get('input')!r} is not {STREAM_INPUT!r}")
         stages = []
         for block in entry["stream"]["blocks"]:
             session = self._session(block)

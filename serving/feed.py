@@ -12,7 +12,8 @@ from pathlib import Path
 
 from astropy.time import Time
 
-from ingest.synthetic import SunConfig, SyntheticSun, slot_of_time, write_fits_series
+from common.clock import slot_of_time
+from sim import SunConfig, SyntheticSun, write_fits_series
 
 
 class SyntheticFeed:

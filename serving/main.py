@@ -4,18 +4,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from datetime import datetime
 
 import astropy.units as u
 import uvicorn
-from apscheduler.schedulers.background import BackgroundScheduler
 
 from common.config import ServiceConfig
 from serving.api import create_app
+from serving.app import build
 from serving.bundle import BundleError
-from serving.feed import SyntheticFeed
-from serving.outbox import ensure_topics
-from serving.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -39,42 +35,21 @@ def config_from_args(argv=None) -> ServiceConfig:
                          http_port=a.http_port, upload_token=a.upload_token, lat_limit=a.lat_limit_deg * u.deg)
 
 
-def build(config: ServiceConfig) -> tuple[Service, BackgroundScheduler]:
-    """The service and its (not yet started) scheduler; Kafka topics created when configured."""
-    service = Service(config)
-    log.info("rebuilt the scoring state of %d open passages", service.warm())
-    if config.kafka_bootstrap:
-        ensure_topics(config.kafka_bootstrap, config.alerts_topic, config.status_topic)
-        service.publisher.start()
-    feed = SyntheticFeed(config.data_dir, config.synthetic_start, config.synthetic_seed) if config.source == "synthetic" else None
-
-    def cycle():
-        if feed:
-            feed.tick()
-        service.run_cycle()
-
-    scheduler = BackgroundScheduler()
-    scheduler.add_job(cycle, "interval", seconds=config.tick_seconds, max_instances=1, coalesce=True, id="cycle",
-                      next_run_time=datetime.now())
-    return service, scheduler
-
-
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skipped runs while a long cycle finishes are expected
+    logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python logs every connection at INFO
     config = config_from_args(argv)
     try:
-        service, scheduler = build(config)
+        app = build(config)
     except BundleError as exc:
         print(f"fluxwatch-serve: error: {exc}", file=sys.stderr)
         return 2
-    scheduler.start()
+    app.start()
     try:
-        uvicorn.run(create_app(service), host=config.http_host, port=config.http_port, log_level="warning")
+        uvicorn.run(create_app(app.service), host=config.http_host, port=config.http_port, log_level="warning")
     finally:
-        scheduler.shutdown(wait=True)
-        if service.publisher:
-            service.publisher.stop()
+        app.stop()
     return 0
 
 

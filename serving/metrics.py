@@ -34,7 +34,8 @@ content type.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -48,6 +49,7 @@ from ingest.errors import (
     TruncatedFITSError,
     UnitError,
 )
+from serving.events import EventKind
 
 NAMESPACE = "fluxwatch"
 
@@ -66,8 +68,8 @@ REJECT_REASONS = (
     "other",
 )
 
-#: Values of the ``event`` label of ``fluxwatch_alerts_published_total`` (serving.alerts' event kinds).
-ALERT_EVENTS = ("opened", "updated", "withdrawn", "closed")
+#: Values of the ``event`` label of ``fluxwatch_alerts_published_total``: the alert event kinds.
+ALERT_EVENTS = tuple(kind.value for kind in EventKind)
 
 #: Histogram buckets (seconds) for latencies from tens of milliseconds to two minutes.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
@@ -99,8 +101,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._clock = clock
         self._newest_frame_time = clock()
-        kw = {"namespace": NAMESPACE, "registry": self.registry}
-        hist = dict(kw, buckets=LATENCY_BUCKETS)
+        kw: dict[str, Any] = {"namespace": NAMESPACE, "registry": self.registry}
+        hist: dict[str, Any] = dict(kw, buckets=LATENCY_BUCKETS)
 
         self.frames_ingested = Counter(
             "frames_ingested_total", "Frames accepted, projected onto the patch grid and stored.", **kw)

@@ -24,8 +24,8 @@ head graph; see :mod:`training.export` for the graphs' contract.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Callable, Hashable
 
 import numpy as np
 
@@ -81,7 +81,7 @@ class Steps:
             return self.zero
         if t < self.F:
             return self.final[t]
-        if self.C <= t < self.E:
+        if self.C <= t < self.E and self.const is not None:
             return self.const
         return self.explicit[t]
 
@@ -92,7 +92,7 @@ class Steps:
 
 def _advance(stage: Stage, inputs: list[Steps], outputs: list[Steps], prune: bool) -> None:
     """Bring every patch's output steps up to date with its input after a new frame (one batched run per chunk)."""
-    jobs = []  # (patch index, output step or None for the constant, first input step)
+    jobs: list[tuple[int, int | None, int]] = []  # (patch index, output step or None for the constant, first input step)
     updates = []
     for j, (a, b) in enumerate(zip(inputs, outputs)):
         F = b.F  # outputs whose last real input step is final are final

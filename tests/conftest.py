@@ -1,49 +1,27 @@
-"""Shared fixtures: sunpy's real MDI and HMI test data, and small synthetic MDI series."""
+"""Every shared fixture: sunpy's real MDI and HMI test data, a tiny real model bundle, synthetic frames, a Kafka broker.
+
+The expensive ones (the bundle, the frames, the broker) are session-scoped: built once per test run.
+Helpers that are not fixtures are in :mod:`tests.support`.
+"""
 from __future__ import annotations
 
 import warnings
 from pathlib import Path
 
-import astropy.units as u
-import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.time import Time
-from astropy.wcs import WCS
 from sunpy.data.test import get_test_filepath
 
-from ingest.mdi import mdi_header, soho_observer, write_mdi
-from ingest.projection import ImageGeometry
-from ingest.render import render_full_disk
-from tests.kafka_fixture import kafka_broker  # noqa: F401  (session-wide real broker)
+from common.clock import slot_of_time
+from devtools.kafka_broker import KafkaBroker
+from ingest.dataset import DatasetStore
+from sim import SunConfig, SyntheticSun, write_fits_series
+from sim.build_dataset import main as build_main
+from tests.support import write_real_mdi
 
-MDI_HEADER = "mdi.fd_M_96m_lev182.20101015_191200_TAI.data.header"
-
-
-def real_mdi_header(shape=(64, 64)) -> fits.Header:
-    """sunpy's real MDI 96-min header (a 64² binned frame), rescaled to ``shape``."""
-    h = fits.Header.fromtextfile(get_test_filepath(MDI_HEADER))
-    for key in ("XTENSION", "PCOUNT", "GCOUNT"):
-        h.remove(key, ignore_missing=True)
-    f = shape[1] / h["NAXIS1"]
-    h["NAXIS1"], h["NAXIS2"] = shape[1], shape[0]
-    for ax in "12":
-        h[f"CDELT{ax}"] /= f
-        h[f"CRPIX{ax}"] = (h[f"CRPIX{ax}"] - 0.5) * f + 0.5
-    return h
-
-
-def write_real_mdi(path: Path, shape=(64, 64), seed=0, date_obs=None) -> Path:
-    """A FITS file with the real MDI header and random integer data, BLANK in the first row."""
-    h = real_mdi_header(shape)
-    if date_obs is not None:
-        h["DATE-OBS"] = Time(date_obs).isot
-    raw = np.random.default_rng(seed).normal(0, 3000, shape).astype(np.int32)  # 0.01 G units
-    raw[0] = -(2**31)
-    hdu = fits.PrimaryHDU(raw, header=h)
-    hdu.header["BSCALE"], hdu.header["BZERO"], hdu.header["BLANK"] = 0.01, 0.0, -(2**31)
-    hdu.writeto(path, output_verify="silentfix")
-    return path
+#: The first slot of the ``frames`` fixture.
+START = Time("2000-06-01T00:00:00")
 
 
 @pytest.fixture
@@ -62,28 +40,42 @@ def real_hmi_file(tmp_path) -> Path:
     return tmp_path / "hmi.fits"
 
 
-def bipole(lon0, lat0, separation=4.0, peak=800.0, width=1.5):
-    """B_r(lon, lat) of a Gaussian bipole centred at Carrington (lon0, lat0), degrees and G."""
-    def field(lon, lat):
-        dlon = (lon - lon0 + 180.0) % 360.0 - 180.0
-        lead = np.exp(-((dlon - separation / 2) ** 2 + (lat - lat0) ** 2) / (2 * width**2))
-        follow = np.exp(-((dlon + separation / 2) ** 2 + (lat - lat0) ** 2) / (2 * width**2))
-        return peak * (lead - follow)
-    return field
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A real two-member ONNX bundle for 16-frame videos, trained briefly on a tiny synthetic store.
+
+    Its threshold is set low (0.05) so that alerts open: the tests exercise the
+    alert machinery, not the model's skill.
+    """
+    from training.export import input_spec_for, write_bundle
+    from training.train import TrainConfig, train_member
+
+    root = tmp_path_factory.mktemp("bundle")
+    assert build_main(["--preset", "small", "--videos", "20", "6", "--frames", "16", "--out", str(root / "s.zarr")]) == 0
+    store = DatasetStore(root / "s.zarr")
+    cat = store.catalog
+    members = [train_member(store, cat.video_id[:14].to_numpy(), cat.crude_label[:14].to_numpy(),
+                            cat.video_id[14:20].to_numpy(), cat.crude_label[14:20].to_numpy(), seed,
+                            TrainConfig(lr=0.01, max_epochs=1, patience=1, augment="none"), progress=False)
+               for seed in (0, 1)]
+    return write_bundle(root / "bundle", [(m, "model6", s, {}) for s, m in zip((0, 1), members)], 0.05,
+                        store.fingerprint(), {}, input_spec_for(store))
 
 
-def synthetic_mdi_series(folder: Path, times, field, shape=(256, 256)) -> list[Path]:
-    """Write MDI-format frames of ``field`` seen from SoHO at ``times``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for t in Time(times):
-        obs = soho_observer(t)
-        header = mdi_header(obs, shape)
-        image = ImageGeometry.from_wcs(WCS(header), shape)
-        data = render_full_disk(field, obs, image)
-        paths.append(write_mdi(folder / f"mdi.fd_M_96m_lev182.{t.strftime('%Y%m%d_%H%M%S')}.fits", data, obs))
-    return paths
+@pytest.fixture(scope="session")
+def frames(tmp_path_factory) -> list[Path]:
+    """Twelve consecutive 256² MDI-format frames of the synthetic Sun from START (missing slots skipped)."""
+    slot0 = int(slot_of_time(START))
+    return write_fits_series(SyntheticSun(SunConfig(), seed=0), range(slot0, slot0 + 12),
+                             tmp_path_factory.mktemp("frames"), shape=(256, 256))
 
 
-def cadence_times(start, n, cadence=96 * u.min):
-    return Time(start) + np.arange(n) * cadence
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory) -> KafkaBroker:
+    """A running single-node Kafka broker; ``kafka_broker.bootstrap`` is its address.
+
+    The first use fetches the broker's jars with Maven (once per checkout). Tests that stop or
+    kill it must leave it running again (``kafka_broker.restart()``).
+    """
+    with KafkaBroker().start(tmp_path_factory.mktemp("kafka")) as broker:
+        yield broker

@@ -17,7 +17,7 @@ from ingest.errors import (
     UnitError,
 )
 from ingest.magnetogram import read_magnetogram
-from tests.conftest import real_mdi_header, write_real_mdi
+from tests.support import real_mdi_header, write_real_mdi
 
 
 def corrupt(tmp_path, kind):

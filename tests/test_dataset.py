@@ -4,8 +4,8 @@ import pandas as pd
 import pytest
 import zarr
 
-from ingest.build_dataset import PRESETS, label_quality, main, plan
 from ingest.dataset import CATALOG_COLUMNS, DatasetError, DatasetStore
+from sim.build_dataset import PRESETS, label_quality, main, plan
 
 TINY = ["--preset", "small", "--videos", "10", "4", "--frames", "24", "--workers", "2"]
 

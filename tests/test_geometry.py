@@ -11,7 +11,7 @@ from sunpy.map.maputils import all_coordinates_from_map, coordinate_is_on_solar_
 
 from ingest.magnetogram import read_magnetogram
 from ingest.projection import carrington_to_pixel
-from tests.conftest import real_mdi_header, write_real_mdi
+from tests.support import real_mdi_header, write_real_mdi
 
 
 def load(path):

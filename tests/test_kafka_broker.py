@@ -9,9 +9,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.serializer import DefaultSerializer, JsonSerializer
 
-from common.kafka_broker import KafkaBroker, KafkaBrokerError
-
-pytest_plugins = ["tests.kafka_fixture"]
+from devtools.kafka_broker import KafkaBroker, KafkaBrokerError
 
 
 def _topic(prefix: str) -> str:

@@ -27,7 +27,6 @@ import pytest
 import yaml
 
 from common.config import ServiceConfig
-
 from ingest.errors import (
     EmptyDataError,
     IngestError,
@@ -41,7 +40,7 @@ from ingest.errors import (
 from serving.api import create_app
 from serving.metrics import ALERT_EVENTS, REJECT_REASONS, Metrics
 from serving.service import Service
-from tests.serving_fixtures import ServerThread, frames, tiny_bundle  # noqa: F401
+from tests.support import ServerThread
 
 ROOT = Path(__file__).resolve().parents[1]
 PROM_DIR = ROOT / "deploy" / "prometheus"

@@ -9,7 +9,7 @@ from common.patches import PatchGrid
 from ingest.magnetogram import read_magnetogram
 from ingest.projection import carrington_to_pixel, project_patches
 from ingest.reference import reproject_patches
-from tests.conftest import bipole, synthetic_mdi_series
+from tests.support import bipole, synthetic_mdi_series
 
 
 @pytest.fixture(scope="module")

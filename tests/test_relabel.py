@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.evaluate import onset_error_days, pr_crossing_threshold, stability
+from common.ensemble import is_stable
+from training.evaluate import onset_error_days, pr_crossing_threshold
 from training.relabel import ratio, run_relabel_loop
 from training.review import OracleReviewer, TerminalReviewer
 from training.splits import relabel_folds, uncertainty_folds
@@ -93,6 +94,6 @@ def test_threshold_at_precision_recall_crossing():
 
 
 def test_stability_and_onset_errors():
-    assert stability(np.array([0.7, 0.5]), np.array([0.9, 0.7]), 0.6).tolist() == [True, False]
+    assert is_stable(np.array([0.7, 0.5]), np.array([0.9, 0.7]), 0.6).tolist() == [True, False]
     e = onset_error_days(np.array([15, 30]), np.array([0, 15]), cadence_min=96)
     assert e["p50"] == pytest.approx(1.0)

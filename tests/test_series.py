@@ -8,7 +8,7 @@ from common.config import VideoConfig
 from common.video import fill_gaps, scale_for_model, slot_of
 from ingest.cli import main
 from ingest.videos import VideoStore
-from tests.conftest import bipole, cadence_times, synthetic_mdi_series
+from tests.support import bipole, cadence_times, synthetic_mdi_series
 
 START = Time("2011-03-07T00:00:00")
 

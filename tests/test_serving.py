@@ -18,9 +18,10 @@ from kafka import KafkaConsumer
 
 from common.config import ServiceConfig
 from serving.api import create_app
-from serving.main import build
+from serving.app import build
+from serving.events import SCHEMA_PATH, AlertEvent, render_schema
 from serving.service import Service
-from tests.serving_fixtures import ServerThread, free_port, frames, tiny_bundle  # noqa: F401
+from tests.support import ServerThread, free_port
 
 
 def config(tmp_path, bundle, **kw) -> ServiceConfig:
@@ -33,12 +34,12 @@ def drop(frame_paths, service_dir):
         shutil.copy(p, service_dir / "incoming" / p.name)
 
 
-def wait_for(predicate, timeout=60.0, what="condition"):
+def wait_for(predicate, timeout=60.0, what="condition", poll=0.2):
     deadline = time.time() + timeout
     while not predicate():
         if time.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(poll)
 
 
 def consume(bootstrap, topic) -> list:
@@ -48,6 +49,11 @@ def consume(bootstrap, topic) -> list:
         return [(r.key.decode(), dict(r.headers).get("event_id", b"").decode(), json.loads(r.value)) for r in consumer]
     finally:
         consumer.close()
+
+
+def events(service) -> list[dict]:
+    """Every alert event a service recorded, as published."""
+    return [e.payload() for e in service.store.reader().alerts()]
 
 
 def scores(db) -> dict:
@@ -64,11 +70,12 @@ def kafka_config(tmp_path, bundle, broker):
 
 def test_alerts_reach_kafka_and_match_the_api(tmp_path, tiny_bundle, frames, kafka_broker):
     cfg = kafka_config(tmp_path, tiny_bundle, kafka_broker)
-    service, _ = build(cfg)
+    app = build(cfg).start(scheduler=False)
+    service = app.service
     try:
         drop(frames, service.dir)
         assert service.run_cycle() == len(frames)
-        wait_for(lambda: service.outbox.depth() == 0, what="outbox to drain")
+        wait_for(lambda: service.store.outbox.depth() == 0, what="outbox to drain")
         with ServerThread(create_app(service)) as server:
             api = httpx.get(f"{server.url}/alerts").json()
             patches = httpx.get(f"{server.url}/patches").json()
@@ -78,20 +85,20 @@ def test_alerts_reach_kafka_and_match_the_api(tmp_path, tiny_bundle, frames, kaf
             assert httpx.get(f"{server.url}/patches/L000.00N00.00").status_code == 404
             assert "/upload" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
     finally:
-        service.publisher.stop()
+        app.stop()
     events = consume(kafka_broker.bootstrap, cfg.alerts_topic)
     assert api, "the low-threshold bundle must open alerts"
     kafka_ids = [e for _, e, _ in events]
     assert len(kafka_ids) == len(set(kafka_ids)), "no duplicate events on Kafka"
     assert sorted(kafka_ids) == sorted(a["event_id"] for a in api)
     assert all(key == value["patch_id"] for key, _, value in events)
-    schema = json.loads((Path(__file__).parents[1] / "deploy/schemas/alert-event.schema.json").read_text())
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
     for event in api:
         validator.validate(event)  # every published event follows the schema in deploy/
     assert not validator.is_valid({k: v for k, v in api[0].items() if k != "onset"})
     first = api[0]
-    assert first["event"] == "opened" and first["schema_version"] == "1.0"
+    assert first["event"] == "opened" and first["schema_version"] == "2.0"
+    assert "median" not in first and "onset_frame" not in first, "one copy of each field"
     for field in ("alert_id", "model_version", "patch", "onset", "probability", "frame_time"):
         assert field in first
     assert set(first["patch"]) == {"id", "carrington", "stonyhurst"} and "time_utc" in first["onset"]
@@ -104,23 +111,24 @@ def test_alerts_reach_kafka_and_match_the_api(tmp_path, tiny_bundle, frames, kaf
 
 def test_broker_down_then_up_loses_no_alert(tmp_path, tiny_bundle, frames, kafka_broker):
     cfg = kafka_config(tmp_path, tiny_bundle, kafka_broker)
-    service, _ = build(cfg)
+    app = build(cfg).start(scheduler=False)
+    service = app.service
     try:
         kafka_broker.stop()
         drop(frames, service.dir)
         service.run_cycle()
-        pending = service.outbox.depth()
+        pending = service.store.outbox.depth()
         assert pending > 0
         wait_for(lambda: service.metrics.kafka_errors._value.get() > 0, 30, "a Kafka error to be counted")
-        assert service.outbox.depth() == pending
+        assert service.store.outbox.depth() == pending
         kafka_broker.restart()
-        wait_for(lambda: service.outbox.depth() == 0, 90, "the outbox to drain after the broker returned")
+        wait_for(lambda: service.store.outbox.depth() == 0, 90, "the outbox to drain after the broker returned")
     finally:
-        service.publisher.stop()
+        app.stop()
         if not kafka_broker.running:
             kafka_broker.restart()
     ids = [e for _, e, _ in consume(kafka_broker.bootstrap, cfg.alerts_topic)]
-    assert len(ids) == len(set(ids)) and sorted(ids) == sorted(a["event_id"] for a in service.alerts())
+    assert len(ids) == len(set(ids)) and sorted(ids) == sorted(a["event_id"] for a in events(service))
 
 
 def run_server(cfg_dir, bundle, port):
@@ -134,9 +142,9 @@ def test_restart_after_kill_loses_no_frame_and_duplicates_no_alert(tmp_path, tin
     reference = Service(config(tmp_path / "ref", tiny_bundle))
     drop(frames, reference.dir)
     reference.run_cycle()
-    expected_events = sorted(a["event_id"] for a in reference.alerts())
-    expected_slots = [r[0] for r in reference.state.db.execute("SELECT slot FROM frames ORDER BY slot")]
-    expected_scores = scores(reference.state.db)
+    expected_events = sorted(a["event_id"] for a in events(reference))
+    expected_slots = [r[0] for r in reference.store.db.execute("SELECT slot FROM frames ORDER BY slot")]
+    expected_scores = scores(reference.store.db)
 
     data = tmp_path / "killed"
     (data / "incoming").mkdir(parents=True)
@@ -146,9 +154,10 @@ def test_restart_after_kill_loses_no_frame_and_duplicates_no_alert(tmp_path, tin
         drop(frames[:5], data)
         wait_for(lambda: len(list((data / "processed").glob("*.fits"))) == 5, 120, "the first frames")
         drop(frames[5:], data)
-        time.sleep(0.4)  # mid-way through the rest
+        wait_for(lambda: len(list((data / "processed").glob("*.fits"))) >= 6, 120, "the next frame", poll=0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        assert list((data / "incoming").glob("*.fits")), "the kill landed mid-way through the rest"
         proc = run_server(data, tiny_bundle, port)
         wait_for(lambda: not list((data / "incoming").glob("*.fits")), 120, "the rest after the restart")
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200, 30, "ready")
@@ -178,33 +187,33 @@ def test_late_frame_takes_its_slot_and_later_scores_use_it(tmp_path, tiny_bundle
     drop(frames[9:], service.dir)
     service.run_cycle()
 
-    slots = [r[0] for r in service.state.db.execute("SELECT slot FROM frames ORDER BY slot")]
-    assert slots == [r[0] for r in reference.state.db.execute("SELECT slot FROM frames ORDER BY slot")]
+    slots = [r[0] for r in service.store.db.execute("SELECT slot FROM frames ORDER BY slot")]
+    assert slots == [r[0] for r in reference.store.db.execute("SELECT slot FROM frames ORDER BY slot")]
     late_slot = slots[7]
-    ref, got = scores(reference.state.db), scores(service.state.db)
+    ref, got = scores(reference.store.db), scores(service.store.db)
     assert any(key[1] < late_slot for key in got), "the late frame falls inside scored passages"
     assert not [key for key in got if key[1] + key[2] == late_slot], "a late frame is filed, not scored"
     after = [key for key in ref if key[1] + key[2] > slots[8]]
     assert after and all(key in got for key in after)
     assert max(np.abs(got[key] - ref[key]).max() for key in after) <= 1e-6, "scores after the late frame use it"
-    for pid, start in service.state.open_passages().items():  # and it sits in its slot of every video
+    for pid, start in service.store.open_passages().items():  # and it sits in its slot of every video
         if 0 <= late_slot - start < service.bundle.n_frames:
-            assert np.array_equal(service.state.video(pid, start)[late_slot - start],
-                                  reference.state.video(pid, start)[late_slot - start])
+            assert np.array_equal(service.store.video(pid, start)[late_slot - start],
+                                  reference.store.video(pid, start)[late_slot - start])
 
 
 def test_warm_start_rebuilds_the_scoring_state_of_every_open_passage(tmp_path, tiny_bundle, frames):
     first = Service(config(tmp_path, tiny_bundle))
     drop(frames[:8], first.dir)
     first.run_cycle()
-    open_ = first.state.open_passages()
+    open_ = first.store.open_passages()
     latest = {}  # the last scored frame of each open passage
-    for pid, start, k in scores(first.state.db):
+    for pid, start, k in scores(first.store.db):
         if open_.get(pid) == start:
             latest[pid, start] = max(k, latest.get((pid, start), -1))
     restarted = Service(config(tmp_path, tiny_bundle))
     assert restarted.warm() == len(latest) > 0
-    assert {key: restarted.streams.frontier(key) for key in latest} == latest
+    assert {key: restarted.step.streams.frontier(key) for key in latest} == latest
     assert restarted.warm() == 0, "a warm stream is not rebuilt twice"
 
 
@@ -242,3 +251,33 @@ def test_bad_upload_is_refused_with_a_clear_message(api, frames, case, status, w
     if case in ("not_fits", "truncated"):
         assert "frame.fits" in r.json()["detail"]
     assert not list((service.dir / "incoming").iterdir())
+
+
+def test_published_schema_is_generated_from_the_event_model():
+    assert SCHEMA_PATH.read_text() == render_schema(), "regenerate it: python -m serving.events"
+    assert set(AlertEvent.model_json_schema()["required"]) >= {"event", "event_id", "probability", "onset"}
+
+
+def test_api_reads_see_committed_frames_only(tmp_path, tiny_bundle, frames):
+    service = Service(config(tmp_path, tiny_bundle))
+    reader = service.store.reader()
+    drop(frames[:1], service.dir)
+    service.run_cycle()
+    committed = reader.newest_frame()
+    db = service.store.db
+    db.execute("BEGIN")
+    db.execute("INSERT INTO frames VALUES (?, ?, ?, ?)", (committed[0] + 1, "2000-06-01T01:36:00.000", "x.fits", 0.0))
+    assert service.store.newest_frame()[0] == committed[0] + 1  # the writer sees its own transaction
+    assert reader.newest_frame() == committed, "a reader must not see an uncommitted frame"
+    db.rollback()
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.db.execute("DELETE FROM frames")
+
+
+def test_serving_imports_neither_torch_nor_the_simulator():
+    code = ("import sys, serving.app, serving.api, serving.main; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sim', 'training')); "
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -8,7 +8,6 @@ import torch
 
 from serving.bundle import BundleError, ModelBundle
 from serving.streaming import max_pool
-from tests.serving_fixtures import tiny_bundle  # noqa: F401
 from training.export import make_input_spec, write_bundle
 from training.model import EmergenceCNN
 

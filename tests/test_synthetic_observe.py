@@ -9,12 +9,19 @@ from astropy.time import Time
 from common.config import VideoConfig
 from common.patches import PatchGrid
 from ingest.cli import ingest_series
-from ingest.mdi import soho_observer
 from ingest.magnetogram import read_magnetogram
-from ingest.synthetic import (
-    SunConfig, SyntheticSun, ephemeris, observe_patch_video, observer_at, slot_of_time, slot_time, write_fits_series,
-)
+from ingest.mdi import soho_observer
 from ingest.videos import VideoStore
+from sim import (
+    SunConfig,
+    SyntheticSun,
+    ephemeris,
+    observe_patch_video,
+    observer_at,
+    slot_of_time,
+    slot_time,
+    write_fits_series,
+)
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from astropy.time import Time
 
-from ingest.synthetic import EPOCH, BMRTable, SunConfig, SyntheticSun, slot_of_time, slot_time
-from ingest.synthetic.bmr import footpoint_blobs
-from ingest.synthetic.gauss import point_field
-from ingest.synthetic.physics import Blobs
+from sim import EPOCH, BMRTable, SunConfig, SyntheticSun, slot_of_time, slot_time
+from sim.bmr import footpoint_blobs
+from sim.gauss import point_field
+from sim.physics import Blobs
 
 YEAR = 365.25
 

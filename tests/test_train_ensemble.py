@@ -6,8 +6,8 @@ import onnxruntime as ort
 import pytest
 
 from common.video import scale_for_model
-from ingest.build_dataset import main as build_main
 from ingest.dataset import DatasetStore
+from sim.build_dataset import main as build_main
 from training.cli import main
 
 FAST = ["--preset", "small", "--max-epochs", "1", "--max-passes", "2", "--seeds", "0"]

@@ -14,13 +14,13 @@ import pytest
 import torch
 import zarr
 
+from common.onset import ensemble_onset_frame, onset_frame
 from common.video import scale_for_model
 from ingest.dataset import CATALOG_COLUMNS, KIND, DatasetStore, video_digest
 from serving.bundle import ModelBundle
 from training.data import N_AUGMENT, VideoDataset, augment, make_loader
 from training.export import check_bundle, input_spec_for, write_bundle
 from training.model import EmergenceCNN, count_parameters
-from common.onset import ensemble_onset_frame, onset_frame
 from training.onset import masked_videos, masking_curves
 from training.train import TrainConfig, _run_epoch, load_member, predict, train_member
 

@@ -27,12 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from common.ensemble import detects, is_stable, percentiles
+from common.onset import ensemble_onset_frame
 from common.video import scale_for_model
 from ingest.dataset import DatasetStore
 from training import figures
-from training.evaluate import accuracy, ensemble_percentiles, onset_error_days, pr_crossing_threshold, stability
+from training.evaluate import accuracy, onset_error_days, pr_crossing_threshold
 from training.export import check_bundle, input_spec_for, write_bundle
-from common.onset import onset_frame
 from training.onset import masking_curves
 from training.relabel import run_relabel_loop
 from training.review import Reviewer
@@ -159,21 +160,21 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
 
     # 3. threshold on the benchmark months ---------------------------------------------------
     bench_probs = np.stack([predict(m, store, ids[bench]) for m in members])
-    bench_stats = ensemble_percentiles(bench_probs)
-    threshold, _, _, _ = pr_crossing_threshold(bench_stats["median"], labels[bench])
+    _, bench_median, _ = percentiles(bench_probs)
+    threshold, _, _, _ = pr_crossing_threshold(bench_median, labels[bench])
     log(f"threshold at the precision-recall crossing: {threshold:.2f} (paper: 0.6)")
 
     # 4. test --------------------------------------------------------------------------------
     test_ids = test.video_id.to_numpy()
     test_probs = np.stack([predict(m, store, test_ids) for m in members])
-    stats = ensemble_percentiles(test_probs)
+    stats = dict(zip(("p25", "median", "p75"), percentiles(test_probs)))
     truth = test.true_class.to_numpy()
     crude = test.crude_label.to_numpy()
-    disagree = np.flatnonzero((stats["median"] > threshold).astype(int) != crude)
+    disagree = np.flatnonzero(detects(stats["median"], threshold).astype(int) != crude)
     test_labels = crude.copy()
     if len(disagree):
         test_labels[disagree] = reviewer.review(store, test_ids[disagree], crude[disagree], stats["median"][disagree])
-    stable = stability(stats["p25"], stats["p75"], threshold)
+    stable = is_stable(stats["p25"], stats["p75"], threshold)
     test_metrics = {
         "videos": int(len(test)),
         "reviewed": int(len(disagree)),
@@ -185,7 +186,7 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
         test_metrics[f"accuracy_vs_{name}"]["unstable"] = accuracy(stats["median"][~stable], target[~stable], threshold) if (~stable).any() else None
 
     # 5. onset -------------------------------------------------------------------------------
-    hits = np.flatnonzero((stats["median"] > threshold) & (truth == 1))
+    hits = np.flatnonzero(detects(stats["median"], threshold) & (truth == 1))
     n_frames = store.video_shape[0]
     frames = np.arange(0, n_frames, preset.onset_stride)
     curves, estimates = [], []
@@ -200,7 +201,7 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
             cached.parent.mkdir(parents=True, exist_ok=True)
             np.save(cached, c)
         curves.append(c)
-        estimates.append(float(np.median([onset_frame(ci, frames) for ci in c])))
+        estimates.append(ensemble_onset_frame(c, frames))
     true_onsets = test.true_onset_frame.to_numpy()[hits]
     errors_days = (np.asarray(estimates) - true_onsets) * cadence_min / 1440.0
     onset = {"videos": int(len(hits)), "frames_evaluated_every": int(preset.onset_stride),

@@ -1,13 +1,13 @@
-"""Ensemble statistics, the detection threshold, accuracies and onset errors (paper, Figs. 4–6)."""
+"""The detection threshold, accuracies and onset errors (paper, Figs. 4–6).
+
+The ensemble rules themselves (percentiles over members, stability, detection)
+are :mod:`common.ensemble`, which serving applies too.
+"""
 from __future__ import annotations
 
 import numpy as np
 
-
-def ensemble_percentiles(probabilities: np.ndarray) -> dict[str, np.ndarray]:
-    """Median and 25th/75th percentiles over members: input (n_members, n_videos)."""
-    p25, median, p75 = np.percentile(probabilities, [25, 50, 75], axis=0)
-    return {"median": median, "p25": p25, "p75": p75}
+from common.ensemble import detects
 
 
 def precision_recall(scores: np.ndarray, labels: np.ndarray, thresholds: np.ndarray):
@@ -37,12 +37,8 @@ def pr_crossing_threshold(scores: np.ndarray, labels: np.ndarray, step: float = 
 
 
 def accuracy(scores: np.ndarray, labels: np.ndarray, threshold: float) -> float:
-    return float(((scores > threshold).astype(int) == np.asarray(labels)).mean())
-
-
-def stability(p25: np.ndarray, p75: np.ndarray, threshold: float) -> np.ndarray:
-    """True where the classification is stable: the threshold lies outside the members' 25th–75th range."""
-    return (threshold < p25) | (threshold > p75)
+    """Fraction of ``labels`` (0/1) matched by :func:`common.ensemble.detects` of ``scores`` at ``threshold``."""
+    return float((detects(scores, threshold).astype(int) == np.asarray(labels)).mean())
 
 
 def onset_error_days(estimated: np.ndarray, true: np.ndarray, cadence_min: float) -> dict[str, float]:

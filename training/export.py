@@ -34,7 +34,7 @@ import importlib.metadata
 import json
 import os
 import platform
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import astropy.units as u
@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from common.config import VideoConfig
+from common.video import SCALING, STREAM_INPUT
 from ingest.dataset import DatasetStore
 from training.data import store_clip
 from training.train import TrainedMember, as_module
@@ -52,7 +53,6 @@ from training.train import TrainedMember, as_module
 SCHEMA_VERSION = 2
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "video", "probability"
-SCALING = "clip ±clip G then (B+clip)/(2·clip)"
 LAYOUT = "NCTHW"
 #: Largest |ONNX Runtime − torch| probability accepted when exporting.
 EXPORT_TOLERANCE = 1e-4
@@ -160,7 +160,7 @@ def export_stream(model: nn.Module | TrainedMember, stem: Path) -> dict:
             x = block(x)
         path = _export(head, torch.zeros(2, *x.shape[1:]), stem.with_name(f"{stem.name}_head.onnx"), "features",
                        OUTPUT_NAME)
-    return {"input": "2·scaled − 1, zero padded in time", "blocks": entries,
+    return {"input": STREAM_INPUT, "blocks": entries,
             "head": {"file": path.name, "sha256": _sha256(path)}}
 
 
@@ -268,7 +268,7 @@ def write_bundle(out_dir: str | Path, members: list[tuple], threshold: float, da
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "model_version": model_version or f"fw-{content[:12]}",
-        "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "input": dict(input_spec),
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch"],
                    "meaning": "sigmoid probability that the video shows a BMR emergence"},

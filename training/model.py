@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from common.video import recentre
+
 
 class EmergenceCNN(nn.Module):
     """VGG-style 3D CNN: scaled patch video → emergence logit.
@@ -78,10 +80,10 @@ class EmergenceCNN(nn.Module):
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """``video`` (batch, 1, T, pixels, pixels) in [0, 1] → logits (batch,).
 
-        The input is recentred to B/clip ∈ [−1, 1] first, so that the
-        convolutions' zero padding means 0 G.
+        The input is recentred to B/clip ∈ [−1, 1] first (:func:`common.video.recentre`),
+        so that the convolutions' zero padding means 0 G.
         """
-        return self.classifier(self.features(2.0 * video - 1.0)).squeeze(-1)
+        return self.classifier(self.features(recentre(video))).squeeze(-1)
 
 
 def count_parameters(model: nn.Module) -> int:

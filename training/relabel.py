@@ -15,9 +15,9 @@ statistics), so an interrupted loop resumes after its last finished pass.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -1,7 +1,7 @@
 """Render a radial field defined on the Carrington sphere as a full-disk LoS image."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

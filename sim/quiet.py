@@ -3,12 +3,12 @@
 The sphere is cut into cells of ``cell_deg`` × ``cell_deg`` (Carrington
 longitude × latitude) × 1 day. Each cell's features are drawn from
 counter-based hashes of (global seed, cell indices, feature number) (see
-:mod:`ingest.synthetic.procedural`), so B_r anywhere at any time is a pure
+:mod:`sim.procedural`), so B_r anywhere at any time is a pure
 function of the seed and the configuration, and a region is evaluated by
 generating only the cells whose features can reach it.
 
 Every feature is an *element*: a Gaussian concentration (see
-:mod:`ingest.synthetic.physics`) on a straight track in Carrington (λ, φ),
+:mod:`sim.physics`) on a straight track in Carrington (λ, φ),
 alive during [t0, t1], whose flux follows a trapezoid over its life: a
 linear rise over the first ``rise`` fraction, full flux, a linear fall over
 the last ``fall`` fraction. Two kinds of cell features make elements:
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ingest.synthetic import procedural as pr
-from ingest.synthetic.config import SunConfig
-from ingest.synthetic.physics import REACH_SIGMA, Blobs, carrington_drift_deg_day, peak_field_G, wrap180
+from sim import procedural as pr
+from sim.config import SunConfig
+from sim.physics import REACH_SIGMA, Blobs, carrington_drift_deg_day, peak_field_G, wrap180
 
 _TAG_QUIET = 0x51
 #: A rise or fall "fraction" this small means a step (full flux from the start, or to the end).
@@ -63,7 +63,7 @@ class Elements:
     def __len__(self) -> int:
         return len(self.t0)
 
-    def select(self, mask) -> "Elements":
+    def select(self, mask) -> Elements:
         return Elements(**{k: v[mask] for k, v in self.__dict__.items()})
 
     def blobs(self, config: SunConfig, t_days) -> Blobs:

@@ -6,16 +6,22 @@ from functools import lru_cache
 import numpy as np
 from astropy.time import Time
 
+from common.clock import CADENCE_DAYS, days_since_epoch, slot_days
 from common.patches import PatchGrid
-from ingest.synthetic import procedural as pr
-from ingest.synthetic.bmr import (
-    BMRState, BMRTable, footpoint_blobs, footpoints, generate_day, max_life_day, max_reach_deg,
+from sim import procedural as pr
+from sim.bmr import (
+    BMRState,
+    BMRTable,
+    footpoint_blobs,
+    footpoints,
+    generate_day,
+    max_life_day,
+    max_reach_deg,
 )
-from ingest.synthetic.config import SunConfig
-from ingest.synthetic.gauss import compact, patch_field, point_field
-from ingest.synthetic.physics import REACH_SIGMA, Blobs, carrington_drift_deg_day, wrap180
-from ingest.synthetic.quiet import quiet_elements
-from ingest.synthetic.timegrid import CADENCE_DAYS, days_since_epoch, slot_days
+from sim.config import SunConfig
+from sim.gauss import compact, patch_field, point_field
+from sim.physics import REACH_SIGMA, Blobs, carrington_drift_deg_day, wrap180
+from sim.quiet import quiet_elements
 
 _TAG_MISSING = 0x3155
 _TAG_GAP = 0x6A9
@@ -27,8 +33,8 @@ class SyntheticSun:
     """A seedable synthetic Sun with ground truth.
 
     B_r at any (lon, lat, t) is a pure function of ``(config, seed)``: the
-    quiet Sun is procedural per space-time cell (:mod:`~ingest.synthetic.quiet`),
-    BMRs are drawn per day (:mod:`~ingest.synthetic.bmr`), so any region and
+    quiet Sun is procedural per space-time cell (:mod:`~sim.quiet`),
+    BMRs are drawn per day (:mod:`~sim.bmr`), so any region and
     time can be evaluated without simulating the rest.
     """
 

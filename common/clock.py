@@ -1,10 +1,11 @@
-"""The global cadence grid: MDI-like 96-minute slots counted from a fixed epoch.
+"""The one clock: 96-minute cadence slots counted from a fixed epoch.
 
-Slot ``k`` is the instant ``EPOCH + k × 96 min`` on the UTC clock (days of
+Slot ``k`` is the instant ``EPOCH + k × CADENCE`` on the UTC clock (days of
 86 400 s; the few leap seconds since 1996 are ignored, so every slot falls on
-a round UTC minute). Every synthetic video and full-disk series starts on a
-slot, so they all agree on frame times and on which slots are missing.
-Internally the synthetic Sun measures time in days since ``EPOCH`` (float).
+a round UTC minute). Training videos, the synthetic Sun and the live service
+all file frames on this grid, so they agree on frame times; a model bundle
+records the cadence it was trained for and serving refuses one that differs
+(:func:`check_cadence`).
 """
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from astropy.time import Time
 
 #: Slot 0 of the cadence grid.
 EPOCH = Time("1996-01-01T00:00:00", scale="utc")
-#: Time between slots (the MDI full-disk magnetogram cadence).
+#: Time between slots: the MDI full-disk magnetogram cadence, the paper's video cadence.
 CADENCE = 96 * u.min
 
 EPOCH_MJD = float(EPOCH.mjd)
 CADENCE_DAYS = float(CADENCE.to_value(u.day))
+#: Slots per day (15 at 96 min).
+SLOTS_PER_DAY = round(1.0 / CADENCE_DAYS)
 
 
 def slot_days(slot) -> np.ndarray:
@@ -40,3 +43,9 @@ def slot_of_time(time):
     """Nearest slot number of a time: int for a scalar Time, int64 array for an array Time."""
     slot = np.rint(days_since_epoch(time) / CADENCE_DAYS).astype(np.int64)
     return int(slot) if slot.ndim == 0 else slot
+
+
+def check_cadence(cadence: u.Quantity, what: str) -> None:
+    """Raise ``ValueError`` naming ``what`` unless ``cadence`` is the clock's :data:`CADENCE`."""
+    if not u.isclose(cadence, CADENCE, rtol=1e-9):
+        raise ValueError(f"{what}: cadence {cadence.to(u.min)} differs from the service clock's {CADENCE}")

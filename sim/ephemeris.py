@@ -24,9 +24,9 @@ from astropy.coordinates import SkyCoord
 from astropy.time import Time
 from scipy.interpolate import CubicSpline
 
+from common.clock import EPOCH_MJD, slot_days, slot_time
 from common.observer import Observer
 from ingest.mdi import MDI_RSUN_REF, SOHO_DISTANCE_FACTOR
-from ingest.synthetic.timegrid import EPOCH_MJD, slot_days, slot_time
 
 #: Days covered by one cached sunpy call, and extra nodes on each side so the spline is accurate at the edges.
 _BLOCK_NODES = 64

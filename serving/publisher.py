@@ -1,4 +1,4 @@
-"""A durable outbox: messages are committed locally first, then delivered to Kafka.
+"""The Kafka publisher: drains the durable outbox (:class:`serving.store.Outbox`) into Kafka.
 
 The service writes an alert event into the outbox in the same SQLite
 transaction that advances the alert state, so an event is never lost
@@ -13,64 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
+
+from serving.store import Message, Outbox
 
 log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    topic TEXT NOT NULL,
-    key TEXT NOT NULL,
-    event_id TEXT NOT NULL UNIQUE,
-    payload TEXT NOT NULL,
-    created REAL NOT NULL,
-    delivered REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered, seq);
-"""
-
-
-@dataclass(frozen=True)
-class Message:
-    seq: int
-    topic: str
-    key: str
-    event_id: str
-    payload: dict
-
-
-class Outbox:
-    """Outbox table in an SQLite database shared with the service state (see :mod:`serving.state`)."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self.db = db
-        self.db.executescript(SCHEMA)
-
-    def add(self, topic: str, key: str, event_id: str, payload: dict) -> None:
-        """Queue a message; call inside the caller's transaction. A repeated ``event_id`` is ignored."""
-        self.db.execute(
-            "INSERT OR IGNORE INTO outbox (topic, key, event_id, payload, created) VALUES (?, ?, ?, ?, ?)",
-            (topic, key, event_id, json.dumps(payload, sort_keys=True), time.time()),
-        )
-
-    def pending(self, limit: int = 500) -> list[Message]:
-        rows = self.db.execute(
-            "SELECT seq, topic, key, event_id, payload FROM outbox WHERE delivered IS NULL ORDER BY seq LIMIT ?", (limit,)
-        ).fetchall()
-        return [Message(s, t, k, e, json.loads(p)) for s, t, k, e, p in rows]
-
-    def mark_delivered(self, seqs: list[int]) -> None:
-        now = time.time()
-        with self.db:
-            self.db.executemany("UPDATE outbox SET delivered = ? WHERE seq = ?", [(now, s) for s in seqs])
-
-    def depth(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM outbox WHERE delivered IS NULL").fetchone()[0]
 
 
 class KafkaPublisher:
@@ -78,22 +27,23 @@ class KafkaPublisher:
 
     Parameters
     ----------
-    db_path : the SQLite file holding the outbox (the thread opens its own connection).
+    outbox : opens the outbox on the publisher thread's own connection (:meth:`serving.store.Store.publisher_outbox`).
     bootstrap : Kafka bootstrap servers, e.g. ``127.0.0.1:9092``.
     on_error : called with the exception whenever Kafka fails (for metrics).
     on_delivered : called with the number of messages delivered.
     """
 
-    def __init__(self, db_path: str | Path, bootstrap: str, on_error=None, on_delivered=None, poll_s: float = 0.2):
-        self.db_path, self.bootstrap, self.poll_s = Path(db_path), bootstrap, poll_s
+    def __init__(self, outbox: Callable[[], Outbox], bootstrap: str, on_error=None, on_delivered=None,
+                 poll_s: float = 0.2):
+        self.open_outbox, self.bootstrap, self.poll_s = outbox, bootstrap, poll_s
         self.on_error, self.on_delivered = on_error or (lambda exc: None), on_delivered or (lambda n: None)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kafka-publisher", daemon=True)
-        self._producer = None
+        self._producer: Any = None  # kafka.KafkaProducer, created on the publisher thread
         self._deduped = False
 
-    def start(self) -> "KafkaPublisher":
+    def start(self) -> KafkaPublisher:
         self._thread.start()
         return self
 
@@ -106,7 +56,7 @@ class KafkaPublisher:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        outbox = Outbox(sqlite3.connect(self.db_path, timeout=30))
+        outbox = self.open_outbox()
         backoff = self.poll_s
         while not self._stop.is_set():
             batch = outbox.pending()
@@ -158,7 +108,7 @@ class KafkaPublisher:
             ends = consumer.end_offsets(parts)
             for tp in parts:  # the tail is enough: at most one unacknowledged batch can be on the topic
                 consumer.seek(tp, max(0, ends[tp] - 2 * len(batch) - 100))
-            seen = set()
+            seen: set[str] = set()
             for record in consumer:
                 seen.update(v.decode() for k, v in (record.headers or []) if k == "event_id")
                 if all(consumer.position(tp) >= ends[tp] for tp in parts):

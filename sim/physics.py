@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ingest.synthetic.config import SunConfig
+from sim.config import SunConfig
 
 #: µrad/s → degrees per day.
 DEG_DAY_PER_URAD_S = 1e-6 * 86400.0 * 180.0 / np.pi

@@ -31,9 +31,9 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from common.config import PatchGridConfig, VideoConfig
-from ingest.bard import DetectorConfig, detect, truth, video_start_slot
 from ingest.dataset import CATALOG_COLUMNS, KIND, DatasetError, DatasetStore, video_digest
-from ingest.synthetic import SunConfig, SyntheticSun, observe_patch_video, slot_time
+from sim import SunConfig, SyntheticSun, observe_patch_video, slot_time
+from sim.catalog import DetectorConfig, detect, truth, video_start_slot
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,9 @@ Use from Python::
 
 or from a shell (``start`` leaves the broker running in the background)::
 
-    python -m common.kafka_broker fetch
-    python -m common.kafka_broker start --data-dir data/kafka [--port 9092]
-    python -m common.kafka_broker stop --data-dir data/kafka
+    python -m devtools.kafka_broker fetch
+    python -m devtools.kafka_broker start --data-dir data/kafka [--port 9092]
+    python -m devtools.kafka_broker stop --data-dir data/kafka
 """
 from __future__ import annotations
 
@@ -421,8 +421,8 @@ def stop_pidfile(data_dir: Path | str, timeout: float = 30.0) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m common.kafka_broker fetch|start|stop``."""
-    parser = argparse.ArgumentParser(prog="python -m common.kafka_broker", description=__doc__.split("\n")[0])
+    """``python -m devtools.kafka_broker fetch|start|stop``."""
+    parser = argparse.ArgumentParser(prog="python -m devtools.kafka_broker", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("fetch", help="copy the broker's jars into deploy/kafka/lib with mvn (once)")
     start = sub.add_parser("start", help="start a broker in the background; prints its bootstrap address")

@@ -3,7 +3,7 @@
 BMRs are drawn day by day: day ``d`` (days since EPOCH) has its own
 generator seeded by (global seed, d), so the BMRs of any interval are the
 same whichever interval is asked for. The daily count is Poisson with the
-solar-cycle rate (see :class:`~ingest.synthetic.config.SunConfig`); each BMR
+solar-cycle rate (see :class:`~sim.config.SunConfig`); each BMR
 belongs to one of the cycles active that day (chosen in proportion to their
 rates), which sets its latitude (butterfly drift) and leading polarity
 (Hale's law).
@@ -32,9 +32,9 @@ import numpy as np
 from astropy.time import Time
 from scipy.special import ndtr, ndtri
 
-from ingest.synthetic.config import SunConfig
-from ingest.synthetic.physics import REACH_SIGMA, Blobs, carrington_drift_deg_day, diffusion_deg2_day, peak_field_G
-from ingest.synthetic.timegrid import EPOCH, EPOCH_MJD
+from common.clock import EPOCH, EPOCH_MJD
+from sim.config import SunConfig
+from sim.physics import REACH_SIGMA, Blobs, carrington_drift_deg_day, diffusion_deg2_day, peak_field_G
 
 _TAG_BMR = 0xB3
 #: SeedSequence takes non-negative integers: day numbers are offset by this.
@@ -78,7 +78,7 @@ class BMRTable:
     def __len__(self) -> int:
         return len(self.t_days)
 
-    def __getitem__(self, sel) -> "BMRTable":
+    def __getitem__(self, sel) -> BMRTable:
         """Rows ``sel`` (int array, bool mask or slice) as a new table."""
         return BMRTable(**{f.name: getattr(self, f.name)[sel] for f in fields(self)})
 
@@ -88,7 +88,7 @@ class BMRTable:
         return Time(EPOCH_MJD + self.t_days, format="mjd", scale="utc")
 
     @classmethod
-    def concatenate(cls, tables: list["BMRTable"]) -> "BMRTable":
+    def concatenate(cls, tables: list[BMRTable]) -> BMRTable:
         return cls(**{f.name: np.concatenate([getattr(t, f.name) for t in tables]) for f in fields(cls)})
 
 

@@ -5,7 +5,7 @@ vertical and the line of sight (:meth:`common.observer.Observer.mu`), and 0 G
 beyond the limb and on the far side. Noise is Gaussian, ``noise_G`` at disk
 centre growing by ``noise_limb_increase`` × (1 − μ) toward the limb; values
 saturate at ±``saturation_G``. Which slots are missing is the Sun's
-:meth:`~ingest.synthetic.sun.SyntheticSun.observed` schedule, shared by
+:meth:`~sim.sun.SyntheticSun.observed` schedule, shared by
 every video and full-disk series.
 """
 from __future__ import annotations
@@ -17,13 +17,13 @@ import astropy.units as u
 import numpy as np
 from astropy.wcs import WCS, FITSFixedWarning
 
+from common.clock import slot_time
 from common.video import fill_gaps
 from ingest.mdi import MDI_RSUN_REF, mdi_header, write_mdi
 from ingest.projection import ImageGeometry
-from ingest.render import render_full_disk
-from ingest.synthetic.ephemeris import ephemeris, observer_at
-from ingest.synthetic.sun import SyntheticSun
-from ingest.synthetic.timegrid import slot_time
+from sim.ephemeris import ephemeris, observer_at
+from sim.render import render_full_disk
+from sim.sun import SyntheticSun
 
 _TAG_PATCH_NOISE = 0x7A7C
 _TAG_DISK_NOISE = 0xD15C

@@ -24,12 +24,12 @@ import numpy as np
 import pandas as pd
 from astropy.time import Time
 
+from common.clock import SLOTS_PER_DAY  # slots per day on the 96-min grid: detections happen at slots ≡ 0 mod 15
 from common.config import VideoConfig
 from common.observer import central_meridian_distance
-from ingest.synthetic import SyntheticSun, ephemeris, slot_of_time, slot_time
+from common.passage import passage_start_slot
+from sim import SyntheticSun, ephemeris, slot_of_time, slot_time
 
-#: Slots per day on the 96-min grid (15 × 96 min = 24 h): detections happen at slots ≡ 0 mod 15.
-SLOTS_PER_DAY = 15
 #: Days after emergence in which a BMR can be first recorded (about two disk passages).
 SEARCH_DAYS = 40
 #: The paper's crude rule: first observation west of this central-meridian longitude ⇒ emergence.
@@ -101,14 +101,11 @@ def video_start_slot(lon_c: np.ndarray, first_obs_slot: np.ndarray) -> np.ndarra
     """First slot at which each patch centre is on the disk, before the first observation.
 
     The patch is fixed in the Carrington frame; it comes over the east limb
-    (CMD = −90°) at most ~14 days before it can be observed.
+    (CMD = −90°) at most ~14 days before it can be observed. The rule is the
+    one the live service applies, :func:`common.passage.passage_start_slot`,
+    with SoHO's ephemeris.
     """
-    back = np.arange(-16 * SLOTS_PER_DAY, 1)
-    slots = first_obs_slot[:, None] + back[None, :]
-    l0, _, _ = ephemeris(slots.ravel())
-    east_of_limb = central_meridian_distance(lon_c[:, None], l0.reshape(slots.shape)) < -90.0
-    last_hidden = np.where(east_of_limb.any(axis=1), east_of_limb.shape[1] - 1 - np.argmax(east_of_limb[:, ::-1], axis=1), -1)
-    return slots[np.arange(len(slots)), last_hidden + 1]
+    return passage_start_slot(lon_c, first_obs_slot, lambda slots: ephemeris(slots)[0])
 
 
 def truth(sun: SyntheticSun, table, bmr_index: np.ndarray, start_slot: np.ndarray, video: VideoConfig):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ingest.synthetic.physics import REACH_SIGMA, Blobs, wrap180
+from sim.physics import REACH_SIGMA, Blobs, wrap180
 
 #: Bin size (deg) for grouping scattered points with the concentrations that reach them.
 _BIN_DEG = 3.0

@@ -1,0 +1,76 @@
+"""The running service: the pipeline, its scheduler, the synthetic feed and the Kafka publisher, with their lifecycle.
+
+:func:`build` assembles them from a :class:`~common.config.ServiceConfig`;
+:meth:`App.start` rebuilds the scoring state, creates the Kafka topics and
+starts the publisher and the scheduler; :meth:`App.stop` stops them in
+reverse order. The scheduler runs one cycle per cadence / ``speedup``: the
+synthetic feed (when configured) delivers its next frame, then the inbox is
+processed and the publisher woken.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from common.config import ServiceConfig
+from serving.publisher import KafkaPublisher, ensure_topics
+from serving.service import Service
+
+if TYPE_CHECKING:
+    from serving.feed import SyntheticFeed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    service: Service
+    scheduler: BackgroundScheduler
+    publisher: KafkaPublisher | None
+    feed: SyntheticFeed | None
+
+    def cycle(self) -> None:
+        if self.feed is not None:
+            self.feed.tick()
+        self.service.run_cycle()
+        if self.publisher is not None:
+            self.publisher.wake()
+
+    def start(self, scheduler: bool = True) -> App:
+        """Warm the streams, create the topics, start the publisher and (unless told not to) the scheduler."""
+        log.info("rebuilt the scoring state of %d open passages", self.service.warm())
+        config = self.service.config
+        if self.publisher is not None:
+            assert config.kafka_bootstrap is not None
+            ensure_topics(config.kafka_bootstrap, config.alerts_topic, config.status_topic)
+            self.publisher.start()
+        if scheduler:
+            self.scheduler.add_job(self.cycle, "interval", seconds=config.tick_seconds, max_instances=1, coalesce=True,
+                                   id="cycle", next_run_time=datetime.now())
+            self.scheduler.start()
+        return self
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        if self.publisher is not None:
+            self.publisher.stop()
+
+
+def build(config: ServiceConfig) -> App:
+    """The service, its publisher (when Kafka is configured), feed and scheduler, none started yet."""
+    service = Service(config)
+    publisher = None
+    if config.kafka_bootstrap:
+        publisher = KafkaPublisher(service.store.publisher_outbox, config.kafka_bootstrap,
+                                   on_error=lambda exc: service.metrics.kafka_errors.inc())
+    feed = None
+    if config.source == "synthetic":
+        from serving.feed import SyntheticFeed  # imports the simulator: only when it is the source
+
+        feed = SyntheticFeed(config.data_dir, config.synthetic_start, config.synthetic_seed)
+    return App(service, BackgroundScheduler(), publisher, feed)

@@ -1,0 +1,157 @@
+"""The alert contract: typed scores, alert events and patch status, the single source of every payload.
+
+The same models build the Kafka and JSON-lines payloads, the HTTP API's
+OpenAPI response models, and the published JSON Schema in
+``deploy/schemas/alert-event.schema.json`` (written by
+``python -m serving.events``; a test checks the file matches).
+
+Compatibility rule: within a major ``schema_version``, only new optional
+fields are added; removing or changing a field bumps the major version.
+Version 2.0 dropped the top-level copies ``median`` and ``onset_frame`` of
+``probability.median`` and ``onset.frame``.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = "2.0"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "deploy" / "schemas" / "alert-event.schema.json"
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class EventKind(str, Enum):
+    """What happened to an alert."""
+
+    opened = "opened"
+    updated = "updated"
+    withdrawn = "withdrawn"
+    closed = "closed"
+
+
+class AlertStatus(str, Enum):
+    """Where a patch's alert stands in its passage."""
+
+    idle = "idle"
+    open = "open"
+    closed = "closed"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class LonLat(_Model):
+    lon: float = Field(description="longitude, deg")
+    lat: float = Field(ge=-90, le=90, description="latitude, deg")
+
+
+class PatchPosition(_Model):
+    id: str
+    carrington: LonLat = Field(description="patch centre, Carrington deg")
+    stonyhurst: LonLat = Field(description="patch centre at frame_time, Stonyhurst deg")
+
+
+class EnsembleProbability(_Model):
+    median: Probability = Field(description="the ensemble's probability: median over members")
+    p25: Probability
+    p75: Probability
+    members: list[Probability] = Field(min_length=1, description="each member's sigmoid output")
+    stable: bool = Field(description="the threshold lies outside [p25, p75]")
+
+
+class Onset(_Model):
+    frame: int = Field(ge=0, description="ensemble median of each member's frame of maximum probability gradient")
+    time_utc: str = Field(json_schema_extra={"format": "date-time"})
+    uncertainty_hours: float = Field(ge=0, description="half the members' 25th-75th percentile onset range")
+
+
+class Score(_Model):
+    """One patch scored at one frame: the ensemble's masked score and onset estimate so far."""
+
+    model_version: str = Field(description="the bundle's manifest model_version")
+    patch: PatchPosition
+    passage_start: str = Field(json_schema_extra={"format": "date-time"},
+                               description="UTC time of frame 0 (the patch centre at the east limb)")
+    frame: int = Field(ge=0, description="index of the newest frame scored")
+    frame_time: str = Field(json_schema_extra={"format": "date-time"},
+                            description="UTC time of the frame the score was computed from")
+    probability: EnsembleProbability
+    onset: Onset
+    threshold: Probability = Field(description="the bundle's decision threshold on the median")
+
+
+class AlertEvent(Score):
+    """One event of an alert's lifecycle, as published on the alerts topic (key: patch id; header
+    event_id) and by ``GET /alerts``. Probabilities are ensemble medians and percentiles of the members'
+    sigmoid outputs; frames index the patch passage's video at the bundle's cadence."""
+
+    model_config = ConfigDict(title="fluxwatch emergence alert event")
+
+    schema_version: Literal["2.0"] = "2.0"
+    event: EventKind
+    alert_id: str = Field(description="<patch id>/<passage start YYYYMMDDTHHMM>/<n-th opening>; stable across restarts")
+    event_id: str = Field(description="<alert id>#<sequence>; unique, the deduplication key")
+    patch_id: str = Field(pattern=r"^L[0-9]{3}\.[0-9]{2}[NS][0-9]{2}\.[0-9]{2}$")
+    passage: str
+
+    def payload(self) -> dict:
+        return self.model_dump(mode="json")
+
+
+class PatchStatus(Score):
+    """A patch's latest score and alert status, as published on the compacted status topic (key: patch id)."""
+
+    alert: AlertStatus
+
+
+class PatchSummary(_Model):
+    """A patch on the disk now: ``GET /patches``."""
+
+    patch_id: str
+    passage_start: str
+    alert: AlertStatus
+    alert_id: str | None
+    latest: Score | None
+
+
+class HistoryPoint(_Model):
+    frame: int
+    frame_time: str
+    median: Probability
+    p25: Probability
+    p75: Probability
+
+
+class PatchDetail(_Model):
+    """One patch's latest passage: ``GET /patches/{patch_id}``."""
+
+    patch_id: str
+    passage_start: str
+    passage_status: Literal["open", "closed"]
+    history: list[HistoryPoint] = Field(description="the masking curve so far, one point per scored frame")
+    onset: Onset | None
+    alert: dict = Field(description="the alert state of the passage")
+
+
+def json_schema() -> dict:
+    """The published JSON Schema of :class:`AlertEvent` (draft 2020-12)."""
+    schema = AlertEvent.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$id": f"https://fluxwatch.invalid/schemas/alert-event/{SCHEMA_VERSION}", **schema}
+
+
+def render_schema() -> str:
+    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":  # python -m serving.events [--check]: write (or check) deploy/schemas/
+    if "--check" in sys.argv[1:]:
+        sys.exit(0 if SCHEMA_PATH.read_text() == render_schema() else 1)
+    SCHEMA_PATH.write_text(render_schema())

@@ -1,0 +1,211 @@
+"""The frame step: one full-disk magnetogram in, one :class:`FrameResult` out.
+
+For the frame's slot on the clock the step decides the passage changes
+(patches whose centre came over the east limb open a passage, those that
+passed the west limb or filled their video close it, with a ``closed``
+event for an open alert), projects the frame onto every open passage it
+belongs to, scores the patches it extends with the streaming ensemble, and
+advances their alert states. It reads the store and writes nothing: the
+result is committed by the store and handed to the sinks
+(:mod:`serving.sinks`). Its only side effect is on the scorer's in-memory
+streams.
+
+The streaming score of a patch at frame k is the paper's masked score at
+n = k (frames after k repeat frame k), so its probability history is its
+masking curve and the onset estimate (each member's frame of maximum
+probability gradient, ensemble median) comes out of the stream. The
+incremental state is derived data: it is rebuilt from the stored video when a
+passage is first scored after a restart (:meth:`FrameStep.warm`) or when a
+late frame changes its past. A late frame (older than the newest) is filed in
+its slot and used by later scores, not scored itself.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import astropy.units as u
+import numpy as np
+
+from common.clock import slot_of_time, slot_time
+from common.ensemble import is_stable, percentiles
+from common.observer import central_meridian_distance
+from common.onset import member_onset_frames
+from common.passage import on_disk, passage_over, passage_start_slot
+from common.patches import PatchGrid
+from common.video import fill_gaps
+from ingest.magnetogram import Magnetogram
+from ingest.projection import project_patches
+from serving.alerts import AlertPolicy, AlertState, step
+from serving.bundle import ModelBundle
+from serving.events import AlertEvent, EnsembleProbability, LonLat, Onset, PatchPosition, PatchStatus, Score
+from serving.store import Store
+from serving.streaming import StreamingEnsemble
+
+Key = tuple[str, int]  # (patch id, passage start slot)
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """A patch passage's score at one frame, with every member's probability (the masking curves' new point)."""
+
+    key: Key
+    members: list[float]
+    score: Score
+
+
+@dataclass
+class FrameResult:
+    """What one frame changes. Committed atomically by :meth:`serving.store.Store.commit`."""
+
+    slot: int
+    time: str  # observation time, ISO UTC
+    source: str  # the file's name
+    latest: bool  # newer than every frame before it (else a late frame: filed, not scored)
+    opened: list[Key] = field(default_factory=list)
+    closed: list[Key] = field(default_factory=list)
+    video_frames: list[tuple[Key, int, np.ndarray]] = field(default_factory=list)  # (passage, frame index, (P, P) G)
+    scores: list[ScoreRecord] = field(default_factory=list)
+    alert_states: dict[Key, AlertState] = field(default_factory=dict)
+    events: list[AlertEvent] = field(default_factory=list)
+    statuses: list[PatchStatus] = field(default_factory=list)
+    scoring_seconds: float = 0.0
+
+
+class FrameStep:
+    """Turns magnetograms into frame results for one bundle, patch grid and alert policy."""
+
+    def __init__(self, bundle: ModelBundle, grid: PatchGrid, policy: AlertPolicy):
+        self.bundle, self.grid, self.policy = bundle, grid, policy
+        self.streams: StreamingEnsemble = bundle.streaming()  # in memory: rebuilt from the stored videos
+
+    def execute(self, mag: Magnetogram, source: str, store: Store) -> FrameResult:
+        """The result of ingesting ``mag`` (read from the file named ``source``) on top of ``store``'s state."""
+        slot = int(slot_of_time(mag.time))
+        newest = store.newest_frame()
+        result = FrameResult(slot, mag.time.isot, source, latest=newest is None or slot > newest[0])
+        passages = store.open_passages()
+        if result.latest:
+            self._passages(mag, store, passages, result)
+        self._project(mag, passages, result)
+        if result.latest and result.video_frames:
+            t0 = time.perf_counter()
+            self._score(mag, store, result)
+            result.scoring_seconds = time.perf_counter() - t0
+        return result
+
+    def forget(self, result: FrameResult) -> None:
+        """Drop the streams a result advanced (its commit failed: they are rebuilt from the store)."""
+        for key, _, _ in result.video_frames:
+            self.streams.forget(key)
+
+    def warm(self, store: Store) -> int:
+        """Rebuild the streams of every open passage from its stored video; returns passages rebuilt.
+
+        Run at start so that the first frame after a restart is scored as fast as the others.
+        """
+        items = [self._stream_item(store, key, k) for key, k in store.last_scored_frames().items()
+                 if self.streams.frontier(key) is None]
+        if items:
+            self.streams.score(items)
+        return len(items)
+
+    # ---- passages and frames ---------------------------------------------------------------------
+
+    def _passages(self, mag: Magnetogram, store: Store, passages: dict[str, int], result: FrameResult) -> None:
+        """Close the passages that are over, open those of centres that came on the disk (``passages`` updated)."""
+        obs = mag.observer
+        visible = on_disk(central_meridian_distance(self.grid.lon, obs.lon.to_value(u.deg)))
+        for pid, start in list(passages.items()):
+            if passage_over(start, result.slot, visible[self.grid.index(pid)], self.bundle.n_frames):
+                self._close(store, (pid, start), result)
+                del passages[pid]
+        new = [i for i in np.flatnonzero(visible) if self.grid.ids[i] not in passages]
+        if not new:
+            return
+
+        def l0(slots: np.ndarray) -> np.ndarray:
+            unique, inverse = np.unique(slots, return_inverse=True)
+            return obs.l0_at(slot_time(unique))[inverse]
+
+        for i, start in zip(new, passage_start_slot(self.grid.lon[new], result.slot, l0)):
+            pid, start = self.grid.ids[i], int(start)
+            if not store.has_passage(pid, start):  # a passage closed early (full video) is not reopened
+                result.opened.append((pid, start))
+                passages[pid] = start
+
+    def _close(self, store: Store, key: Key, result: FrameResult) -> None:
+        self.streams.forget(key)
+        result.closed.append(key)
+        last = store.latest_score(*key)
+        if last is not None:  # a closing event carries the patch's last score, stamped with the closing frame
+            alert = store.alert_state(*key)
+            result.events += step(alert, self.policy,
+                                  last.model_copy(update={"frame_time": slot_time(result.slot).isot}), on_disk=False)
+            result.alert_states[key] = alert
+
+    def _project(self, mag: Magnetogram, passages: dict[str, int], result: FrameResult) -> None:
+        """Project the frame onto every open passage whose video holds its slot."""
+        keys = [(pid, start) for pid, start in passages.items() if 0 <= result.slot - start < self.bundle.n_frames]
+        if not keys:
+            return
+        frames = project_patches(mag.data, mag.observer, mag.image, self.grid, [self.grid.index(pid) for pid, _ in keys])
+        for key, frame in zip(keys, frames):
+            result.video_frames.append((key, result.slot - key[1], frame))
+            if not result.latest:  # a late frame changes the past of the stream: rebuild it on its next score
+                self.streams.forget(key)
+
+    # ---- scores and alerts -----------------------------------------------------------------------
+
+    def _stream_item(self, store: Store, key: Key, k: int, new_frame: np.ndarray | None = None):
+        """The scorer's item for frame k of a passage: the frames after its last scored one, gaps filled.
+
+        ``new_frame`` is frame k when it is not stored yet.
+        """
+        pid, start = key
+        last = self.streams.frontier(key)
+        lo = 0 if last is None else last  # the last scored frame was observed: it anchors the interpolation
+        frames = np.array(store.video(pid, start)[lo : k + 1])
+        observed = np.zeros(len(frames), bool)
+        observed[store.observed_slots(start + lo, start + k + 1) - start - lo] = True
+        if new_frame is not None:
+            frames[-1], observed[-1] = new_frame, True
+        fill_gaps(frames, observed)
+        return key, k, frames if last is None else frames[1:]
+
+    def _score(self, mag: Magnetogram, store: Store, result: FrameResult) -> None:
+        extended = result.video_frames
+        probs = self.streams.score([self._stream_item(store, key, k, frame) for key, k, frame in extended])
+        idx = [self.grid.index(pid) for (pid, _), _, _ in extended]
+        stony_lon, stony_lat = mag.observer.stonyhurst(self.grid.lon[idx], self.grid.lat[idx])
+        for j, (key, k, _) in enumerate(extended):
+            frames, history = store.curves(*key)
+            curves = probs[:, j : j + 1] if history.size == 0 else np.c_[history, probs[:, j]]
+            score = self._score_of(key, k, result.slot, probs[:, j], np.r_[frames, k], curves,
+                                   LonLat(lon=float(stony_lon[j]), lat=float(stony_lat[j])))
+            result.scores.append(ScoreRecord(key, [float(p) for p in probs[:, j]], score))
+            alert = result.alert_states.get(key) or store.alert_state(*key)
+            result.events += step(alert, self.policy, score, on_disk=True)
+            result.alert_states[key] = alert
+            result.statuses.append(PatchStatus(**dict(score), alert=alert.status))
+
+    def _score_of(self, key: Key, k: int, slot: int, member_probs: np.ndarray, frames: np.ndarray,
+                  curves: np.ndarray, stonyhurst: LonLat) -> Score:
+        """The typed score of frame k of a passage: ensemble probability and onset from the masking curves so far."""
+        pid, start = key
+        p25, median, p75 = (float(v) for v in percentiles(member_probs))
+        onsets = member_onset_frames(curves, frames) if len(frames) > 1 else np.full(len(curves), k)
+        o25, onset, o75 = np.percentile(onsets, [25, 50, 75])
+        patch = self.grid[pid]
+        return Score(
+            model_version=self.bundle.model_version,
+            patch=PatchPosition(id=pid, carrington=LonLat(lon=patch.lon, lat=patch.lat), stonyhurst=stonyhurst),
+            passage_start=slot_time(start).isot,
+            frame=int(k),
+            frame_time=slot_time(slot).isot,
+            probability=EnsembleProbability(median=median, p25=p25, p75=p75, members=[float(p) for p in member_probs],
+                                            stable=bool(is_stable(p25, p75, self.bundle.threshold))),
+            onset=Onset(frame=int(round(onset)), time_utc=slot_time(start + int(round(onset))).isot,
+                        uncertainty_hours=float((o75 - o25) / 2 * self.bundle.cadence.to_value(u.h))),
+            threshold=self.bundle.threshold,
+        )

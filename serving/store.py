@@ -1,0 +1,251 @@
+"""The service's persistent state: the schema and every SQL statement, and the rolling patch videos.
+
+SQLite (WAL) holds the facts: ``frames`` (every ingested slot), ``passages``
+(a patch's disk passage: its first slot and status), ``scores`` (each
+member's probability and the typed :class:`~serving.events.Score` per patch,
+passage and frame: the probability history), ``alert_states``, ``alerts``
+(every published event, for the API) and ``outbox`` (messages not yet on
+Kafka). Each patch passage's video is a memory-mapped float32 array
+(n_frames, pixels, pixels) in G.
+
+One writer (:class:`Store`) commits a frame's whole result in one
+transaction (:meth:`Store.commit`); its video frames are written and flushed
+*before* that transaction commits, so a killed service never records a frame
+it has not stored; a frame whose transaction did not commit is still in
+``incoming/`` and is ingested again. Readers (:class:`Reader`, the HTTP API)
+use their own read-only connections and so see committed frames only.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from common.clock import slot_time
+from serving.alerts import AlertState
+from serving.events import AlertEvent, AlertStatus, HistoryPoint, PatchDetail, PatchSummary, Score
+
+if TYPE_CHECKING:
+    from astropy.time import Time
+
+    from serving.step import FrameResult
+
+SCHEMA = """
+PRAGMA journal_mode = WAL;
+CREATE TABLE IF NOT EXISTS frames (slot INTEGER PRIMARY KEY, time TEXT NOT NULL, source TEXT NOT NULL, ingested REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS passages (
+    patch_id TEXT NOT NULL, start_slot INTEGER NOT NULL, status TEXT NOT NULL,
+    PRIMARY KEY (patch_id, start_slot));
+CREATE TABLE IF NOT EXISTS scores (
+    patch_id TEXT NOT NULL, start_slot INTEGER NOT NULL, frame INTEGER NOT NULL, slot INTEGER NOT NULL,
+    probs TEXT NOT NULL, summary TEXT NOT NULL,
+    PRIMARY KEY (patch_id, start_slot, frame));
+CREATE TABLE IF NOT EXISTS alert_states (
+    patch_id TEXT NOT NULL, start_slot INTEGER NOT NULL, state TEXT NOT NULL,
+    PRIMARY KEY (patch_id, start_slot));
+CREATE TABLE IF NOT EXISTS alerts (
+    event_id TEXT PRIMARY KEY, alert_id TEXT NOT NULL, patch_id TEXT NOT NULL, frame_time TEXT NOT NULL,
+    payload TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, key TEXT NOT NULL, event_id TEXT NOT NULL UNIQUE,
+    payload TEXT NOT NULL, created REAL NOT NULL, delivered REAL);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered, seq);
+"""
+
+
+@dataclass(frozen=True)
+class Message:
+    """One outbox message: a payload for a Kafka topic, keyed by patch id, deduplicated by event id."""
+
+    topic: str
+    key: str
+    event_id: str
+    payload: dict
+    seq: int = 0  # assigned by the outbox
+
+
+def passage_label(start_slot: int) -> str:
+    """The passage part of alert ids: the UTC start time as ``YYYYMMDDTHHMM``."""
+    return slot_time(start_slot).strftime("%Y%m%dT%H%M")
+
+
+class _Queries:
+    """Reads shared by the writer and the readers."""
+
+    db: sqlite3.Connection
+
+    def newest_frame(self) -> tuple[int, str, float] | None:
+        """(slot, observation time ISO, arrival Unix time) of the newest ingested frame."""
+        return self.db.execute("SELECT slot, time, ingested FROM frames ORDER BY slot DESC LIMIT 1").fetchone()
+
+    def open_passages(self) -> dict[str, int]:
+        """{patch id: passage start slot} of every open passage."""
+        return dict(self.db.execute("SELECT patch_id, start_slot FROM passages WHERE status = 'open'"))
+
+    def latest_score(self, patch_id: str, start_slot: int) -> Score | None:
+        """A passage's latest score (None before its first)."""
+        row = self.db.execute("SELECT summary FROM scores WHERE patch_id = ? AND start_slot = ? "
+                              "ORDER BY frame DESC LIMIT 1", (patch_id, start_slot)).fetchone()
+        return Score.model_validate_json(row[0]) if row else None
+
+    def alert_state(self, patch_id: str, start_slot: int) -> AlertState:
+        """A passage's alert state (idle before its first event)."""
+        row = self.db.execute("SELECT state FROM alert_states WHERE patch_id = ? AND start_slot = ?",
+                              (patch_id, start_slot)).fetchone()
+        return AlertState(**json.loads(row[0])) if row else AlertState(patch_id, passage_label(start_slot))
+
+
+class Outbox:
+    """The outbox table on one connection (the writer's, or the publisher thread's own)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def pending(self, limit: int = 500) -> list[Message]:
+        rows = self.db.execute("SELECT seq, topic, key, event_id, payload FROM outbox WHERE delivered IS NULL "
+                               "ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [Message(t, k, e, json.loads(p), s) for s, t, k, e, p in rows]
+
+    def mark_delivered(self, seqs: list[int]) -> None:
+        now = time.time()
+        with self.db:
+            self.db.executemany("UPDATE outbox SET delivered = ? WHERE seq = ?", [(now, s) for s in seqs])
+
+    def depth(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM outbox WHERE delivered IS NULL").fetchone()[0]
+
+
+class Store(_Queries):
+    """The writer: the service's state under ``data_dir``, for videos of ``n_frames`` × ``pixels``²."""
+
+    def __init__(self, data_dir: str | Path, n_frames: int, pixels: int):
+        self.dir = Path(data_dir)
+        (self.dir / "videos").mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / "state.sqlite"
+        # created by the thread that builds the service, used by the scheduler's (one at a time, under its lock)
+        self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        self.db.executescript(SCHEMA)
+        self.outbox = Outbox(self.db)
+        self.n_frames, self.pixels = n_frames, pixels
+
+    # ---- reads for the frame step ---------------------------------------------------------------
+
+    def video(self, patch_id: str, start_slot: int) -> np.memmap:
+        """The rolling video (n_frames, pixels, pixels) float32, G, of a patch passage (created as zeros)."""
+        path = self.dir / "videos" / f"{patch_id}_{start_slot}.f32"
+        shape = (self.n_frames, self.pixels, self.pixels)
+        if not path.exists():
+            np.memmap(path, dtype=np.float32, mode="w+", shape=shape).flush()
+        return np.memmap(path, dtype=np.float32, mode="r+", shape=shape)
+
+    def has_frame(self, slot: int) -> bool:
+        return self.db.execute("SELECT 1 FROM frames WHERE slot = ?", (slot,)).fetchone() is not None
+
+    def has_passage(self, patch_id: str, start_slot: int) -> bool:
+        return self.db.execute("SELECT 1 FROM passages WHERE patch_id = ? AND start_slot = ?",
+                               (patch_id, start_slot)).fetchone() is not None
+
+    def observed_slots(self, lo: int, hi: int) -> np.ndarray:
+        """Ingested slots in [lo, hi)."""
+        return np.array([r[0] for r in self.db.execute("SELECT slot FROM frames WHERE slot >= ? AND slot < ?", (lo, hi))],
+                        dtype=np.int64)
+
+    def curves(self, patch_id: str, start_slot: int) -> tuple[np.ndarray, np.ndarray]:
+        """(frames (k,), member probabilities (n_members, k)) of a passage so far: its masking curves."""
+        rows = self.db.execute("SELECT frame, probs FROM scores WHERE patch_id = ? AND start_slot = ? ORDER BY frame",
+                               (patch_id, start_slot)).fetchall()
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, 0))
+        return np.array([r[0] for r in rows]), np.array([json.loads(r[1]) for r in rows]).T
+
+    def last_scored_frames(self) -> dict[tuple[str, int], int]:
+        """{(patch id, start slot): last scored frame} of every open passage scored at least once."""
+        return {(pid, start): k for pid, start, k in self.db.execute(
+            "SELECT s.patch_id, s.start_slot, MAX(s.frame) FROM scores s JOIN passages p "
+            "ON s.patch_id = p.patch_id AND s.start_slot = p.start_slot WHERE p.status = 'open' "
+            "GROUP BY s.patch_id, s.start_slot")}
+
+    def open_alert_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM alert_states WHERE json_extract(state, '$.status') = ?",
+                               (AlertStatus.open.value,)).fetchone()[0]
+
+    # ---- the one write ---------------------------------------------------------------------------
+
+    def commit(self, result: FrameResult, messages: list[Message]) -> None:
+        """Record a frame's result and its outbox messages atomically (video frames flushed first)."""
+        for (pid, start), k, frame in result.video_frames:
+            video = self.video(pid, start)
+            video[k] = frame
+            video.flush()
+        with self.db:
+            db = self.db
+            db.executemany("INSERT INTO passages VALUES (?, ?, 'open')", result.opened)
+            db.executemany("UPDATE passages SET status = 'closed' WHERE patch_id = ? AND start_slot = ?", result.closed)
+            db.execute("INSERT INTO frames VALUES (?, ?, ?, ?)", (result.slot, result.time, result.source, time.time()))
+            db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)",
+                           [(s.key[0], s.key[1], s.score.frame, result.slot, json.dumps(s.members),
+                             s.score.model_dump_json()) for s in result.scores])
+            db.executemany("INSERT OR REPLACE INTO alert_states VALUES (?, ?, ?)",
+                           [(pid, start, json.dumps(state.to_dict())) for (pid, start), state in result.alert_states.items()])
+            db.executemany("INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?)",
+                           [(e.event_id, e.alert_id, e.patch_id, e.frame_time, e.model_dump_json())
+                            for e in result.events])
+            now = time.time()
+            db.executemany("INSERT OR IGNORE INTO outbox (topic, key, event_id, payload, created) VALUES (?, ?, ?, ?, ?)",
+                           [(m.topic, m.key, m.event_id, json.dumps(m.payload, sort_keys=True), now) for m in messages])
+
+    def publisher_outbox(self) -> Outbox:
+        """The outbox on a new connection, for the publisher thread."""
+        return Outbox(sqlite3.connect(self.path, timeout=30))
+
+    def reader(self) -> Reader:
+        return Reader(self.path)
+
+
+class Reader(_Queries):
+    """Read-only queries (the HTTP API): one read-only connection per thread, committed data only."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._local = threading.local()
+
+    @property
+    def db(self) -> sqlite3.Connection:  # type: ignore[override]
+        if not hasattr(self._local, "db"):
+            self._local.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        return self._local.db
+
+    def patches(self) -> list[PatchSummary]:
+        """Current status of every patch with an open passage."""
+        out = []
+        for pid, start in sorted(self.open_passages().items()):
+            alert = self.alert_state(pid, start)
+            out.append(PatchSummary(patch_id=pid, passage_start=slot_time(start).isot, alert=alert.status,
+                                    alert_id=alert.alert_id, latest=self.latest_score(pid, start)))
+        return out
+
+    def patch(self, pid: str) -> PatchDetail | None:
+        """One patch: its latest passage's probability history and onset estimate."""
+        row = self.db.execute("SELECT start_slot, status FROM passages WHERE patch_id = ? "
+                              "ORDER BY start_slot DESC LIMIT 1", (pid,)).fetchone()
+        if row is None:
+            return None
+        start, status = row
+        scores = [Score.model_validate_json(r[0]) for r in self.db.execute(
+            "SELECT summary FROM scores WHERE patch_id = ? AND start_slot = ? ORDER BY frame", (pid, start))]
+        history = [HistoryPoint(frame=s.frame, frame_time=s.frame_time, median=s.probability.median,
+                                p25=s.probability.p25, p75=s.probability.p75) for s in scores]
+        return PatchDetail(patch_id=pid, passage_start=slot_time(start).isot, passage_status=status, history=history,
+                           onset=scores[-1].onset if scores else None, alert=self.alert_state(pid, start).to_dict())
+
+    def alerts(self, since: Time | None = None) -> list[AlertEvent]:
+        """Alert events whose frame time is at or after ``since`` (all when None), oldest first."""
+        rows = self.db.execute("SELECT payload FROM alerts WHERE frame_time >= ? ORDER BY frame_time, event_id",
+                               (since.isot if since is not None else "",)).fetchall()
+        return [AlertEvent.model_validate_json(r[0]) for r in rows]

@@ -1,0 +1,70 @@
+"""The alert state machine on its own: typed scores in, events out (no ONNX, no FITS)."""
+import pytest
+
+from serving.alerts import AlertPolicy, AlertState, step
+from serving.events import AlertStatus, EnsembleProbability, EventKind, LonLat, Onset, PatchPosition, Score
+
+POLICY = AlertPolicy(threshold=0.5, hysteresis=0.1, onset_frames=3, probability_step=0.1)
+
+
+def score(median: float, onset: int = 10, frame: int = 20) -> Score:
+    return Score(model_version="test", patch=PatchPosition(id="L007.50N07.50", carrington=LonLat(lon=7.5, lat=7.5),
+                                                            stonyhurst=LonLat(lon=-20.0, lat=7.5)),
+                 passage_start="2000-06-01T00:00:00.000", frame=frame, frame_time="2000-06-02T08:00:00.000",
+                 probability=EnsembleProbability(median=median, p25=median, p75=median, members=[median],
+                                                 stable=True),
+                 onset=Onset(frame=onset, time_utc="2000-06-01T16:00:00.000", uncertainty_hours=0.0), threshold=0.5)
+
+
+def run(medians_onsets, state=None, on_disk=True):
+    state = state or AlertState("L007.50N07.50", "20000601T0000")
+    kinds = []
+    for median, onset in medians_onsets:
+        kinds += [e.event.value for e in step(state, POLICY, score(median, onset), on_disk=on_disk)]
+    return state, kinds
+
+
+def test_opens_strictly_above_the_threshold():
+    state, kinds = run([(0.5, 10)])
+    assert kinds == [] and state.status is AlertStatus.idle
+    state, kinds = run([(0.51, 10)])
+    assert kinds == ["opened"] and state.status is AlertStatus.open and state.alert_id == "L007.50N07.50/20000601T0000/1"
+
+
+def test_updates_on_onset_or_probability_moves_only():
+    _, kinds = run([(0.6, 10), (0.62, 11), (0.65, 12)])  # small moves: nothing new to say
+    assert kinds == ["opened"]
+    _, kinds = run([(0.6, 10), (0.6, 13)])  # the onset moved by 3 frames since the last event
+    assert kinds == ["opened", "updated"]
+    _, kinds = run([(0.6, 10), (0.72, 10), (0.77, 10), (0.83, 10)])  # 0.1 since the last *event*, not the last score
+    assert kinds == ["opened", "updated", "updated"]
+
+
+def test_hysteresis_withdraws_below_threshold_minus_hysteresis_and_reopens_with_a_new_id():
+    state, kinds = run([(0.55, 10), (0.48, 10), (0.46, 10)])
+    assert kinds == ["opened"] and state.status is AlertStatus.open  # inside the hysteresis band
+    state, kinds = run([(0.39, 10)], state)
+    assert kinds == ["withdrawn"] and state.status is AlertStatus.idle
+    state, kinds = run([(0.55, 10)], state)
+    assert kinds == ["opened"] and state.alert_id.endswith("/2") and state.seq == 1
+
+
+def test_event_ids_are_sequential_per_opening():
+    state = AlertState("L007.50N07.50", "20000601T0000")
+    ids = [e.event_id for m, o in [(0.6, 10), (0.6, 20), (0.3, 20)] for e in step(state, POLICY, score(m, o), True)]
+    assert ids == [f"L007.50N07.50/20000601T0000/1#{n}" for n in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("opened", [True, False])
+def test_leaving_the_disk_closes_for_good(opened):
+    state, _ = run([(0.6 if opened else 0.2, 10)])
+    _, kinds = run([(0.2, 10)], state, on_disk=False)
+    assert kinds == (["closed"] if opened else []) and state.status is AlertStatus.closed
+    assert run([(0.9, 10)], state)[1] == [], "a closed passage never alerts again"
+
+
+def test_state_survives_a_round_trip_through_its_dict():
+    state, _ = run([(0.6, 10), (0.6, 14)])
+    again = AlertState(**state.to_dict())
+    assert again == state and again.status is AlertStatus.open
+    assert [e.event for e in step(again, POLICY, score(0.2, 14), True)] == [EventKind.withdrawn]
