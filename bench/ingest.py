@@ -21,11 +21,12 @@ import numpy as np
 import sunpy.map
 from astropy.time import Time
 
+from common.clock import slot_of_time
 from common.patches import PatchGrid
 from ingest.magnetogram import read_magnetogram
 from ingest.projection import carrington_to_pixel, project_patches
 from ingest.reference import reproject_patches
-from sim import SunConfig, SyntheticSun, slot_of_time, write_fits_series
+from sim import SunConfig, SyntheticSun, write_fits_series
 
 
 def main() -> None:

@@ -42,6 +42,7 @@ import time
 import uuid
 from pathlib import Path
 from string import Template
+from typing import IO
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -142,7 +143,7 @@ class KafkaBroker:
         self.port: int | None = None
         self.controller_port: int | None = None
         self._proc: subprocess.Popen | None = None
-        self._log_file = None
+        self._log_file: IO[bytes] | None = None
 
     # -- jars ---------------------------------------------------------------
 
@@ -214,7 +215,7 @@ class KafkaBroker:
     @property
     def pid(self) -> int | None:
         """The broker JVM's pid while it runs."""
-        return self._proc.pid if self.running else None
+        return self._proc.pid if self._proc is not None and self.running else None
 
     def start(self, data_dir: Path | str, port: int | None = None, timeout: float = 90.0) -> KafkaBroker:
         """Start a broker on ``data_dir`` and wait until it answers kafka-python.
@@ -248,7 +249,7 @@ class KafkaBroker:
             the tail of its log).
         """
         if self.running:
-            raise KafkaBrokerError(f"this broker is already running (pid {self._proc.pid}) on {self.data_dir}")
+            raise KafkaBrokerError(f"this broker is already running (pid {self.pid}) on {self.data_dir}")
         data_dir = Path(data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         properties = data_dir / "server.properties"
@@ -307,6 +308,7 @@ class KafkaBroker:
 
     def _wait_ready(self, timeout: float) -> None:
         """Poll until the broker lists itself, unfenced, in a kafka-python metadata answer."""
+        assert self._proc is not None and self.port is not None, "called by start()"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             code = self._proc.poll()
@@ -443,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
             broker = KafkaBroker().start(args.data_dir, args.port)
             # The JVM runs in its own session and outlives this process.
             print(f"Kafka broker pid {broker.pid} at {broker.bootstrap} "
-                  f"(log: {broker.data_dir / 'broker.log'})")
+                  f"(log: {Path(args.data_dir) / 'broker.log'})")
         else:
             if stop_pidfile(args.data_dir):
                 print(f"stopped the Kafka broker on {args.data_dir}")

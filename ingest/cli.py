@@ -33,7 +33,7 @@ def expand_inputs(inputs) -> list[Path]:
 
 def check_series(files) -> list[Time]:
     """Validate every header and that times increase, before anything is written."""
-    times = []
+    times: list[Time] = []
     for path in tqdm(files, desc="checking headers", unit="file", leave=False):
         t = observation_time(path, read_header(path))
         if times and t <= times[-1]:

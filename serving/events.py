@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -26,7 +26,7 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "deploy" / "schemas" / "aler
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     """What happened to an alert."""
 
     opened = "opened"
@@ -35,7 +35,7 @@ class EventKind(str, Enum):
     closed = "closed"
 
 
-class AlertStatus(str, Enum):
+class AlertStatus(StrEnum):
     """Where a patch's alert stands in its passage."""
 
     idle = "idle"

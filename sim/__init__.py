@@ -21,7 +21,6 @@ Quick use::
     table = sun.bmrs(Time("2000-01-01"), Time("2000-02-01"))
     video, observed = observe_patch_video(sun, lon_c, lat_c, slot0, 225)
 """
-from common.clock import CADENCE, EPOCH, slot_of_time, slot_time
 from sim.bmr import BMRState, BMRTable
 from sim.config import SunConfig
 from sim.ephemeris import ephemeris, observer_at
@@ -29,6 +28,6 @@ from sim.observe import observe_patch_video, write_fits_series
 from sim.sun import SyntheticSun
 
 __all__ = [
-    "BMRState", "BMRTable", "CADENCE", "EPOCH", "SunConfig", "SyntheticSun", "ephemeris",
-    "observe_patch_video", "observer_at", "slot_of_time", "slot_time", "write_fits_series",
+    "BMRState", "BMRTable", "SunConfig", "SyntheticSun", "ephemeris",
+    "observe_patch_video", "observer_at", "write_fits_series",
 ]

@@ -30,9 +30,10 @@ from astropy.time import Time
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
+from common.clock import slot_time
 from common.config import PatchGridConfig, VideoConfig
 from ingest.dataset import CATALOG_COLUMNS, KIND, DatasetError, DatasetStore, video_digest
-from sim import SunConfig, SyntheticSun, observe_patch_video, slot_time
+from sim import SunConfig, SyntheticSun, observe_patch_video
 from sim.catalog import DetectorConfig, detect, truth, video_start_slot
 
 

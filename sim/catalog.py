@@ -24,11 +24,15 @@ import numpy as np
 import pandas as pd
 from astropy.time import Time
 
-from common.clock import SLOTS_PER_DAY  # slots per day on the 96-min grid: detections happen at slots ≡ 0 mod 15
+from common.clock import (
+    SLOTS_PER_DAY,  # slots per day on the 96-min grid: detections happen at slots ≡ 0 mod 15
+    slot_of_time,
+    slot_time,
+)
 from common.config import VideoConfig
 from common.observer import central_meridian_distance
 from common.passage import passage_start_slot
-from sim import SyntheticSun, ephemeris, slot_of_time, slot_time
+from sim import SyntheticSun, ephemeris
 
 #: Days after emergence in which a BMR can be first recorded (about two disk passages).
 SEARCH_DAYS = 40

@@ -19,10 +19,11 @@ from pathlib import Path
 
 from astropy.time import Time
 
+from common.clock import slot_of_time
 from common.figures import video_montage
 from ingest import cli
 from ingest.dataset import DatasetError, DatasetStore
-from sim import SunConfig, SyntheticSun, build_dataset, slot_of_time, write_fits_series
+from sim import SunConfig, SyntheticSun, build_dataset, write_fits_series
 
 START = Time("2000-06-01T00:00:00")
 

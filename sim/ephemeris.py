@@ -78,7 +78,8 @@ def ephemeris(slots_or_times) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         for o, spline in zip(out, _block(int(index))):
             o[sel] = spline(tai[sel])
     out[0] = np.rad2deg(out[0]) % 360.0
-    return tuple(o.reshape(slots.shape) for o in out)
+    l0, b0, distance = (o.reshape(slots.shape) for o in out)
+    return l0, b0, distance
 
 
 def observer_at(slot: int) -> Observer:

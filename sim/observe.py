@@ -11,6 +11,7 @@ every video and full-disk series.
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from pathlib import Path
 
 import astropy.units as u
@@ -117,7 +118,7 @@ def write_fits_series(sun: SyntheticSun, slots, folder, shape=(1024, 1024), nois
             warnings.simplefilter("ignore", FITSFixedWarning)  # astropy filling in MJD-OBS from DATE-OBS
             image = ImageGeometry.from_wcs(WCS(mdi_header(obs, shape)), shape)
         t = slot_time(int(slot))
-        data = render_full_disk(lambda lon, lat: sun.radial_field(lon, lat, t), obs, image)
+        data = render_full_disk(partial(sun.radial_field, time=t), obs, image)
         if noise:
             rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
             x, y, z, _ = image.heliocentric_from_pixels(cols, rows, obs.distance_rsun)

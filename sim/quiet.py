@@ -130,8 +130,7 @@ def _cells(config: SunConfig, lat_lo, lat_hi, lon_c, lon_half, t_lo, t_hi):
     j = np.arange(max(int(np.floor((lat_lo - wander) / c)), -n_rows // 2),
                   min(int(np.floor((lat_hi + wander) / c)), n_rows // 2 - 1) + 1)
     d = np.arange(int(np.floor(t_lo - span)), int(np.floor(t_hi)) + 1)
-    jj, dd = np.meshgrid(j, d, indexing="ij")
-    jj, dd = jj.ravel(), dd.ravel()
+    jj, dd = (grid.ravel() for grid in np.meshgrid(j, d, indexing="ij"))
     band_edge = np.maximum(np.abs(jj * c), np.abs((jj + 1) * c))
     cos_min = np.cos(np.deg2rad(np.minimum(band_edge + wander, 90.0)))
     drift = -carrington_drift_deg_day(config, np.minimum(band_edge + wander, 90.0)) * (np.minimum(t_hi, dd + 1 + span) - dd)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from astropy.time import Time
 
-from sim import EPOCH, BMRTable, SunConfig, SyntheticSun, slot_of_time, slot_time
+from common.clock import EPOCH, slot_of_time, slot_time
+from sim import BMRTable, SunConfig, SyntheticSun
 from sim.bmr import footpoint_blobs
 from sim.gauss import point_field
 from sim.physics import Blobs

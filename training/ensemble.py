@@ -115,7 +115,7 @@ def train_members(jobs: list[MemberJob], workers: int) -> list:
 
 
 def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, reviewer: Reviewer,
-        devices: list[str] = ("cpu",), workers: int = 1, log=print) -> dict:
+        devices: tuple[str, ...] | list[str] = ("cpu",), workers: int = 1, log=print) -> dict:
     """Run ``train-ensemble``; returns the report (also written to ``run_dir/report.json``)."""
     t_start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -153,7 +153,7 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
     member_keys = [(fold, seed) for fold in uncertainty_folds() for seed in preset.seeds]
     jobs = [job(run_dir / "ensemble" / f"model_{fold.model}_seed_{seed}.pt", fold, labels, seed, k)
             for k, (fold, seed) in enumerate(member_keys)]
-    member_keys = [(fold.model, seed) for fold, seed in member_keys]
+    model_keys = [(fold.model, seed) for fold, seed in member_keys]
     log(f"uncertainty ensemble: {len(jobs)} members (models 6-9 x seeds {list(preset.seeds)})")
     members = train_members(jobs, workers)
     members_key = hashlib.sha256(b"".join(Path(j.checkpoint).read_bytes() for j in jobs)).hexdigest()[:12]
@@ -175,15 +175,16 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
     if len(disagree):
         test_labels[disagree] = reviewer.review(store, test_ids[disagree], crude[disagree], stats["median"][disagree])
     stable = is_stable(stats["p25"], stats["p75"], threshold)
-    test_metrics = {
+    test_metrics: dict[str, object] = {
         "videos": int(len(test)),
         "reviewed": int(len(disagree)),
         "stable_fraction": float(stable.mean()),
     }
     for name, target in (("truth", truth), ("labels", test_labels)):
-        test_metrics[f"accuracy_vs_{name}"] = {k: accuracy(stats[k], target, threshold) for k in ("median", "p25", "p75")}
-        test_metrics[f"accuracy_vs_{name}"]["stable"] = accuracy(stats["median"][stable], target[stable], threshold) if stable.any() else None
-        test_metrics[f"accuracy_vs_{name}"]["unstable"] = accuracy(stats["median"][~stable], target[~stable], threshold) if (~stable).any() else None
+        accuracies: dict[str, float | None] = {k: accuracy(stats[k], target, threshold) for k in ("median", "p25", "p75")}
+        accuracies["stable"] = accuracy(stats["median"][stable], target[stable], threshold) if stable.any() else None
+        accuracies["unstable"] = accuracy(stats["median"][~stable], target[~stable], threshold) if (~stable).any() else None
+        test_metrics[f"accuracy_vs_{name}"] = accuracies
 
     # 5. onset -------------------------------------------------------------------------------
     hits = np.flatnonzero(detects(stats["median"], threshold) & (truth == 1))
@@ -220,7 +221,7 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
             "final_label_accuracy_vs_truth": float((labels == trainval.true_class.to_numpy()).mean()),
         },
         "ensemble": {"members": [{"model": m, "seed": s, "val_accuracy": float(mem.val_accuracy),
-                                  "best_epoch": int(mem.best_epoch)} for (m, s), mem in zip(member_keys, members)]},
+                                  "best_epoch": int(mem.best_epoch)} for (m, s), mem in zip(model_keys, members)]},
         "threshold": {"value": threshold, "benchmark_months": list(BENCHMARK_MONTHS), "benchmark_videos": int(bench.sum()),
                       "paper": 0.6},
         "test": test_metrics,
@@ -229,7 +230,7 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
                   "onset_error_days": {"p5": -2.1, "p25": 0.1, "p50": 0.4, "p75": 1.1, "p95": 2.7}},
     }
     bundle = write_bundle(run_dir / "bundle", [(m, f"model{k}", s, {"val_accuracy": float(m.val_accuracy)})
-                                              for (k, s), m in zip(member_keys, members)],
+                                              for (k, s), m in zip(model_keys, members)],
                           threshold, report["dataset"]["fingerprint"], {"test": test_metrics, "onset": onset},
                           input_spec_for(store))
     sample = np.stack([scale_for_model(store.video(int(i))) for i in test_ids[:4]])
