@@ -5,7 +5,7 @@
 starts the publisher and the scheduler; :meth:`App.stop` stops them in
 reverse order. The scheduler runs one cycle per cadence / ``speedup``: the
 synthetic feed (when configured) delivers its next frame, then the inbox is
-processed and the publisher woken.
+processed; the publisher, a sink of the pipeline, is woken by every committed frame.
 """
 from __future__ import annotations
 
@@ -37,8 +37,6 @@ class App:
         if self.feed is not None:
             self.feed.tick()
         self.service.run_cycle()
-        if self.publisher is not None:
-            self.publisher.wake()
 
     def start(self, scheduler: bool = True) -> App:
         """Warm the streams, create the topics, start the publisher and (unless told not to) the scheduler."""
@@ -68,6 +66,7 @@ def build(config: ServiceConfig) -> App:
     if config.kafka_bootstrap:
         publisher = KafkaPublisher(service.store.publisher_outbox, config.kafka_bootstrap,
                                    on_error=lambda exc: service.metrics.kafka_errors.inc())
+        service.sinks.append(publisher)  # woken as soon as a frame's messages are in the outbox
     feed = None
     if config.source == "synthetic":
         from serving.feed import SyntheticFeed  # imports the simulator: only when it is the source

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from serving.step import FrameResult
 from serving.store import Message, Outbox
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ class KafkaPublisher:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def consume(self, result: FrameResult) -> None:
+        """A sink: a frame's messages were just committed to the outbox; deliver them now."""
+        self.wake()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()

@@ -24,7 +24,7 @@ from serving.alerts import AlertPolicy
 from serving.bundle import ModelBundle
 from serving.inbox import Inbox
 from serving.metrics import Metrics
-from serving.sinks import AlertLog, MetricsSink, outbox_messages
+from serving.sinks import AlertLog, MetricsSink, Sink, outbox_messages
 from serving.step import FrameStep
 from serving.store import Store
 
@@ -45,7 +45,7 @@ class Service:
                                           config.probability_step))
         self.metrics = metrics or Metrics()
         self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))
-        self.sinks: list[AlertLog | MetricsSink] = [AlertLog(self.dir / "alerts.jsonl"), MetricsSink(self.metrics)]
+        self.sinks: list[Sink] = [AlertLog(self.dir / "alerts.jsonl"), MetricsSink(self.metrics)]
         self.lock = threading.Lock()
         self.refresh_gauges()
 

@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Protocol
 
 from serving.metrics import Metrics
 from serving.step import FrameResult
 from serving.store import Message
+
+
+class Sink(Protocol):
+    """Takes a committed frame result."""
+
+    def consume(self, result: FrameResult) -> None: ...
 
 
 def outbox_messages(result: FrameResult, alerts_topic: str, status_topic: str) -> list[Message]:

@@ -24,11 +24,7 @@ import numpy as np
 import pandas as pd
 from astropy.time import Time
 
-from common.clock import (
-    SLOTS_PER_DAY,  # slots per day on the 96-min grid: detections happen at slots ≡ 0 mod 15
-    slot_of_time,
-    slot_time,
-)
+from common.clock import SLOTS_PER_DAY, slot_of_time, slot_time  # detections happen at slots ≡ 0 mod SLOTS_PER_DAY
 from common.config import VideoConfig
 from common.observer import central_meridian_distance
 from common.passage import passage_start_slot
