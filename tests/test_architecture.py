@@ -5,13 +5,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1]
-FIRST_PARTY = {"common", "ingest", "sim", "training", "serving", "devtools", "bench", "tests", "demo"}
+FIRST_PARTY = {"common", "ingest", "sim", "training", "serving", "evaluation", "devtools", "bench", "tests", "demo"}
 ALLOWED = {
     "common": set(),
     "ingest": {"common"},
     "sim": {"common", "ingest"},
     "training": {"common", "ingest"},
     "serving": {"common", "ingest"},
+    "evaluation": {"common", "ingest", "sim", "serving"},
     "devtools": {"common"},
 }
 #: The synthetic feed is serving's one door to the simulator (imported only when it is the source).

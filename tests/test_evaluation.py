@@ -1,0 +1,81 @@
+"""The event-level matcher on a hand-built stream, and the classical flux-rise baseline on synthetic tiles."""
+import numpy as np
+import pytest
+
+from common.config import PatchGridConfig
+from common.patches import PatchGrid
+from evaluation.baseline import FluxRiseDetector, carrington_pixel_area_cm2
+from evaluation.matching import Emergence, OpenedAlert, match
+
+GRID = PatchGrid(PatchGridConfig())
+
+
+def tile(i: int) -> tuple[str, float, float]:
+    return GRID.ids[i], float(GRID.lon[i]), float(GRID.lat[i])
+
+
+def test_matcher_counts_hits_misses_false_alerts_and_one_region_over_two_tiles():
+    (a, alon, alat), (b1, blon, blat), (b2, _, _) = tile(100), tile(110), tile(111)  # 110 and 111 are neighbours
+    (c, clon, clat), (d, dlon, dlat), (q, _, _), (f, flon, flat) = tile(130), tile(140), tile(150), tile(160)
+    edge = blon + GRID.config.patch_size.to_value("deg") / 2  # on the border of tiles 110 and 111
+    emergences = [
+        Emergence("A", 100.0, alon, alat, 5e21, 10.0),
+        Emergence("B", 200.0, edge, blat, 4e21, -20.0, half_extent_deg=2.0),
+        Emergence("C", 300.0, clon, clat, 6e21, 0.0),  # never alerted: a miss
+        Emergence("D", 400.0, dlon, dlat, 2e21, 5.0),  # 1-3e21: reported apart, explains its alert
+        Emergence("F", 500.0, flon, flat, 9e21, 75.0),  # beyond 60 deg: not counted, but it explains its alert
+    ]
+    alerts = [
+        OpenedAlert("a/1", a, 100.4, 100.1),
+        OpenedAlert("b/1", b1, 201.5, 199.5),
+        OpenedAlert("b/2", b2, 200.2, 200.0),
+        OpenedAlert("d/1", d, 400.3, 400.0),
+        OpenedAlert("q/1", q, 250.0, 249.0),  # nothing emerged there: false
+        OpenedAlert("f/1", f, 500.5, 500.0),
+        OpenedAlert("c/early", c, 298.0, 298.0),  # two days before C's onset: too early to count, and false
+    ]
+    m = match(emergences, alerts, GRID)
+    assert set(m.detected) == {"A", "B", "C"}, "A, B and C are counted, B once"
+    assert m.detected["A"].alert_id == "a/1" and m.detected["B"].alert_id == "b/2" and m.detected["C"] is None
+    assert set(m.small) == {"D"} and m.small["D"].alert_id == "d/1"
+    assert sorted(a.alert_id for a in m.false_alerts) == ["c/early", "q/1"]
+    assert m.detected_within(1.0) == pytest.approx(2 / 3)
+    np.testing.assert_allclose(sorted(m.delays_days()), [0.2, 0.4])
+    np.testing.assert_allclose(sorted(m.onset_errors_days()), [0.0, 0.1])
+
+
+P, T = 30, 80
+LAT = np.full((P, P), 10.0)  # pixel latitudes, deg
+
+
+def bipole_field(flux_scale: float, rng) -> np.ndarray:
+    """A bipole of ~8e21 Mx at full scale (peaks of 2000 G, σ of 3 px of 1/6°)."""
+    y, x = np.mgrid[0:P, 0:P]
+    lead = np.exp(-((x - 21) ** 2 + (y - 15) ** 2) / 18.0)
+    follow = np.exp(-((x - 9) ** 2 + (y - 15) ** 2) / 18.0)
+    return flux_scale * 2000.0 * (lead - follow)
+
+
+def series(b_r: np.ndarray, mu: np.ndarray, rng) -> np.ndarray:
+    """(T, P, P) B_los = B_r μ on the visible disk plus 20 G noise."""
+    return np.where(mu > 0, b_r * np.clip(mu, 0, None), 0.0) + rng.normal(0, 20.0, b_r.shape)
+
+
+def test_baseline_fires_on_an_emergence_and_not_on_a_rotating_in_region_or_quiet_sun():
+    rng = np.random.default_rng(0)
+    detector = FluxRiseDetector()
+    area = carrington_pixel_area_cm2(LAT, 1 / 6)
+    at_centre = np.full((T, P, P), 0.95)
+
+    growth = np.clip((np.arange(T) - 40) / 10.0, 0, 1)  # emerges at frame 40, full after 10 frames
+    emerging = np.stack([bipole_field(g, rng) for g in growth])
+    fired = detector.trigger_frame(detector.flux(series(emerging, at_centre, rng), at_centre, area))
+    assert fired is not None and 40 <= fired <= 46
+
+    mu_rot = np.broadcast_to(np.linspace(-0.3, 0.95, T)[:, None, None], (T, P, P))  # rotates in over the east limb
+    rotating = np.broadcast_to(bipole_field(1.0, rng), (T, P, P))
+    seen = series(rotating, mu_rot, rng)
+    assert detector.trigger_frame(detector.flux(seen, mu_rot, area)) is None
+
+    quiet = detector.flux(series(np.zeros((T, P, P)), at_centre, rng), at_centre, area)
+    assert detector.trigger_frame(quiet) is None
