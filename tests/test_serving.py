@@ -281,3 +281,19 @@ def test_serving_imports_neither_torch_nor_the_simulator():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("key, value, words", [
+    ("cadence_min", 12.0, "differs from the service clock's 96"),
+    ("scaling", "B/1000", "input scaling 'B/1000' is not"),
+])
+def test_a_bundle_for_another_clock_or_scaling_is_refused(tmp_path, tiny_bundle, key, value, words):
+    from serving.bundle import BundleError, ModelBundle
+
+    bundle = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["input"][key] = value
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=words) as refused:
+        ModelBundle(bundle)
+    assert str(bundle / "manifest.json") in str(refused.value)
