@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) -m bench.dataset
 	$(PY) -m bench.latency
 	$(PY) -m bench.backfill
+	$(PY) -m bench.alerts
 
 clean:
 	rm -rf $(VENV) $(SYSTEM) data runs build *.egg-info deploy/kafka/lib

@@ -53,11 +53,15 @@ class FluxRiseDetector:
         flux[(mu < self.mu_min).any(axis=(1, 2))] = np.nan
         return flux
 
-    def trigger_frame(self, flux: np.ndarray) -> int | None:
-        """The first frame at which the flux series (Mx, nan where not judged) triggers, or None."""
+    def trigger_frames(self, flux: np.ndarray) -> list[int]:
+        """Every frame at which the flux series (Mx, nan where not judged) triggers; after a trigger the
+        detector re-arms once a whole new history has passed."""
         rise = flux[self.span :] - flux[: -self.span]
         steps = np.diff(flux)
+        out: list[int] = []
         for t in range(self.history + self.span, len(flux)):
+            if out and t - out[-1] <= self.history + self.span:
+                continue
             recent = steps[t - self.span - self.history : t - self.span]
             window = flux[t - self.span - self.history : t + 1]
             if np.isnan(window).any():
@@ -65,8 +69,13 @@ class FluxRiseDetector:
             sigma = _MAD_SIGMA * np.median(np.abs(recent - np.median(recent))) * np.sqrt(self.span)
             r = rise[t - self.span]
             if r >= self.min_rise_Mx and r > self.k * sigma:
-                return t
-        return None
+                out.append(t)
+        return out
+
+    def trigger_frame(self, flux: np.ndarray) -> int | None:
+        """The first frame at which the flux series triggers, or None."""
+        frames = self.trigger_frames(flux)
+        return frames[0] if frames else None
 
 
 def carrington_pixel_area_cm2(lat_deg: np.ndarray, pixel_deg: float) -> np.ndarray:

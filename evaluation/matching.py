@@ -92,10 +92,15 @@ def tiles_of(region: Emergence, grid: PatchGrid) -> set[str]:
     return {grid.ids[i] for i in np.flatnonzero(inside)}
 
 
-def match(emergences: list[Emergence], alerts: list[OpenedAlert], grid: PatchGrid, rule: MatchRule = MatchRule()) -> Match:
-    """Match opened alerts to true emergences by :data:`the rule <evaluation.matching>`."""
+def match(emergences: list[Emergence], alerts: list[OpenedAlert], grid: PatchGrid, rule: MatchRule = MatchRule(),
+          counted: tuple[float, float] = (-np.inf, np.inf)) -> Match:
+    """Match opened alerts to true emergences by :data:`the rule <evaluation.matching>`.
+
+    Only emergences with onset in ``counted`` (days) are counted (a stream's edges: regions that emerged
+    before it began, or too late to be alerted before it ends); all of them can explain an alert.
+    """
     result = Match(emergences={e.region: e for e in emergences})
-    visible = [e for e in emergences if abs(e.cmd_deg) <= rule.max_cmd_deg]
+    visible = [e for e in emergences if abs(e.cmd_deg) <= rule.max_cmd_deg and counted[0] <= e.onset_days <= counted[1]]
     tiles = {e.region: tiles_of(e, grid) for e in emergences}
     by_time = sorted(alerts, key=lambda a: a.opened_days)
     for e in visible:

@@ -237,12 +237,21 @@ class Reader(_Queries):
         if row is None:
             return None
         start, status = row
-        scores = [Score.model_validate_json(r[0]) for r in self.db.execute(
-            "SELECT summary FROM scores WHERE patch_id = ? AND start_slot = ? ORDER BY frame", (pid, start))]
+        scores = self.scores(pid, start)
         history = [HistoryPoint(frame=s.frame, frame_time=s.frame_time, median=s.probability.median,
                                 p25=s.probability.p25, p75=s.probability.p75) for s in scores]
         return PatchDetail(patch_id=pid, passage_start=slot_time(start).isot, passage_status=status, history=history,
                            onset=scores[-1].onset if scores else None, alert=self.alert_state(pid, start).to_dict())
+
+    def passages(self) -> list[tuple[str, int]]:
+        """(patch id, start slot) of every passage recorded, oldest start first."""
+        return [(pid, start) for pid, start in self.db.execute(
+            "SELECT patch_id, start_slot FROM passages ORDER BY start_slot, patch_id")]
+
+    def scores(self, patch_id: str, start_slot: int) -> list[Score]:
+        """A passage's scores, oldest frame first."""
+        return [Score.model_validate_json(r[0]) for r in self.db.execute(
+            "SELECT summary FROM scores WHERE patch_id = ? AND start_slot = ? ORDER BY frame", (patch_id, start_slot))]
 
     def alerts(self, since: Time | None = None) -> list[AlertEvent]:
         """Alert events whose frame time is at or after ``since`` (all when None), oldest first."""

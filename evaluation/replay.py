@@ -1,0 +1,110 @@
+"""Replay a stretch of the synthetic Sun through the service's own code path, and score it event by event.
+
+Full-disk FITS frames of the synthetic Sun go through the same pipeline as
+``fluxwatch-serve`` (:class:`serving.service.Service`: inbox → read →
+frame step → store → sinks). The service's score histories then give the
+alerts of any other alert policy exactly, because scores do not depend on the
+policy: :func:`policy_alerts` re-runs :func:`serving.alerts.step` over them
+(a test checks it reproduces the service's own alerts). The classical
+baseline runs on the same stored patch videos.
+
+Numbers from the synthetic Sun are upper bounds for the real Sun unless shown
+otherwise: the simulator is not the Sun.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.clock import CADENCE_DAYS, days_since_epoch, slot_days, slot_of_time, slot_time
+from common.observer import central_meridian_distance
+from common.video import fill_gaps
+from evaluation.baseline import FluxRiseDetector, carrington_pixel_area_cm2
+from evaluation.matching import Emergence, OpenedAlert
+from serving.alerts import AlertPolicy, AlertState, step
+from serving.events import EventKind, Score
+from serving.service import Service
+from serving.store import passage_label
+from sim import SyntheticSun, ephemeris, write_fits_series
+
+
+def truth(sun: SyntheticSun, start_slot: int, end_slot: int) -> list[Emergence]:
+    """Every BMR of ``sun`` that starts emerging in [start_slot, end_slot), with its CMD at onset."""
+    table = sun.bmrs(slot_time(start_slot), slot_time(end_slot))
+    l0, _, _ = ephemeris(np.asarray(slot_of_time(table.t_emerge)))
+    cmd = central_meridian_distance(table.lon, l0)
+    return [Emergence(str(table.id[i]), float(table.t_days[i]), float(table.lon[i]), float(table.lat[i]),
+                      float(table.flux_Mx[i]), float(cmd[i]), float(table.separation_deg[i]) / 2)
+            for i in range(len(table))]
+
+
+def replay(service: Service, sun: SyntheticSun, slots: range, shape: tuple[int, int], staging: Path) -> int:
+    """Render each observed slot as a full-disk FITS file and ingest it through ``service``; returns frames ingested."""
+    done = 0
+    for slot in slots:
+        for path in write_fits_series(sun, [slot], staging, shape=shape):
+            os.replace(path, service.inbox.incoming / path.name)
+        done += service.run_cycle()
+    shutil.rmtree(staging, ignore_errors=True)
+    return done
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One patch passage the service scored: its key and score history (oldest first)."""
+
+    patch_id: str
+    start_slot: int
+    scores: list[Score]
+
+
+def passages(service: Service) -> list[Passage]:
+    """Every passage in the service's store, with its scores."""
+    reader = service.store.reader()
+    return [Passage(pid, start, reader.scores(pid, start)) for pid, start in reader.passages()]
+
+
+def opened(events) -> list[OpenedAlert]:
+    """The ``opened`` events among alert events, as the matcher takes them."""
+    return [OpenedAlert(e.alert_id, e.patch_id, float(days_since_epoch(e.frame_time)), float(days_since_epoch(e.onset.time_utc)))
+            for e in events if e.event == EventKind.opened]
+
+
+def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[OpenedAlert], int]:
+    """The opened alerts and the number of withdrawals that ``policy`` gives on the score histories."""
+    events = []
+    for p in history:
+        state = AlertState(p.patch_id, passage_label(p.start_slot))
+        for score in p.scores:
+            events += step(state, policy, score, on_disk=True)
+    return opened(events), sum(e.event == EventKind.withdrawn for e in events)
+
+
+def baseline_alerts(service: Service, history: list[Passage], detector: FluxRiseDetector) -> list[OpenedAlert]:
+    """The flux-rise baseline on every stored passage video: an alert at each trigger (re-armed after its history)."""
+    grid, store = service.step.grid, service.store
+    out = []
+    for p in history:
+        if not p.scores:
+            continue
+        last = p.scores[-1].frame
+        frames = np.array(store.video(p.patch_id, p.start_slot)[: last + 1], dtype=np.float64)
+        observed = np.zeros(last + 1, bool)
+        observed[store.observed_slots(p.start_slot, p.start_slot + last + 1) - p.start_slot] = True
+        fill_gaps(frames, observed)
+        slots = p.start_slot + np.arange(last + 1)
+        l0, b0, _ = ephemeris(slots)
+        lon, lat = grid.pixel_axes([grid.index(p.patch_id)])
+        lat2, lon2 = np.meshgrid(lat[0], lon[0], indexing="ij")
+        b, la = np.deg2rad(b0)[:, None, None], np.deg2rad(lat2)[None]
+        mu = np.cos(b) * np.cos(la) * np.cos(np.deg2rad(lon2[None] - l0[:, None, None])) + np.sin(b) * np.sin(la)
+        flux = detector.flux(frames, mu, carrington_pixel_area_cm2(lat2, float(grid.config.pixel_size.to_value("deg"))))
+        for k in detector.trigger_frames(flux):
+            t = float(slot_days(slots[k]))
+            out.append(OpenedAlert(f"baseline/{p.patch_id}/{p.start_slot}/{k}", p.patch_id, t,
+                                   t - detector.span * CADENCE_DAYS))
+    return out
