@@ -1,7 +1,7 @@
 """``make demo``: fluxwatch end to end on the embedded default, on one machine.
 
 1. the synthetic Sun as FITS files through ingest, and the small training set (``sim.demo``);
-2. the small ensemble (``train-ensemble --preset small``, about 25 min on 2 cores; reused when its
+2. the small ensemble (``train-ensemble --preset small``, about 17 min on 2 cores; reused when its
    bundle exists — ``--bundle`` points elsewhere);
 3. a real Kafka broker (KRaft) and the service on the accelerated synthetic feed;
 4. a Kafka consumer prints alerts as they arrive, with onset estimates next to the synthetic
@@ -41,7 +41,7 @@ def ensure_bundle(store: Path, run: Path) -> Path:
         return bundle
     except BundleError as exc:
         print(f"no usable bundle ({exc})")
-    print("training the small ensemble (train-ensemble --preset small); this takes about 25 minutes on 2 cores")
+    print("training the small ensemble (train-ensemble --preset small); this takes about 17 minutes on 2 cores")
     subprocess.run([sys.executable, "-m", "training.cli", "--store", str(store), "--out", str(run), "--preset", "small"],
                    check=True)
     return bundle
