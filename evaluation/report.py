@@ -84,6 +84,7 @@ def plot_operating_curves(curves: dict[str, list[tuple[float, float, float]]], m
     ax.set_ylabel("emergences >= 3e21 Mx alerted within 1 d")
     ax.set_ylim(-0.02, 1.02)
     ax.set_xscale("symlog", linthresh=0.1)
+    ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("Operating curves (synthetic Sun: an upper bound)")
