@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from astropy.time import Time
 
+from common.clock import slot_of_time, slot_time
 from common.config import VideoConfig
 from common.patches import PatchGrid
 from ingest.cli import ingest_series
@@ -17,8 +18,6 @@ from sim import (
     ephemeris,
     observe_patch_video,
     observer_at,
-    slot_of_time,
-    slot_time,
     write_fits_series,
 )
 
