@@ -86,6 +86,10 @@ class Score(_Model):
     onset: Onset
     threshold: Probability = Field(description="the bundle's decision threshold on the median")
 
+    def payload(self) -> dict:
+        """The published JSON object (also of the subclasses: alert events, patch status)."""
+        return self.model_dump(mode="json")
+
 
 class AlertEvent(Score):
     """One event of an alert's lifecycle, as published on the alerts topic (key: patch id; header
@@ -100,9 +104,6 @@ class AlertEvent(Score):
     event_id: str = Field(description="<alert id>#<sequence>; unique, the deduplication key")
     patch_id: str = Field(pattern=r"^L[0-9]{3}\.[0-9]{2}[NS][0-9]{2}\.[0-9]{2}$")
     passage: str
-
-    def payload(self) -> dict:
-        return self.model_dump(mode="json")
 
 
 class PatchStatus(Score):

@@ -26,7 +26,7 @@ class Sink(Protocol):
 def outbox_messages(result: FrameResult, alerts_topic: str, status_topic: str) -> list[Message]:
     """The result's alert events (key: patch id) and patch statuses (compacted topic, key: patch id)."""
     events = [Message(alerts_topic, e.patch_id, e.event_id, e.payload()) for e in result.events]
-    statuses = [Message(status_topic, s.patch.id, f"{s.patch.id}@{result.slot}", s.model_dump(mode="json"))
+    statuses = [Message(status_topic, s.patch.id, f"{s.patch.id}@{result.slot}", s.payload())
                 for s in result.statuses]
     return events + statuses
 
