@@ -26,7 +26,7 @@ from common.clock import CADENCE_DAYS, SLOTS_PER_DAY, slot_days, slot_of_time
 from common.config import ServiceConfig
 from evaluation.baseline import FluxRiseDetector
 from evaluation.matching import MatchRule, match
-from evaluation.replay import baseline_alerts, opened, passages, policy_alerts, replay, truth
+from evaluation.replay import baseline_alerts, baseline_flux, opened, passages, policy_alerts, replay, truth
 from evaluation.report import Exposure, plot_operating_curves, summary, table
 from serving.events import EventKind
 from serving.service import Service
@@ -64,8 +64,9 @@ def evaluate(bundle: Path, seed: int, start: str, days: float, out: Path, size: 
         s = summary(match(emergences, alerts, grid, rule, counted), exposure, 0)
         cnn_curve.append((float(t), s["false_per_disk_day"], s["detected_1d"]))
     base = {}
+    series = baseline_flux(service, history, detector)
     for k in KS:
-        m = match(emergences, baseline_alerts(service, history, replace(detector, k=k)), grid, rule, counted)
+        m = match(emergences, baseline_alerts(series, replace(detector, k=k)), grid, rule, counted)
         base[k] = (m, summary(m, exposure, 0))
     k_op = min(KS, key=lambda k: (abs(base[k][1]["false_per_disk_day"] - cnn_summary["false_per_disk_day"]), -k))
     base_match, base_summary = base[k_op]

@@ -30,6 +30,7 @@ from serving.events import EventKind, Score
 from serving.service import Service
 from serving.store import passage_label
 from sim import SyntheticSun, ephemeris, write_fits_series
+from sim.catalog import heliocentric_z
 
 
 def truth(sun: SyntheticSun, start_slot: int, end_slot: int) -> list[Emergence]:
@@ -84,9 +85,20 @@ def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[Ope
     return opened(events), sum(e.event == EventKind.withdrawn for e in events)
 
 
-def baseline_alerts(service: Service, history: list[Passage], detector: FluxRiseDetector) -> list[OpenedAlert]:
-    """The flux-rise baseline on every stored passage video: an alert at each trigger (re-armed after its history)."""
+@dataclass(frozen=True)
+class FluxSeries:
+    """The baseline's projection-corrected flux (Mx) of one passage, frame by frame, and the frames' slots."""
+
+    patch_id: str
+    start_slot: int
+    slots: np.ndarray
+    flux: np.ndarray
+
+
+def baseline_flux(service: Service, history: list[Passage], detector: FluxRiseDetector) -> list[FluxSeries]:
+    """:meth:`FluxRiseDetector.flux` of every stored passage video up to its last scored frame (gaps filled)."""
     grid, store = service.step.grid, service.store
+    area_deg = float(grid.config.pixel_size.to_value("deg"))
     out = []
     for p in history:
         if not p.scores:
@@ -100,11 +112,21 @@ def baseline_alerts(service: Service, history: list[Passage], detector: FluxRise
         l0, b0, _ = ephemeris(slots)
         lon, lat = grid.pixel_axes([grid.index(p.patch_id)])
         lat2, lon2 = np.meshgrid(lat[0], lon[0], indexing="ij")
-        b, la = np.deg2rad(b0)[:, None, None], np.deg2rad(lat2)[None]
-        mu = np.cos(b) * np.cos(la) * np.cos(np.deg2rad(lon2[None] - l0[:, None, None])) + np.sin(b) * np.sin(la)
-        flux = detector.flux(frames, mu, carrington_pixel_area_cm2(lat2, float(grid.config.pixel_size.to_value("deg"))))
-        for k in detector.trigger_frames(flux):
-            t = float(slot_days(slots[k]))
-            out.append(OpenedAlert(f"baseline/{p.patch_id}/{p.start_slot}/{k}", p.patch_id, t,
+        mu = heliocentric_z(lon2[None], lat2[None], l0[:, None, None], b0[:, None, None])
+        flux = detector.flux(frames, mu, carrington_pixel_area_cm2(lat2, area_deg))
+        out.append(FluxSeries(p.patch_id, p.start_slot, slots, flux))
+    return out
+
+
+def baseline_alerts(series: list[FluxSeries], detector: FluxRiseDetector) -> list[OpenedAlert]:
+    """The flux-rise baseline's alerts: one at each trigger of each passage's flux (re-armed after its history).
+
+    The flux does not depend on ``detector.k``: compute it once (:func:`baseline_flux`) for a sweep of ``k``.
+    """
+    out = []
+    for f in series:
+        for k in detector.trigger_frames(f.flux):
+            t = float(slot_days(f.slots[k]))
+            out.append(OpenedAlert(f"baseline/{f.patch_id}/{f.start_slot}/{k}", f.patch_id, t,
                                    t - detector.span * CADENCE_DAYS))
     return out

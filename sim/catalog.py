@@ -50,7 +50,7 @@ class DetectorConfig:
     flux_error: float = 0.15
 
 
-def _heliocentric_z(lon, lat, l0, b0):
+def heliocentric_z(lon, lat, l0, b0):
     """Heliocentric z (towards the observer, solar radii) of surface points, and their μ ≈ z."""
     dl = np.deg2rad(lon - l0)
     la, b = np.deg2rad(lat), np.deg2rad(b0)
@@ -75,7 +75,7 @@ def detect(sun: SyntheticSun, t_start: Time, t_end: Time, config: DetectorConfig
     rows = []
     for i in range(len(table)):
         lon, lat, flux = sun.bmr_state(table, i, slot_time(slots[i]))  # (days, 2) each
-        z = _heliocentric_z(lon, lat, l0[i, :, None], b0[i, :, None])
+        z = heliocentric_z(lon, lat, l0[i, :, None], b0[i, :, None])
         measured = (np.abs(flux) * np.clip(z, 0, None)).sum(axis=1)
         measured *= rng.lognormal(0.0, config.flux_error, size=measured.shape)
         centre_lon = _weighted_lon(lon, np.abs(flux))
@@ -117,6 +117,6 @@ def truth(sun: SyntheticSun, table, bmr_index: np.ndarray, start_slot: np.ndarra
     t_slot = np.asarray(slot_of_time(table.t_emerge))[bmr_index]
     onset = t_slot - start_slot
     l0, b0, _ = ephemeris(t_slot)
-    z = _heliocentric_z(np.asarray(table.lon)[bmr_index], np.asarray(table.lat)[bmr_index], l0, b0)
+    z = heliocentric_z(np.asarray(table.lon)[bmr_index], np.asarray(table.lat)[bmr_index], l0, b0)
     on_disk = (z > 0) & (onset >= 0) & (onset < video.n_frames)
     return on_disk.astype(int), np.where(on_disk, onset, -1)
