@@ -4,8 +4,9 @@
 2. the small ensemble (``train-ensemble --preset small``, about 17 min on 2 cores; reused when its
    bundle exists — ``--bundle`` points elsewhere);
 3. a real Kafka broker (KRaft) and the service on the accelerated synthetic feed;
-4. a Kafka consumer prints alerts as they arrive, with onset estimates next to the synthetic
-   truth, and a summary: alerts, hits, misses, onset errors.
+4. a Kafka consumer prints alerts as they arrive, and the stream's event-level summary against the
+   synthetic truth (the rule of ``evaluation.matching``): emergences alerted within 1 and 2 days,
+   time to alert, onset error, false alerts per disk-day.
 """
 from __future__ import annotations
 
@@ -18,11 +19,10 @@ import time
 from pathlib import Path
 
 import astropy.units as u
-import numpy as np
 from astropy.time import Time
 from tqdm import tqdm
 
-from common.clock import CADENCE, slot_of_time, slot_time
+from common.clock import CADENCE, slot_of_time
 from devtools.kafka_broker import KafkaBroker
 from serving.bundle import BundleError, ModelBundle
 from sim import SunConfig, SyntheticSun
@@ -99,45 +99,32 @@ def main(argv=None) -> int:
             proc.terminate()
             proc.wait(30)
             consumer.close()
-    summarize(alerts, Time(args.start), args.frames)
+    summarize(alerts, Time(args.start), args.frames, service_dir)
     return 0
 
 
-def summarize(alerts: list[dict], start: Time, frames: int) -> None:
-    """Alerts against the synthetic truth.
-
-    A true emergence is a BMR that began emerging on the visible disk while the feed ran, in a
-    patch the service watches. A hit is such a patch with an opened alert; a miss one without;
-    a false alert an opened alert on a patch with no true emergence in its passage.
-    """
-    from common.config import PatchGridConfig, ServiceConfig
-    from common.observer import central_meridian_distance
+def summarize(alerts: list[dict], start: Time, frames: int, service_dir: Path) -> None:
+    """The stream's alerts against the synthetic truth, by the event-level rule of :mod:`evaluation.matching`
+    (the one ``bench.alerts`` reports); every emergence during the stream is counted."""
+    from common.clock import CADENCE_DAYS, slot_days
+    from common.config import ServiceConfig
     from common.patches import PatchGrid
-    from sim import ephemeris
+    from evaluation.cli import score_events
+    from evaluation.matching import MatchRule
+    from evaluation.replay import truth
+    from evaluation.report import Exposure, table
+    from serving.events import AlertEvent
+    from serving.store import Reader
 
-    sun = SyntheticSun(SunConfig(), seed=0)
-    end = slot_time(int(slot_of_time(start)) + frames)
-    grid = PatchGrid(PatchGridConfig(lat_limit=ServiceConfig().lat_limit))
-    table = sun.bmrs(start, end)
-    l0, _, _ = ephemeris(table.t_emerge)
-    on_disk = np.abs(central_meridian_distance(table.lon, l0)) < 90
-    half = grid.config.patch_size.to_value("deg") / 2
-    truth = {}
-    for i in np.flatnonzero(on_disk):
-        dlon = np.abs((grid.lon - table.lon[i] + 180) % 360 - 180)
-        inside = np.flatnonzero((dlon <= half) & (np.abs(grid.lat - table.lat[i]) <= half))
-        for k in inside:
-            truth.setdefault(grid.ids[k], []).append(table.t_emerge[i])
-    opened = [a for a in alerts if a["event"] == "opened"]
-    alerted = {a["patch_id"]: a for a in opened}
-    hits = [p for p in truth if p in alerted]
-    errors = [(Time(alerted[p]["onset"]["time_utc"]) - min(truth[p])).to_value("day") for p in hits]
-    print(f"\nsummary: {len(alerts)} alert events, {len(opened)} alerts opened; {len(truth)} patches with a true "
-          f"on-disk emergence during the run: {len(hits)} hits, {len(truth) - len(hits)} misses; "
-          f"{len([p for p in alerted if p not in truth])} alerts on patches without one")
-    if errors:
-        q = np.percentile(errors, [25, 50, 75])
-        print(f"onset error (estimate - truth) for hits, days: median {q[1]:+.2f}, 25-75th [{q[0]:+.2f}, {q[2]:+.2f}]")
+    first = int(slot_of_time(start))
+    reader = Reader(service_dir / "state.sqlite")
+    patch_days = sum(len(reader.scores(*key)) for key in reader.passages()) * CADENCE_DAYS
+    emergences = truth(SyntheticSun(SunConfig(), seed=0), first - int(MatchRule().window_days / CADENCE_DAYS), first + frames)
+    m, s = score_events([AlertEvent.model_validate(a) for a in alerts], emergences, PatchGrid(ServiceConfig().patch_grid),
+                        Exposure(frames * CADENCE_DAYS, patch_days), (float(slot_days(first)), float(slot_days(first + frames))))
+    print(f"\nsummary: {len(alerts)} alert events on the stream's {frames} frames "
+          "(synthetic Sun: an upper bound for the real Sun; regions that emerged in the stream's last day could not yet be alerted)")
+    print(table("CNN", m, s))
 
 
 if __name__ == "__main__":

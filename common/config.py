@@ -137,6 +137,11 @@ class ServiceConfig:
             raise ValueError("speedup must be positive")
 
     @property
+    def patch_grid(self) -> PatchGridConfig:
+        """The grid of tiles the service scores (and the training tiles are drawn from)."""
+        return PatchGridConfig(lat_limit=self.lat_limit)
+
+    @property
     def tick_seconds(self) -> float:
         """Wall-clock seconds between scheduler runs."""
         return CADENCE.to_value(u.s) / self.speedup

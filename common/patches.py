@@ -83,6 +83,13 @@ class PatchGrid:
         idx = np.arange(len(self)) if indices is None else np.asarray(indices)
         return self.lon[idx, None] + self.offsets, self.lat[idx, None] + self.offsets
 
+    def overlapping(self, lon_deg: float, lat_deg: float, half_extent_deg: float = 0.0) -> np.ndarray:
+        """Indices of the patches that a footprint overlaps: centre (Carrington deg) ± ``half_extent_deg`` in
+        longitude and latitude. A point (``half_extent_deg`` = 0) on a shared edge is in both patches."""
+        half = self.config.patch_size.to_value("deg") / 2 + half_extent_deg
+        dlon = np.abs((self.lon - lon_deg + 180.0) % 360.0 - 180.0)
+        return np.flatnonzero((dlon <= half) & (np.abs(self.lat - lat_deg) <= half))
+
     def on_disk(self, observer: Observer) -> np.ndarray:
         """Boolean mask, shape (n_patches,): patches with any pixel centre facing the observer.
 

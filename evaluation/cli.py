@@ -24,11 +24,12 @@ from tqdm import tqdm
 
 from common.clock import CADENCE_DAYS, SLOTS_PER_DAY, slot_days, slot_of_time
 from common.config import ServiceConfig
+from common.patches import PatchGrid
 from evaluation.baseline import FluxRiseDetector
-from evaluation.matching import MatchRule, match
+from evaluation.matching import Emergence, Match, MatchRule, match
 from evaluation.replay import baseline_alerts, baseline_flux, opened, passages, policy_alerts, replay, truth
 from evaluation.report import Exposure, plot_operating_curves, summary, table
-from serving.events import EventKind
+from serving.events import AlertEvent, EventKind
 from serving.service import Service
 from sim import SunConfig, SyntheticSun
 
@@ -54,9 +55,7 @@ def evaluate(bundle: Path, seed: int, start: str, days: float, out: Path, size: 
     exposure = Exposure(disk_days=len(slots) * CADENCE_DAYS, patch_days=sum(len(p.scores) for p in history) * CADENCE_DAYS)
     grid = service.step.grid
 
-    events = service.store.reader().alerts()
-    cnn = match(emergences, opened(events), grid, rule, counted)
-    cnn_summary = summary(cnn, exposure, sum(e.event == EventKind.withdrawn for e in events))
+    cnn, cnn_summary = score_events(service.store.reader().alerts(), emergences, grid, exposure, counted, rule)
     policy = service.step.policy
     cnn_curve = []
     for t in THRESHOLDS:
@@ -86,6 +85,13 @@ def evaluate(bundle: Path, seed: int, start: str, days: float, out: Path, size: 
     (out / "report.json").write_text(json.dumps(report, indent=2))
     log(last_line(report))
     return report
+
+
+def score_events(events: list[AlertEvent], emergences: list[Emergence], grid: PatchGrid, exposure: Exposure,
+                 counted: tuple[float, float], rule: MatchRule = MatchRule()) -> tuple[Match, dict]:
+    """Match a service's alert events to the truth and summarise them (:func:`evaluation.report.summary`)."""
+    m = match(emergences, opened(events), grid, rule, counted)
+    return m, summary(m, exposure, sum(e.event == EventKind.withdrawn for e in events))
 
 
 def last_line(report: dict) -> str:

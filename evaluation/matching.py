@@ -86,10 +86,7 @@ class Match:
 
 def tiles_of(region: Emergence, grid: PatchGrid) -> set[str]:
     """Ids of the tiles the region's footprint overlaps."""
-    half = grid.config.patch_size.to_value("deg") / 2 + region.half_extent_deg
-    dlon = np.abs((grid.lon - region.lon + 180.0) % 360.0 - 180.0)
-    inside = (dlon <= half) & (np.abs(grid.lat - region.lat) <= half)
-    return {grid.ids[i] for i in np.flatnonzero(inside)}
+    return {grid.ids[i] for i in grid.overlapping(region.lon, region.lat, region.half_extent_deg)}
 
 
 def match(emergences: list[Emergence], alerts: list[OpenedAlert], grid: PatchGrid, rule: MatchRule = MatchRule(),

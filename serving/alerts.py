@@ -2,7 +2,10 @@
 
 States (:class:`~serving.events.AlertStatus`): ``idle`` → ``open`` when the
 ensemble median calls an emergence (:func:`common.ensemble.detects`: above the
-bundle's threshold); while open, an ``updated`` event when the onset estimate
+bundle's threshold) whose onset estimate lies after the first frame the service
+observed of the passage (``Score.observed_from``): flux that was already there
+when observation began — a region that rotated in over the limb, or one on the
+disk when the service started — is not an emergence it saw; while open, an ``updated`` event when the onset estimate
 moves by ``onset_frames`` or more, or the median by ``probability_step`` or
 more, since the last event; ``withdrawn`` when the median falls below
 ``threshold − hysteresis`` (back to idle; a later opening gets the next
@@ -64,7 +67,7 @@ def step(state: AlertState, policy: AlertPolicy, score: Score, on_disk: bool) ->
         events = [_event(state, EventKind.closed, score)] if state.status is AlertStatus.open else []
         state.status = AlertStatus.closed
         return events
-    if state.status is AlertStatus.idle and detects(median, policy.threshold):
+    if state.status is AlertStatus.idle and detects(median, policy.threshold) and score.onset.frame > score.observed_from:
         state.status, state.openings, state.seq = AlertStatus.open, state.openings + 1, 0
         return [_event(state, EventKind.opened, score)]
     if state.status is AlertStatus.open:

@@ -18,13 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from common.clock import slot_of_time
 from ingest.errors import IngestError
 from ingest.magnetogram import read_magnetogram
-from serving.events import AlertEvent, PatchDetail, PatchSummary
+from serving.events import SCHEMA_VERSION, AlertEvent, PatchDetail, PatchSummary
 from serving.service import Service
 
 
 def create_app(service: Service) -> FastAPI:
     """The API of a :class:`serving.service.Service`."""
-    app = FastAPI(title="fluxwatch", version="2.0",
+    app = FastAPI(title="fluxwatch", version=SCHEMA_VERSION,
                   description="Live detection of emerging solar active regions in full-disk magnetograms.")
     config = service.config
     reader = service.store.reader()

@@ -8,7 +8,7 @@ OpenAPI response models, and the published JSON Schema in
 Compatibility rule: within a major ``schema_version``, only new optional
 fields are added; removing or changing a field bumps the major version.
 Version 2.0 dropped the top-level copies ``median`` and ``onset_frame`` of
-``probability.median`` and ``onset.frame``.
+``probability.median`` and ``onset.frame``; 2.1 added ``observed_from``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "2.0"
+SCHEMA_VERSION = "2.1"
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "deploy" / "schemas" / "alert-event.schema.json"
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -85,6 +85,10 @@ class Score(_Model):
     probability: EnsembleProbability
     onset: Onset
     threshold: Probability = Field(description="the bundle's decision threshold on the median")
+    observed_from: int = Field(0, ge=0, description=(
+        "the first frame of the passage the service observed; earlier frames repeat it (a service started "
+        "mid-passage, or missing frames). Flux already there at this frame is not an emergence the service saw, "
+        "so an alert opens only on an onset estimate after it"))
 
     def payload(self) -> dict:
         """The published JSON object (also of the subclasses: alert events, patch status)."""
@@ -98,7 +102,7 @@ class AlertEvent(Score):
 
     model_config = ConfigDict(title="fluxwatch emergence alert event")
 
-    schema_version: Literal["2.0"] = "2.0"
+    schema_version: Literal["2.1"] = "2.1"
     event: EventKind
     alert_id: str = Field(description="<patch id>/<passage start YYYYMMDDTHHMM>/<n-th opening>; stable across restarts")
     event_id: str = Field(description="<alert id>#<sequence>; unique, the deduplication key")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from common.clock import slot_of_time, slot_time
-from common.config import PatchGridConfig, ServiceConfig
+from common.config import ServiceConfig
 from common.patches import PatchGrid
 from ingest.errors import IngestError
 from ingest.magnetogram import read_magnetogram
@@ -40,7 +40,7 @@ class Service:
         self.dir = Path(config.data_dir)
         self.inbox = Inbox(self.dir)
         self.store = Store(self.dir, self.bundle.n_frames, self.bundle.pixels)
-        self.step = FrameStep(self.bundle, PatchGrid(PatchGridConfig(lat_limit=config.lat_limit)),
+        self.step = FrameStep(self.bundle, PatchGrid(config.patch_grid),
                               AlertPolicy(self.bundle.threshold, config.hysteresis, config.onset_step_frames,
                                           config.probability_step))
         self.metrics = metrics or Metrics()

@@ -181,8 +181,10 @@ class FrameStep:
         for j, (key, k, _) in enumerate(extended):
             frames, history = store.curves(*key)
             curves = probs[:, j : j + 1] if history.size == 0 else np.c_[history, probs[:, j]]
+            seen = store.observed_slots(key[1], key[1] + k)  # frame k is this one, not stored yet
             score = self._score_of(key, k, result.slot, probs[:, j], np.r_[frames, k], curves,
-                                   LonLat(lon=float(stony_lon[j]), lat=float(stony_lat[j])))
+                                   LonLat(lon=float(stony_lon[j]), lat=float(stony_lat[j])),
+                                   observed_from=int(seen[0] - key[1]) if seen.size else k)
             result.scores.append(ScoreRecord(key, [float(p) for p in probs[:, j]], score))
             alert = result.alert_states.get(key) or store.alert_state(*key)
             result.events += step(alert, self.policy, score, on_disk=True)
@@ -190,7 +192,7 @@ class FrameStep:
             result.statuses.append(PatchStatus(**dict(score), alert=alert.status))
 
     def _score_of(self, key: Key, k: int, slot: int, member_probs: np.ndarray, frames: np.ndarray,
-                  curves: np.ndarray, stonyhurst: LonLat) -> Score:
+                  curves: np.ndarray, stonyhurst: LonLat, observed_from: int) -> Score:
         """The typed score of frame k of a passage: ensemble probability and onset from the masking curves so far."""
         pid, start = key
         p25, median, p75 = (float(v) for v in percentiles(member_probs))
@@ -208,4 +210,5 @@ class FrameStep:
             onset=Onset(frame=int(round(onset)), time_utc=slot_time(start + int(round(onset))).isot,
                         uncertainty_hours=float((o75 - o25) / 2 * self.bundle.cadence.to_value(u.h))),
             threshold=self.bundle.threshold,
+            observed_from=observed_from,
         )

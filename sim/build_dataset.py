@@ -4,7 +4,17 @@ Presets (``--preset``):
 
 - ``paper``: BMRs over 1996–2011, 2,032 train+validation videos (months
   1–10) plus 406 test videos (months 11–12), 225 × 90 × 90 each.
-- ``small``: two years at solar maximum, 200 + 40 videos: tests and the CPU demo.
+- ``small``: two years at solar maximum, 200 + 40 videos centred on catalog
+  regions plus 120 + 40 tiles of the service's grid: tests and the CPU demo.
+
+The paper's videos are all centred on catalog regions. The service scores
+every tile of the disk, so a dataset can also hold **tiles** (``n_tiles``): a
+tile of the service's grid on the passage that covers a random time, half of
+them drawn anywhere (quiet Sun, old and decaying regions, regions rotating
+in) and half over a BMR that emerged on the visible disk (off-centre and
+split regions, as the service sees them). A tile's crude label comes from the
+catalog the same way (a catalog BMR first observed in it west of −60°), its
+truth from the BMRs that emerged in it with at least the catalog's flux limit.
 
 The build is streamed (one video in memory per worker) and resumable: rerun
 the same command after an interruption and it continues where it stopped.
@@ -30,11 +40,14 @@ from astropy.time import Time
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from common.clock import slot_time
-from common.config import PatchGridConfig, VideoConfig
+from common.clock import SLOTS_PER_DAY, slot_of_time, slot_time
+from common.config import PatchGridConfig, ServiceConfig, VideoConfig
+from common.observer import central_meridian_distance
+from common.passage import on_disk, passage_start_slot
+from common.patches import PatchGrid
 from ingest.dataset import CATALOG_COLUMNS, KIND, DatasetError, DatasetStore, video_digest
-from sim import SunConfig, SyntheticSun, observe_patch_video
-from sim.catalog import DetectorConfig, detect, truth, video_start_slot
+from sim import SunConfig, SyntheticSun, ephemeris, observe_patch_video
+from sim.catalog import CRUDE_CMD_DEG, DetectorConfig, detect, heliocentric_z, truth, video_start_slot
 
 
 @dataclass(frozen=True)
@@ -46,12 +59,16 @@ class Preset:
     n_trainval: int
     n_test: int
     n_frames: int = VideoConfig().n_frames
+    n_tiles: tuple[int, int] = (0, 0)  # tile draws (train+validation, test); a tile passage drawn twice is kept once
 
 
 PRESETS = {
     "paper": Preset(1996, 2011, 2032, 406),
-    "small": Preset(2000, 2001, 200, 40),
+    "small": Preset(2000, 2001, 200, 40, n_tiles=(120, 40)),
 }
+#: The crude onset is the first catalog observation minus one day: the catalog observes daily, so a
+#: region crosses its flux limit up to a day before it is recorded.
+CATALOG_LAG_SLOTS = SLOTS_PER_DAY
 TEST_MONTHS = (11, 12)
 
 
@@ -79,16 +96,84 @@ def plan(preset: Preset, seed: int, detector: DetectorConfig = DetectorConfig(),
     idx = cat.bmr_index.to_numpy()
     start = video_start_slot(cat.lon.to_numpy(), cat.first_obs_slot.to_numpy())
     true_class, onset = truth(sun, table, idx, start, video)
-    cat["video_id"] = np.arange(len(cat))
+    cat["kind"] = "region"
     cat["bmr_id"] = np.asarray(table.id)[idx]
     cat["start_slot"] = start
     cat["start_time"] = slot_time(start).isot
     cat["flux_Mx"] = np.asarray(table.flux_Mx)[idx]
-    cat["crude_label"] = (cat.first_obs_cmd > -60.0).astype(int)
+    cat["crude_label"] = (cat.first_obs_cmd > CRUDE_CMD_DEG).astype(int)
+    cat["crude_onset_frame"] = np.maximum(cat.first_obs_slot.to_numpy() - start - CATALOG_LAG_SLOTS, 0)
     cat["true_class"] = true_class
     cat["true_onset_frame"] = onset
+    if any(preset.n_tiles):
+        tiles = plan_tiles(sun, table, found, preset, rng, detector.flux_threshold_Mx)
+        cat = pd.concat([cat, tiles]).sort_values("start_slot", kind="stable").reset_index(drop=True)
+    cat["video_id"] = np.arange(len(cat))
     cat["verified"] = False
     return cat[list(CATALOG_COLUMNS)]
+
+
+def plan_tiles(sun: SyntheticSun, table, found: pd.DataFrame, preset: Preset, rng: np.random.Generator,
+               min_flux_Mx: float) -> pd.DataFrame:
+    """Catalog rows of ``preset.n_tiles`` tile videos (see the module docstring); ``found`` are the catalog's
+    first observations (:func:`sim.catalog.detect`, with ``year`` and ``month``)."""
+    grid = PatchGrid(ServiceConfig().patch_grid)
+    n_frames = preset.n_frames
+    t_slot = np.asarray(slot_of_time(table.t_emerge))
+    lon, lat, flux = np.asarray(table.lon), np.asarray(table.lat), np.asarray(table.flux_Mx)
+    half = np.asarray(table.separation_deg) / 2
+    l0, b0, _ = ephemeris(t_slot)
+    emerged_visible = (heliocentric_z(lon, lat, l0, b0) > 0) & (flux >= min_flux_Mx)
+    months = np.array([int(s[5:7]) for s in slot_time(t_slot).isot])
+    lo, hi = (int(slot_of_time(Time(f"{y}-01-01"))) for y in (preset.first_year, preset.last_year + 1))
+    rows = []
+    for n_tiles, test in zip(preset.n_tiles, (False, True)):
+        in_part = np.isin(months, TEST_MONTHS) == test
+        over = np.flatnonzero(emerged_visible & in_part & (t_slot >= lo) & (t_slot < hi))
+        picked: list[tuple[int, int]] = []  # (tile index, a slot at which its centre is on the disk)
+        while len(picked) < n_tiles:
+            if len(picked) % 2 and over.size:  # over an emergence: one of the tiles its footprint overlaps
+                b = over[rng.integers(over.size)]
+                i, slot = int(rng.choice(grid.overlapping(lon[b], lat[b], half[b]))), int(t_slot[b])
+            else:  # anywhere, at a random slot of the part's months
+                i, slot = int(rng.integers(len(grid))), int(rng.integers(lo, hi))
+                if (int(slot_time(slot).isot[5:7]) in TEST_MONTHS) != test:
+                    continue
+            if on_disk(central_meridian_distance(grid.lon[i], ephemeris(np.array([slot]))[0][0])):
+                picked.append((i, slot))
+        tiles, slots = np.array(picked, dtype=np.int64).reshape(-1, 2).T
+        starts = passage_start_slot(grid.lon[tiles], slots, lambda s: ephemeris(s)[0])
+        rows += [_tile_row(grid, int(i), int(start), n_frames, table, found, t_slot, emerged_visible, half)
+                 for i, start in dict.fromkeys(zip(tiles, starts))]  # a tile passage once
+    return pd.DataFrame(rows)
+
+
+def _tile_row(grid: PatchGrid, i: int, start: int, n_frames: int, table, found: pd.DataFrame, t_slot: np.ndarray,
+              emerged_visible: np.ndarray, half: np.ndarray) -> dict:
+    """One tile video's catalog row: its crude label from the catalog, its truth from the BMRs."""
+    def inside(b: int) -> bool:
+        return i in grid.overlapping(float(table.lon[b]), float(table.lat[b]), float(half[b]))
+
+    in_video = np.flatnonzero(emerged_visible & (t_slot >= start) & (t_slot < start + n_frames))
+    true = sorted((int(t_slot[b]), int(b)) for b in in_video if inside(int(b)))
+    seen = found[(found.first_obs_slot >= start) & (found.first_obs_slot < start + n_frames)].sort_values("first_obs_slot")
+    seen = seen[[inside(int(b)) for b in seen.bmr_index]]
+    first = seen.iloc[0] if len(seen) else None
+    about = int(true[0][1]) if true else (int(first.bmr_index) if first is not None else None)
+    crude = int(first is not None and first.first_obs_cmd > CRUDE_CMD_DEG)
+    time = slot_time(start + n_frames // 2).isot
+    return {
+        "kind": "tile", "bmr_id": str(table.id[about]) if about is not None else "",
+        "start_time": slot_time(start).isot, "start_slot": start, "year": int(time[:4]), "month": int(time[5:7]),
+        "lon": float(grid.lon[i]), "lat": float(grid.lat[i]),
+        "first_obs_time": first.first_obs_time if first is not None else "",
+        "first_obs_cmd": float(first.first_obs_cmd) if first is not None else np.nan,
+        "first_obs_flux_Mx": float(first.first_obs_flux_Mx) if first is not None else np.nan,
+        "flux_Mx": float(table.flux_Mx[about]) if about is not None else 0.0,
+        "crude_label": crude,
+        "crude_onset_frame": max(int(first.first_obs_slot) - start - CATALOG_LAG_SLOTS, 0) if first is not None and crude else -1,
+        "true_class": int(bool(true)), "true_onset_frame": int(true[0][0] - start) if true else -1,
+    }
 
 
 def label_quality(cat: pd.DataFrame) -> dict:
@@ -188,11 +273,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic Sun, the detector and the selection")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes rendering videos")
     p.add_argument("--videos", type=int, nargs=2, metavar=("TRAINVAL", "TEST"), help="override the preset's video counts")
+    p.add_argument("--tiles", type=int, nargs=2, metavar=("TRAINVAL", "TEST"), help="override the preset's tile draws")
     p.add_argument("--frames", type=int, help="override frames per video (225 in both presets)")
     args = p.parse_args(argv)
     preset = PRESETS[args.preset]
     if args.videos:
         preset = replace(preset, n_trainval=args.videos[0], n_test=args.videos[1])
+    if args.tiles:
+        preset = replace(preset, n_tiles=tuple(args.tiles))
     if args.frames:
         preset = replace(preset, n_frames=args.frames)
     t0 = time.perf_counter()

@@ -6,6 +6,7 @@ Helpers that are not fixtures are in :mod:`tests.support`.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,7 @@ def tiny_bundle(tmp_path_factory) -> Path:
     from training.train import TrainConfig, train_member
 
     root = tmp_path_factory.mktemp("bundle")
-    assert build_main(["--preset", "small", "--videos", "20", "6", "--frames", "16", "--out", str(root / "s.zarr")]) == 0
+    assert build_main(["--preset", "small", "--videos", "20", "6", "--tiles", "4", "2", "--frames", "16", "--out", str(root / "s.zarr")]) == 0
     store = DatasetStore(root / "s.zarr")
     cat = store.catalog
     members = [train_member(store, cat.video_id[:14].to_numpy(), cat.crude_label[:14].to_numpy(),
@@ -71,7 +72,7 @@ def frames(tmp_path_factory) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory) -> KafkaBroker:
+def kafka_broker(tmp_path_factory) -> Iterator[KafkaBroker]:
     """A running single-node Kafka broker; ``kafka_broker.bootstrap`` is its address.
 
     The first use fetches the broker's jars with Maven (once per checkout). Tests that stop or

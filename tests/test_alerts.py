@@ -7,13 +7,14 @@ from serving.events import AlertStatus, EnsembleProbability, EventKind, LonLat, 
 POLICY = AlertPolicy(threshold=0.5, hysteresis=0.1, onset_frames=3, probability_step=0.1)
 
 
-def score(median: float, onset: int = 10, frame: int = 20) -> Score:
+def score(median: float, onset: int = 10, frame: int = 20, observed_from: int = 0) -> Score:
     return Score(model_version="test", patch=PatchPosition(id="L007.50N07.50", carrington=LonLat(lon=7.5, lat=7.5),
                                                             stonyhurst=LonLat(lon=-20.0, lat=7.5)),
                  passage_start="2000-06-01T00:00:00.000", frame=frame, frame_time="2000-06-02T08:00:00.000",
                  probability=EnsembleProbability(median=median, p25=median, p75=median, members=[median],
                                                  stable=True),
-                 onset=Onset(frame=onset, time_utc="2000-06-01T16:00:00.000", uncertainty_hours=0.0), threshold=0.5)
+                 onset=Onset(frame=onset, time_utc="2000-06-01T16:00:00.000", uncertainty_hours=0.0), threshold=0.5,
+                 observed_from=observed_from)
 
 
 def run(medians_onsets, state=None, on_disk=True):
@@ -29,6 +30,18 @@ def test_opens_strictly_above_the_threshold():
     assert kinds == [] and state.status is AlertStatus.idle
     state, kinds = run([(0.51, 10)])
     assert kinds == ["opened"] and state.status is AlertStatus.open and state.alert_id == "L007.50N07.50/20000601T0000/1"
+
+
+def test_flux_there_when_observation_began_is_not_an_emergence():
+    """A region that rotated in (onset at frame 0), or that was on the disk when the service started
+    mid-passage (onset at the first observed frame, the earlier ones filled), opens nothing; a rise
+    after observation began does."""
+    state = AlertState("L007.50N07.50", "20000601T0000")
+    assert step(state, POLICY, score(0.9, onset=0, frame=5), on_disk=True) == []
+    assert step(state, POLICY, score(0.9, onset=40, frame=41, observed_from=40), on_disk=True) == []
+    assert state.status is AlertStatus.idle
+    events = step(state, POLICY, score(0.9, onset=44, frame=46, observed_from=40), on_disk=True)
+    assert [e.event for e in events] == [EventKind.opened] and events[0].observed_from == 40
 
 
 def test_updates_on_onset_or_probability_moves_only():

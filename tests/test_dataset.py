@@ -3,11 +3,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import zarr
+from astropy.time import Time
 
+from common.clock import slot_of_time
+from common.config import ServiceConfig
+from common.patches import PatchGrid, patch_id
 from ingest.dataset import CATALOG_COLUMNS, DatasetError, DatasetStore
+from sim import SunConfig, SyntheticSun
 from sim.build_dataset import PRESETS, label_quality, main, plan
+from sim.catalog import DetectorConfig
 
-TINY = ["--preset", "small", "--videos", "10", "4", "--frames", "24", "--workers", "2"]
+TINY = ["--preset", "small", "--videos", "10", "4", "--tiles", "2", "2", "--frames", "24", "--workers", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -16,15 +22,15 @@ def small_plan():
 
 
 def test_small_preset_crude_labels_err_like_the_papers(small_plan):
-    q = label_quality(small_plan)
+    q = label_quality(small_plan[small_plan.kind == "region"])
     assert q["videos"] == 240
     assert 0.75 <= q["crude_accuracy"] <= 0.90
     assert q["false_emergence"] > 0 and q["false_non_emergence"] > 0
 
 
 def test_catalog_follows_the_papers_rules(small_plan):
-    cat = small_plan
-    assert list(cat.columns) == list(CATALOG_COLUMNS)
+    assert list(small_plan.columns) == list(CATALOG_COLUMNS)
+    cat = small_plan[small_plan.kind == "region"]
     np.testing.assert_array_equal(cat.crude_label, (cat.first_obs_cmd > -60).astype(int))
     assert (cat.month.isin([11, 12]).sum()) == 40
     assert cat.first_obs_cmd.between(-90, 90).all()
@@ -38,6 +44,31 @@ def test_catalog_follows_the_papers_rules(small_plan):
     assert (false_non.first_obs_cmd <= -60).all()
     false_em = cat[(cat.crude_label == 1) & (cat.true_class == 0)]
     assert (false_em.first_obs_cmd > -60).all()
+    # the crude onset: a day before the first (daily) catalog observation
+    first = (pd.to_datetime(cat.first_obs_time) - pd.to_datetime(cat.start_time)).dt.total_seconds() / 86400 * 15
+    np.testing.assert_array_equal(cat.crude_onset_frame, np.maximum(first.round().astype(int) - 15, 0))
+
+
+def test_tiles_are_service_tiles_labelled_from_the_catalog_and_the_truth(small_plan):
+    tiles = small_plan[small_plan.kind == "tile"]
+    assert 150 <= len(tiles) <= 160 and tiles.month.isin([11, 12]).sum() >= 35
+    grid = PatchGrid(ServiceConfig().patch_grid)
+    assert set(zip(tiles.lon, tiles.lat)) <= set(zip(grid.lon, grid.lat))
+    assert not tiles.duplicated(["lon", "lat", "start_slot"]).any()
+    # quiet tiles and tiles over emergences both, and crude labels that err both ways
+    assert 0.3 <= tiles.true_class.mean() <= 0.9
+    q = label_quality(tiles)
+    assert q["false_emergence"] + q["false_non_emergence"] > 0 and q["crude_accuracy"] >= 0.6
+    # every true emergence in a tile is a BMR of at least the catalog's flux limit, with its onset in the video
+    sun = SyntheticSun(SunConfig(), seed=0)
+    table = sun.bmrs(Time("2000-01-01"), Time("2002-01-01"))
+    ids = list(table.id)
+    for row in tiles[tiles.true_class == 1].itertuples():
+        b = ids.index(row.bmr_id)
+        assert table.flux_Mx[b] >= DetectorConfig().flux_threshold_Mx
+        assert int(slot_of_time(table.t_emerge[b])) - row.start_slot == row.true_onset_frame
+        assert grid.index(patch_id(row.lon, row.lat)) in grid.overlapping(table.lon[b], table.lat[b], table.separation_deg[b] / 2)
+    assert (tiles[tiles.crude_label == 1].crude_onset_frame >= 0).all() and (tiles[tiles.crude_label == 0].crude_onset_frame == -1).all()
 
 
 def test_build_writes_store_and_prints_accuracy(tmp_path, capsys):
@@ -46,11 +77,12 @@ def test_build_writes_store_and_prints_accuracy(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "crude-label accuracy vs truth:" in printed
     store = DatasetStore(out)
-    assert len(store) == 14 and store.video_shape == (24, 90, 90)
+    assert len(store) == 18 and store.video_shape == (24, 90, 90)
+    assert (store.catalog.kind == "tile").sum() == 4
     assert store.videos.dtype == np.float16
     v = store.video(0)
     assert v.dtype == np.float32 and np.abs(v).max() > 50  # real magnetograms, not blanks
-    assert store.catalog.month.isin([11, 12]).sum() == 4
+    assert store.catalog.month.isin([11, 12]).sum() == 6
 
 
 def test_build_resumes_after_interruption(tmp_path):
@@ -63,7 +95,7 @@ def test_build_resumes_after_interruption(tmp_path):
     written[3:9] = False
     root["written"][:] = written
     root["videos"][3:9] = 0
-    with pytest.raises(DatasetError, match="incomplete: 8 of 14"):
+    with pytest.raises(DatasetError, match="incomplete: 12 of 18"):
         DatasetStore(b)
     assert main(TINY + ["--out", str(b)]) == 0
     assert DatasetStore(b).fingerprint() == DatasetStore(a).fingerprint()

@@ -19,7 +19,7 @@ from kafka import KafkaConsumer
 from common.config import ServiceConfig
 from serving.api import create_app
 from serving.app import build
-from serving.events import SCHEMA_PATH, AlertEvent, render_schema
+from serving.events import SCHEMA_PATH, AlertEvent, EventKind, render_schema
 from serving.service import Service
 from tests.support import ServerThread, free_port
 
@@ -97,7 +97,7 @@ def test_alerts_reach_kafka_and_match_the_api(tmp_path, tiny_bundle, frames, kaf
         validator.validate(event)  # every published event follows the schema in deploy/
     assert not validator.is_valid({k: v for k, v in api[0].items() if k != "onset"})
     first = api[0]
-    assert first["event"] == "opened" and first["schema_version"] == "2.0"
+    assert first["event"] == "opened" and first["schema_version"] == "2.1"
     assert "median" not in first and "onset_frame" not in first, "one copy of each field"
     for field in ("alert_id", "model_version", "patch", "onset", "probability", "frame_time"):
         assert field in first
@@ -172,6 +172,23 @@ def test_restart_after_kill_loses_no_frame_and_duplicates_no_alert(tmp_path, tin
     assert max(np.abs(got[key] - expected_scores[key]).max() for key in got) <= 1e-5
     logged = [json.loads(line)["event_id"] for line in (data / "alerts.jsonl").read_text().splitlines()]
     assert sorted(logged) == expected_events, "the JSON-lines log has every event once"
+
+
+def test_a_cold_start_marks_the_frames_it_did_not_see_and_alerts_only_on_later_rises(tmp_path, tiny_bundle, frames):
+    service = Service(config(tmp_path, tiny_bundle))
+    drop(frames, service.dir)
+    service.run_cycle()
+    reader = service.store.reader()
+    ingested = [r[0] for r in service.store.db.execute("SELECT slot FROM frames ORDER BY slot")]
+    cold = 0
+    for pid, start in reader.passages():
+        first_seen = next(s for s in ingested if s >= start) - start
+        if history := reader.scores(pid, start):  # (a passage whose video ended before the first frame has none)
+            cold += first_seen > 0
+            assert {s.observed_from for s in history} == {first_seen}
+    assert cold > 10, "a service started mid-passage has passages it saw only part of"
+    opened = [e for e in reader.alerts() if e.event == EventKind.opened]
+    assert opened and all(e.onset.frame > e.observed_from for e in opened)
 
 
 def test_late_frame_takes_its_slot_and_later_scores_use_it(tmp_path, tiny_bundle, frames):

@@ -69,7 +69,7 @@ def write_store(path, n_videos: int, seed: int) -> DatasetStore:
     cat["video_id"] = np.arange(n_videos)
     cat["month"] = rng.integers(1, 13, n_videos)
     cat["crude_label"] = cat["true_class"] = label
-    cat["true_onset_frame"] = onsets
+    cat["true_onset_frame"] = cat["crude_onset_frame"] = onsets
     cat["verified"] = False
     cat.to_csv(path / "catalog.csv", index=False)
     return DatasetStore(path)
@@ -160,6 +160,38 @@ def test_cycled_augmentation_visits_every_variant_over_four_epochs(store, splits
     assert seen == [1, 2, 3, 0]
     with pytest.raises(ValueError, match="augment must be one of"):
         VideoDataset(store, idx, labels, augment="x2")
+
+
+def test_truncated_items_are_the_masked_video_labelled_by_whether_the_onset_is_reached(store):
+    cat = store.catalog
+    emerging, quiet = (int(np.flatnonzero(cat.true_class == c)[0]) for c in (1, 0))
+    idx = np.array([emerging, quiet, emerging])
+    labels = np.array([1, 0, 1])
+    ds = VideoDataset(store, idx, labels, truncate=1.0, seed=5)
+    ds.onsets[2] = -1  # an emergence whose onset the catalog does not give: never truncated
+    onset = int(cat.crude_onset_frame[emerging])
+    seen = {0: set(), 1: set()}
+    for epoch in range(40):
+        ds.set_epoch(epoch)
+        for k in range(3):
+            x, y = ds[k]
+            full = scale_for_model(store.video(idx[k]))
+            v = x[0].numpy()
+            cut = next((n for n in range(FRAMES) if np.array_equal(v[n:], np.broadcast_to(v[n], v[n:].shape))), FRAMES)
+            np.testing.assert_allclose(v[:cut + 1], full[:cut + 1], atol=1e-7)  # frames up to n are the video's
+            if k == 2:
+                assert float(y) == 1 and np.allclose(v, full, atol=1e-7)
+            elif k == 1:
+                assert float(y) == 0
+            else:
+                n = cut if not np.allclose(v, full, atol=1e-7) else FRAMES - 1
+                assert float(y) == float(n >= onset)
+                seen[int(y)].add(n)
+    assert seen[0] and seen[1]  # both sides of the onset were drawn
+    ds.set_epoch(3)
+    assert torch.equal(ds[0][0], ds[0][0]) and float(ds[0][1]) == float(ds[0][1])  # drawn from (seed, epoch, item)
+    plain = VideoDataset(store, idx, labels)
+    assert all(np.allclose(plain[k][0][0].numpy(), scale_for_model(store.video(idx[k])), atol=1e-7) for k in range(3))
 
 
 # ---- training --------------------------------------------------------------------------------

@@ -52,9 +52,16 @@ class VideoDataset(Dataset):
     labels are given). With ``"x4"`` item ``k`` is variant ``k % 4`` of video
     ``indices[k // 4]``; with ``"cycle"`` item ``k`` is variant
     ``(k + epoch) % 4`` of video ``indices[k]`` (:meth:`set_epoch`).
+
+    With ``truncate`` > 0 that share of items (drawn from ``seed``, the epoch and
+    the item) is the paper's masked video at a random frame n — the video the
+    service scores at frame n — labelled 1 only if its label is 1 and n reaches
+    the catalog's crude onset (``crude_onset_frame``; an emergence without one,
+    a reviewer's addition, is never truncated).
     """
 
-    def __init__(self, store: DatasetStore, indices, labels=None, augment: str = "none"):
+    def __init__(self, store: DatasetStore, indices, labels=None, augment: str = "none", truncate: float = 0.0,
+                 seed: int = 0):
         self.store = store
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = np.zeros(len(self.indices), np.float32) if labels is None else np.asarray(labels, np.float32)
@@ -69,6 +76,9 @@ class VideoDataset(Dataset):
         self.augment = augment
         self.epoch = 0
         self.clip = store_clip(store)
+        self.truncate, self.seed = float(truncate), int(seed)
+        self.onsets = (store.catalog.crude_onset_frame.to_numpy()[self.indices] if self.truncate
+                       else np.full(len(self.indices), -1))
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the variants of a ``"cycle"`` epoch."""
@@ -84,7 +94,13 @@ class VideoDataset(Dataset):
         else:
             i, variant = k, (k + self.epoch) % N_AUGMENT if self.augment == "cycle" else 0
         video = augment(scale_for_model(self.store.video(self.indices[i]), self.clip), variant)
-        return torch.from_numpy(video)[None], torch.tensor(self.labels[i])
+        label = self.labels[i]
+        rng = np.random.default_rng([self.seed, self.epoch, k])
+        if self.truncate and rng.random() < self.truncate and not (label == 1 and self.onsets[i] < 0):
+            n = int(rng.integers(len(video)))
+            video[n + 1 :] = video[n]
+            label = np.float32(label == 1 and n >= self.onsets[i])
+        return torch.from_numpy(video)[None], torch.tensor(label)
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, num_workers: int = 0) -> DataLoader:

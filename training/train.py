@@ -44,6 +44,9 @@ class TrainConfig:
         training and validation sets; "cycle", one variant per video per epoch, validation unaugmented.
     balance : weight the positive class by n_negative / n_positive of the training labels, so a
         small, imbalanced training set does not collapse onto the majority class.
+    truncate : share of training items shown masked at a random frame n (frames after n repeat frame n),
+        labelled "has emerged by frame n" from the catalog's crude onset (:class:`training.data.VideoDataset`):
+        the service scores such partial videos. 0 trains on complete videos only, as the paper does.
     channels, fc, time_stride, dropout, batch_norm, input_pool : :class:`~training.model.EmergenceCNN` architecture.
     num_workers : DataLoader worker processes (0 reads videos in the training process).
     """
@@ -55,6 +58,7 @@ class TrainConfig:
     patience: int = 5
     augment: str = "x4"
     balance: bool = False
+    truncate: float = 0.0
     channels: tuple[int, ...] = (8, 16, 32, 64)
     fc: tuple[int, int] = (112, 32)
     time_stride: int = 3
@@ -68,6 +72,8 @@ class TrainConfig:
             raise ValueError("need lr > 0, 0 <= momentum < 1, batch_size >= 1")
         if self.max_epochs < 1 or self.patience < 1:
             raise ValueError("max_epochs and patience must be >= 1")
+        if not 0.0 <= self.truncate <= 1.0:
+            raise ValueError(f"truncate is a share in [0, 1], got {self.truncate}")
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "fc", tuple(self.fc))
 
@@ -170,7 +176,7 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
         raise ValueError("train_member needs non-empty training and validation sets")
     device = torch.device(device)
     n_frames, pixels, _ = store.video_shape
-    train_set = VideoDataset(store, train_idx, train_labels, augment=config.augment)
+    train_set = VideoDataset(store, train_idx, train_labels, augment=config.augment, truncate=config.truncate, seed=seed)
     val_set = VideoDataset(store, val_idx, val_labels, augment="x4" if config.augment == "x4" else "none")
     train_loader = make_loader(train_set, config.batch_size, shuffle=True, seed=seed, num_workers=config.num_workers)
     val_loader = make_loader(val_set, config.batch_size, shuffle=False, seed=seed, num_workers=config.num_workers)
