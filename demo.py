@@ -1,8 +1,9 @@
 """``make demo``: fluxwatch end to end on the embedded default, on one machine.
 
 1. the synthetic Sun as FITS files through ingest, and the small training set (``sim.demo``);
-2. the small ensemble (``train-ensemble --preset small``, about 17 min on 2 cores; reused when its
-   bundle exists — ``--bundle`` points elsewhere);
+2. the small ensemble (``train-ensemble --preset small``; reused when its bundle exists —
+   ``--bundle`` points elsewhere), and its alert threshold for 0.5 false alerts per disk-day chosen
+   on the validation stream (``fluxwatch-evaluate --calibrate``), once;
 3. a real Kafka broker (KRaft) and the service on the accelerated synthetic feed;
 4. a Kafka consumer prints alerts as they arrive, and the stream's event-level summary against the
    synthetic truth (the rule of ``evaluation.matching``): emergences alerted within 1 and 2 days,
@@ -59,6 +60,11 @@ def main(argv=None) -> int:
 
     data_demo.main(["--out", str(args.out)])
     bundle = args.bundle or ensure_bundle(args.out / "small.zarr", Path("runs/small"))
+    if "operating_point" not in ModelBundle(bundle).manifest:
+        from evaluation.cli import calibrate
+
+        print("choosing the alert threshold on the validation stream (fluxwatch-evaluate --calibrate; about 8 minutes)")
+        calibrate(bundle, args.out / "validation")
 
     service_dir = args.out / "service"
     for fresh in (service_dir, args.out / "kafka"):  # a new stream each run: no old alerts replayed

@@ -1,13 +1,16 @@
 """Event-level evaluation on held-out streams: the CNN side by side with the classical flux-rise baseline.
 
-Streams a stretch near solar maximum and one near minimum of the synthetic Sun
-(seed 7: no training, test or demo uses it; the demo and the training sets use
-seed 0) through the service's own path (``fluxwatch-evaluate``), prints each
-stream's table, and as its last line the pooled figures:
+First chooses the bundle's operating point on the validation stream (seed 11,
+``fluxwatch-evaluate --calibrate``: the alert threshold and the baseline's k for
+0.5 false alerts per disk-day, recorded in the bundle's manifest), then streams
+a stretch near solar maximum and one near minimum of the synthetic Sun (seed 7:
+no training, validation, test or demo uses it; the demo and the training sets
+use seed 0) through the service's own path (``fluxwatch-evaluate``), prints
+each stream's table, and as its last line the pooled figures:
 ``detected_1d=… false_per_disk_day=… onset_median_d=… onset_iqr_d=… baseline_detected_1d=… baseline_false_per_disk_day=…``.
 Numbers from the synthetic Sun are upper bounds for the real Sun.
 
-Usage: python -m bench.alerts [--bundle runs/small/bundle] [--max-days 60] [--min-days 30] [--size 1024]
+Usage: python -m bench.alerts [--bundle runs/small/bundle] [--max-days 60] [--min-days 30] [--size 1024] [--keep-operating-point]
 """
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.cli import evaluate
+from evaluation.cli import calibrate, evaluate
+from serving.bundle import ModelBundle
 
 STREAMS = (("maximum", "2002-03-01T00:00:00", "max_days"), ("minimum", "2008-06-01T00:00:00", "min_days"))
 
@@ -37,11 +41,16 @@ def main() -> None:
     p.add_argument("--min-days", type=float, default=30.0)
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--out", type=Path, default=Path("data/bench-alerts"))
+    p.add_argument("--keep-operating-point", action="store_true", help="use the bundle's recorded operating point as it is")
     a = p.parse_args()
+    point = ModelBundle(a.bundle).manifest.get("operating_point")
+    if not (a.keep_operating_point and point):
+        point = calibrate(a.bundle, a.out / "validation", a.size)
     reports = []
     for name, start, days in STREAMS:
         print(f"--- held-out stream near solar {name}: seed 7, {getattr(a, days):g} days from {start}")
-        reports.append(evaluate(a.bundle, 7, start, getattr(a, days), a.out / name, a.size))
+        reports.append(evaluate(a.bundle, 7, start, getattr(a, days), a.out / name, a.size,
+                                baseline_k=point["baseline_flux_rise_k"]))
     c, b = pooled(reports, "cnn"), pooled(reports, "baseline")
     print(f"detected_1d={c['detected_1d']:.2f} false_per_disk_day={c['false_per_disk_day']:.2f} "
           f"onset_median_d={c['onset_median_d']:+.2f} onset_iqr_d={c['onset_iqr_d']:.2f} "

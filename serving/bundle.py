@@ -40,7 +40,8 @@ class ModelBundle:
     """Load and validate ``bundle/manifest.json`` and its members.
 
     Checks: the manifest parses, has schema version 2, the input spec (frames, pixels,
-    the clock's cadence, clip, the scaling of :func:`common.video.scale_for_model`, layout NCTHW), a threshold in (0, 1) and members; each
+    the clock's cadence, clip, the scaling of :func:`common.video.scale_for_model`, layout NCTHW), a threshold in (0, 1)
+    (and an operating-point threshold, when present) and members; each
     member file (full and streaming graphs) exists and matches its SHA-256;
     the full graph takes input ``video`` of shape (batch, 1, n_frames, pixels,
     pixels); and the streaming graphs reproduce the full graph's masked score
@@ -77,6 +78,12 @@ class ModelBundle:
         self.threshold = float(self.manifest.get("threshold", -1))
         if not 0 < self.threshold < 1:
             raise BundleError(manifest_path, f"threshold {self.threshold} is not in (0, 1)")
+        point = self.manifest.get("operating_point") or {}
+        #: Alerts open above this: the operating point chosen on a validation stream for a target false-alarm
+        #: rate (:mod:`evaluation.operating`), else the training threshold.
+        self.alert_threshold = float(point.get("threshold", self.threshold))
+        if not 0 < self.alert_threshold < 1:
+            raise BundleError(manifest_path, f"operating-point threshold {self.alert_threshold} is not in (0, 1)")
         self.model_version = str(self.manifest.get("model_version", "unknown"))
         available = ort.get_available_providers()
         self.providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]

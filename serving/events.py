@@ -84,7 +84,8 @@ class Score(_Model):
                             description="UTC time of the frame the score was computed from")
     probability: EnsembleProbability
     onset: Onset
-    threshold: Probability = Field(description="the bundle's decision threshold on the median")
+    threshold: Probability = Field(description="the threshold on the median that alerts open above: the bundle's operating "
+                                               "point for its target false-alarm rate, else its training threshold")
     observed_from: int = Field(0, ge=0, description=(
         "the first frame of the passage the service observed; earlier frames repeat it (a service started "
         "mid-passage, or missing frames). Flux already there at this frame is not an emergence the service saw, "

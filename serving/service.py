@@ -41,7 +41,7 @@ class Service:
         self.inbox = Inbox(self.dir)
         self.store = Store(self.dir, self.bundle.n_frames, self.bundle.pixels)
         self.step = FrameStep(self.bundle, PatchGrid(config.patch_grid),
-                              AlertPolicy(self.bundle.threshold, config.hysteresis, config.onset_step_frames,
+                              AlertPolicy(self.bundle.alert_threshold, config.hysteresis, config.onset_step_frames,
                                           config.probability_step))
         self.metrics = metrics or Metrics()
         self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))

@@ -206,9 +206,9 @@ class FrameStep:
             frame=int(k),
             frame_time=slot_time(slot).isot,
             probability=EnsembleProbability(median=median, p25=p25, p75=p75, members=[float(p) for p in member_probs],
-                                            stable=bool(is_stable(p25, p75, self.bundle.threshold))),
+                                            stable=bool(is_stable(p25, p75, self.bundle.alert_threshold))),
             onset=Onset(frame=int(round(onset)), time_utc=slot_time(start + int(round(onset))).isot,
                         uncertainty_hours=float((o75 - o25) / 2 * self.bundle.cadence.to_value(u.h))),
-            threshold=self.bundle.threshold,
+            threshold=self.bundle.alert_threshold,
             observed_from=observed_from,
         )

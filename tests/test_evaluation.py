@@ -1,5 +1,6 @@
 """The event-level matcher on a hand-built stream, and the classical flux-rise baseline on synthetic tiles."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -8,11 +9,15 @@ from common.clock import SLOTS_PER_DAY
 from common.config import PatchGridConfig, ServiceConfig
 from common.patches import PatchGrid
 from evaluation.baseline import FluxRiseDetector, carrington_pixel_area_cm2
+from evaluation.calibration import forecasts
 from evaluation.cli import KS, evaluate
 from evaluation.matching import Emergence, OpenedAlert, match
-from evaluation.replay import opened, passages, policy_alerts
+from evaluation.operating import choose, record
+from evaluation.replay import Passage, opened, passages, policy_alerts
+from serving.bundle import BundleError, ModelBundle
 from serving.events import EventKind
 from serving.service import Service
+from tests.test_alerts import score
 
 GRID = PatchGrid(PatchGridConfig())
 
@@ -104,4 +109,40 @@ def test_replay_through_the_service_and_policy_replay_give_the_same_alerts(tmp_p
     assert report["cnn"]["emergences"] == 0, "a one-day stream counts no emergence (onsets need two days to the end)"
     assert 0 < report["cnn"]["false_alerts"] <= len(opened(events))
     assert (tmp_path / "operating_curve.png").stat().st_size > 10_000
-    assert json.loads((tmp_path / "report.json").read_text())["baseline"]["k"] in KS
+    assert (tmp_path / "reliability.png").stat().st_size > 10_000
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["baseline"]["k"] in KS and saved["baseline"]["k_chosen"] == "tuned on this stream to the CNN's false-alarm rate"
+    assert 0 <= saved["cnn"]["brier"] <= 1 and saved["cnn"]["threshold"] == pytest.approx(0.05)
+
+
+def test_forecasts_verify_when_an_emergence_in_the_tile_has_begun_by_the_frame():
+    pid, lon, lat = tile(100)
+    other, olon, olat = tile(200)
+    start = 30_000  # slot of frame 0; days are slot_days
+    t0 = start / SLOTS_PER_DAY
+    emergences = [Emergence("new", t0 + 2.0, lon, lat, 5e21, 0.0),  # emerges at frame 30 of the first passage
+                  Emergence("old", t0 - 1.0, olon, olat, 5e21, 0.0),  # before the second passage began: not seen
+                  Emergence("tiny", t0 + 1.0, olon, olat, 2e21, 0.0)]  # below the counted flux
+    history = [Passage(pid, start, [score(0.1, frame=k) for k in (10, 29, 30, 31)]),
+               Passage(other, start, [score(0.8, frame=k) for k in (10, 40)])]
+    f = forecasts(history, emergences, GRID)
+    np.testing.assert_array_equal(f.y, [0, 0, 1, 1, 0, 0])
+    assert f.brier == pytest.approx((0.01 * 2 + 0.81 * 2 + 0.64 * 2) / 6)
+    assert f.reliability() == [(pytest.approx(0.1), 0.5, 4), (pytest.approx(0.8), 0.0, 2)]
+
+
+def test_operating_point_is_the_most_sensitive_knob_within_the_target_and_the_service_alerts_at_it(tmp_path, tiny_bundle):
+    curve = [(0.2, 2.0, 0.9), (0.3, 0.6, 0.8), (0.4, 0.45, 0.7), (0.5, 0.5, 0.6), (0.6, 0.1, 0.4)]
+    assert choose(curve, 0.5) == 0.4
+    assert choose(curve, 0.01) == 0.6  # nothing meets it: the strictest
+    assert choose([(2.0, 0.9, 0.8), (5.0, 0.4, 0.6), (10.0, 0.1, 0.3)], 0.5) == 5.0
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    record(bundle, {"threshold": 0.4, "target_false_per_disk_day": 0.5})
+    loaded = ModelBundle(bundle)
+    assert loaded.threshold == pytest.approx(0.05) and loaded.alert_threshold == 0.4
+    service = Service(ServiceConfig(data_dir=str(tmp_path / "service"), bundle=str(bundle), source="watch"))
+    assert service.step.policy.threshold == 0.4
+    record(bundle, {"threshold": 1.5})
+    with pytest.raises(BundleError, match="operating-point threshold 1.5"):
+        ModelBundle(bundle)
