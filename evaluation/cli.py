@@ -43,8 +43,14 @@ THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 3)
 KS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
 
 
+#: Settings of the synthetic Sun to evaluate on: the default (the training sets' settings) and held-out ones
+#: that no training set uses.
+SETTINGS = {"default": SunConfig(), "flux-growth": SunConfig(growth_law="flux-rate")}
+
+
 def evaluate(bundle: Path, seed: int, start: str, days: float, out: Path, size: int = 1024, warmup_days: float = 1.0,
-             detector: FluxRiseDetector = FluxRiseDetector(), baseline_k: float | None = None, log=print) -> dict:
+             detector: FluxRiseDetector = FluxRiseDetector(), baseline_k: float | None = None, setting: str = "default",
+             log=print) -> dict:
     """Replay, match and report one stream; returns the report (also ``out/report.json``).
 
     The CNN alerts at the bundle's alert threshold (its operating point, if it has one). The baseline
@@ -54,7 +60,7 @@ def evaluate(bundle: Path, seed: int, start: str, days: float, out: Path, size: 
     out.mkdir(parents=True, exist_ok=True)
     first = int(slot_of_time(Time(start)))
     end = first + int(round(days * SLOTS_PER_DAY))
-    sun = SyntheticSun(SunConfig(), seed=seed)
+    sun = SyntheticSun(SETTINGS[setting], seed=seed)
     service = Service(ServiceConfig(data_dir=str(out / "service"), bundle=str(bundle), source="watch"))
     slots = range(first, end)
     for chunk in tqdm(range(0, len(slots), SLOTS_PER_DAY), desc="streaming days", unit="day"):
@@ -95,7 +101,7 @@ def evaluate(bundle: Path, seed: int, start: str, days: float, out: Path, size: 
         {"CNN (threshold)": (cnn_summary["false_per_disk_day"], cnn_summary["detected_1d"]),
          "baseline (k)": (base_summary["false_per_disk_day"], base_summary["detected_1d"])}, out / "operating_curve.png")
     reliability_png = plot_reliability(f, out / "reliability.png", f"seed {seed}, {days:g} d from {start[:10]} (synthetic Sun)")
-    report = {"stream": {"seed": seed, "start": start, "days": days, "size": size, "bundle": str(bundle),
+    report = {"stream": {"seed": seed, "start": start, "days": days, "size": size, "bundle": str(bundle), "setting": setting,
                          "counted_onsets_days": counted, "disk_days": exposure.disk_days, "patch_days": exposure.patch_days},
               "cnn": {**cnn_summary, "threshold": policy.threshold, "brier": f.brier, "base_rate": f.base_rate,
                       "reliability": f.reliability()},
@@ -149,6 +155,8 @@ def main(argv=None) -> int:
     p.add_argument("--days", type=float, default=60.0)
     p.add_argument("--size", type=int, default=1024, help="full-disk frame side, pixels")
     p.add_argument("--out", type=Path, default=Path("data/evaluate"))
+    p.add_argument("--setting", choices=sorted(SETTINGS), default="default",
+                   help="synthetic Sun settings: the training sets' (default) or a held-out one")
     p.add_argument("--calibrate", action="store_true",
                    help="replay the validation stream instead, choose the alert threshold for --target and record it in the bundle")
     p.add_argument("--target", type=float, default=TARGET_FALSE_PER_DISK_DAY, help="false alerts per disk-day (--calibrate)")
@@ -157,7 +165,7 @@ def main(argv=None) -> int:
         calibrate(a.bundle, a.out, a.size, a.target)
     else:
         k = ModelBundle(a.bundle).manifest.get("operating_point", {}).get("baseline_flux_rise_k")
-        evaluate(a.bundle, a.seed, a.start, a.days, a.out, a.size, baseline_k=k)
+        evaluate(a.bundle, a.seed, a.start, a.days, a.out, a.size, baseline_k=k, setting=a.setting)
     return 0
 
 

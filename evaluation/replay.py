@@ -34,11 +34,12 @@ from sim.catalog import heliocentric_z
 
 
 def truth(sun: SyntheticSun, start_slot: int, end_slot: int) -> list[Emergence]:
-    """Every BMR of ``sun`` that starts emerging in [start_slot, end_slot), with its CMD at onset."""
+    """Every BMR of ``sun`` that starts emerging in [start_slot, end_slot), with its truth onset (its flux reaching
+    a detectable level, :attr:`sim.bmr.BMRTable.t_onset`) and its CMD then."""
     table = sun.bmrs(slot_time(start_slot), slot_time(end_slot))
-    l0, _, _ = ephemeris(np.asarray(slot_of_time(table.t_emerge)))
+    l0, _, _ = ephemeris(np.asarray(slot_of_time(table.t_onset)))
     cmd = central_meridian_distance(table.lon, l0)
-    return [Emergence(str(table.id[i]), float(table.t_days[i]), float(table.lon[i]), float(table.lat[i]),
+    return [Emergence(str(table.id[i]), float(table.t_onset_days[i]), float(table.lon[i]), float(table.lat[i]),
                       float(table.flux_Mx[i]), float(cmd[i]), float(table.separation_deg[i]) / 2)
             for i in range(len(table))]
 

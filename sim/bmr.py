@@ -50,7 +50,8 @@ class BMRTable:
     """BMRs as a structure of arrays, all of length n.
 
     id : str, stable (``BYYYYMMDD-kk``: emergence day and number within it).
-    t_days : emergence start, days since EPOCH (``t_emerge`` is the same as a Time).
+    t_days : emergence start, days since EPOCH (``t_emerge`` is the same as a Time); the truth onset, when the
+        flux becomes detectable, is ``t_onset_days`` (``t_onset``).
     lon, lat : Carrington position of the centre at emergence start, deg.
     flux_Mx : final total unsigned flux (both footpoints), Mx.
     kind : ``'fast'`` (growth < 13 h) or ``'gradual'`` (growth > 13 h).
@@ -86,6 +87,16 @@ class BMRTable:
     def t_emerge(self) -> Time:
         """Emergence start times (UTC)."""
         return Time(EPOCH_MJD + self.t_days, format="mjd", scale="utc")
+
+    @cached_property
+    def t_onset_days(self) -> np.ndarray:
+        """Truth onsets: when the new flux first reaches a detectable level (:func:`detectable_onset_days`), days."""
+        return detectable_onset_days(self)
+
+    @cached_property
+    def t_onset(self) -> Time:
+        """Truth onsets (UTC)."""
+        return Time(EPOCH_MJD + self.t_onset_days, format="mjd", scale="utc")
 
     @classmethod
     def concatenate(cls, tables: list[BMRTable]) -> BMRTable:
@@ -145,11 +156,17 @@ def generate_day(config: SunConfig, seed: int, day: int) -> BMRTable:
     flux = config.flux_median_Mx * np.exp(config.flux_sigma_ln * ndtri(ndtr(lo) + rng.random(n) * (ndtr(hi) - ndtr(lo))))
     fast = rng.random(n) < config.fast_fraction
     z = rng.standard_normal(n)
-    growth = np.where(
-        fast,
-        np.clip(config.fast_growth_median_h * np.exp(config.fast_growth_sigma_ln * z), config.growth_min_h, 12.5),
-        np.clip(config.gradual_growth_median_h * np.exp(config.gradual_growth_sigma_ln * z), 13.5, config.growth_max_h),
-    )
+    if config.growth_law == "flux-rate":  # the same draws, so the same regions grow by another law
+        rate_Mx_h = (config.emergence_rate_ref_Mx_h * (flux / 1e22) ** config.emergence_rate_exponent
+                     * np.exp(config.emergence_rate_sigma_ln * z))
+        growth = np.clip(flux / rate_Mx_h, config.growth_min_h, config.growth_max_h)
+        fast = growth < 13.0
+    else:
+        growth = np.where(
+            fast,
+            np.clip(config.fast_growth_median_h * np.exp(config.fast_growth_sigma_ln * z), config.growth_min_h, 12.5),
+            np.clip(config.gradual_growth_median_h * np.exp(config.gradual_growth_sigma_ln * z), 13.5, config.growth_max_h),
+        )
     tilt = config.joy_slope * abs_lat + config.tilt_scatter_deg * rng.standard_normal(n)
     north_leading = np.where(numbers[which] % 2 == 1, 1, -1)
     anti_hale = rng.random(n) < config.anti_hale_fraction
@@ -165,6 +182,22 @@ def generate_day(config: SunConfig, seed: int, day: int) -> BMRTable:
         growth_hours=growth, tilt_deg=tilt, leading_sign=leading, separation_deg=separation,
         decay_days=decay, cycle=numbers[which].astype(np.int64),
     )
+
+
+#: The flux at which a new region counts as begun (its truth onset), Mx: about the unsigned flux that MDI's
+#: 20 G noise already puts over a small region's footprint (16 G mean |noise| over ~2e19 cm², 4°×4° at disk
+#: centre is 3.8e20 Mx), so less new flux than this cannot be told from noise by any detector.
+DETECTABLE_FLUX_MX = 3.0e20
+
+
+def detectable_onset_days(table: BMRTable, flux_Mx: float = DETECTABLE_FLUX_MX) -> np.ndarray:
+    """When each BMR's total flux first reaches ``flux_Mx`` (days since EPOCH, shape (n,)): the truth onset.
+
+    The total flux grows as Φ·sin²(π/2·τ/T) (:func:`footpoints`), so τ = (2T/π)·asin(√(flux_Mx/Φ)).
+    """
+    growth_days = np.asarray(table.growth_hours, dtype=np.float64) / 24.0
+    share = np.clip(flux_Mx / np.asarray(table.flux_Mx, dtype=np.float64), 0.0, 1.0)
+    return np.asarray(table.t_days, dtype=np.float64) + 2.0 * growth_days / np.pi * np.arcsin(np.sqrt(share))
 
 
 def _col(a) -> np.ndarray:

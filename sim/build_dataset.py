@@ -119,7 +119,7 @@ def plan_tiles(sun: SyntheticSun, table, found: pd.DataFrame, preset: Preset, rn
     first observations (:func:`sim.catalog.detect`, with ``year`` and ``month``)."""
     grid = PatchGrid(ServiceConfig().patch_grid)
     n_frames = preset.n_frames
-    t_slot = np.asarray(slot_of_time(table.t_emerge))
+    t_slot = np.asarray(slot_of_time(table.t_onset))
     lon, lat, flux = np.asarray(table.lon), np.asarray(table.lat), np.asarray(table.flux_Mx)
     half = np.asarray(table.separation_deg) / 2
     l0, b0, _ = ephemeris(t_slot)

@@ -13,8 +13,8 @@ regions that rotate in are first caught late and labelled emergence.
 Each catalog BMR gets a video: a patch centred on its position at first
 observation, fixed in the Carrington frame, starting at the slot its centre
 comes over the east limb. The truth: class 1 if the BMR began emerging while
-it was on the visible disk inside the video, with onset frame the slot of
-emergence start.
+it was on the visible disk inside the video, with onset frame the slot at which
+its new flux reached a detectable level (:data:`sim.bmr.DETECTABLE_FLUX_MX`).
 """
 from __future__ import annotations
 
@@ -111,10 +111,11 @@ def video_start_slot(lon_c: np.ndarray, first_obs_slot: np.ndarray) -> np.ndarra
 def truth(sun: SyntheticSun, table, bmr_index: np.ndarray, start_slot: np.ndarray, video: VideoConfig):
     """(true_class, true_onset_frame) for videos of the given BMRs.
 
-    Class 1 when the BMR's emergence start falls inside the video and the
-    BMR was then on the visible disk; the onset frame is that slot's index.
+    Class 1 when the BMR's onset (its flux reaching a detectable level,
+    :attr:`sim.bmr.BMRTable.t_onset`) falls inside the video and the BMR was
+    then on the visible disk; the onset frame is that slot's index.
     """
-    t_slot = np.asarray(slot_of_time(table.t_emerge))[bmr_index]
+    t_slot = np.asarray(slot_of_time(table.t_onset))[bmr_index]
     onset = t_slot - start_slot
     l0, b0, _ = ephemeris(t_slot)
     z = heliocentric_z(np.asarray(table.lon)[bmr_index], np.asarray(table.lat)[bmr_index], l0, b0)

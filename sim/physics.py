@@ -38,13 +38,13 @@ class Blobs(NamedTuple):
 
 
 def sidereal_rate_deg_day(config: SunConfig, lat_deg) -> np.ndarray:
-    """Snodgrass sidereal rotation rate Ω(φ) = A + B sin²φ + C sin⁴φ, in °/day (shape of ``lat_deg``)."""
+    """Sidereal rotation rate of magnetic features Ω(φ) = A + B sin²φ + C sin⁴φ, in °/day (shape of ``lat_deg``)."""
     s2 = np.sin(np.deg2rad(lat_deg)) ** 2
     return (config.rot_a_urad_s + config.rot_b_urad_s * s2 + config.rot_c_urad_s * s2 * s2) * DEG_DAY_PER_URAD_S
 
 
 def carrington_drift_deg_day(config: SunConfig, lat_deg) -> np.ndarray:
-    """Drift in Carrington longitude of a feature at latitude φ, Ω(φ) − Ω_Carrington, °/day (negative)."""
+    """Drift in Carrington longitude of a feature at latitude φ, Ω(φ) − Ω_Carrington, °/day (> 0 near the equator)."""
     return sidereal_rate_deg_day(config, lat_deg) - config.carrington_deg_day
 
 

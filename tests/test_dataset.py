@@ -66,7 +66,7 @@ def test_tiles_are_service_tiles_labelled_from_the_catalog_and_the_truth(small_p
     for row in tiles[tiles.true_class == 1].itertuples():
         b = ids.index(row.bmr_id)
         assert table.flux_Mx[b] >= DetectorConfig().flux_threshold_Mx
-        assert int(slot_of_time(table.t_emerge[b])) - row.start_slot == row.true_onset_frame
+        assert int(slot_of_time(table.t_onset[b])) - row.start_slot == row.true_onset_frame
         assert grid.index(patch_id(row.lon, row.lat)) in grid.overlapping(table.lon[b], table.lat[b], table.separation_deg[b] / 2)
     assert (tiles[tiles.crude_label == 1].crude_onset_frame >= 0).all() and (tiles[tiles.crude_label == 0].crude_onset_frame == -1).all()
 
