@@ -108,6 +108,9 @@ class ServiceConfig:
     upload_token : bearer token required by ``POST /upload``.
     upload_max_bytes : largest accepted upload.
     lat_limit : patches cover latitudes within ±lat_limit (BMRs emerge within ±40°).
+    tile_overlap : overlap of neighbouring tiles (0° edge to edge; 7.5°, half a tile, puts every region well
+        inside some tile). With overlap a tile opens no alert while a tile sharing area with it has one open,
+        so one region gives one alert (:func:`serving.alerts.step`).
     hysteresis, onset_step_frames, probability_step : alert policy (see :mod:`serving.alerts`).
     """
 
@@ -125,12 +128,14 @@ class ServiceConfig:
     upload_token: str = "change-me"
     upload_max_bytes: int = 80 * 2**20
     lat_limit: u.Quantity = 45 * u.deg
+    tile_overlap: u.Quantity = 0 * u.deg
     hysteresis: float = 0.1
     onset_step_frames: int = 3
     probability_step: float = 0.1
 
     def __post_init__(self):
         object.__setattr__(self, "lat_limit", _require(self.lat_limit, u.deg, "lat_limit"))
+        object.__setattr__(self, "tile_overlap", _require(self.tile_overlap, u.deg, "tile_overlap"))
         if self.source not in ("synthetic", "watch"):
             raise ValueError(f"source must be 'synthetic' or 'watch', got {self.source!r}")
         if self.speedup <= 0:
@@ -139,7 +144,7 @@ class ServiceConfig:
     @property
     def patch_grid(self) -> PatchGridConfig:
         """The grid of tiles the service scores (and the training tiles are drawn from)."""
-        return PatchGridConfig(lat_limit=self.lat_limit)
+        return PatchGridConfig(lat_limit=self.lat_limit, overlap=self.tile_overlap)
 
     @property
     def tick_seconds(self) -> float:

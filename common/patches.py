@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -89,6 +90,19 @@ class PatchGrid:
         half = self.config.patch_size.to_value("deg") / 2 + half_extent_deg
         dlon = np.abs((self.lon - lon_deg + 180.0) % 360.0 - 180.0)
         return np.flatnonzero((dlon <= half) & (np.abs(self.lat - lat_deg) <= half))
+
+    @cached_property
+    def sharing_area(self) -> list[np.ndarray]:
+        """For each patch, the indices of the other patches that share area with it (none when patches only
+        meet edge to edge, i.e. without overlap)."""
+        size = self.config.patch_size.to_value("deg")
+        out = []
+        for i in range(len(self)):
+            dlon = np.abs((self.lon - self.lon[i] + 180.0) % 360.0 - 180.0)
+            near = (dlon < size - 1e-9) & (np.abs(self.lat - self.lat[i]) < size - 1e-9)
+            near[i] = False
+            out.append(np.flatnonzero(near))
+        return out
 
     def on_disk(self, observer: Observer) -> np.ndarray:
         """Boolean mask, shape (n_patches,): patches with any pixel centre facing the observer.

@@ -77,7 +77,11 @@ def opened(events) -> list[OpenedAlert]:
 
 
 def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[OpenedAlert], int]:
-    """The opened alerts and the number of withdrawals that ``policy`` gives on the score histories."""
+    """The opened alerts and the number of withdrawals that ``policy`` gives on the score histories.
+
+    Exact for tiles that do not overlap (the default grid, the one the evaluation streams use): with the
+    overlapping-tiles option, alert merging couples neighbouring tiles and only the service's own alerts count.
+    """
     events = []
     for p in history:
         state = AlertState(p.patch_id, passage_label(p.start_slot))

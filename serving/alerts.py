@@ -5,7 +5,9 @@ ensemble median calls an emergence (:func:`common.ensemble.detects`: above the
 bundle's threshold) whose onset estimate lies after the first frame the service
 observed of the passage (``Score.observed_from``): flux that was already there
 when observation began — a region that rotated in over the limb, or one on the
-disk when the service started — is not an emergence it saw; while open, an ``updated`` event when the onset estimate
+disk when the service started — is not an emergence it saw — and no tile sharing
+area with it (the overlapping-tiles option) has an alert open: one region, one
+alert; while open, an ``updated`` event when the onset estimate
 moves by ``onset_frames`` or more, or the median by ``probability_step`` or
 more, since the last event; ``withdrawn`` when the median falls below
 ``threshold − hysteresis`` (back to idle; a later opening gets the next
@@ -58,8 +60,11 @@ class AlertState:
         return {**asdict(self), "status": self.status.value}
 
 
-def step(state: AlertState, policy: AlertPolicy, score: Score, on_disk: bool) -> list[AlertEvent]:
-    """Advance ``state`` (in place) with one cadence's score; return the events to publish."""
+def step(state: AlertState, policy: AlertPolicy, score: Score, on_disk: bool, neighbour_open: bool = False) -> list[AlertEvent]:
+    """Advance ``state`` (in place) with one cadence's score; return the events to publish.
+
+    ``neighbour_open``: a tile sharing area with this one has an alert open (this one then opens none).
+    """
     if state.status is AlertStatus.closed:
         return []
     median = score.probability.median
@@ -67,7 +72,8 @@ def step(state: AlertState, policy: AlertPolicy, score: Score, on_disk: bool) ->
         events = [_event(state, EventKind.closed, score)] if state.status is AlertStatus.open else []
         state.status = AlertStatus.closed
         return events
-    if state.status is AlertStatus.idle and detects(median, policy.threshold) and score.onset.frame > score.observed_from:
+    if (state.status is AlertStatus.idle and detects(median, policy.threshold) and score.onset.frame > score.observed_from
+            and not neighbour_open):
         state.status, state.openings, state.seq = AlertStatus.open, state.openings + 1, 0
         return [_event(state, EventKind.opened, score)]
     if state.status is AlertStatus.open:

@@ -38,7 +38,7 @@ from ingest.magnetogram import Magnetogram
 from ingest.projection import project_patches
 from serving.alerts import AlertPolicy, AlertState, step
 from serving.bundle import ModelBundle
-from serving.events import AlertEvent, EnsembleProbability, LonLat, Onset, PatchPosition, PatchStatus, Score
+from serving.events import AlertEvent, AlertStatus, EnsembleProbability, LonLat, Onset, PatchPosition, PatchStatus, Score
 from serving.store import Store
 from serving.streaming import StreamingEnsemble
 
@@ -186,9 +186,15 @@ class FrameStep:
                                    LonLat(lon=float(stony_lon[j]), lat=float(stony_lat[j])),
                                    observed_from=int(seen[0] - key[1]) if seen.size else k)
             result.scores.append(ScoreRecord(key, [float(p) for p in probs[:, j]], score))
+        # Alerts advance strongest first, so that of overlapping tiles over one region the likeliest opens.
+        alerting = store.open_alert_patches()
+        for record in sorted(result.scores, key=lambda r: -r.score.probability.median):
+            key, score = record.key, record.score
             alert = result.alert_states.get(key) or store.alert_state(*key)
-            result.events += step(alert, self.policy, score, on_disk=True)
+            neighbour_open = any(self.grid.ids[n] in alerting for n in self.grid.sharing_area[self.grid.index(key[0])])
+            result.events += step(alert, self.policy, score, on_disk=True, neighbour_open=neighbour_open)
             result.alert_states[key] = alert
+            (alerting.add if alert.status is AlertStatus.open else alerting.discard)(key[0])
             result.statuses.append(PatchStatus(**dict(score), alert=alert.status))
 
     def _score_of(self, key: Key, k: int, slot: int, member_probs: np.ndarray, frames: np.ndarray,

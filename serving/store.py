@@ -171,6 +171,12 @@ class Store(_Queries):
             "ON s.patch_id = p.patch_id AND s.start_slot = p.start_slot WHERE p.status = 'open' "
             "GROUP BY s.patch_id, s.start_slot")}
 
+    def open_alert_patches(self) -> set[str]:
+        """Patches of open passages whose alert is open."""
+        return {r[0] for r in self.db.execute(
+            "SELECT a.patch_id FROM alert_states a JOIN passages p ON a.patch_id = p.patch_id AND a.start_slot = p.start_slot "
+            "WHERE p.status = 'open' AND json_extract(a.state, '$.status') = ?", (AlertStatus.open.value,))}
+
     def open_alert_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM alert_states WHERE json_extract(state, '$.status') = ?",
                                (AlertStatus.open.value,)).fetchone()[0]

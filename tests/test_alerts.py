@@ -44,6 +44,12 @@ def test_flux_there_when_observation_began_is_not_an_emergence():
     assert [e.event for e in events] == [EventKind.opened] and events[0].observed_from == 40
 
 
+def test_a_tile_opens_no_alert_while_a_tile_sharing_area_with_it_has_one():
+    state = AlertState("L007.50N07.50", "20000601T0000")
+    assert step(state, POLICY, score(0.9), on_disk=True, neighbour_open=True) == []
+    assert [e.event for e in step(state, POLICY, score(0.9), on_disk=True)] == [EventKind.opened]
+
+
 def test_updates_on_onset_or_probability_moves_only():
     _, kinds = run([(0.6, 10), (0.62, 11), (0.65, 12)])  # small moves: nothing new to say
     assert kinds == ["opened"]

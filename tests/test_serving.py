@@ -191,6 +191,23 @@ def test_a_cold_start_marks_the_frames_it_did_not_see_and_alerts_only_on_later_r
     assert opened and all(e.onset.frame > e.observed_from for e in opened)
 
 
+def test_overlapping_tiles_give_one_alert_per_region(tmp_path, tiny_bundle, frames):
+    service = Service(config(tmp_path, tiny_bundle, tile_overlap=7.5 * u.deg))
+    grid = service.step.grid
+    assert len(grid) == 48 * 11 and all(len(n) == 8 for n in grid.sharing_area[48:-48])  # half-tile steps
+    drop(frames, service.dir)
+    service.run_cycle()
+    events = sorted(service.store.reader().alerts(), key=lambda e: e.frame_time)
+    assert sum(e.event == EventKind.opened for e in events) >= 2
+    open_now: set[str] = set()
+    for e in events:  # replayed in time order: never two tiles sharing area open at once
+        if e.event == EventKind.opened:
+            assert not {grid.ids[n] for n in grid.sharing_area[grid.index(e.patch_id)]} & open_now, e.alert_id
+            open_now.add(e.patch_id)
+        elif e.event in (EventKind.withdrawn, EventKind.closed):
+            open_now.discard(e.patch_id)
+
+
 def test_late_frame_takes_its_slot_and_later_scores_use_it(tmp_path, tiny_bundle, frames):
     reference = Service(config(tmp_path / "ref", tiny_bundle))
     drop(frames, reference.dir)
