@@ -9,8 +9,10 @@ reliability diagram (``reliability.png``), and ends with the line
 ``detected_1d=… false_per_disk_day=… onset_median_d=… onset_iqr_d=…
 baseline_detected_1d=… baseline_false_per_disk_day=…``.
 
-Counted emergences start at least ``--warmup-days`` after the stream starts
-and at least two days before it ends; every emergence can explain an alert.
+A replay is kept in ``--out`` (resumed when rerun); the report is computed from
+the stored scores, so any threshold can be reported without a second replay.
+Counted emergences start at least one day after the stream starts and at least
+two days before it ends; every emergence can explain an alert.
 Numbers from the synthetic Sun are upper bounds for the real Sun.
 """
 from __future__ import annotations
@@ -31,12 +33,13 @@ from common.patches import PatchGrid
 from evaluation.baseline import FluxRiseDetector
 from evaluation.calibration import forecasts, plot_reliability
 from evaluation.matching import Emergence, Match, MatchRule, match
-from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, VALIDATION, choose, record
+from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, VALIDATION, Stream, choose, record
 from evaluation.replay import baseline_alerts, baseline_flux, opened, passages, policy_alerts, replay, truth
 from evaluation.report import Exposure, plot_operating_curves, summary, table
 from serving.bundle import ModelBundle
 from serving.events import AlertEvent, EventKind
 from serving.service import Service
+from serving.store import passage_label
 from sim import SunConfig, SyntheticSun
 
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 3)
@@ -48,36 +51,65 @@ KS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
 SETTINGS = {"default": SunConfig(), "flux-growth": SunConfig(growth_law="flux-rate")}
 
 
-def evaluate(bundle: Path, seed: int, start: str, days: float, out: Path, size: int = 1024, warmup_days: float = 1.0,
-             detector: FluxRiseDetector = FluxRiseDetector(), baseline_k: float | None = None, setting: str = "default",
-             log=print) -> dict:
-    """Replay, match and report one stream; returns the report (also ``out/report.json``).
+def stream_slots(stream: Stream) -> tuple[int, int]:
+    """The first slot of ``stream`` and the slot after its last."""
+    first = int(slot_of_time(Time(stream.start)))
+    return first, first + int(round(stream.days * SLOTS_PER_DAY))
 
-    The CNN alerts at the bundle's alert threshold (its operating point, if it has one). The baseline
-    runs at ``baseline_k`` (e.g. chosen on the validation stream), else at the k whose false-alarm rate
-    on this stream is nearest the CNN's (said so in the table).
+
+def replay_stream(bundle: Path, stream: Stream, out: Path, size: int = 1024, setting: str = "default") -> Service:
+    """Stream ``stream`` through a service scoring with ``bundle`` in ``out/service``; returns the service.
+
+    Resumable: a rerun skips the slots already ingested. A folder holding another stream, bundle, setting
+    or frame size is refused.
     """
     out.mkdir(parents=True, exist_ok=True)
-    first = int(slot_of_time(Time(start)))
-    end = first + int(round(days * SLOTS_PER_DAY))
-    sun = SyntheticSun(SETTINGS[setting], seed=seed)
+    spec = {"stream": asdict(stream), "setting": setting, "size": size, "bundle": str(bundle),
+            "model_version": ModelBundle(bundle).model_version}
+    spec_path = out / "stream.json"
+    if spec_path.exists() and json.loads(spec_path.read_text()) != spec:
+        raise SystemExit(f"fluxwatch-evaluate: {out} holds another replay ({spec_path.read_text().strip()}); "
+                         "remove it or choose another --out")
+    spec_path.write_text(json.dumps(spec))
     service = Service(ServiceConfig(data_dir=str(out / "service"), bundle=str(bundle), source="watch"))
-    slots = range(first, end)
-    for chunk in tqdm(range(0, len(slots), SLOTS_PER_DAY), desc="streaming days", unit="day"):
+    first, end = stream_slots(stream)
+    newest = service.store.newest_frame()
+    slots = range(first if newest is None else max(first, newest[0] + 1), end)
+    sun = SyntheticSun(SETTINGS[setting], seed=stream.seed)
+    for chunk in tqdm(range(0, len(slots), SLOTS_PER_DAY), desc=f"streaming days (seed {stream.seed}, {setting})", unit="day"):
         replay(service, sun, slots[chunk : chunk + SLOTS_PER_DAY], (size, size), out / "staging")
+    return service
+
+
+def report_stream(service: Service, stream: Stream, out: Path, setting: str = "default", threshold: float | None = None,
+                  baseline_k: float | None = None, warmup_days: float = 1.0,
+                  detector: FluxRiseDetector = FluxRiseDetector(), log=print) -> dict:
+    """Match and report a replayed stream; returns the report (also ``out/report.json``).
+
+    The CNN alerts at ``threshold`` (default: the service's, i.e. the bundle's alert threshold), re-run
+    over the stored scores (:func:`evaluation.replay.policy_alerts`: exactly the service's alerts). The
+    baseline runs at ``baseline_k`` (e.g. chosen on the validation stream), else at the k whose
+    false-alarm rate on this stream is nearest the CNN's (said so in the table).
+    """
+    first, end = stream_slots(stream)
     history = passages(service)
     rule = MatchRule()
+    sun = SyntheticSun(SETTINGS[setting], seed=stream.seed)
     emergences = truth(sun, first - int(rule.window_days * SLOTS_PER_DAY), end)
     counted = (float(slot_days(first)) + warmup_days, float(slot_days(end)) - 2.0)
-    exposure = Exposure(disk_days=len(slots) * CADENCE_DAYS, patch_days=sum(len(p.scores) for p in history) * CADENCE_DAYS)
+    exposure = Exposure(disk_days=(end - first) * CADENCE_DAYS, patch_days=sum(len(p.scores) for p in history) * CADENCE_DAYS)
     grid = service.step.grid
+    policy = replace(service.step.policy, threshold=service.step.policy.threshold if threshold is None else threshold)
 
-    cnn, cnn_summary = score_events(service.store.reader().alerts(), emergences, grid, exposure, counted, rule)
-    policy = service.step.policy
+    alerts, withdrawals = policy_alerts(history, policy)
+    cnn = match(emergences, alerts, grid, rule, counted)
+    cnn_summary = summary(cnn, exposure, withdrawals)
+    cold = passage_label(first)  # passages that began before the stream: the service saw them from mid-passage
+    cnn_summary["false_alerts_cold_start"] = sum(a.alert_id.split("/")[1] < cold for a in cnn.false_alerts)
     cnn_curve = []
     for t in THRESHOLDS:
-        alerts, _ = policy_alerts(history, replace(policy, threshold=float(t)))
-        s = summary(match(emergences, alerts, grid, rule, counted), exposure, 0)
+        at_t, _ = policy_alerts(history, replace(policy, threshold=float(t)))
+        s = summary(match(emergences, at_t, grid, rule, counted), exposure, 0)
         cnn_curve.append((float(t), s["false_per_disk_day"], s["detected_1d"]))
     base = {}
     series = baseline_flux(service, history, detector)
@@ -93,15 +125,18 @@ def evaluate(bundle: Path, seed: int, start: str, days: float, out: Path, size: 
     f = forecasts(history, emergences, grid, rule)
 
     log(table(f"CNN (alert threshold {policy.threshold:.3f})", cnn, cnn_summary))
-    log(f"  calibration of the scores: Brier {f.brier:.4f} over {len(f.p)} scored frames (base rate {f.base_rate:.4f}; "
-        f"always saying it scores {f.base_rate * (1 - f.base_rate):.4f})")
+    log(f"  of the false alerts, {cnn_summary['false_alerts_cold_start']} in passages the service saw only from mid-passage "
+        f"(cold start); calibration of the scores: Brier {f.brier:.4f} over {len(f.p)} scored frames (base rate "
+        f"{f.base_rate:.4f}; always saying it scores {f.base_rate * (1 - f.base_rate):.4f})")
     log(table(f"baseline (flux rise, k = {k_op:g}, {how})", base_match, base_summary))
+    out.mkdir(parents=True, exist_ok=True)
     png = plot_operating_curves(
         {"CNN (threshold)": cnn_curve, "baseline (k)": [(k, s["false_per_disk_day"], s["detected_1d"]) for k, (_, s) in base.items()]},
         {"CNN (threshold)": (cnn_summary["false_per_disk_day"], cnn_summary["detected_1d"]),
          "baseline (k)": (base_summary["false_per_disk_day"], base_summary["detected_1d"])}, out / "operating_curve.png")
-    reliability_png = plot_reliability(f, out / "reliability.png", f"seed {seed}, {days:g} d from {start[:10]} (synthetic Sun)")
-    report = {"stream": {"seed": seed, "start": start, "days": days, "size": size, "bundle": str(bundle), "setting": setting,
+    reliability_png = plot_reliability(f, out / "reliability.png",
+                                       f"seed {stream.seed}, {stream.days:g} d from {stream.start[:10]}, {setting} (synthetic Sun)")
+    report = {"stream": {**asdict(stream), "setting": setting, "bundle": str(service.bundle.path),
                          "counted_onsets_days": counted, "disk_days": exposure.disk_days, "patch_days": exposure.patch_days},
               "cnn": {**cnn_summary, "threshold": policy.threshold, "brier": f.brier, "base_rate": f.base_rate,
                       "reliability": f.reliability()},
@@ -114,12 +149,17 @@ def evaluate(bundle: Path, seed: int, start: str, days: float, out: Path, size: 
     return report
 
 
+def evaluate(bundle: Path, stream: Stream, out: Path, size: int = 1024, setting: str = "default", **report) -> dict:
+    """:func:`replay_stream` then :func:`report_stream` (keyword arguments go to the latter)."""
+    return report_stream(replay_stream(bundle, stream, out, size, setting), stream, out, setting, **report)
+
+
 def calibrate(bundle: Path, out: Path, size: int = 1024, target: float = TARGET_FALSE_PER_DISK_DAY, log=print) -> dict:
-    """Replay the validation stream, choose the CNN's alert threshold and the baseline's k for ``target`` false
-    alerts per disk-day, and record them in the bundle's manifest; returns the operating point."""
+    """Replay the validation stream (or resume it), choose the CNN's alert threshold and the baseline's k for
+    ``target`` false alerts per disk-day, and record them in the bundle's manifest; returns the operating point."""
     v = VALIDATION
     log(f"--- validation stream: seed {v.seed}, {v.days:g} days from {v.start}")
-    report = evaluate(bundle, v.seed, v.start, v.days, out, size, log=log)
+    report = evaluate(bundle, v, out, size, log=log)
     threshold = choose(report["cnn_curve"], target)
     _, false_rate, detected = next(c for c in report["cnn_curve"] if c[0] == threshold)
     k = choose(report["baseline_curve"], target)
@@ -165,7 +205,7 @@ def main(argv=None) -> int:
         calibrate(a.bundle, a.out, a.size, a.target)
     else:
         k = ModelBundle(a.bundle).manifest.get("operating_point", {}).get("baseline_flux_rise_k")
-        evaluate(a.bundle, a.seed, a.start, a.days, a.out, a.size, baseline_k=k, setting=a.setting)
+        evaluate(a.bundle, Stream(a.seed, a.start, a.days), a.out, a.size, a.setting, baseline_k=k)
     return 0
 
 

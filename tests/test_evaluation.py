@@ -10,9 +10,9 @@ from common.config import PatchGridConfig, ServiceConfig
 from common.patches import PatchGrid
 from evaluation.baseline import FluxRiseDetector, carrington_pixel_area_cm2
 from evaluation.calibration import forecasts
-from evaluation.cli import KS, evaluate
+from evaluation.cli import KS, evaluate, replay_stream, report_stream
 from evaluation.matching import Emergence, OpenedAlert, match
-from evaluation.operating import choose, record
+from evaluation.operating import Stream, choose, record
 from evaluation.replay import Passage, opened, passages, policy_alerts
 from serving.bundle import BundleError, ModelBundle
 from serving.events import EventKind
@@ -96,8 +96,8 @@ def test_baseline_fires_on_an_emergence_and_not_on_a_rotating_in_region_or_quiet
 def test_replay_through_the_service_and_policy_replay_give_the_same_alerts(tmp_path, tiny_bundle):
     """A short held-out stretch through the service's own path; re-running the alert policy over the stored
     scores gives exactly the service's alerts (so the operating curve needs no second replay)."""
-    report = evaluate(tiny_bundle, seed=7, start="2002-03-01T00:00:00", days=1.0, out=tmp_path, size=256,
-                      warmup_days=0.0, log=lambda *a: None)
+    stream = Stream(7, "2002-03-01T00:00:00", 1.0)
+    report = evaluate(tiny_bundle, stream, tmp_path, size=256, warmup_days=0.0, log=lambda *a: None)
     service = Service(ServiceConfig(data_dir=str(tmp_path / "service"), bundle=str(tiny_bundle), source="watch"))
     events = service.store.reader().alerts()
     assert opened(events), "the low-threshold tiny bundle opens alerts"
@@ -113,6 +113,15 @@ def test_replay_through_the_service_and_policy_replay_give_the_same_alerts(tmp_p
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["baseline"]["k"] in KS and saved["baseline"]["k_chosen"] == "tuned on this stream to the CNN's false-alarm rate"
     assert 0 <= saved["cnn"]["brier"] <= 1 and saved["cnn"]["threshold"] == pytest.approx(0.05)
+    # a rerun resumes (nothing left to replay) and reports any threshold from the stored scores
+    again = report_stream(replay_stream(tiny_bundle, stream, tmp_path, 256), stream, tmp_path, threshold=0.3,
+                          warmup_days=0.0, log=lambda *a: None)
+    assert service.store.db.execute("SELECT COUNT(*) FROM frames").fetchone()[0] == frames
+    assert again["cnn"]["threshold"] == 0.3
+    assert again["cnn"]["false_per_disk_day"] == next(f for t, f, _ in report["cnn_curve"] if t == 0.3)
+    assert [c[1] for c in again["cnn_curve"]] == [c[1] for c in report["cnn_curve"]]
+    with pytest.raises(SystemExit, match="holds another replay"):
+        replay_stream(tiny_bundle, Stream(7, "2002-03-05T00:00:00", 1.0), tmp_path, 256)
 
 
 def test_forecasts_verify_when_an_emergence_in_the_tile_has_begun_by_the_frame():
