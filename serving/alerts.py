@@ -1,17 +1,20 @@
 """The alert lifecycle of one patch on one disk passage.
 
-States (:class:`~serving.events.AlertStatus`): ``idle`` → ``open`` when the
-ensemble median calls an emergence (:func:`common.ensemble.detects`: above the
-bundle's threshold) whose onset estimate lies after the first frame the service
-observed of the passage (``Score.observed_from``): flux that was already there
-when observation began — a region that rotated in over the limb, or one on the
-disk when the service started — is not an emergence it saw — and no tile sharing
-area with it (the overlapping-tiles option) has an alert open: one region, one
-alert; while open, an ``updated`` event when the onset estimate
-moves by ``onset_frames`` or more, or the median by ``probability_step`` or
-more, since the last event; ``withdrawn`` when the median falls below
-``threshold − hysteresis`` (back to idle; a later opening gets the next
-sequence number); ``closed`` when the patch leaves the disk (final).
+States (:class:`~serving.events.AlertStatus`):
+
+- ``idle`` → ``open`` when the ensemble median calls an emergence
+  (:func:`common.ensemble.detects`: above the alert threshold), provided that
+  its onset estimate lies after the first frame of the passage the service
+  observed (``Score.observed_from``: flux already there when observation
+  began, a region that rotated in over the limb or one on the disk when the
+  service started, is not an emergence it saw), and that no tile sharing area
+  with it has an alert open (the overlapping-tiles option: one region, one alert);
+- while open, an ``updated`` event when the onset estimate moves by
+  ``onset_frames`` or more, or the median by ``probability_step`` or more,
+  since the last event;
+- ``withdrawn`` when the median falls below ``threshold − hysteresis`` (back
+  to idle; a later opening gets the next sequence number);
+- ``closed`` when the patch leaves the disk (final).
 
 Ids are derived, not drawn: ``<patch>/<passage start>/<n>`` for the n-th
 opening in a passage, and each event carries ``<alert id>#<seq>``, so a

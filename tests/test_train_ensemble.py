@@ -36,6 +36,8 @@ def test_report_has_every_number(run):
     for target in ("accuracy_vs_truth", "accuracy_vs_labels"):
         assert {"median", "p25", "p75", "stable", "unstable"} <= set(report["test"][target])
         assert 0 <= report["test"][target]["median"] <= 1
+    by_kind = report["test"]["median_accuracy_vs_truth_by_kind"]
+    assert set(by_kind) == {"region", "tile"} and all(0 <= a <= 1 for a in by_kind.values())
     assert set(report["onset"]["error_days_percentiles"]) == {"p5", "p25", "p50", "p75", "p95"}
     assert report["bundle"]["onnx_vs_torch_max_abs"] <= 1e-4
     for fig in report["figures"]:

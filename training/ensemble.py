@@ -186,6 +186,10 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
         accuracies["stable"] = accuracy(stats["median"][stable], target[stable], threshold) if stable.any() else None
         accuracies["unstable"] = accuracy(stats["median"][~stable], target[~stable], threshold) if (~stable).any() else None
         test_metrics[f"accuracy_vs_{name}"] = accuracies
+    # the paper's videos (centred on catalog regions) apart from the service's tiles
+    test_metrics["median_accuracy_vs_truth_by_kind"] = {
+        kind: accuracy(stats["median"][mask], truth[mask], threshold)
+        for kind in sorted(set(test.kind)) if (mask := (test.kind == kind).to_numpy()).any()}
 
     # 5. onset -------------------------------------------------------------------------------
     hits = np.flatnonzero(detects(stats["median"], threshold) & (truth == 1))
