@@ -2,10 +2,10 @@
 
 The training threshold (the precision–recall crossing on complete,
 catalog-centred videos) answers a different question from the service's:
-how many false alerts a day may it send? :func:`choose` takes the lowest
-threshold (the most sensitive) whose false alerts per disk-day on a
-validation stream — a seed and period no training, test, demo or held-out
-evaluation uses — are at most the target; :func:`record` writes it into the
+how many false alerts a day may it send? :func:`choose` takes the threshold
+that alerts the most emergences within a day of onset while its false alerts
+per disk-day on a validation stream — a seed and period no training, test,
+demo or held-out evaluation uses — stay within the target; :func:`record` writes it into the
 bundle's manifest (``operating_point``), where the service reads its alert
 threshold (:attr:`serving.bundle.ModelBundle.alert_threshold`).
 """
@@ -15,6 +15,8 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -34,14 +36,17 @@ TARGET_FALSE_PER_DISK_DAY = 0.5
 
 
 def choose(curve: list[tuple[float, float, float]], target: float, larger_is_stricter: bool = True) -> float:
-    """The most sensitive knob whose false-alarm rate is at most ``target``.
+    """The operating point on ``curve``: the knob that detects the most within ``target`` false alerts per disk-day.
 
-    ``curve`` holds (knob, false alerts per disk-day, detected within 1 d) points; with
-    ``larger_is_stricter`` the most sensitive knob is the smallest. When no point meets the
-    target, the strictest knob is returned.
+    ``curve`` holds (knob, false alerts per disk-day, detected within 1 d) points. Among the knobs within the
+    target, the one with the highest detection rate wins; ties go to the fewer false alerts, then to the more
+    sensitive knob (the smaller, with ``larger_is_stricter``). When no knob meets the target, the strictest.
     """
-    ordered = sorted(curve, key=lambda c: c[0], reverse=not larger_is_stricter)
-    return next((knob for knob, false_rate, _ in ordered if false_rate <= target), ordered[-1][0])
+    ordered = sorted(curve, key=lambda c: c[0], reverse=not larger_is_stricter)  # most sensitive first
+    within = [c for c in ordered if c[1] <= target]
+    if not within:
+        return ordered[-1][0]
+    return max(within, key=lambda c: (np.nan_to_num(c[2]), -c[1], -ordered.index(c)))[0]
 
 
 def record(bundle: Path, point: dict) -> None:

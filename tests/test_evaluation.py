@@ -141,10 +141,12 @@ def test_forecasts_verify_when_an_emergence_in_the_tile_has_begun_by_the_frame()
 
 
 def test_operating_point_is_the_most_sensitive_knob_within_the_target_and_the_service_alerts_at_it(tmp_path, tiny_bundle):
-    curve = [(0.2, 2.0, 0.9), (0.3, 0.6, 0.8), (0.4, 0.45, 0.7), (0.5, 0.5, 0.6), (0.6, 0.1, 0.4)]
-    assert choose(curve, 0.5) == 0.4
-    assert choose(curve, 0.01) == 0.6  # nothing meets it: the strictest
+    curve = [(0.2, 2.0, 0.9), (0.3, 0.6, 0.8), (0.4, 0.45, 0.6), (0.5, 0.3, 0.7), (0.55, 0.2, 0.7), (0.6, 0.2, 0.7),
+             (0.7, 0.1, 0.4)]
+    assert choose(curve, 0.5) == 0.55  # the most detections within the target; then fewer false; then more sensitive
+    assert choose(curve, 0.01) == 0.7  # nothing meets it: the strictest
     assert choose([(2.0, 0.9, 0.8), (5.0, 0.4, 0.6), (10.0, 0.1, 0.3)], 0.5) == 5.0
+    assert choose([(0.3, 0.4, float("nan")), (0.5, 0.2, float("nan"))], 0.5) == 0.5  # no emergences: fewer false
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
     record(bundle, {"threshold": 0.4, "target_false_per_disk_day": 0.5})
