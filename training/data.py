@@ -95,11 +95,12 @@ class VideoDataset(Dataset):
             i, variant = k, (k + self.epoch) % N_AUGMENT if self.augment == "cycle" else 0
         video = augment(scale_for_model(self.store.video(self.indices[i]), self.clip), variant)
         label = self.labels[i]
-        rng = np.random.default_rng([self.seed, self.epoch, k])
-        if self.truncate and rng.random() < self.truncate and not (label == 1 and self.onsets[i] < 0):
-            n = int(rng.integers(len(video)))
-            video[n + 1 :] = video[n]
-            label = np.float32(label == 1 and n >= self.onsets[i])
+        if self.truncate and not (label == 1 and self.onsets[i] < 0):
+            rng = np.random.default_rng([self.seed, self.epoch, k])
+            if rng.random() < self.truncate:
+                n = int(rng.integers(len(video)))
+                video[n + 1 :] = video[n]
+                label = np.float32(label == 1 and n >= self.onsets[i])
         return torch.from_numpy(video)[None], torch.tensor(label)
 
 
