@@ -42,7 +42,7 @@ def ensure_bundle(store: Path, run: Path) -> Path:
         return bundle
     except BundleError as exc:
         print(f"no usable bundle ({exc})")
-    print("training the small ensemble (train-ensemble --preset small); this takes about 17 minutes on 2 cores")
+    print("training the small ensemble (train-ensemble --preset small); this takes most of an hour on 2 cores")
     subprocess.run([sys.executable, "-m", "training.cli", "--store", str(store), "--out", str(run), "--preset", "small"],
                    check=True)
     return bundle

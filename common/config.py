@@ -111,7 +111,7 @@ class ServiceConfig:
     tile_overlap : overlap of neighbouring tiles (0° edge to edge; 7.5°, half a tile, puts every region well
         inside some tile). With overlap a tile opens no alert while a tile sharing area with it has one open,
         so one region gives one alert (:func:`serving.alerts.step`).
-    hysteresis, onset_step_frames, probability_step : alert policy (see :mod:`serving.alerts`).
+    hysteresis, onset_step_frames, probability_step, present_at_start : alert policy (see :mod:`serving.alerts`).
     """
 
     data_dir: str = "data/service"
@@ -132,6 +132,7 @@ class ServiceConfig:
     hysteresis: float = 0.1
     onset_step_frames: int = 3
     probability_step: float = 0.1
+    present_at_start: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "lat_limit", _require(self.lat_limit, u.deg, "lat_limit"))

@@ -57,9 +57,11 @@ def stream_slots(stream: Stream) -> tuple[int, int]:
     return first, first + int(round(stream.days * SLOTS_PER_DAY))
 
 
-def replay_stream(bundle: Path, stream: Stream, out: Path, size: int = 1024, setting: str = "default") -> Service:
+def replay_stream(bundle: Path, stream: Stream, out: Path, size: int = 1024, setting: str = "default",
+                  **service_options) -> Service:
     """Stream ``stream`` through a service scoring with ``bundle`` in ``out/service``; returns the service.
 
+    ``service_options`` are further :class:`common.config.ServiceConfig` fields (e.g. the alert policy's).
     Resumable: a rerun skips the slots already ingested. A folder holding another stream, bundle, setting
     or frame size is refused.
     """
@@ -71,7 +73,7 @@ def replay_stream(bundle: Path, stream: Stream, out: Path, size: int = 1024, set
         raise SystemExit(f"fluxwatch-evaluate: {out} holds another replay ({spec_path.read_text().strip()}); "
                          "remove it or choose another --out")
     spec_path.write_text(json.dumps(spec))
-    service = Service(ServiceConfig(data_dir=str(out / "service"), bundle=str(bundle), source="watch"))
+    service = Service(ServiceConfig(data_dir=str(out / "service"), bundle=str(bundle), source="watch", **service_options))
     first, end = stream_slots(stream)
     newest = service.store.newest_frame()
     slots = range(first if newest is None else max(first, newest[0] + 1), end)
@@ -149,9 +151,11 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
     return report
 
 
-def evaluate(bundle: Path, stream: Stream, out: Path, size: int = 1024, setting: str = "default", **report) -> dict:
+def evaluate(bundle: Path, stream: Stream, out: Path, size: int = 1024, setting: str = "default",
+             service_options: dict | None = None, **report) -> dict:
     """:func:`replay_stream` then :func:`report_stream` (keyword arguments go to the latter)."""
-    return report_stream(replay_stream(bundle, stream, out, size, setting), stream, out, setting, **report)
+    return report_stream(replay_stream(bundle, stream, out, size, setting, **(service_options or {})), stream, out,
+                         setting, **report)
 
 
 def calibrate(bundle: Path, out: Path, size: int = 1024, target: float = TARGET_FALSE_PER_DISK_DAY, log=print) -> dict:

@@ -4,11 +4,16 @@ States (:class:`~serving.events.AlertStatus`):
 
 - ``idle`` → ``open`` when the ensemble median calls an emergence
   (:func:`common.ensemble.detects`: above the alert threshold), provided that
-  its onset estimate lies after the first frame of the passage the service
-  observed (``Score.observed_from``: flux already there when observation
-  began, a region that rotated in over the limb or one on the disk when the
-  service started, is not an emergence it saw), and that no tile sharing area
-  with it has an alert open (the overlapping-tiles option: one region, one alert);
+  the passage is not marked ``present_at_start``, that the onset estimate lies
+  after the first frame of the passage the service observed
+  (``Score.observed_from``), and that no tile sharing area with it has an
+  alert open (the overlapping-tiles option: one region, one alert). Flux
+  already there when observation began is not an emergence the service saw:
+  a region that rotated in over the limb has its onset at frame 0, and a
+  passage the service saw only from mid-passage (a cold start, or missing
+  frames) whose first observed frame already scores above the threshold is
+  marked ``present_at_start`` until its median falls below
+  ``threshold − hysteresis`` (``AlertPolicy.present_at_start``, on by default);
 - while open, an ``updated`` event when the onset estimate moves by
   ``onset_frames`` or more, or the median by ``probability_step`` or more,
   since the last event;
@@ -37,6 +42,7 @@ class AlertPolicy:
     hysteresis: float = 0.1
     onset_frames: int = 3
     probability_step: float = 0.1
+    present_at_start: bool = True
 
 
 @dataclass
@@ -50,6 +56,7 @@ class AlertState:
     seq: int = 0
     last_onset: int | None = None
     last_median: float | None = None
+    present_at_start: bool = False
     history: list[dict] = field(default_factory=list)
 
     def __post_init__(self):
@@ -75,8 +82,12 @@ def step(state: AlertState, policy: AlertPolicy, score: Score, on_disk: bool, ne
         events = [_event(state, EventKind.closed, score)] if state.status is AlertStatus.open else []
         state.status = AlertStatus.closed
         return events
-    if (state.status is AlertStatus.idle and detects(median, policy.threshold) and score.onset.frame > score.observed_from
-            and not neighbour_open):
+    if policy.present_at_start and score.frame == score.observed_from > 0 and detects(median, policy.threshold):
+        state.present_at_start = True
+    elif state.present_at_start and median < policy.threshold - policy.hysteresis:
+        state.present_at_start = False
+    if (state.status is AlertStatus.idle and detects(median, policy.threshold) and not state.present_at_start
+            and score.onset.frame > score.observed_from and not neighbour_open):
         state.status, state.openings, state.seq = AlertStatus.open, state.openings + 1, 0
         return [_event(state, EventKind.opened, score)]
     if state.status is AlertStatus.open:

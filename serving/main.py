@@ -31,11 +31,14 @@ def config_from_args(argv=None) -> ServiceConfig:
     p.add_argument("--lat-limit-deg", type=float, default=d.lat_limit.to_value(u.deg))
     p.add_argument("--tile-overlap-deg", type=float, default=d.tile_overlap.to_value(u.deg),
                    help="overlap of neighbouring tiles (7.5 = half a tile); overlapping alerts are merged")
+    p.add_argument("--present-at-start", action=argparse.BooleanOptionalAction, default=d.present_at_start,
+                   help="mark passages seen only from mid-passage whose first frame already scores above the threshold "
+                        "(no alert until the score falls back; see serving.alerts)")
     a = p.parse_args(argv)
     return ServiceConfig(data_dir=a.data_dir, bundle=a.bundle, source=a.source, speedup=a.speedup,
                          synthetic_start=a.synthetic_start, kafka_bootstrap=a.kafka_bootstrap, http_host=a.http_host,
                          http_port=a.http_port, upload_token=a.upload_token, lat_limit=a.lat_limit_deg * u.deg,
-                         tile_overlap=a.tile_overlap_deg * u.deg)
+                         tile_overlap=a.tile_overlap_deg * u.deg, present_at_start=a.present_at_start)
 
 
 def main(argv=None) -> int:

@@ -42,7 +42,7 @@ class Service:
         self.store = Store(self.dir, self.bundle.n_frames, self.bundle.pixels)
         self.step = FrameStep(self.bundle, PatchGrid(config.patch_grid),
                               AlertPolicy(self.bundle.alert_threshold, config.hysteresis, config.onset_step_frames,
-                                          config.probability_step))
+                                          config.probability_step, config.present_at_start))
         self.metrics = metrics or Metrics()
         self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))
         self.sinks: list[Sink] = [AlertLog(self.dir / "alerts.jsonl"), MetricsSink(self.metrics)]

@@ -38,10 +38,24 @@ def test_flux_there_when_observation_began_is_not_an_emergence():
     after observation began does."""
     state = AlertState("L007.50N07.50", "20000601T0000")
     assert step(state, POLICY, score(0.9, onset=0, frame=5), on_disk=True) == []
-    assert step(state, POLICY, score(0.9, onset=40, frame=41, observed_from=40), on_disk=True) == []
-    assert state.status is AlertStatus.idle
+    assert step(state, POLICY, score(0.3, onset=40, frame=40, observed_from=40), on_disk=True) == []
+    assert state.status is AlertStatus.idle and not state.present_at_start
     events = step(state, POLICY, score(0.9, onset=44, frame=46, observed_from=40), on_disk=True)
     assert [e.event for e in events] == [EventKind.opened] and events[0].observed_from == 40
+
+
+def test_a_passage_that_scores_high_on_its_first_observed_frame_alerts_only_after_it_fell_back():
+    state = AlertState("L007.50N07.50", "20000601T0000")
+    assert step(state, POLICY, score(0.8, onset=40, frame=40, observed_from=40), on_disk=True) == []
+    assert state.present_at_start
+    assert step(state, POLICY, score(0.9, onset=41, frame=41, observed_from=40), on_disk=True) == []  # still there
+    assert step(state, POLICY, score(0.45, onset=41, frame=42, observed_from=40), on_disk=True) == []  # not yet below 0.4
+    assert state.present_at_start
+    assert step(state, POLICY, score(0.3, onset=41, frame=43, observed_from=40), on_disk=True) == []
+    assert not state.present_at_start
+    events = step(state, POLICY, score(0.9, onset=60, frame=61, observed_from=40), on_disk=True)  # a new rise
+    assert [e.event for e in events] == [EventKind.opened]
+    assert AlertState(**state.to_dict()) == state  # persisted with the rest
 
 
 def test_a_tile_opens_no_alert_while_a_tile_sharing_area_with_it_has_one():

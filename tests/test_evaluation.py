@@ -97,8 +97,10 @@ def test_replay_through_the_service_and_policy_replay_give_the_same_alerts(tmp_p
     """A short held-out stretch through the service's own path; re-running the alert policy over the stored
     scores gives exactly the service's alerts (so the operating curve needs no second replay)."""
     stream = Stream(7, "2002-03-01T00:00:00", 1.0)
-    report = evaluate(tiny_bundle, stream, tmp_path, size=256, warmup_days=0.0, log=lambda *a: None)
-    service = Service(ServiceConfig(data_dir=str(tmp_path / "service"), bundle=str(tiny_bundle), source="watch"))
+    unmarked = {"present_at_start": False}  # the tiny bundle scores ≈ 0.505 everywhere: see tests/test_serving.config
+    report = evaluate(tiny_bundle, stream, tmp_path, size=256, service_options=unmarked, warmup_days=0.0,
+                      log=lambda *a: None)
+    service = Service(ServiceConfig(data_dir=str(tmp_path / "service"), bundle=str(tiny_bundle), source="watch", **unmarked))
     events = service.store.reader().alerts()
     assert opened(events), "the low-threshold tiny bundle opens alerts"
     replayed, withdrawals = policy_alerts(passages(service), service.step.policy)
@@ -114,14 +116,14 @@ def test_replay_through_the_service_and_policy_replay_give_the_same_alerts(tmp_p
     assert saved["baseline"]["k"] in KS and saved["baseline"]["k_chosen"] == "tuned on this stream to the CNN's false-alarm rate"
     assert 0 <= saved["cnn"]["brier"] <= 1 and saved["cnn"]["threshold"] == pytest.approx(0.05)
     # a rerun resumes (nothing left to replay) and reports any threshold from the stored scores
-    again = report_stream(replay_stream(tiny_bundle, stream, tmp_path, 256), stream, tmp_path, threshold=0.3,
+    again = report_stream(replay_stream(tiny_bundle, stream, tmp_path, 256, **unmarked), stream, tmp_path, threshold=0.3,
                           warmup_days=0.0, log=lambda *a: None)
     assert service.store.db.execute("SELECT COUNT(*) FROM frames").fetchone()[0] == frames
     assert again["cnn"]["threshold"] == 0.3
     assert again["cnn"]["false_per_disk_day"] == next(f for t, f, _ in report["cnn_curve"] if t == 0.3)
     assert [c[1] for c in again["cnn_curve"]] == [c[1] for c in report["cnn_curve"]]
     with pytest.raises(SystemExit, match="holds another replay"):
-        replay_stream(tiny_bundle, Stream(7, "2002-03-05T00:00:00", 1.0), tmp_path, 256)
+        replay_stream(tiny_bundle, Stream(7, "2002-03-05T00:00:00", 1.0), tmp_path, 256, **unmarked)
 
 
 def test_forecasts_verify_when_an_emergence_in_the_tile_has_begun_by_the_frame():

@@ -25,6 +25,10 @@ from tests.support import ServerThread, free_port
 
 
 def config(tmp_path, bundle, **kw) -> ServiceConfig:
+    """The test service. The tiny bundle scores every patch alike (≈ 0.505, above its 0.05 threshold), so with
+    the cold-start marking on, every passage of a test stream (all seen from mid-passage) would stay marked and
+    nothing would open: the tests of the alert machinery turn it off; the cold-start test turns it on."""
+    kw = {"present_at_start": False, **kw}
     return ServiceConfig(data_dir=str(tmp_path / "svc"), bundle=str(bundle), source="watch", lat_limit=45 * u.deg,
                          upload_token="s3cret", **kw)
 
@@ -134,7 +138,8 @@ def test_broker_down_then_up_loses_no_alert(tmp_path, tiny_bundle, frames, kafka
 def run_server(cfg_dir, bundle, port):
     return subprocess.Popen([sys.executable, "-m", "serving.main", "--source", "watch", "--data-dir", str(cfg_dir),
                              "--bundle", str(bundle), "--port", str(port), "--speedup", "23040",
-                             "--lat-limit-deg", "45"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--lat-limit-deg", "45", "--no-present-at-start"],  # as config() does
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def test_restart_after_kill_loses_no_frame_and_duplicates_no_alert(tmp_path, tiny_bundle, frames):
@@ -175,7 +180,7 @@ def test_restart_after_kill_loses_no_frame_and_duplicates_no_alert(tmp_path, tin
 
 
 def test_a_cold_start_marks_the_frames_it_did_not_see_and_alerts_only_on_later_rises(tmp_path, tiny_bundle, frames):
-    service = Service(config(tmp_path, tiny_bundle))
+    service = Service(config(tmp_path, tiny_bundle, present_at_start=True))
     drop(frames, service.dir)
     service.run_cycle()
     reader = service.store.reader()
@@ -186,8 +191,16 @@ def test_a_cold_start_marks_the_frames_it_did_not_see_and_alerts_only_on_later_r
         if history := reader.scores(pid, start):  # (a passage whose video ended before the first frame has none)
             cold += first_seen > 0
             assert {s.observed_from for s in history} == {first_seen}
+            assert service.store.alert_state(pid, start).present_at_start == (history[0].probability.median > 0.05)
     assert cold > 10, "a service started mid-passage has passages it saw only part of"
-    opened = [e for e in reader.alerts() if e.event == EventKind.opened]
+    # every passage was seen from mid-passage and already scored above the threshold there (the tiny bundle
+    # scores ≈ 0.505 everywhere): nothing is an emergence the service saw
+    assert reader.alerts() == []
+    # without the marking, the same stream opens alerts, each on an onset after the first observed frame
+    unmarked = Service(config(tmp_path / "unmarked", tiny_bundle))
+    drop(frames, unmarked.dir)
+    unmarked.run_cycle()
+    opened = [e for e in unmarked.store.reader().alerts() if e.event == EventKind.opened]
     assert opened and all(e.onset.frame > e.observed_from for e in opened)
 
 
