@@ -4,10 +4,10 @@ The training threshold (the precision–recall crossing on complete,
 catalog-centred videos) answers a different question from the service's:
 how many false alerts a day may it send? :func:`choose` takes the threshold
 that alerts the most emergences within a day of onset while its false alerts
-per disk-day on a validation stream — a seed and period no training, test,
-demo or held-out evaluation uses — stay within the target; :func:`record` writes it into the
-bundle's manifest (``operating_point``), where the service reads its alert
-threshold (:attr:`serving.bundle.ModelBundle.alert_threshold`).
+per disk-day on a validation stream (a seed and period no training, test,
+demo or held-out evaluation uses) stay within the target; :func:`record`
+writes it into the bundle's manifest (``operating_point``), where the service
+reads its alert threshold (:attr:`serving.bundle.ModelBundle.alert_threshold`).
 """
 from __future__ import annotations
 
