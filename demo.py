@@ -115,9 +115,7 @@ def summarize(alerts: list[dict], start: Time, frames: int, service_dir: Path) -
     from common.clock import CADENCE_DAYS, slot_days
     from common.config import ServiceConfig
     from common.patches import PatchGrid
-    from evaluation.cli import score_events
-    from evaluation.matching import MatchRule
-    from evaluation.replay import truth
+    from evaluation.cli import score_events, stream_truth
     from evaluation.report import Exposure, table
     from serving.events import AlertEvent
     from serving.store import Reader
@@ -125,7 +123,7 @@ def summarize(alerts: list[dict], start: Time, frames: int, service_dir: Path) -
     first = int(slot_of_time(start))
     reader = Reader(service_dir / "state.sqlite")
     patch_days = sum(len(reader.scores(*key)) for key in reader.passages()) * CADENCE_DAYS
-    emergences = truth(SyntheticSun(SunConfig(), seed=0), first - int(MatchRule().window_days / CADENCE_DAYS), first + frames)
+    emergences = stream_truth(SyntheticSun(SunConfig(), seed=0), first, first + frames)
     m, s = score_events([AlertEvent.model_validate(a) for a in alerts], emergences, PatchGrid(ServiceConfig().patch_grid),
                         Exposure(frames * CADENCE_DAYS, patch_days), (float(slot_days(first)), float(slot_days(first + frames))))
     print(f"\nsummary: {len(alerts)} alert events on the stream's {frames} frames "

@@ -97,7 +97,7 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
     history = passages(service)
     rule = MatchRule()
     sun = SyntheticSun(SETTINGS[setting], seed=stream.seed)
-    emergences = truth(sun, first - int(rule.window_days * SLOTS_PER_DAY), end)
+    emergences = stream_truth(sun, first, end, rule)
     counted = (float(slot_days(first)) + warmup_days, float(slot_days(end)) - 2.0)
     exposure = Exposure(disk_days=(end - first) * CADENCE_DAYS, patch_days=sum(len(p.scores) for p in history) * CADENCE_DAYS)
     grid = service.step.grid
@@ -174,6 +174,11 @@ def calibrate(bundle: Path, out: Path, size: int = 1024, target: float = TARGET_
     log(f"operating point recorded in {bundle / 'manifest.json'}: alert threshold {threshold:.3f} (validation: "
         f"{false_rate:.2f} false per disk-day, detected within 1 d {detected:.2f}); baseline k {k:g}")
     return point
+
+
+def stream_truth(sun: SyntheticSun, first: int, end: int, rule: MatchRule = MatchRule()) -> list[Emergence]:
+    """The emergences that can explain an alert of the stream [first, end) (slots): from ``rule.window_days`` before it."""
+    return truth(sun, first - int(rule.window_days * SLOTS_PER_DAY), end)
 
 
 def score_events(events: list[AlertEvent], emergences: list[Emergence], grid: PatchGrid, exposure: Exposure,

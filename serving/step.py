@@ -178,13 +178,15 @@ class FrameStep:
         probs = self.streams.score([self._stream_item(store, key, k, frame) for key, k, frame in extended])
         idx = [self.grid.index(pid) for (pid, _), _, _ in extended]
         stony_lon, stony_lat = mag.observer.stonyhurst(self.grid.lon[idx], self.grid.lat[idx])
+        # every slot ingested since the oldest passage began (this frame is not stored yet): one query per frame
+        seen = store.observed_slots(min(start for (_, start), _, _ in extended), result.slot)
         for j, (key, k, _) in enumerate(extended):
             frames, history = store.curves(*key)
             curves = probs[:, j : j + 1] if history.size == 0 else np.c_[history, probs[:, j]]
-            seen = store.observed_slots(key[1], key[1] + k)  # frame k is this one, not stored yet
+            first_seen = np.searchsorted(seen, key[1])  # the passage's first ingested slot, if before this frame
             score = self._score_of(key, k, result.slot, probs[:, j], np.r_[frames, k], curves,
                                    LonLat(lon=float(stony_lon[j]), lat=float(stony_lat[j])),
-                                   observed_from=int(seen[0] - key[1]) if seen.size else k)
+                                   observed_from=int(seen[first_seen] - key[1]) if first_seen < seen.size else k)
             result.scores.append(ScoreRecord(key, [float(p) for p in probs[:, j]], score))
         # Alerts advance strongest first, so that of overlapping tiles over one region the likeliest opens.
         alerting = store.open_alert_patches()
