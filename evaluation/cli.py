@@ -40,15 +40,11 @@ from serving.bundle import ModelBundle
 from serving.events import AlertEvent, EventKind
 from serving.service import Service
 from serving.store import passage_label
-from sim import SunConfig, SyntheticSun
+from sim import SyntheticSun
+from sim.settings import EVALUATION
 
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 3)
 KS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
-
-
-#: Settings of the synthetic Sun to evaluate on: the default (the training sets' settings) and held-out ones
-#: that no training set uses.
-SETTINGS = {"default": SunConfig(), "flux-growth": SunConfig(growth_law="flux-rate")}
 
 
 def stream_slots(stream: Stream) -> tuple[int, int]:
@@ -77,7 +73,7 @@ def replay_stream(bundle: Path, stream: Stream, out: Path, size: int = 1024, set
     first, end = stream_slots(stream)
     newest = service.store.newest_frame()
     slots = range(first if newest is None else max(first, newest[0] + 1), end)
-    sun = SyntheticSun(SETTINGS[setting], seed=stream.seed)
+    sun = SyntheticSun(EVALUATION[setting], seed=stream.seed)
     for chunk in tqdm(range(0, len(slots), SLOTS_PER_DAY), desc=f"streaming days (seed {stream.seed}, {setting})", unit="day"):
         replay(service, sun, slots[chunk : chunk + SLOTS_PER_DAY], (size, size), out / "staging")
     return service
@@ -96,7 +92,7 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
     first, end = stream_slots(stream)
     history = passages(service)
     rule = MatchRule()
-    sun = SyntheticSun(SETTINGS[setting], seed=stream.seed)
+    sun = SyntheticSun(EVALUATION[setting], seed=stream.seed)
     emergences = stream_truth(sun, first, end, rule)
     counted = (float(slot_days(first)) + warmup_days, float(slot_days(end)) - 2.0)
     exposure = Exposure(disk_days=(end - first) * CADENCE_DAYS, patch_days=sum(len(p.scores) for p in history) * CADENCE_DAYS)
@@ -178,7 +174,7 @@ def calibrate(bundle: Path, out: Path, size: int = 1024, target: float = TARGET_
 
 def stream_truth(sun: SyntheticSun, first: int, end: int, rule: MatchRule = MatchRule()) -> list[Emergence]:
     """The emergences that can explain an alert of the stream [first, end) (slots): from ``rule.window_days`` before it."""
-    return truth(sun, first - int(rule.window_days * SLOTS_PER_DAY), end)
+    return truth(sun, first - int(rule.window_days * SLOTS_PER_DAY), end, min_flux_Mx=rule.any_flux_Mx)
 
 
 def score_events(events: list[AlertEvent], emergences: list[Emergence], grid: PatchGrid, exposure: Exposure,
@@ -204,7 +200,7 @@ def main(argv=None) -> int:
     p.add_argument("--days", type=float, default=60.0)
     p.add_argument("--size", type=int, default=1024, help="full-disk frame side, pixels")
     p.add_argument("--out", type=Path, default=Path("data/evaluate"))
-    p.add_argument("--setting", choices=sorted(SETTINGS), default="default",
+    p.add_argument("--setting", choices=sorted(EVALUATION), default="default",
                    help="synthetic Sun settings: the training sets' (default) or a held-out one")
     p.add_argument("--calibrate", action="store_true",
                    help="replay the validation stream instead, choose the alert threshold for --target and record it in the bundle")

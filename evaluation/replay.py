@@ -33,15 +33,31 @@ from sim import SyntheticSun, ephemeris, write_fits_series
 from sim.catalog import heliocentric_z
 
 
-def truth(sun: SyntheticSun, start_slot: int, end_slot: int) -> list[Emergence]:
-    """Every BMR of ``sun`` that starts emerging in [start_slot, end_slot), with its truth onset (its flux reaching
-    a detectable level, :attr:`sim.bmr.BMRTable.t_onset`) and its CMD then."""
+def truth(sun: SyntheticSun, start_slot: int, end_slot: int, min_flux_Mx: float = 0.0) -> list[Emergence]:
+    """Every region of ``sun`` that starts emerging in [start_slot, end_slot) with a final flux of at least
+    ``min_flux_Mx``: its truth onset (its first bipole's flux reaching a detectable level,
+    :attr:`sim.bmr.BMRTable.t_onset`) and CMD then, its total flux, and a footprint holding all its bipoles
+    (a multi-bipole region is one emergence)."""
     table = sun.bmrs(slot_time(start_slot), slot_time(end_slot))
-    l0, _, _ = ephemeris(np.asarray(slot_of_time(table.t_onset)))
-    cmd = central_meridian_distance(table.lon, l0)
-    return [Emergence(str(table.id[i]), float(table.t_onset_days[i]), float(table.lon[i]), float(table.lat[i]),
-                      float(table.flux_Mx[i]), float(cmd[i]), float(table.separation_deg[i]) / 2)
-            for i in range(len(table))]
+    regions: dict[str, list[int]] = {}
+    for i, r in enumerate(table.region):
+        regions.setdefault(str(r), []).append(i)
+    out = []
+    for region, members in regions.items():
+        k = np.asarray(members)
+        flux = table.flux_Mx[k]
+        if flux.sum() < min_flux_Mx:
+            continue
+        first = k[np.argmin(table.t_onset_days[k])]
+        dlon = central_meridian_distance(table.lon[k], table.lon[first])
+        lon = (table.lon[first] + (dlon * flux).sum() / flux.sum()) % 360.0
+        lat = (table.lat[k] * flux).sum() / flux.sum()
+        reach = np.maximum(np.abs(central_meridian_distance(table.lon[k], lon)), np.abs(table.lat[k] - lat))
+        onset = float(table.t_onset_days[first])
+        cmd = central_meridian_distance(lon, ephemeris(np.array([int(slot_of_time(table.t_onset[first]))]))[0][0])
+        out.append(Emergence(region, onset, float(lon), float(lat), float(flux.sum()), float(cmd),
+                             float((reach + table.separation_deg[k] / 2).max())))
+    return out
 
 
 def replay(service: Service, sun: SyntheticSun, slots: range, shape: tuple[int, int], staging: Path) -> int:

@@ -28,6 +28,7 @@ KIND = "fluxwatch.dataset"
 #: Catalog columns and what they hold.
 CATALOG_COLUMNS = {
     "video_id": "row index into videos/",
+    "setting": "index of the synthetic Sun the video was drawn from (the store's attrs 'suns'; 0 the default Sun)",
     "kind": "'region': centred on a catalog BMR (the paper's videos); 'tile': a tile of the service's grid on a random passage",
     "bmr_id": "id of the BMR the video is centred on (synthetic Sun); for a tile, of the BMR its label is about, else ''",
     "start_time": "UTC time of frame 0 (ISO)",

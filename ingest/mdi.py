@@ -19,6 +19,7 @@ from astropy.time import Time
 
 from common.clock import CADENCE
 from common.observer import Observer
+from ingest.projection import ImageGeometry
 
 #: MDI full-disk geometry: 1024² pixels of 1.98″.
 MDI_SHAPE = (1024, 1024)
@@ -104,6 +105,15 @@ def mdi_header(observer: Observer, shape=MDI_SHAPE, missing: int = 0) -> fits.He
     for key, value, comment in cards:
         h[key] = (value, comment)
     return h
+
+
+def mdi_geometry(shape=MDI_SHAPE) -> ImageGeometry:
+    """The image geometry of :func:`mdi_header` (Sun-centred, north up, MDI's plate scale for 1024²), without
+    building a WCS: the same for every frame, whatever the observer."""
+    ny, nx = shape
+    scale_rad = (MDI_PLATE_SCALE * 1024 / nx).to_value(u.rad)
+    return ImageGeometry(shape=(ny, nx), crpix=np.array([(nx - 1) / 2, (ny - 1) / 2]), crval=np.zeros(2),
+                         pixel_from_plane=np.eye(2) / scale_rad)
 
 
 def write_mdi(path: str | Path, data_gauss: np.ndarray, observer: Observer) -> Path:

@@ -153,9 +153,15 @@ def project_patches(data, observer: Observer, image: ImageGeometry, grid: PatchG
     col, row, visible = carrington_to_pixel(
         observer, image, lon[:, None, :], lat[:, :, None], dtype=np.float32
     )
+    return sample_bilinear(data, col, row, visible)
+
+
+def sample_bilinear(data, col, row, visible) -> np.ndarray:
+    """Bilinear samples of image ``data`` (G) at pixel positions (``col``, ``row``, 0-based, any shape), float32
+    of that shape; 0 G outside the image and where ``visible`` is False (the far side of the Sun)."""
     out = map_coordinates(
-        data, (row.ravel(), col.ravel()), order=1, mode="constant", cval=0.0, prefilter=False,
+        data, (np.ravel(row), np.ravel(col)), order=1, mode="constant", cval=0.0, prefilter=False,
         output=np.float32,
-    ).reshape(col.shape)
+    ).reshape(np.shape(col))
     out[~visible] = 0.0
     return out

@@ -1,12 +1,14 @@
 """Bipolar magnetic regions: when, where and how they emerge, and their footpoints over time.
 
-BMRs are drawn day by day: day ``d`` (days since EPOCH) has its own
+Bipoles are drawn day by day: day ``d`` (days since EPOCH) has its own
 generator seeded by (global seed, d), so the BMRs of any interval are the
 same whichever interval is asked for. The daily count is Poisson with the
 solar-cycle rate (see :class:`~sim.config.SunConfig`); each BMR
 belongs to one of the cycles active that day (chosen in proportion to their
 rates), which sets its latitude (butterfly drift) and leading polarity
-(Hale's law).
+(Hale's law). Some emerge in activity nests (:func:`nests_alive`), some
+large ones bring companion bipoles (one multi-bipole region), and small
+bipoles and ephemeral regions emerge everywhere below the catalog's size.
 
 Footpoints at time t, τ = t − t_emerge (days), growth time T, decay time τ_d:
 
@@ -37,6 +39,8 @@ from sim.config import SunConfig
 from sim.physics import REACH_SIGMA, Blobs, carrington_drift_deg_day, diffusion_deg2_day, peak_field_G
 
 _TAG_BMR = 0xB3
+_TAG_NEST = 0x4E57
+_NEST_BLOCK_DAYS = 27.0
 #: SeedSequence takes non-negative integers: day numbers are offset by this.
 _DAY_OFFSET = 1 << 40
 #: Hathaway's cycle-shape constant.
@@ -49,7 +53,11 @@ _DAYS_PER_YEAR = 365.25
 class BMRTable:
     """BMRs as a structure of arrays, all of length n.
 
-    id : str, stable (``BYYYYMMDD-kk``: emergence day and number within it).
+    id : str, stable (``BYYYYMMDD-kk``: emergence day and number within it; ``-ckk`` a companion bipole of a
+        multi-bipole region, ``-skkk`` a small bipole or ephemeral region).
+    region : str, the id of the region the bipole belongs to (its own id, or its primary's for a companion).
+    population : ``'region'`` (an active-region BMR), ``'companion'`` (a further bipole of a multi-bipole
+        region) or ``'small'`` (a small bipole or ephemeral region).
     t_days : emergence start, days since EPOCH (``t_emerge`` is the same as a Time); the truth onset, when the
         flux becomes detectable, is ``t_onset_days`` (``t_onset``).
     lon, lat : Carrington position of the centre at emergence start, deg.
@@ -64,6 +72,8 @@ class BMRTable:
     """
 
     id: np.ndarray
+    region: np.ndarray
+    population: np.ndarray
     t_days: np.ndarray
     lon: np.ndarray
     lat: np.ndarray
@@ -138,49 +148,150 @@ def cycles_at(config: SunConfig, year: float) -> tuple[np.ndarray, np.ndarray, n
     return numbers, starts, rate
 
 
+def _mean_lat_deg(config: SunConfig, tau_yr) -> np.ndarray:
+    """Mean |latitude| (deg) of a cycle's BMRs ``tau_yr`` years after its start (Hathaway 2011)."""
+    return config.butterfly_lat0_deg * np.exp(-np.asarray(tau_yr) / config.butterfly_decay_yr)
+
+
+def _growth_hours(config: SunConfig, flux, fast, z, fast_median_h: float, gradual_median_h: float):
+    """(growth time h, fast) of bipoles of final flux ``flux`` (Mx) under ``config.growth_law``; ``z`` N(0,1) draws."""
+    if config.growth_law == "flux-rate":  # the same draws, so the same regions grow by another law
+        rate_Mx_h = (config.emergence_rate_ref_Mx_h * (flux / 1e22) ** config.emergence_rate_exponent
+                     * np.exp(config.emergence_rate_sigma_ln * z))
+        growth = np.clip(flux / rate_Mx_h, config.growth_min_h, config.growth_max_h)
+        return growth, growth < 13.0
+    growth = np.where(
+        fast,
+        np.clip(fast_median_h * np.exp(config.fast_growth_sigma_ln * z), config.growth_min_h, 12.5),
+        np.clip(gradual_median_h * np.exp(config.gradual_growth_sigma_ln * z), 13.5, config.growth_max_h),
+    )
+    return growth, fast
+
+
+def _separation_deg(config: SunConfig, flux, z) -> np.ndarray:
+    return config.separation_ref_deg * (flux / 1e22) ** config.separation_exponent * np.exp(config.separation_sigma_ln * z)
+
+
+def _decay_days(config: SunConfig, flux, z) -> np.ndarray:
+    return np.clip(config.decay_median_day * (flux / 3e21) ** config.decay_flux_exponent * np.exp(config.decay_sigma_ln * z),
+                   config.decay_min_day, config.decay_max_day)
+
+
+def nests_alive(config: SunConfig, seed: int, t_days: float) -> tuple[np.ndarray, np.ndarray]:
+    """Carrington (lon, lat) in deg of the activity nests alive at ``t_days`` (days since EPOCH), shape (k,) each.
+
+    Nests are drawn per 27-day block, each block from its own generator, so
+    they are a pure function of (config, seed, time) like the BMRs.
+    """
+    life_lo, life_hi = config.nest_life_day
+    lons, lats = [], []
+    for block in range(int(np.floor((t_days - life_hi) / _NEST_BLOCK_DAYS)), int(np.floor(t_days / _NEST_BLOCK_DAYS)) + 1):
+        rng = np.random.default_rng([seed, _TAG_NEST, block + _DAY_OFFSET])
+        birth_day = (block + 0.5) * _NEST_BLOCK_DAYS
+        year = _EPOCH_YEAR + birth_day / _DAYS_PER_YEAR
+        _, starts, rates = cycles_at(config, year)
+        n = rng.poisson(config.nests_per_rotation * rates.sum() / config.bmr_peak_rate_per_day) if rates.sum() > 0 else 0
+        birth = block * _NEST_BLOCK_DAYS + _NEST_BLOCK_DAYS * rng.random(n)
+        life = life_lo + (life_hi - life_lo) * rng.random(n)
+        mean_lat = _mean_lat_deg(config, year - starts[np.argmax(rates)])
+        lat = np.where(rng.random(n) < 0.5, -1, 1) * np.abs(mean_lat + config.lat_sd_min_deg * rng.standard_normal(n))
+        lon = 360.0 * rng.random(n)
+        alive = (birth <= t_days) & (t_days < birth + life)
+        lons.append((lon + carrington_drift_deg_day(config, lat) * (t_days - birth))[alive] % 360.0)
+        lats.append(lat[alive])
+    return np.concatenate(lons), np.concatenate(lats)
+
+
 def generate_day(config: SunConfig, seed: int, day: int) -> BMRTable:
-    """The BMRs whose emergence starts during day ``day`` (days since EPOCH, [day, day + 1))."""
+    """The bipoles whose emergence starts during day ``day`` (days since EPOCH, [day, day + 1)).
+
+    Active-region BMRs (some in activity nests, some with companion bipoles
+    that may start after the day ends) and small bipoles; see :class:`~sim.config.SunConfig`.
+    """
     rng = np.random.default_rng([seed, _TAG_BMR, day + _DAY_OFFSET])
     year = _EPOCH_YEAR + (day + 0.5) / _DAYS_PER_YEAR
     numbers, starts, rates = cycles_at(config, year)
     n = rng.poisson(rates.sum())
     which = rng.choice(len(rates), size=n, p=rates / rates.sum()) if n else np.zeros(0, dtype=int)
     t = day + np.sort(rng.random(n))
-    tau = year - starts[which]
-    mean_lat = config.butterfly_lat0_deg * np.exp(-tau / config.butterfly_decay_yr)
+    mean_lat = _mean_lat_deg(config, year - starts[which])
     abs_lat = np.minimum(np.abs(mean_lat + (config.lat_sd_frac * mean_lat + config.lat_sd_min_deg) * rng.standard_normal(n)), 60.0)
-    hemisphere = np.where(rng.random(n) < 0.5, -1, 1)
-    lat = hemisphere * abs_lat
+    lat = np.where(rng.random(n) < 0.5, -1, 1) * abs_lat
     lon = 360.0 * rng.random(n)
+    in_nest, pick, scatter = rng.random(n) < config.nest_fraction, rng.random(n), rng.standard_normal((2, n))
+    if in_nest.any():
+        nest_lon, nest_lat = nests_alive(config, seed, day + 0.5)
+        if nest_lon.size:
+            k = (pick * nest_lon.size).astype(int)[in_nest]
+            lon[in_nest] = (nest_lon[k] + config.nest_scatter_deg * scatter[0, in_nest]) % 360.0
+            lat[in_nest] = np.clip(nest_lat[k] + config.nest_scatter_deg * scatter[1, in_nest], -60.0, 60.0)
     lo, hi = (np.log(v / config.flux_median_Mx) / config.flux_sigma_ln for v in (config.flux_min_Mx, config.flux_max_Mx))
     flux = config.flux_median_Mx * np.exp(config.flux_sigma_ln * ndtri(ndtr(lo) + rng.random(n) * (ndtr(hi) - ndtr(lo))))
-    fast = rng.random(n) < config.fast_fraction
-    z = rng.standard_normal(n)
-    if config.growth_law == "flux-rate":  # the same draws, so the same regions grow by another law
-        rate_Mx_h = (config.emergence_rate_ref_Mx_h * (flux / 1e22) ** config.emergence_rate_exponent
-                     * np.exp(config.emergence_rate_sigma_ln * z))
-        growth = np.clip(flux / rate_Mx_h, config.growth_min_h, config.growth_max_h)
-        fast = growth < 13.0
-    else:
-        growth = np.where(
-            fast,
-            np.clip(config.fast_growth_median_h * np.exp(config.fast_growth_sigma_ln * z), config.growth_min_h, 12.5),
-            np.clip(config.gradual_growth_median_h * np.exp(config.gradual_growth_sigma_ln * z), 13.5, config.growth_max_h),
-        )
-    tilt = config.joy_slope * abs_lat + config.tilt_scatter_deg * rng.standard_normal(n)
+    growth, fast = _growth_hours(config, flux, rng.random(n) < config.fast_fraction, rng.standard_normal(n),
+                                 config.fast_growth_median_h, config.gradual_growth_median_h)
+    tilt = config.joy_slope * np.abs(lat) + config.tilt_scatter_deg * rng.standard_normal(n)
     north_leading = np.where(numbers[which] % 2 == 1, 1, -1)
     anti_hale = rng.random(n) < config.anti_hale_fraction
+    hemisphere = np.where(lat >= 0, 1, -1)
     leading = (north_leading * hemisphere * np.where(anti_hale, -1, 1)).astype(np.int8)
-    separation = (config.separation_ref_deg * (flux / 1e22) ** config.separation_exponent
-                  * np.exp(config.separation_sigma_ln * rng.standard_normal(n)))
-    decay = np.clip(config.decay_median_day * (flux / 3e21) ** config.decay_flux_exponent
-                    * np.exp(config.decay_sigma_ln * rng.standard_normal(n)), config.decay_min_day, config.decay_max_day)
+    separation = _separation_deg(config, flux, rng.standard_normal(n))
+    decay = _decay_days(config, flux, rng.standard_normal(n))
     date = (EPOCH.to_datetime() + dt.timedelta(days=int(day))).strftime("%Y%m%d")
+    ids = np.array([f"B{date}-{k:02d}" for k in range(n)], dtype=object)
+    regions = BMRTable(
+        id=ids, region=ids.copy(), population=np.full(n, "region", dtype=object), t_days=t, lon=lon, lat=lat,
+        flux_Mx=flux, kind=np.where(fast, "fast", "gradual").astype(object), growth_hours=growth, tilt_deg=tilt,
+        leading_sign=leading, separation_deg=separation, decay_days=decay, cycle=numbers[which].astype(np.int64),
+    )
+    parts = [regions, _companions(config, rng, regions, date), _small_bipoles(config, rng, day, date)]
+    return BMRTable.concatenate(parts)
+
+
+def _companions(config: SunConfig, rng: np.random.Generator, regions: BMRTable, date: str) -> BMRTable:
+    """One or two companion bipoles of some large BMRs (multi-bipole regions), each sharing its primary's region."""
+    big = np.flatnonzero((regions.flux_Mx >= config.multi_min_flux_Mx) & (rng.random(len(regions)) < config.multi_fraction))
+    primary = np.repeat(big, rng.integers(1, 3, size=big.size))
+    m = primary.size
+    p = regions[primary]
+    share_lo, share_hi = config.multi_flux_share
+    flux = p.flux_Mx * (share_lo + (share_hi - share_lo) * rng.random(m))
+    t = p.t_days + config.multi_delay_day * rng.random(m)
+    offset = 0.5 * p.separation_deg * rng.standard_normal((2, m))
+    lat = np.clip(p.lat + offset[1], -60.0, 60.0)
+    lon = (p.lon + offset[0] / np.cos(np.deg2rad(lat))) % 360.0
+    growth, fast = _growth_hours(config, flux, rng.random(m) < config.fast_fraction, rng.standard_normal(m),
+                                 config.fast_growth_median_h, config.gradual_growth_median_h)
+    ids = np.array([f"B{date}-c{k:02d}" for k in range(m)], dtype=object)
     return BMRTable(
-        id=np.array([f"B{date}-{k:02d}" for k in range(n)], dtype=object),
-        t_days=t, lon=lon, lat=lat, flux_Mx=flux, kind=np.where(fast, "fast", "gradual").astype(object),
-        growth_hours=growth, tilt_deg=tilt, leading_sign=leading, separation_deg=separation,
-        decay_days=decay, cycle=numbers[which].astype(np.int64),
+        id=ids, region=p.region.copy(), population=np.full(m, "companion", dtype=object), t_days=t, lon=lon,
+        lat=lat, flux_Mx=flux,
+        kind=np.where(fast, "fast", "gradual").astype(object), growth_hours=growth,
+        tilt_deg=p.tilt_deg + config.tilt_scatter_deg * rng.standard_normal(m), leading_sign=p.leading_sign.copy(),
+        separation_deg=_separation_deg(config, flux, rng.standard_normal(m)),
+        decay_days=_decay_days(config, flux, rng.standard_normal(m)), cycle=p.cycle.copy(),
+    )
+
+
+def _small_bipoles(config: SunConfig, rng: np.random.Generator, day: int, date: str) -> BMRTable:
+    """The day's small bipoles and ephemeral regions: any latitude, orientation and polarity order."""
+    n = rng.poisson(config.small_rate_per_day)
+    t = day + np.sort(rng.random(n))
+    lat = np.rad2deg(np.arcsin(np.sin(np.deg2rad(config.small_max_lat_deg)) * (2.0 * rng.random(n) - 1.0)))
+    lon = 360.0 * rng.random(n)
+    lo, hi = (np.log(v / config.small_flux_median_Mx) / config.small_flux_sigma_ln
+              for v in (config.small_flux_min_Mx, config.small_flux_max_Mx))
+    flux = config.small_flux_median_Mx * np.exp(config.small_flux_sigma_ln * ndtri(ndtr(lo) + rng.random(n) * (ndtr(hi) - ndtr(lo))))
+    growth, fast = _growth_hours(config, flux, np.ones(n, dtype=bool), rng.standard_normal(n),
+                                 config.small_growth_median_h, config.gradual_growth_median_h)
+    decay = np.clip(config.small_decay_median_day * np.exp(config.decay_sigma_ln * rng.standard_normal(n)),
+                    0.25, config.decay_max_day)
+    ids = np.array([f"B{date}-s{k:03d}" for k in range(n)], dtype=object)
+    return BMRTable(
+        id=ids, region=ids.copy(), population=np.full(n, "small", dtype=object), t_days=t, lon=lon, lat=lat,
+        flux_Mx=flux, kind=np.where(fast, "fast", "gradual").astype(object), growth_hours=growth,
+        tilt_deg=360.0 * rng.random(n) - 180.0, leading_sign=np.where(rng.random(n) < 0.5, -1, 1).astype(np.int8),
+        separation_deg=_separation_deg(config, flux, rng.standard_normal(n)), decay_days=decay,
+        cycle=np.zeros(n, dtype=np.int64),
     )
 
 

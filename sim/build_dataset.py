@@ -5,7 +5,13 @@ Presets (``--preset``):
 - ``paper``: BMRs over 1996–2011, 2,032 train+validation videos (months
   1–10) plus 406 test videos (months 11–12), 225 × 90 × 90 each.
 - ``small``: two years at solar maximum, 200 + 40 videos centred on catalog
-  regions plus 120 + 40 tiles of the service's grid: tests and the CPU demo.
+  regions plus 120 + 40 tiles of the service's grid, drawn from 8 Suns of
+  randomised settings: tests and the CPU demo.
+
+The paper's preset draws from the default Sun alone, as the paper drew from
+one instrument. A preset with ``n_settings`` > 1 shares its videos among that
+many Suns, the default and randomised ones (:mod:`sim.settings`), so that a
+model learns emergence rather than one simulator's look.
 
 The paper's videos are all centred on catalog regions. The service scores
 every tile of the disk, so a dataset can also hold **tiles** (``n_tiles``): a
@@ -48,6 +54,7 @@ from common.patches import PatchGrid
 from ingest.dataset import CATALOG_COLUMNS, KIND, DatasetError, DatasetStore, video_digest
 from sim import SunConfig, SyntheticSun, ephemeris, observe_patch_video
 from sim.catalog import CRUDE_CMD_DEG, DetectorConfig, detect, heliocentric_z, truth, video_start_slot
+from sim.settings import training_suns
 
 
 @dataclass(frozen=True)
@@ -60,11 +67,12 @@ class Preset:
     n_test: int
     n_frames: int = VideoConfig().n_frames
     n_tiles: tuple[int, int] = (0, 0)  # tile draws (train+validation, test); a tile passage drawn twice is kept once
+    n_settings: int = 1  # Suns the videos are drawn from, each with its own settings and seed (sim.settings)
 
 
 PRESETS = {
     "paper": Preset(1996, 2011, 2032, 406),
-    "small": Preset(2000, 2001, 200, 40, n_tiles=(120, 40)),
+    "small": Preset(2000, 2001, 200, 40, n_tiles=(120, 40), n_settings=8),
 }
 #: The crude onset is the first catalog observation minus one day: the catalog observes daily, so a
 #: region crosses its flux limit up to a day before it is recorded.
@@ -72,9 +80,32 @@ CATALOG_LAG_SLOTS = SLOTS_PER_DAY
 TEST_MONTHS = (11, 12)
 
 
-def plan(preset: Preset, seed: int, detector: DetectorConfig = DetectorConfig(), sun_config: SunConfig = SunConfig()) -> pd.DataFrame:
-    """The catalog of the dataset: which videos, their labels and truth (no pixels yet)."""
-    sun = SyntheticSun(sun_config, seed=seed)
+def plan(preset: Preset, seed: int, detector: DetectorConfig = DetectorConfig(), base: SunConfig = SunConfig()) -> pd.DataFrame:
+    """The catalog of the dataset: which videos, their labels and truth (no pixels yet).
+
+    The preset's counts are shared among its ``n_settings`` Suns
+    (:func:`sim.settings.training_suns`); column ``setting`` says which Sun a video is from.
+    """
+    suns = training_suns(preset.n_settings, seed, base)
+    n = len(suns)
+
+    def share(total: int, k: int) -> int:
+        return total // n + int(k < total % n)
+
+    parts = []
+    for k, (config, sun_seed) in enumerate(suns):
+        part = replace(preset, n_trainval=share(preset.n_trainval, k), n_test=share(preset.n_test, k),
+                       n_tiles=(share(preset.n_tiles[0], k), share(preset.n_tiles[1], k)))
+        parts.append(_plan_sun(part, SyntheticSun(config, seed=sun_seed), detector).assign(setting=k))
+    cat = pd.concat(parts).sort_values("start_slot", kind="stable").reset_index(drop=True)
+    cat["video_id"] = np.arange(len(cat))
+    cat["verified"] = False
+    return cat[list(CATALOG_COLUMNS)]
+
+
+def _plan_sun(preset: Preset, sun: SyntheticSun, detector: DetectorConfig) -> pd.DataFrame:
+    """The catalog rows of the videos drawn from one Sun."""
+    seed = sun.seed
     t0, t1 = Time(f"{preset.first_year}-01-01"), Time(f"{preset.last_year + 1}-01-01")
     found = detect(sun, t0, t1, detector, seed=seed)
     table = sun.bmrs(t0, t1)
@@ -106,11 +137,8 @@ def plan(preset: Preset, seed: int, detector: DetectorConfig = DetectorConfig(),
     cat["true_class"] = true_class
     cat["true_onset_frame"] = onset
     if any(preset.n_tiles):
-        tiles = plan_tiles(sun, table, found, preset, rng, detector.flux_threshold_Mx)
-        cat = pd.concat([cat, tiles]).sort_values("start_slot", kind="stable").reset_index(drop=True)
-    cat["video_id"] = np.arange(len(cat))
-    cat["verified"] = False
-    return cat[list(CATALOG_COLUMNS)]
+        cat = pd.concat([cat, plan_tiles(sun, table, found, preset, rng, detector.flux_threshold_Mx)])
+    return cat
 
 
 def plan_tiles(sun: SyntheticSun, table, found: pd.DataFrame, preset: Preset, rng: np.random.Generator,
@@ -193,31 +221,33 @@ def label_quality(cat: pd.DataFrame) -> dict:
 _worker: dict = {}
 
 
-def _init_worker(path: str, config: SunConfig, seed: int) -> None:
+def _init_worker(path: str, suns: list[tuple[SunConfig, int]]) -> None:
     # One BLAS thread per worker: the workers already fill the cores, more threads only contend.
     _worker["blas"] = threadpool_limits(1)
-    _worker["sun"] = SyntheticSun(config, seed=seed)
+    _worker["suns"] = [SyntheticSun(config, seed=seed) for config, seed in suns]
     _worker["videos"] = zarr.open_array(Path(path) / "videos", mode="r+")
 
 
 def _render(job) -> tuple[int, np.ndarray]:
-    i, lon, lat, slot0, n_frames = job
-    video, _ = observe_patch_video(_worker["sun"], lon, lat, slot0, n_frames)
+    i, setting, lon, lat, slot0, n_frames = job
+    video, _ = observe_patch_video(_worker["suns"][setting], lon, lat, slot0, n_frames)
     stored = video.astype(np.float16)
     _worker["videos"][i] = stored
     return i, video_digest(stored)
 
 
 def build(out: str | Path, preset: Preset, seed: int = 0, workers: int = 2, progress: bool = True,
-          sun_config: SunConfig = SunConfig(), detector: DetectorConfig = DetectorConfig()) -> DatasetStore:
+          base: SunConfig = SunConfig(), detector: DetectorConfig = DetectorConfig()) -> DatasetStore:
     """Write (or resume) the dataset store at ``out``; returns it opened."""
     out = Path(out)
-    cat = plan(preset, seed, detector, sun_config)
+    cat = plan(preset, seed, detector, base)
+    suns = training_suns(preset.n_settings, seed, base)
     attrs = {
         "kind": KIND,
         "preset": asdict(preset),
         "seed": seed,
-        "sun_config": json.loads(json.dumps(asdict(sun_config), default=str)),
+        "suns": [{"seed": sun_seed, "config": json.loads(json.dumps(asdict(config), default=str))}
+                 for config, sun_seed in suns],
         "detector": asdict(detector),
         "video": {"n_frames": preset.n_frames, "cadence_min": VideoConfig().cadence.to_value(u.min),
                   "clip_G": VideoConfig().clip.to_value(u.G)},
@@ -249,11 +279,11 @@ def build(out: str | Path, preset: Preset, seed: int = 0, workers: int = 2, prog
         root = zarr.open_group(out, mode="r+")
     written = root["written"][:]
     digest = root["digest"][:]
-    jobs = [(int(r.video_id), float(r.lon), float(r.lat), int(r.start_slot), preset.n_frames)
+    jobs = [(int(r.video_id), int(r.setting), float(r.lon), float(r.lat), int(r.start_slot), preset.n_frames)
             for r in cat.itertuples() if not written[r.video_id]]
     bar = tqdm(total=len(cat), initial=len(cat) - len(jobs), desc="rendering videos", unit="video", disable=not progress)
     ctx = mp.get_context("fork" if sys.platform != "win32" else "spawn")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(out), sun_config, seed)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(str(out), suns)) as pool:
         done = 0
         for i, d in pool.imap_unordered(_render, jobs, chunksize=4):
             written[i], digest[i] = True, d
@@ -275,6 +305,8 @@ def main(argv=None) -> int:
     p.add_argument("--videos", type=int, nargs=2, metavar=("TRAINVAL", "TEST"), help="override the preset's video counts")
     p.add_argument("--tiles", type=int, nargs=2, metavar=("TRAINVAL", "TEST"), help="override the preset's tile draws")
     p.add_argument("--frames", type=int, help="override frames per video (225 in both presets)")
+    p.add_argument("--settings", type=int, help="override the number of simulator settings the videos are drawn from "
+                   "(1: the default Sun only; more: randomised settings, sim.settings)")
     args = p.parse_args(argv)
     preset = PRESETS[args.preset]
     if args.videos:
@@ -283,6 +315,8 @@ def main(argv=None) -> int:
         preset = replace(preset, n_tiles=tuple(args.tiles))
     if args.frames:
         preset = replace(preset, n_frames=args.frames)
+    if args.settings:
+        preset = replace(preset, n_settings=args.settings)
     t0 = time.perf_counter()
     try:
         store = build(args.out, preset, args.seed, args.workers)

@@ -57,6 +57,26 @@ class SunConfig:
         clipped to [``decay_min_day``, ``decay_max_day``]), the footpoints spread by
         surface diffusion ``diffusion_km2_s`` (σ² grows by 2Dt) and the BMR is
         removed after ``decay_efolds`` e-foldings (below 2% of its flux).
+    Activity nests (Castenmiller, Zwaan & van der Zalm 1986, Sol. Phys. 105, 237; Harvey & Zwaan 1993,
+    Sol. Phys. 148, 85: a large share of active regions emerge within or beside existing ones)
+        Nests are born at ``nests_per_rotation`` per 27 days at the peak of an amplitude-1 cycle (in
+        proportion to the BMR rate), at a butterfly latitude of that time and a random longitude, live
+        uniform in ``nest_life_day`` and drift with differential rotation. A fraction ``nest_fraction``
+        of BMRs emerges within ``nest_scatter_deg`` (normal sd, each axis) of a nest alive then, so they
+        emerge into the decaying flux of the nest's earlier regions.
+    Multi-bipole regions
+        A BMR of at least ``multi_min_flux_Mx`` brings, with probability ``multi_fraction``, one or two
+        companion bipoles that start emerging within ``multi_delay_day`` of it, within half its final
+        separation (normal sd) of its centre, with ``multi_flux_share`` (uniform range) of its flux and its
+        polarity order; together they are one region (``BMRTable.region``), counted once.
+    Small bipoles and ephemeral regions (below the catalog's and the alerts' size)
+        Born at ``small_rate_per_day`` over the whole Sun whatever the cycle phase, uniform in sin φ within
+        ±``small_max_lat_deg``, in any orientation and polarity order, with flux lognormal (median
+        ``small_flux_median_Mx``, log-width ``small_flux_sigma_ln``) in [``small_flux_min_Mx``,
+        ``small_flux_max_Mx``]; they grow in hours (lognormal around ``small_growth_median_h``, under the
+        ``"flux-rate"`` law by that law) and decay with e-folding ``small_decay_median_day``. Ephemeral
+        regions emerge at hundreds a day over the Sun (Harvey 1993, PhD thesis Utrecht; Hagenaar 2001, ApJ
+        555, 448); only the tail above ``small_flux_min_Mx`` stands out of MDI's noise and is kept.
     Quiet Sun (procedural, per ``cell_deg`` × ``cell_deg`` × 1 day cell)
         Network families are born at ``network_rate_per_deg2_day``: a unipolar
         element of random sign (flux lognormal, median ``network_flux_median_Mx``;
@@ -68,8 +88,10 @@ class SunConfig:
         Cancelling pairs are born at ``cancel_rate_per_deg2_day``: two equal and
         opposite elements ``cancel_separation_deg`` apart that converge and
         lose their flux linearly until they meet.
-    Observation (SoHO/MDI-like)
-        Gaussian noise ``noise_G`` at disk centre, × (1 + ``noise_limb_increase`` (1 − μ)) toward the limb;
+    Observation (SoHO/MDI-like; :mod:`sim.render` forms the images)
+        A Gaussian point-spread function of FWHM ``psf_fwhm_arcsec`` (MDI full disk: 2″ pixels,
+        ~4″ resolution; Scherrer et al. 1995, Sol. Phys. 162, 129), then Gaussian noise per image
+        pixel, ``noise_G`` at disk centre, × (1 + ``noise_limb_increase`` (1 − μ)) toward the limb;
         saturation at ±``saturation_G``. A fraction ``missing_single_fraction`` of slots
         is missing singly; multi-day gaps (length uniform in ``gap_days``) start
         ``gaps_per_year`` times a year.
@@ -126,6 +148,25 @@ class SunConfig:
     decay_efolds: float = 4.0
     diffusion_km2_s: float = 250.0
 
+    nests_per_rotation: float = 6.0
+    nest_life_day: tuple[float, float] = (80.0, 160.0)
+    nest_fraction: float = 0.4
+    nest_scatter_deg: float = 2.0
+
+    multi_min_flux_Mx: float = 5.0e21
+    multi_fraction: float = 0.25
+    multi_delay_day: float = 1.0
+    multi_flux_share: tuple[float, float] = (0.2, 0.6)
+
+    small_rate_per_day: float = 60.0
+    small_max_lat_deg: float = 60.0
+    small_flux_median_Mx: float = 2.0e20
+    small_flux_sigma_ln: float = 0.7
+    small_flux_min_Mx: float = 5.0e19
+    small_flux_max_Mx: float = 1.0e21
+    small_growth_median_h: float = 4.0
+    small_decay_median_day: float = 1.0
+
     cell_deg: float = 5.0
     network_rate_per_deg2_day: float = 0.3
     network_flux_median_Mx: float = 6.0e19
@@ -142,6 +183,7 @@ class SunConfig:
     cancel_flux_median_Mx: float = 4.0e19
     cancel_separation_deg: tuple[float, float] = (0.6, 1.5)
 
+    psf_fwhm_arcsec: float = 4.0
     noise_G: float = 20.0
     noise_limb_increase: float = 0.5
     saturation_G: float = 3500.0
@@ -160,8 +202,12 @@ class SunConfig:
             raise ValueError(f"growth_law must be 'populations' or 'flux-rate', got {self.growth_law!r}")
         if not self.growth_min_h < 13.0 < self.growth_max_h:
             raise ValueError("growth_min_h < 13 h < growth_max_h is needed to have both fast and gradual BMRs")
-        for name in ("fast_fraction", "anti_hale_fraction", "fragment_probability", "missing_single_fraction"):
+        for name in ("fast_fraction", "anti_hale_fraction", "fragment_probability", "missing_single_fraction",
+                     "nest_fraction", "multi_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
-        if self.network_rate_per_deg2_day < 0 or self.cancel_rate_per_deg2_day < 0 or self.bmr_peak_rate_per_day < 0:
+        if not 0 < self.small_flux_min_Mx < self.small_flux_max_Mx:
+            raise ValueError("need 0 < small_flux_min_Mx < small_flux_max_Mx")
+        if min(self.network_rate_per_deg2_day, self.cancel_rate_per_deg2_day, self.bmr_peak_rate_per_day,
+               self.small_rate_per_day, self.nests_per_rotation) < 0:
             raise ValueError("rates must be non-negative")

@@ -51,10 +51,11 @@ class SyntheticSun:
         return BMRTable.concatenate([self._day(d) for d in range(int(np.floor(t_lo)), int(np.floor(t_hi)) + 1)])
 
     def bmrs(self, t_start: Time, t_end: Time) -> BMRTable:
-        """All BMRs whose emergence starts in [t_start, t_end), in time order."""
+        """All bipoles whose emergence starts in [t_start, t_end), in time order."""
         a, b = float(days_since_epoch(t_start)), float(days_since_epoch(t_end))
-        table = self._bmr_days(a, b)
-        return table[(table.t_days >= a) & (table.t_days < b)]
+        table = self._bmr_days(a - np.ceil(self.config.multi_delay_day), b)  # companions start after their day
+        table = table[(table.t_days >= a) & (table.t_days < b)]
+        return table[np.argsort(table.t_days, kind="stable")]
 
     def bmr_state(self, table: BMRTable, index, times: Time) -> BMRState:
         """Footpoints of BMRs ``table[index]`` at ``times`` (1-d Time, m times).
@@ -102,12 +103,10 @@ class SyntheticSun:
         blobs = Blobs(*(np.concatenate([q[0], b[0]]) for q, b in zip(quiet, bmr)))
         return point_field(lon, lat, blobs)
 
-    def _patch_blobs(self, lon_c: float, lat_c: float, t_days: np.ndarray) -> Blobs:
-        """Per frame, the concentrations that reach the patch: Blobs (F, K), lon relative to ``lon_c``.
-
-        ``t_days`` (days since EPOCH, shape (F,)) must be increasing.
+    def _patch_blobs(self, lon_c: float, lat_c: float, t_days: np.ndarray, half: float) -> Blobs:
+        """Per frame, the concentrations that reach the square of half-side ``half`` (deg) about the centre:
+        Blobs (F, K), lon relative to ``lon_c``. ``t_days`` (days since EPOCH, shape (F,)) must be increasing.
         """
-        half = 0.5 * self.grid.config.patch_size.to_value("deg")
         lat_lo, lat_hi = lat_c - half, lat_c + half
         el = quiet_elements(self.config, self.seed, lat_lo, lat_hi, lon_c, half, float(t_days[0]), float(t_days[-1]))
         q_frame, quiet = el.pairs(self.config, t_days)
@@ -121,10 +120,16 @@ class SyntheticSun:
         keep = (amp != 0) & (np.abs(lat - lat_c) <= half + reach) & (np.abs(lon) * cos_lat <= half * cos_lat + reach)
         return compact(frame[keep], Blobs(lon[keep], lat[keep], sigma[keep], amp[keep]), len(t_days))
 
-    def patch_frames(self, lon_c: float, lat_c: float, slots) -> np.ndarray:
-        """B_r (G) on the patch centred at (lon_c, lat_c) at slots ``slots``: float32 (len(slots), n, n)."""
+    def patch_frames(self, lon_c: float, lat_c: float, slots, offsets: np.ndarray | None = None) -> np.ndarray:
+        """B_r (G) on the patch centred at (lon_c, lat_c) at slots ``slots``: float32 (len(slots), n, n).
+
+        Pixel centres are at ``offsets`` (deg, shape (n,)) from the centre along both axes; by default the
+        patch grid's (:attr:`common.patches.PatchGrid.offsets`).
+        """
+        offsets = self.grid.offsets if offsets is None else np.asarray(offsets, dtype=np.float64)
         t = slot_days(np.atleast_1d(slots))
-        return patch_field(self._patch_blobs(float(lon_c), float(lat_c), t), float(lat_c), self.grid.offsets)
+        half = float(np.abs(offsets).max() + 0.5 * np.abs(np.diff(offsets[:2])).sum())  # to the pixels' edges
+        return patch_field(self._patch_blobs(float(lon_c), float(lat_c), t, half), float(lat_c), offsets)
 
     def patch_video(self, lon_c: float, lat_c: float, slot0: int, n_frames: int) -> np.ndarray:
         """B_r (G) on a patch at slots slot0 … slot0 + n_frames − 1: float32 (n_frames, n, n), [frame, lat, lon].

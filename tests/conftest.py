@@ -52,7 +52,8 @@ def tiny_bundle(tmp_path_factory) -> Path:
     from training.train import TrainConfig, train_member
 
     root = tmp_path_factory.mktemp("bundle")
-    assert build_main(["--preset", "small", "--videos", "20", "6", "--tiles", "4", "2", "--frames", "16", "--out", str(root / "s.zarr")]) == 0
+    assert build_main(["--preset", "small", "--videos", "20", "6", "--tiles", "4", "2", "--frames", "16", "--settings", "2",
+                       "--out", str(root / "s.zarr")]) == 0
     store = DatasetStore(root / "s.zarr")
     cat = store.catalog
     members = [train_member(store, cat.video_id[:14].to_numpy(), cat.crude_label[:14].to_numpy(),

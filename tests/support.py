@@ -16,6 +16,7 @@ from sunpy.data.test import get_test_filepath
 
 from ingest.mdi import mdi_header, soho_observer, write_mdi
 from ingest.projection import ImageGeometry
+from sim.config import SunConfig
 from sim.render import render_full_disk
 
 MDI_HEADER = "mdi.fd_M_96m_lev182.20101015_191200_TAI.data.header"
@@ -58,14 +59,14 @@ def bipole(lon0, lat0, separation=4.0, peak=800.0, width=1.5):
 
 
 def synthetic_mdi_series(folder: Path, times, field, shape=(256, 256)) -> list[Path]:
-    """Write MDI-format frames of ``field`` seen from SoHO at ``times``."""
+    """Write MDI-format frames of ``field`` seen from SoHO at ``times``: B_los = B_r·μ at pixel centres, no PSF or noise."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for t in Time(times):
         obs = soho_observer(t)
         header = mdi_header(obs, shape)
         image = ImageGeometry.from_wcs(WCS(header), shape)
-        data = render_full_disk(field, obs, image)
+        data = render_full_disk(field, SunConfig(psf_fwhm_arcsec=0.0), 0, 0, obs, image, noise=False)
         paths.append(write_mdi(folder / f"mdi.fd_M_96m_lev182.{t.strftime('%Y%m%d_%H%M%S')}.fits", data, obs))
     return paths
 

@@ -12,8 +12,9 @@ from ingest.dataset import CATALOG_COLUMNS, DatasetError, DatasetStore
 from sim import SunConfig, SyntheticSun
 from sim.build_dataset import PRESETS, label_quality, main, plan
 from sim.catalog import DetectorConfig
+from sim.settings import RANGES, training_suns
 
-TINY = ["--preset", "small", "--videos", "10", "4", "--tiles", "2", "2", "--frames", "24", "--workers", "2"]
+TINY = ["--preset", "small", "--videos", "10", "4", "--tiles", "2", "2", "--frames", "24", "--settings", "2", "--workers", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -54,21 +55,36 @@ def test_tiles_are_service_tiles_labelled_from_the_catalog_and_the_truth(small_p
     assert 150 <= len(tiles) <= 160 and tiles.month.isin([11, 12]).sum() >= 35
     grid = PatchGrid(ServiceConfig().patch_grid)
     assert set(zip(tiles.lon, tiles.lat)) <= set(zip(grid.lon, grid.lat))
-    assert not tiles.duplicated(["lon", "lat", "start_slot"]).any()
+    assert not tiles.duplicated(["setting", "lon", "lat", "start_slot"]).any()
     # quiet tiles and tiles over emergences both, and crude labels that err both ways
     assert 0.3 <= tiles.true_class.mean() <= 0.9
     q = label_quality(tiles)
     assert q["false_emergence"] + q["false_non_emergence"] > 0 and q["crude_accuracy"] >= 0.6
     # every true emergence in a tile is a BMR of at least the catalog's flux limit, with its onset in the video
-    sun = SyntheticSun(SunConfig(), seed=0)
-    table = sun.bmrs(Time("2000-01-01"), Time("2002-01-01"))
-    ids = list(table.id)
+    tables = [SyntheticSun(config, seed=seed).bmrs(Time("2000-01-01"), Time("2002-01-01"))
+              for config, seed in training_suns(PRESETS["small"].n_settings, 0)]
     for row in tiles[tiles.true_class == 1].itertuples():
-        b = ids.index(row.bmr_id)
+        table = tables[row.setting]
+        b = list(table.id).index(row.bmr_id)
         assert table.flux_Mx[b] >= DetectorConfig().flux_threshold_Mx
         assert int(slot_of_time(table.t_onset[b])) - row.start_slot == row.true_onset_frame
         assert grid.index(patch_id(row.lon, row.lat)) in grid.overlapping(table.lon[b], table.lat[b], table.separation_deg[b] / 2)
     assert (tiles[tiles.crude_label == 1].crude_onset_frame >= 0).all() and (tiles[tiles.crude_label == 0].crude_onset_frame == -1).all()
+
+
+def test_videos_are_shared_among_randomised_suns(small_plan):
+    n = PRESETS["small"].n_settings
+    suns = training_suns(n, 0)
+    assert suns[0] == (SunConfig(), 0)  # the default Sun, with the dataset's seed
+    assert len({seed for _, seed in suns}) == n and len({c.noise_G for c, _ in suns}) == n
+    for config, _ in suns[1:]:
+        for name, (lo, hi) in RANGES.items():
+            assert lo <= getattr(config, name) <= hi
+        assert config.growth_law == "populations"  # the flux-rate law is held out of training
+    assert training_suns(n, 0) == suns and training_suns(n, 1)[1] != suns[1]
+    counts = small_plan.groupby("setting").size()
+    assert list(counts.index) == list(range(n)) and counts.max() - counts.min() <= 4
+    assert small_plan[small_plan.kind == "region"].groupby("setting").size().sum() == 240
 
 
 def test_build_writes_store_and_prints_accuracy(tmp_path, capsys):
@@ -82,7 +98,9 @@ def test_build_writes_store_and_prints_accuracy(tmp_path, capsys):
     assert store.videos.dtype == np.float16
     v = store.video(0)
     assert v.dtype == np.float32 and np.abs(v).max() > 50  # real magnetograms, not blanks
-    assert store.catalog.month.isin([11, 12]).sum() == 6
+    regions = store.catalog[store.catalog.kind == "region"]
+    assert regions.month.isin([11, 12]).sum() == 4
+    assert set(store.catalog.setting) == {0, 1} and [s["seed"] for s in store.attrs["suns"]][0] == 0
 
 
 def test_build_resumes_after_interruption(tmp_path):

@@ -10,7 +10,8 @@ from common.config import VideoConfig
 from common.patches import PatchGrid
 from ingest.cli import ingest_series
 from ingest.magnetogram import read_magnetogram
-from ingest.mdi import soho_observer
+from ingest.mdi import mdi_geometry, mdi_header, soho_observer
+from ingest.projection import ImageGeometry
 from ingest.videos import VideoStore
 from sim import (
     SunConfig,
@@ -20,6 +21,7 @@ from sim import (
     observer_at,
     write_fits_series,
 )
+from sim.render import form_image
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +38,8 @@ def big_bmr_near_centre(sun, start="2000-03-01", days_after=2):
     """(table, index, slot): a large low-latitude BMR within 15° of the central meridian ``days_after`` after emerging."""
     table = sun.bmrs(Time(start), Time(start) + 60 * u.day)
     slot = slot_of_time(table.t_emerge) + 15 * days_after
-    ok = (table.flux_Mx > 8e21) & (np.abs(table.lat) < 20) & (np.abs(cmd(table.lon, slot)) < 15)
+    grown = table.growth_hours / 24 < days_after
+    ok = (table.flux_Mx > 8e21) & grown & (np.abs(table.lat) < 20) & (np.abs(cmd(table.lon, slot)) < 15)
     i = int(np.flatnonzero(ok)[0])
     return table, i, int(slot[i])
 
@@ -60,6 +63,8 @@ def test_ephemeris_is_sunpys_soho_observer():
 
 
 def test_los_field_is_radial_field_times_mu(sun):
+    """Without PSF or noise the patch video is B_r·μ, to the bilinear sampling of 1.98″ image pixels."""
+    sun = SyntheticSun(SunConfig(psf_fwhm_arcsec=0.0), seed=sun.seed)
     table, i, slot = big_bmr_near_centre(sun)
     lon_c, lat_c = float(table.lon[i]), float(table.lat[i])
     grid = PatchGrid()
@@ -73,7 +78,8 @@ def test_los_field_is_radial_field_times_mu(sun):
         mu = obs.mu(*obs.heliocentric(lon_c + grid.offsets[None, :], lat_c + grid.offsets[:, None]))
         strong = np.abs(br) > 100
         assert strong.sum() > 50
-        np.testing.assert_allclose(los[strong], (br * mu)[strong], rtol=2e-4)
+        ratio = los[strong] / (br * mu)[strong]
+        assert np.median(ratio) == pytest.approx(1.0, abs=0.01) and np.percentile(np.abs(ratio - 1), 90) < 0.06
         peak = np.unravel_index(np.argmax(np.abs(br)), br.shape)
         mus.append(los[peak] / br[peak])
     assert mus[0] > 0.9 and mus[1] < 0.75
@@ -112,13 +118,21 @@ def test_video_cleaning_limb_and_gaps(sun):
 def test_noise_level_and_saturation(sun):
     s = slot_of_time(Time("1996-09-01"))  # solar minimum
     lon_c = float(ephemeris(np.array([s]))[0][0])
+    obs = observer_at(s)
+    image = mdi_geometry()
+    rows = cols = np.arange(462, 562)  # 100² image pixels at disk centre (μ > 0.99)
+    pixel = [form_image(lambda lon, lat: 0 * lon, sun.config, 0, s, obs, image, rows, cols, noise=n) for n in (True, False)]
+    assert (pixel[0] - pixel[1]).std() == pytest.approx(20 * 1.005, rel=0.03)  # the noise of one image pixel
     quiet = {}
     for name, dlon in (("centre", 0.0), ("limb", 65.0)):
-        noisy, obs = observe_patch_video(sun, lon_c + dlon, 0.0, s, 20)
+        noisy, observed = observe_patch_video(sun, lon_c + dlon, 0.0, s, 20)
         clean, _ = observe_patch_video(sun, lon_c + dlon, 0.0, s, 20, noise=False)
-        quiet[name] = (noisy - clean)[obs].std()
-    assert quiet["centre"] == pytest.approx(20 * 1.01, rel=0.05)
-    assert 1.1 < quiet["limb"] / quiet["centre"] < 1.5
+        quiet[name] = (noisy - clean)[observed].std()
+    # A patch pixel (1/6° ≈ 1.4 image pixels at disk centre) interpolates four independent image pixels: on
+    # average Σw² = (2/3)², so σ × 2/3, as ingest makes of a live frame.
+    assert quiet["centre"] == pytest.approx(20 * 2 / 3, rel=0.07)
+    # Toward the limb the pixel noise grows and foreshortened image pixels are shared by patch pixels.
+    assert 1.2 < quiet["limb"] / quiet["centre"] < 1.6
     table, i, slot = big_bmr_near_centre(sun)
     saturated = SyntheticSun(SunConfig(saturation_G=300.0), seed=0)
     video, _ = observe_patch_video(saturated, float(table.lon[i]), float(table.lat[i]), slot, 3)
@@ -133,15 +147,16 @@ def test_videos_are_deterministic_per_seed():
 
 
 def test_full_disk_fits_ingest_matches_direct_patch_video(tmp_path):
-    """FITS (1024², real MDI keywords) → ingest_series (read_magnetogram, project_patches) gives the direct
-    patch videos to within bilinear interpolation of 1.98″ pixels. Measured for every patch within 60° of
-    disk centre: max |Δ| 12.4 G, rms ≤ 0.39 G (network elements of σ ≥ 0.3° ≈ 2.5 MDI pixels; up to
-    21 G / 0.65 G rms within 75° as foreshortening coarsens the pixels)."""
+    """The training videos go through the live path's instrument: FITS (1024², real MDI keywords, noise and
+    PSF) → ingest_series (read_magnetogram, project_patches) gives the directly formed patch videos, noise and
+    all, to the 0.01 G scaling of the files and the interpolation of B_r on the 1/12° grid the patch path
+    renders. Measured for patches within 85° of disk centre: rms ≤ 0.28 G (noise 20 G), max |Δ| 4.4 G beside
+    a 1,500 G footpoint."""
     sun = SyntheticSun(SunConfig(missing_single_fraction=0.3), seed=0)
     table, i, slot = big_bmr_near_centre(sun)
     slots = slot + np.arange(5)
     assert not sun.observed(slots).all() and sun.observed(slots).sum() >= 2
-    paths = write_fits_series(sun, slots, tmp_path / "fits", noise=False)
+    paths = write_fits_series(sun, slots, tmp_path / "fits")
     assert len(paths) == sun.observed(slots).sum()
     mag = read_magnetogram(paths[0])
     assert mag.observer.lat.to_value(u.deg) == pytest.approx(ephemeris(slots[sun.observed(slots)][:1])[1][0], abs=1e-6)
@@ -150,13 +165,25 @@ def test_full_disk_fits_ingest_matches_direct_patch_video(tmp_path):
     store = VideoStore(out)
     np.testing.assert_array_equal(store.observed, sun.observed(slots))
     grid = store.grid
-    central = np.flatnonzero(np.hypot(cmd(grid.lon, slots[0]), grid.lat) < 60)
-    assert len(central) > 40
+    distance = np.hypot(cmd(grid.lon, slots[0]), grid.lat)
+    central = np.flatnonzero(distance < 85)
+    assert len(central) > 80 and (distance[central] > 75).sum() > 10
     worst, peak = 0.0, 0.0
     for p in central:
-        direct, _ = observe_patch_video(sun, float(grid.lon[p]), float(grid.lat[p]), int(slots[0]), 5, noise=False)
+        direct, _ = observe_patch_video(sun, float(grid.lon[p]), float(grid.lat[p]), int(slots[0]), 5)
         diff = store[p] - direct
         worst, peak = max(worst, np.abs(diff).max()), max(peak, np.abs(direct).max())
-        assert np.sqrt((diff**2).mean()) < 0.5
-    assert worst < 15.0
-    assert peak > 1000  # the comparison saw the BMR
+        assert np.sqrt((diff**2).mean()) < 0.4
+    assert worst < 0.005 * peak
+    assert peak > 400  # the comparison saw the BMR's strong field
+
+
+@pytest.mark.parametrize("shape", [(1024, 1024), (256, 256)])
+def test_mdi_geometry_is_the_headers_wcs(shape):
+    from astropy.wcs import WCS
+
+    a = mdi_geometry(shape)
+    b = ImageGeometry.from_wcs(WCS(mdi_header(observer_at(40000), shape)), shape)
+    np.testing.assert_allclose(a.crpix, b.crpix)
+    np.testing.assert_allclose(a.crval, b.crval, atol=1e-15)
+    np.testing.assert_allclose(a.pixel_from_plane, b.pixel_from_plane, rtol=1e-12)

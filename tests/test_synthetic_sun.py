@@ -6,8 +6,10 @@ from astropy.time import Time
 from sunpy.sun.models import differential_rotation
 
 from common.clock import EPOCH, slot_of_time, slot_time
+from evaluation.replay import truth
 from sim import BMRTable, SunConfig, SyntheticSun
-from sim.bmr import DETECTABLE_FLUX_MX, footpoint_blobs
+from sim.bmr import DETECTABLE_FLUX_MX, footpoint_blobs, nests_alive
+from sim.catalog import detect
 from sim.gauss import point_field
 from sim.physics import Blobs
 
@@ -19,15 +21,21 @@ def sun():
     return SyntheticSun(SunConfig(), seed=0)
 
 
+def active(table: BMRTable) -> BMRTable:
+    """The active-region BMRs of a table (no companion bipoles, small bipoles or ephemeral regions)."""
+    return table[table.population == "region"]
+
+
 @pytest.fixture(scope="module")
 def cycle23(sun):
-    """BMRs of 1996–2008 (cycle 23 and the start of 24)."""
-    return sun.bmrs(Time("1996-01-01"), Time("2009-01-01"))
+    """Active-region BMRs of 1996–2008 (cycle 23 and the start of 24)."""
+    return active(sun.bmrs(Time("1996-01-01"), Time("2009-01-01")))
 
 
 def one_bmr(lat, lon=100.0, t_days=1000.0, **kw) -> BMRTable:
     """A hand-made BMR table of one region (days since EPOCH)."""
-    row = dict(id=np.array(["T"], dtype=object), t_days=np.array([t_days]), lon=np.array([lon]), lat=np.array([lat]),
+    row = dict(id=np.array(["T"], dtype=object), region=np.array(["T"], dtype=object),
+               population=np.array(["region"], dtype=object), t_days=np.array([t_days]), lon=np.array([lon]), lat=np.array([lat]),
                flux_Mx=np.array([1e22]), kind=np.array(["gradual"], dtype=object), growth_hours=np.array([24.0]),
                tilt_deg=np.array([10.0]), leading_sign=np.array([1], dtype=np.int8), separation_deg=np.array([5.0]),
                decay_days=np.array([20.0]), cycle=np.array([23]))
@@ -85,7 +93,7 @@ def test_hale_polarity_flips_between_hemispheres_and_cycles(sun):
         assert (table.leading_sign[north] == north_leading).mean() > 0.9
         assert (table.leading_sign[~north] == -north_leading).mean() > 0.9
     # the leading footpoint is the western one (higher Carrington longitude)
-    table = sun.bmrs(Time("2000-01-01"), Time("2000-01-15"))
+    table = active(sun.bmrs(Time("2000-01-01"), Time("2000-01-15")))
     lon = sun.bmr_state(table, np.arange(len(table)), Time(["2000-02-01"])).lon[:, 0]
     assert (((lon[:, 0] - lon[:, 1] + 180) % 360 - 180)[table.t_days < table.t_days.max()] > 0).all()
 
@@ -104,7 +112,7 @@ def test_differential_rotation_in_the_carrington_frame(sun, lat):
 
 
 def test_growth_timescales_of_fast_and_gradual_emergence(sun):
-    table = sun.bmrs(Time("2001-01-01"), Time("2001-03-01"))
+    table = active(sun.bmrs(Time("2001-01-01"), Time("2001-03-01")))
     fast = table.kind == "fast"
     assert 0.2 < fast.mean() < 0.5
     hours = np.arange(0, 200, 0.25)
@@ -121,7 +129,7 @@ def test_growth_timescales_of_fast_and_gradual_emergence(sun):
 
 
 def test_the_flux_rate_growth_law_grows_large_regions_for_days_at_published_rates(cycle23):
-    alt = SyntheticSun(SunConfig(growth_law="flux-rate"), seed=0).bmrs(Time("1996-01-01"), Time("2009-01-01"))
+    alt = active(SyntheticSun(SunConfig(growth_law="flux-rate"), seed=0).bmrs(Time("1996-01-01"), Time("2009-01-01")))
     # the same regions (the same draws), grown by another law
     np.testing.assert_array_equal(alt.t_days, cycle23.t_days)
     np.testing.assert_array_equal(alt.flux_Mx, cycle23.flux_Mx)
@@ -140,6 +148,7 @@ def test_the_flux_rate_growth_law_grows_large_regions_for_days_at_published_rate
 
 def test_the_truth_onset_is_when_the_new_flux_becomes_detectable(sun):
     table = sun.bmrs(Time("2001-01-01"), Time("2001-01-20"))
+    table = table[table.flux_Mx > 2 * DETECTABLE_FLUX_MX]
     assert (table.t_onset_days > table.t_days).all()
     for i in range(len(table)):
         total = np.abs(sun.bmr_state(table, i, table.t_onset[i] + [-60, 0, 60] * u.s).flux).sum(axis=-1)
@@ -200,3 +209,71 @@ def test_quiet_network_drifts_and_changes(sun):
     v = sun.patch_video(lon_c, lat_c, slot, 31)
     r = [np.corrcoef(v[0].ravel(), v[k].ravel())[0, 1] for k in (1, 15, 30)]
     assert r[0] > 0.9 and r[1] < 0.6 and r[2] < 0.3
+
+
+def test_small_bipoles_and_ephemeral_regions_emerge_everywhere_below_the_catalogs_size(sun):
+    t0, t1 = Time("2008-06-01"), Time("2008-07-01")  # solar minimum: few active regions
+    table = sun.bmrs(t0, t1)
+    small = table[table.population == "small"]
+    assert len(small) / 30 == pytest.approx(60, rel=0.15)
+    assert small.flux_Mx.min() >= 5e19 and small.flux_Mx.max() <= 1e21
+    assert np.abs(np.sin(np.deg2rad(small.lat))).mean() == pytest.approx(0.5 * np.sin(np.deg2rad(60)), abs=0.05)
+    assert np.median(small.growth_hours) < 6 and np.median(small.decay_days) < 1.5
+    assert 0.35 < (np.cos(np.deg2rad(small.tilt_deg)) < 0).mean() < 0.65  # any orientation
+    # strong enough to stand out of the noise: the peak field of a median one is several times MDI's 20 G
+    i = int(np.argmin(np.abs(small.flux_Mx - np.median(small.flux_Mx))))
+    peak = np.abs(footpoint_blobs(sun.config, small[np.array([i])], small.t_days[i:i + 1] + small.growth_hours[i] / 24).amp)
+    assert peak.max() > 80
+    # too weak for the flux-limited catalog and for the event-level truth (at maximum, where both have regions)
+    t0, t1 = Time("2000-06-01"), Time("2000-06-15")
+    table = sun.bmrs(t0, t1)
+    small = table[table.population == "small"]
+    found = detect(sun, t0, t1)
+    assert len(found) and not (table.population[found.bmr_index.to_numpy()] == "small").any()
+    counted = truth(sun, slot_of_time(t0), slot_of_time(t1), min_flux_Mx=1e21)
+    assert counted and not set(e.region for e in counted) & set(small.id)
+
+
+def test_activity_nests_gather_emergences(sun):
+    def near_a_nest(s: SyntheticSun) -> float:
+        table = active(s.bmrs(Time("2000-01-01"), Time("2000-05-01")))
+        near = []
+        for t, lon, lat in zip(table.t_days, table.lon, table.lat):
+            n_lon, n_lat = nests_alive(s.config, s.seed, t)
+            d = np.hypot(((n_lon - lon + 180) % 360 - 180) * np.cos(np.deg2rad(lat)), n_lat - lat)
+            near.append(d.min(initial=np.inf) < 3 * s.config.nest_scatter_deg)
+        return float(np.mean(near))
+
+    assert 15 < len(nests_alive(sun.config, sun.seed, 1600.0)[0]) < 60  # at the 2000 maximum
+    assert near_a_nest(sun) > near_a_nest(SyntheticSun(SunConfig(nest_fraction=0.0), seed=0)) + 0.25
+
+
+def test_multi_bipole_regions_count_once(sun):
+    t0, t1 = Time("2000-01-01"), Time("2000-07-01")
+    table = sun.bmrs(t0, t1)
+    companions = table[table.population == "companion"]
+    big = active(table).flux_Mx >= sun.config.multi_min_flux_Mx
+    with_companions = np.isin(active(table).id, companions.region)
+    assert with_companions[big].mean() == pytest.approx(sun.config.multi_fraction, abs=0.08)
+    assert not with_companions[~big].any()
+    row = {r: i for i, r in enumerate(table.id)}
+    checked = 0
+    for c in range(len(companions)):
+        p = row.get(companions.region[c])
+        if p is None:
+            continue
+        checked += 1
+        assert 0 <= companions.t_days[c] - table.t_days[p] <= sun.config.multi_delay_day
+        assert 0.2 * table.flux_Mx[p] <= companions.flux_Mx[c] <= 0.6 * table.flux_Mx[p]
+        assert companions.leading_sign[c] == table.leading_sign[p]
+        assert abs(companions.lat[c] - table.lat[p]) < 3 * table.separation_deg[p]
+    assert checked > 20
+    counted = {e.region: e for e in truth(sun, slot_of_time(t0), slot_of_time(t1))}
+    assert not set(companions.id) & set(counted)  # one emergence per region ...
+    for region in set(companions.region) & set(counted):
+        e, members = counted[region], np.flatnonzero(table.region == region)
+        assert e.flux_Mx == pytest.approx(table.flux_Mx[members].sum())  # ... with its total flux,
+        assert e.onset_days == pytest.approx(table.t_onset_days[members].min())  # its first onset
+        for m in members:  # and a footprint that holds every bipole
+            assert abs((table.lon[m] - e.lon + 180) % 360 - 180) + table.separation_deg[m] / 2 <= e.half_extent_deg + 1e-9
+            assert abs(table.lat[m] - e.lat) + table.separation_deg[m] / 2 <= e.half_extent_deg + 1e-9

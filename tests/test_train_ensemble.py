@@ -17,7 +17,8 @@ FAST = ["--preset", "small", "--max-epochs", "1", "--max-passes", "2", "--seeds"
 def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("ens")
     store = root / "tiny.zarr"
-    assert build_main(["--preset", "small", "--videos", "60", "12", "--tiles", "10", "4", "--frames", "16", "--out", str(store)]) == 0
+    assert build_main(["--preset", "small", "--videos", "60", "12", "--tiles", "10", "4", "--frames", "16", "--settings", "2",
+                       "--out", str(store)]) == 0
     out = root / "run"
     assert main(["--store", str(store), "--out", str(out)] + FAST) == 0
     return store, out
