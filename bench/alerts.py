@@ -4,8 +4,9 @@ Replays (``--workers`` at a time, each resumable) the validation stream (seed 11
 and the held-out streams of the synthetic Sun through the service's own path:
 a stretch near solar maximum and one near minimum (seed 7: no training,
 validation, test or demo uses it; the demo and the training sets use seed 0),
-and a stretch near maximum under a held-out setting of the simulator
-(flux-dependent growth, which no training set has). Then chooses the bundle's
+and a stretch near maximum under the held-out setting of the simulator
+(``sim.settings.EVALUATION["held-out"]``: two-population growth, 30 G noise and
+a 6″ PSF, outside every training Sun's ranges). Then chooses the bundle's
 operating point on the validation stream (the alert threshold and the
 baseline's k for 0.5 false alerts per disk-day, recorded in the bundle's
 manifest, as ``fluxwatch-evaluate --calibrate`` does), prints each held-out
@@ -48,7 +49,7 @@ def main() -> None:
     p.add_argument("--max-days", type=float, default=60.0)
     p.add_argument("--min-days", type=float, default=30.0)
     p.add_argument("--setting-days", type=float, default=30.0,
-                   help="days near maximum under the held-out setting (flux-dependent growth); 0 skips it")
+                   help="days near maximum under the held-out setting (sim.settings); 0 skips it")
     p.add_argument("--size", type=int, default=1024)
     p.add_argument("--workers", type=int, default=2, help="streams replayed at once")
     p.add_argument("--out", type=Path, default=Path("data/bench-alerts"))
@@ -56,7 +57,7 @@ def main() -> None:
     held_out = {"maximum": (Stream(7, "2002-03-01T00:00:00", a.max_days), "default"),
                 "minimum": (Stream(7, "2008-06-01T00:00:00", a.min_days), "default")}
     if a.setting_days:
-        held_out["flux-growth"] = (Stream(7, "2002-03-01T00:00:00", a.setting_days), "flux-growth")
+        held_out["held-out"] = (Stream(7, "2002-03-01T00:00:00", a.setting_days), "held-out")
     jobs = [(a.bundle, VALIDATION, a.out / "validation", a.size, "default")]
     jobs += [(a.bundle, stream, a.out / name, a.size, setting) for name, (stream, setting) in held_out.items()]
     with ProcessPoolExecutor(a.workers) as pool:
@@ -68,8 +69,9 @@ def main() -> None:
         service = replay_stream(a.bundle, stream, a.out / name, a.size, setting)
         reports[name] = report_stream(service, stream, a.out / name, setting, threshold=point["threshold"],
                                       baseline_k=point["baseline_flux_rise_k"])
-    if "flux-growth" in reports:
-        print(f"held-out setting (flux-dependent growth): {last_line(reports['flux-growth'])} (not pooled below)")
+    if "held-out" in reports:
+        print(f"held-out setting (two-population growth, 30 G noise, 6″ PSF): {last_line(reports['held-out'])} "
+              "(not pooled below)")
     c, b = pooled([reports["maximum"], reports["minimum"]], "cnn"), pooled([reports["maximum"], reports["minimum"]], "baseline")
     print(f"detected_1d={c['detected_1d']:.2f} false_per_disk_day={c['false_per_disk_day']:.2f} "
           f"onset_median_d={c['onset_median_d']:+.2f} onset_iqr_d={c['onset_iqr_d']:.2f} "

@@ -281,8 +281,9 @@ def _small_bipoles(config: SunConfig, rng: np.random.Generator, day: int, date: 
     lo, hi = (np.log(v / config.small_flux_median_Mx) / config.small_flux_sigma_ln
               for v in (config.small_flux_min_Mx, config.small_flux_max_Mx))
     flux = config.small_flux_median_Mx * np.exp(config.small_flux_sigma_ln * ndtri(ndtr(lo) + rng.random(n) * (ndtr(hi) - ndtr(lo))))
-    growth, fast = _growth_hours(config, flux, np.ones(n, dtype=bool), rng.standard_normal(n),
-                                 config.small_growth_median_h, config.gradual_growth_median_h)
+    growth = np.clip(config.small_growth_median_h * np.exp(config.fast_growth_sigma_ln * rng.standard_normal(n)),
+                     config.growth_min_h, 12.5)
+    fast = np.ones(n, dtype=bool)
     decay = np.clip(config.small_decay_median_day * np.exp(config.decay_sigma_ln * rng.standard_normal(n)),
                     0.25, config.decay_max_day)
     ids = np.array([f"B{date}-s{k:03d}" for k in range(n)], dtype=object)

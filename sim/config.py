@@ -32,18 +32,18 @@ class SunConfig:
     BMR flux, growth, geometry, decay
         Final total unsigned flux: lognormal (median ``flux_median_Mx``, log-width
         ``flux_sigma_ln``) truncated to [``flux_min_Mx``, ``flux_max_Mx``].
-        Growth law ``growth_law``: ``"populations"`` (the default, what the
-        training sets use): a fraction ``fast_fraction`` grows fast (growth time
-        lognormal around ``fast_growth_median_h``, clipped below 13 h), the rest
-        gradually (around ``gradual_growth_median_h``, clipped above 13 h),
-        whatever their flux. ``"flux-rate"``: the mean emergence rate grows with
+        Growth law ``growth_law``: ``"flux-rate"`` (the default): the mean emergence rate grows with
         the flux, R = ``emergence_rate_ref_Mx_h`` · (Φ / 1e22 Mx)^``emergence_rate_exponent``
         × lognormal(``emergence_rate_sigma_ln``), and the growth time is Φ / R,
         clipped to [``growth_min_h``, ``growth_max_h``]: large regions take days
         to emerge, small ones hours. Rates of order 1e19–1e20 Mx/h for active
         regions (Norton et al. 2017, ApJ 842, 3) and dΦ/dt ∝ Φ^0.57 (Otsuji et al.
-        2011, PASJ 63, 1047) set the reference and the exponent. It is the
-        held-out setting: no training set uses it.
+        2011, PASJ 63, 1047) set the reference and the exponent. ``"populations"``
+        (the simulator's law before, now part of the held-out setting, :mod:`sim.settings`):
+        a fraction ``fast_fraction`` grows fast (growth time lognormal around
+        ``fast_growth_median_h``, clipped below 13 h), the rest gradually (around
+        ``gradual_growth_median_h``, clipped above 13 h), whatever their flux.
+        ``BMRTable.kind`` says which side of 13 h a region's growth time falls.
         Tilt (Joy's law): ``joy_slope · |lat|`` plus normal scatter ``tilt_scatter_deg``;
         positive tilt puts the leading footpoint closer to the equator.
         Final footpoint separation (heliographic degrees):
@@ -73,8 +73,8 @@ class SunConfig:
         Born at ``small_rate_per_day`` over the whole Sun whatever the cycle phase, uniform in sin φ within
         ±``small_max_lat_deg``, in any orientation and polarity order, with flux lognormal (median
         ``small_flux_median_Mx``, log-width ``small_flux_sigma_ln``) in [``small_flux_min_Mx``,
-        ``small_flux_max_Mx``]; they grow in hours (lognormal around ``small_growth_median_h``, under the
-        ``"flux-rate"`` law by that law) and decay with e-folding ``small_decay_median_day``. Ephemeral
+        ``small_flux_max_Mx``]; they grow in hours (lognormal around ``small_growth_median_h``, whatever
+        the growth law) and decay with e-folding ``small_decay_median_day``. Ephemeral
         regions emerge at hundreds a day over the Sun (Harvey 1993, PhD thesis Utrecht; Hagenaar 2001, ApJ
         555, 448); only the tail above ``small_flux_min_Mx`` stands out of MDI's noise and is kept.
     Quiet Sun (procedural, per ``cell_deg`` × ``cell_deg`` × 1 day cell)
@@ -127,7 +127,7 @@ class SunConfig:
     gradual_growth_sigma_ln: float = 0.5
     growth_min_h: float = 2.0
     growth_max_h: float = 120.0
-    growth_law: str = "populations"
+    growth_law: str = "flux-rate"
     emergence_rate_ref_Mx_h: float = 1.0e20
     emergence_rate_exponent: float = 0.57
     emergence_rate_sigma_ln: float = 0.5

@@ -80,7 +80,7 @@ def test_videos_are_shared_among_randomised_suns(small_plan):
     for config, _ in suns[1:]:
         for name, (lo, hi) in RANGES.items():
             assert lo <= getattr(config, name) <= hi
-        assert config.growth_law == "populations"  # the flux-rate law is held out of training
+        assert config.growth_law == "flux-rate"  # the two-population law is held out of training
     assert training_suns(n, 0) == suns and training_suns(n, 1)[1] != suns[1]
     counts = small_plan.groupby("setting").size()
     assert list(counts.index) == list(range(n)) and counts.max() - counts.min() <= 4

@@ -111,7 +111,8 @@ def test_differential_rotation_in_the_carrington_frame(sun, lat):
     assert drift[0] > 0.1 if lat == 0 else drift[0] < -0.45
 
 
-def test_growth_timescales_of_fast_and_gradual_emergence(sun):
+def test_growth_timescales_of_fast_and_gradual_emergence():
+    sun = SyntheticSun(SunConfig(growth_law="populations"), seed=0)
     table = active(sun.bmrs(Time("2001-01-01"), Time("2001-03-01")))
     fast = table.kind == "fast"
     assert 0.2 < fast.mean() < 0.5
@@ -129,10 +130,11 @@ def test_growth_timescales_of_fast_and_gradual_emergence(sun):
 
 
 def test_the_flux_rate_growth_law_grows_large_regions_for_days_at_published_rates(cycle23):
-    alt = active(SyntheticSun(SunConfig(growth_law="flux-rate"), seed=0).bmrs(Time("1996-01-01"), Time("2009-01-01")))
+    alt = cycle23  # the default law
+    two = active(SyntheticSun(SunConfig(growth_law="populations"), seed=0).bmrs(Time("1996-01-01"), Time("2009-01-01")))
     # the same regions (the same draws), grown by another law
-    np.testing.assert_array_equal(alt.t_days, cycle23.t_days)
-    np.testing.assert_array_equal(alt.flux_Mx, cycle23.flux_Mx)
+    np.testing.assert_array_equal(alt.t_days, two.t_days)
+    np.testing.assert_array_equal(alt.flux_Mx, two.flux_Mx)
     small, large = alt.flux_Mx < 2e21, alt.flux_Mx > 1e22
     assert np.median(alt.growth_hours[large]) > 2.5 * np.median(alt.growth_hours[small])  # growth time rises with flux
     assert np.median(alt.growth_hours[large]) > 72  # days for large regions
@@ -142,8 +144,8 @@ def test_the_flux_rate_growth_law_grows_large_regions_for_days_at_published_rate
     assert 1e19 < np.median(rate) < 1e20
     slope = np.polyfit(np.log(alt.flux_Mx[unclipped]), np.log(rate), 1)[0]
     assert 0.4 < slope < 0.75
-    # under the default law growth does not depend on flux
-    assert abs(np.median(cycle23.growth_hours[large]) / np.median(cycle23.growth_hours[small]) - 1) < 0.5
+    # under the two-population law growth does not depend on flux
+    assert abs(np.median(two.growth_hours[large]) / np.median(two.growth_hours[small]) - 1) < 0.5
 
 
 def test_the_truth_onset_is_when_the_new_flux_becomes_detectable(sun):
@@ -153,7 +155,7 @@ def test_the_truth_onset_is_when_the_new_flux_becomes_detectable(sun):
     for i in range(len(table)):
         total = np.abs(sun.bmr_state(table, i, table.t_onset[i] + [-60, 0, 60] * u.s).flux).sum(axis=-1)
         assert total[0] < DETECTABLE_FLUX_MX < total[2] and total[1] == pytest.approx(DETECTABLE_FLUX_MX, rel=0.02)
-    assert np.median((table.t_onset_days - table.t_days) * 24) < 6  # hours after the emergence starts
+    assert 3 < np.median((table.t_onset_days - table.t_days) * 24) < 24  # hours after the emergence starts
 
 
 def test_flux_distribution_and_decay(cycle23, sun):
