@@ -12,7 +12,7 @@ from ingest.dataset import CATALOG_COLUMNS, DatasetError, DatasetStore
 from sim import SunConfig, SyntheticSun
 from sim.build_dataset import PRESETS, label_quality, main, plan
 from sim.catalog import DetectorConfig
-from sim.settings import RANGES, training_suns
+from sim.settings import EVALUATION, RANGES, training_suns
 
 TINY = ["--preset", "small", "--videos", "10", "4", "--tiles", "2", "2", "--frames", "24", "--settings", "2", "--workers", "2"]
 
@@ -81,6 +81,10 @@ def test_videos_are_shared_among_randomised_suns(small_plan):
         for name, (lo, hi) in RANGES.items():
             assert lo <= getattr(config, name) <= hi
         assert config.growth_law == "flux-rate"  # the two-population law is held out of training
+    held_out = EVALUATION["held-out"]
+    assert held_out.growth_law != SunConfig().growth_law
+    for name in ("noise_G", "psf_fwhm_arcsec"):  # and outside the training ranges on two more axes
+        assert getattr(held_out, name) > RANGES[name][1]
     assert training_suns(n, 0) == suns and training_suns(n, 1)[1] != suns[1]
     counts = small_plan.groupby("setting").size()
     assert list(counts.index) == list(range(n)) and counts.max() - counts.min() <= 4
