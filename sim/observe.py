@@ -26,8 +26,9 @@ from sim.physics import wrap180
 from sim.render import form_image, psf_margin_px, render_full_disk
 from sim.sun import SyntheticSun
 
-#: B_r is rendered this far (deg) around a patch so that the surface points of the image pixels bordering it
-#: (up to one foreshortened MDI pixel away, about 0.12°/μ) fall inside: exact for μ ≳ 0.12, clamped nearer the limb.
+#: B_r is rendered this far (deg) around a patch so that the surface points of the image pixels bordering it and
+#: within the PSF's main reach (two foreshortened MDI pixels, 2 × 0.12°/μ) fall inside: exact for μ ≳ 0.25; nearer
+#: the limb the outermost take the nearest value (the full-disk comparison test bounds the effect).
 _MARGIN_DEG = 1.0
 #: B_r is rendered at this many points per patch pixel along each axis before the image pixels sample it: linear
 #: interpolation of a σ = 0.3° network element on a 1/12° grid is within 1% of its peak.
