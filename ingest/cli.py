@@ -14,7 +14,7 @@ from common.config import PatchGridConfig, VideoConfig
 from common.figures import video_montage
 from common.patches import PatchGrid
 from ingest.errors import IngestError, TimeOrderError
-from ingest.magnetogram import observation_time, read_header, read_magnetogram
+from ingest.magnetogram import observation_time, read_frame, read_header
 from ingest.videos import SeriesVideos, VideoStore
 
 FITS_SUFFIXES = (".fits", ".fts", ".fit", ".fits.gz", ".fts.gz")
@@ -55,7 +55,7 @@ def ingest_series(files, out, start: Time | None = None, video: VideoConfig = Vi
     writer = SeriesVideos(out, grid or PatchGrid(), start or times[0], video)
     try:
         for path in tqdm(files, desc="projecting", unit="frame", disable=not progress):
-            writer.add(read_magnetogram(path))
+            writer.add(read_frame(path))
         return writer.finish()
     except BaseException:
         writer.abort()

@@ -39,3 +39,15 @@ class EmptyDataError(IngestError):
 
 class TimeOrderError(IngestError):
     """The observation time is not after the previous frame's."""
+
+
+class InstrumentError(IngestError):
+    """The instrument is unknown, or its frame cannot be brought to the model's instrument."""
+
+
+class QualityError(IngestError):
+    """The instrument's pipeline flags the frame (a non-zero ``QUALITY`` word)."""
+
+
+class ImageSizeError(IngestError):
+    """The header claims an image larger than any full-disk magnetograph's (refused before reading its data)."""

@@ -2,15 +2,17 @@
 
 Handles SoHO/MDI level-1.8 96-minute magnetograms (integer data with
 ``BSCALE``/``BZERO`` and ``BLANK``, observer in ``CRLN_OBS``/``CRLT_OBS``/
-``DSUN_OBS``, time in ``T_OBS``) and SDO/HMI-style headers (float data, NaN
-for missing, ``CROTA2`` ≈ 180°). The observer and image geometry are read by
+``DSUN_OBS``, time in ``T_OBS``) and SDO/HMI line-of-sight magnetograms
+(Rice-compressed image HDU, ``CROTA2`` ≈ 180°, ``QUALITY``); the instrument
+is recognised from the header (:mod:`ingest.instruments`) and
+:func:`to_instrument` brings a frame to the model's. The observer and image geometry are read by
 sunpy; cleaning follows the paper: missing pixels and everything off the disk
 become 0 G.
 """
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import astropy.units as u
@@ -21,13 +23,16 @@ from astropy.time import Time
 from common.observer import Observer
 from ingest.errors import (
     EmptyDataError,
+    ImageSizeError,
     IngestError,
     MissingKeywordError,
     NoImageDataError,
     NotFITSError,
+    QualityError,
     TruncatedFITSError,
     UnitError,
 )
+from ingest.instruments import MDI_SPEC, InstrumentSpec, harmonise, instrument_for, instrument_named
 from ingest.projection import ImageGeometry
 
 #: Alternatives for each piece of metadata the ingest path needs; one of each must be present.
@@ -42,6 +47,8 @@ REQUIRED_KEYWORDS = {
     "pixel scale y": ("CDELT2", "CD2_2"),
 }
 PROJECTION = ("HPLN-TAN", "HPLT-TAN")
+#: Largest image accepted (HMI's full disk is 4096²).
+MAX_PIXELS = 8192 * 8192
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,8 @@ class Magnetogram:
     observer : where it was observed from (Carrington frame), from sunpy.
     image : its helioprojective TAN pixel geometry.
     missing_on_disk : number of on-disk pixels that were missing (BLANK/NaN) and set to 0 G.
+    instrument : the instrument that took it (:attr:`ingest.instruments.InstrumentSpec.name`), from the header.
+    quality : the instrument's quality word (0 = good; MDI files carry none).
     """
 
     path: Path
@@ -62,6 +71,8 @@ class Magnetogram:
     observer: Observer
     image: ImageGeometry
     missing_on_disk: int
+    instrument: str = MDI_SPEC.name
+    quality: int = 0
 
     @property
     def time(self) -> Time:
@@ -79,6 +90,7 @@ def _open(path: Path):
                 for hdu in hdul:
                     if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and hdu.header.get("NAXIS") == 2:
                         header = hdu.header.copy()
+                        _check_size(path, header)  # before the data: a compressed HDU would be decompressed
                         data = hdu.data
                         break
                 else:
@@ -96,6 +108,13 @@ def _open(path: Path):
     if data is None or data.ndim != 2:
         raise NoImageDataError(path, "the image HDU holds no 2-D data")
     return header, data
+
+
+def _check_size(path: Path, header: fits.Header) -> None:
+    ny, nx = int(header.get("NAXIS2", 0)), int(header.get("NAXIS1", 0))
+    if nx * ny > MAX_PIXELS:
+        raise ImageSizeError(path, f"the header claims a {nx}×{ny} image, larger than any full-disk magnetogram "
+                                   f"(at most {MAX_PIXELS} pixels, e.g. 8192²)")
 
 
 def check_header(path: Path, header: fits.Header) -> None:
@@ -161,6 +180,7 @@ def read_magnetogram(path: str | Path) -> Magnetogram:
     path = Path(path)
     header, raw = _open(path)
     check_header(path, header)
+    source = instrument_for(path, header)
     data = np.asarray(raw, dtype=np.float32)
     missing = ~np.isfinite(data)
     if missing.all():
@@ -175,4 +195,26 @@ def read_magnetogram(path: str | Path) -> Magnetogram:
     if missing_on_disk == np.count_nonzero(disk):
         raise EmptyDataError(path, "every on-disk pixel is missing")
     data[missing | ~disk] = 0.0
-    return Magnetogram(path, data, observer, image, missing_on_disk)
+    return Magnetogram(path, data, observer, image, missing_on_disk, source.spec.name, source.quality(header))
+
+
+def read_frame(path: str | Path, instrument: InstrumentSpec = MDI_SPEC) -> Magnetogram:
+    """A magnetogram ready for a model trained on ``instrument``: read and cleaned (:func:`read_magnetogram`),
+    refused if its instrument's pipeline flags it (``QUALITY`` ≠ 0), and brought to ``instrument``
+    (:func:`to_instrument`)."""
+    mag = read_magnetogram(path)
+    if mag.quality != 0:
+        raise QualityError(path, f"QUALITY is 0x{mag.quality & 0xFFFFFFFF:08X}: the {mag.instrument} pipeline flags "
+                                 "this frame")
+    return to_instrument(mag, instrument)
+
+
+def to_instrument(mag: Magnetogram, target: InstrumentSpec) -> Magnetogram:
+    """``mag`` brought to the instrument ``target`` (:func:`ingest.instruments.harmonise`); unchanged if it is
+    already that instrument's. Raises :class:`~ingest.instruments.InstrumentError` if it cannot be."""
+    if mag.instrument == target.name:
+        return mag
+    source = instrument_named(mag.instrument)
+    seed = int(round(mag.time.unix))
+    out = harmonise(mag.path, mag.data, mag.image, mag.image.on_disk_mask(mag.observer.distance_rsun), source, target, seed)
+    return replace(mag, data=out.data, image=out.image, instrument=target.name)

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from common.clock import slot_of_time
 from ingest.errors import IngestError
-from ingest.magnetogram import read_magnetogram
+from ingest.magnetogram import read_frame
 from serving.events import SCHEMA_VERSION, AlertEvent, PatchDetail, PatchSummary
 from serving.service import Service
 
@@ -89,7 +89,7 @@ def create_app(service: Service) -> FastAPI:
                     raise HTTPException(413, f"{name}: exceeds the limit of {config.upload_max_bytes} bytes")
                 tmp.write(chunk)
         try:
-            mag = await run_in_threadpool(read_magnetogram, tmp.name)
+            mag = await run_in_threadpool(read_frame, tmp.name, service.bundle.instrument)
         except IngestError as exc:
             Path(tmp.name).unlink()
             service.metrics.reject(exc)

@@ -12,6 +12,7 @@ import onnxruntime as ort
 
 from common.clock import check_cadence
 from common.video import SCALING, STREAM_INPUT, recentre, scale_for_model
+from ingest.instruments import MDI_SPEC, InstrumentSpec, instrument_named
 from serving.streaming import Stage, StreamingEnsemble, StreamingMember, max_pool
 
 REQUIRED_INPUT = ("n_frames", "pixels", "cadence_min", "clip_G", "scaling", "layout")
@@ -75,6 +76,12 @@ class ModelBundle:
         if spec["scaling"] != SCALING:
             raise BundleError(manifest_path, f"input scaling {spec['scaling']!r} is not this service's {SCALING!r}")
         self.clip = spec["clip_G"] * u.G
+        try:  # bundles from before the instrument was recorded were all trained on MDI-like videos
+            #: The instrument the model was trained for; frames are brought to it (:func:`ingest.magnetogram.read_frame`).
+            self.instrument = InstrumentSpec.from_dict(spec.get("instrument", MDI_SPEC.as_dict()))
+            instrument_named(self.instrument.name)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(manifest_path, f"input instrument {spec.get('instrument')!r} is not usable ({exc})") from None
         self.threshold = float(self.manifest.get("threshold", -1))
         if not 0 < self.threshold < 1:
             raise BundleError(manifest_path, f"threshold {self.threshold} is not in (0, 1)")

@@ -42,9 +42,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ingest.errors import (
     EmptyDataError,
+    ImageSizeError,
+    InstrumentError,
     MissingKeywordError,
     NoImageDataError,
     NotFITSError,
+    QualityError,
     TimeOrderError,
     TruncatedFITSError,
     UnitError,
@@ -62,6 +65,8 @@ REJECT_REASONS = (
     "missing_keyword",
     "empty",
     "time_order",
+    "instrument",
+    "bad_quality",
     "duplicate",
     "too_large",
     "unauthorized",
@@ -83,6 +88,9 @@ _REASON_BY_ERROR: dict[type, str] = {
     MissingKeywordError: "missing_keyword",
     EmptyDataError: "empty",
     TimeOrderError: "time_order",
+    InstrumentError: "instrument",
+    QualityError: "bad_quality",
+    ImageSizeError: "too_large",
 }
 
 

@@ -1,7 +1,7 @@
 """The live service's pipeline: FITS file → magnetogram → frame step → store → sinks.
 
-Each file waiting in the inbox is read (:func:`ingest.magnetogram.read_magnetogram`),
-turned into a :class:`~serving.step.FrameResult` by the frame step,
+Each file waiting in the inbox is read and brought to the model's instrument
+(:func:`ingest.magnetogram.read_frame`), turned into a :class:`~serving.step.FrameResult` by the frame step,
 committed with its outbox messages in one transaction by the store, and
 handed to the alert log and the metrics; the file then moves to
 ``processed/``. A file that cannot be read, or whose slot already holds a
@@ -19,7 +19,7 @@ from common.clock import slot_of_time, slot_time
 from common.config import ServiceConfig
 from common.patches import PatchGrid
 from ingest.errors import IngestError
-from ingest.magnetogram import read_magnetogram
+from ingest.magnetogram import read_frame
 from serving.alerts import AlertPolicy
 from serving.bundle import ModelBundle
 from serving.inbox import Inbox
@@ -66,7 +66,7 @@ class Service:
         arrived = path.stat().st_mtime
         t0 = time.perf_counter()
         try:
-            mag = read_magnetogram(path)
+            mag = read_frame(path, self.bundle.instrument)
         except IngestError as exc:
             self._reject(path, exc, str(exc))
             return 0

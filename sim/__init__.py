@@ -24,10 +24,10 @@ Quick use::
 from sim.bmr import BMRState, BMRTable
 from sim.config import SunConfig
 from sim.ephemeris import ephemeris, observer_at
-from sim.observe import observe_patch_video, write_fits_series
+from sim.observe import observe_patch_video, write_fits_series, write_hmi_series
 from sim.sun import SyntheticSun
 
 __all__ = [
     "BMRState", "BMRTable", "SunConfig", "SyntheticSun", "ephemeris",
-    "observe_patch_video", "observer_at", "write_fits_series",
+    "observe_patch_video", "observer_at", "write_fits_series", "write_hmi_series",
 ]

@@ -52,6 +52,7 @@ from common.observer import central_meridian_distance
 from common.passage import on_disk, passage_start_slot
 from common.patches import PatchGrid
 from ingest.dataset import CATALOG_COLUMNS, KIND, DatasetError, DatasetStore, video_digest
+from ingest.instruments import MDI_SPEC
 from sim import SunConfig, SyntheticSun, ephemeris, observe_patch_video
 from sim.catalog import CRUDE_CMD_DEG, DetectorConfig, detect, heliocentric_z, truth, video_start_slot
 from sim.settings import training_suns
@@ -254,6 +255,7 @@ def build(out: str | Path, preset: Preset, seed: int = 0, workers: int = 2, prog
         "grid": {"patch_size_deg": PatchGridConfig().patch_size.to_value(u.deg),
                  "pixel_size_deg": PatchGridConfig().pixel_size.to_value(u.deg)},
         "units": "G",
+        "instrument": MDI_SPEC.as_dict(),
     }
     attrs["plan_sha256"] = hashlib.sha256(cat.to_csv(index=False).encode() + json.dumps(attrs, sort_keys=True).encode()).hexdigest()
     px = PatchGridConfig().pixels

@@ -11,17 +11,23 @@ schedule, shared by every video and full-disk series.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
+import astropy.units as u
 import numpy as np
+from astropy.time import Time
 from scipy.ndimage import map_coordinates
 
 from common.clock import slot_time
+from common.observer import Observer
 from common.video import fill_gaps
-from ingest.mdi import MDI_SHAPE, mdi_geometry, write_mdi
+from ingest.hmi import HMI_SHAPE, hmi_geometry, write_hmi
+from ingest.instruments import HMI
+from ingest.mdi import MDI_RSUN_REF, MDI_SHAPE, SOHO_DISTANCE_FACTOR, mdi_geometry, write_mdi
 from ingest.projection import ImageGeometry, carrington_to_pixel, sample_bilinear
-from sim.ephemeris import observer_at
+from sim.ephemeris import ephemeris, observer_at
 from sim.physics import wrap180
 from sim.render import form_image, psf_margin_px, render_full_disk
 from sim.sun import SyntheticSun
@@ -113,4 +119,36 @@ def write_fits_series(sun: SyntheticSun, slots, folder, shape=(1024, 1024), nois
                                 mdi_geometry(shape), noise)
         name = f"mdi.fd_M_96m_lev182.{t.strftime('%Y%m%d_%H%M%S')}.fits"
         paths.append(write_mdi(folder / name, data, obs))
+    return paths
+
+
+def hmi_observer_at(time: Time) -> Observer:
+    """SDO/HMI's observer at ``time``: on the Sun–Earth line like SoHO (the same L0 and B0), at the Earth's distance."""
+    l0, b0, d = ephemeris(time)
+    return Observer(time=time, lon=float(l0) * u.deg, lat=float(b0) * u.deg, distance=float(d) / SOHO_DISTANCE_FACTOR * u.m,
+                    rsun=MDI_RSUN_REF)
+
+
+def write_hmi_series(sun: SyntheticSun, times: Time, folder, shape=HMI_SHAPE, noise: bool = True) -> list[Path]:
+    """Write full-disk ``hmi.M_720s``-format FITS files of the synthetic Sun at ``times`` (any cadence, e.g. 12 min).
+
+    The same truth as the MDI frames, observed by HMI (:mod:`ingest.hmi`):
+    0.504″ pixels (for 4096²), HMI's 1″ point-spread function and per-pixel
+    noise (:class:`ingest.instruments.HMI`), and the MDI-to-HMI
+    cross-calibration applied in reverse (the synthetic field is what MDI
+    measures). Returns the paths written, in time order.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    spec, factor = HMI.spec, HMI.to_mdi_factor
+    config = replace(sun.config, psf_fwhm_arcsec=spec.psf_fwhm_arcsec, noise_G=spec.noise_G * factor,
+                     saturation_G=sun.config.saturation_G * factor)
+    paths = []
+    for t in Time(np.atleast_1d(times)):
+        obs = hmi_observer_at(t)
+        key = int(np.floor(t.unix))  # the noise key: one per second of observation time
+        data = render_full_disk(partial(sun.radial_field, time=t), config, sun.seed, key, obs, hmi_geometry(shape), noise)
+        data /= factor
+        name = f"hmi.m_720s.{t.strftime('%Y%m%d_%H%M%S')}_TAI.magnetogram.fits"
+        paths.append(write_hmi(folder / name, data, obs))
     return paths

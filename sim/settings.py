@@ -15,6 +15,7 @@ the point-spread function 6″.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ def training_suns(n: int, seed: int, base: SunConfig = SunConfig()) -> list[tupl
     suns = [(base, int(seed))]
     for k in range(1, n):
         rng = np.random.default_rng([int(seed), _TAG_SETTING, k])
-        drawn = {name: float(lo + (hi - lo) * rng.random()) for name, (lo, hi) in RANGES.items()}
+        drawn: dict[str, Any] = {name: float(lo + (hi - lo) * rng.random()) for name, (lo, hi) in RANGES.items()}
         sun_seed = int(np.random.SeedSequence([int(seed), _TAG_SETTING, k]).generate_state(1, dtype=np.uint32)[0]) + 1000
         suns.append((replace(base, **drawn), sun_seed))
     return suns

@@ -333,6 +333,8 @@ def test_serving_imports_neither_torch_nor_the_simulator():
 @pytest.mark.parametrize("key, value, words", [
     ("cadence_min", 12.0, "differs from the service clock's 96"),
     ("scaling", "B/1000", "input scaling 'B/1000' is not"),
+    ("instrument", {"name": "NSO/GONG", "plate_scale_arcsec": 2.5, "psf_fwhm_arcsec": 5.0, "noise_G": 3.0},
+     "no adapter for instrument 'NSO/GONG'"),
 ])
 def test_a_bundle_for_another_clock_or_scaling_is_refused(tmp_path, tiny_bundle, key, value, words):
     from serving.bundle import BundleError, ModelBundle

@@ -47,6 +47,7 @@ from torch import nn
 from common.config import VideoConfig
 from common.video import SCALING, STREAM_INPUT
 from ingest.dataset import DatasetStore
+from ingest.instruments import MDI_SPEC, InstrumentSpec
 from training.data import store_clip
 from training.train import TrainedMember, as_module
 
@@ -194,17 +195,20 @@ def export_member(model: nn.Module | TrainedMember, path: str | Path, seed: int 
 
 
 def make_input_spec(n_frames: int, pixels: int, cadence: u.Quantity = VideoConfig().cadence,
-               clip: u.Quantity = VideoConfig().clip) -> dict:
-    """The manifest's input spec: frames, pixels, cadence (min), clip (G), scaling, layout, name, dtype."""
+                    clip: u.Quantity = VideoConfig().clip, instrument: InstrumentSpec = MDI_SPEC) -> dict:
+    """The manifest's input spec: frames, pixels, cadence (min), clip (G), scaling, layout, name, dtype, and the
+    instrument the videos were taken (or simulated) with."""
     return {"name": INPUT_NAME, "dtype": "float32", "layout": LAYOUT, "n_frames": int(n_frames), "pixels": int(pixels),
-            "cadence_min": float(cadence.to_value(u.min)), "clip_G": float(clip.to_value(u.G)), "scaling": SCALING}
+            "cadence_min": float(cadence.to_value(u.min)), "clip_G": float(clip.to_value(u.G)), "scaling": SCALING,
+            "instrument": instrument.as_dict()}
 
 
 def input_spec_for(store: DatasetStore) -> dict:
     """:func:`make_input_spec` of the videos in ``store`` (its frames, pixels, cadence and clip)."""
     n_frames, pixels, _ = store.video_shape
     cadence = store.attrs.get("video", {}).get("cadence_min", VideoConfig().cadence.to_value(u.min)) * u.min
-    return make_input_spec(n_frames, pixels, cadence, store_clip(store))
+    instrument = InstrumentSpec.from_dict(store.attrs.get("instrument", MDI_SPEC.as_dict()))
+    return make_input_spec(n_frames, pixels, cadence, store_clip(store), instrument)
 
 
 def _sha256(path: Path) -> str:

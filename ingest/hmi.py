@@ -1,0 +1,109 @@
+"""Write full-disk magnetograms as SDO/HMI line-of-sight FITS files, as JSOC exports ``hmi.M_720s(_nrt)``.
+
+Used by the synthetic Sun so that simulated HMI frames travel the same ingest
+path as real ones. The layout follows JSOC's exports: an empty primary HDU and
+a Rice-compressed image HDU of 32-bit integers (``BSCALE = 0.1``,
+``BLANK = -2147483648``), solar north down (``CROTA2`` ≈ 180°), 0.504″
+pixels, the observer in ``DSUN_OBS``/``CRLN_OBS``/``CRLT_OBS``, the record
+time ``T_REC`` on the series' 720-s grid, and ``QUALITY`` (0 = good). The
+keywords not read by sunpy (``T_REC``, ``QUALITY``, ``CADENCE``) follow the
+real HMI header that sunpy ships (``resampled_hmi.fits``).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from astropy.time import Time
+
+from common.observer import Observer
+from ingest.projection import ImageGeometry
+
+#: HMI full-disk geometry: 4096² pixels of 0.504″.
+HMI_SHAPE = (4096, 4096)
+HMI_PLATE_SCALE = 0.504 * u.arcsec
+#: The 720-s series' record step (``hmi.M_720s``; the 45-s series steps by 45 s).
+HMI_CADENCE = 720 * u.s
+#: Position angle of solar north in HMI images (the camera is mounted upside down); real frames differ by ~0.1°.
+HMI_CROTA2 = 180.0
+BSCALE = 0.1
+BLANK = np.int32(-(2**31))
+
+
+def hmi_header(observer: Observer, shape=HMI_SHAPE, quality: int = 0) -> fits.Header:
+    """An ``hmi.M_720s`` header for an image of ``shape`` seen by ``observer`` at its time.
+
+    The image is centred on the Sun and rotated by :data:`HMI_CROTA2`, at
+    HMI's plate scale for 4096² (scaled for other shapes).
+    """
+    ny, nx = shape
+    scale = HMI_PLATE_SCALE.to_value(u.arcsec) * 4096 / nx
+    rsun_obs = np.rad2deg(np.arcsin((observer.rsun / observer.distance).decompose().value)) * 3600
+    t = Time(observer.time, scale="utc")
+    step = HMI_CADENCE.to_value(u.s)
+    t_rec = Time(round(t.tai.unix_tai / step) * step, format="unix_tai").tai
+    h = fits.Header()
+    cards = [
+        ("T_REC", t_rec.strftime("%Y.%m.%d_%H:%M:%S_TAI"), "[TAI] Slot time"),
+        ("T_OBS", t.tai.isot.replace("-", ".").replace("T", "_") + "_TAI", "[TAI] mid time of the observation"),
+        ("DATE-OBS", t.isot, "[ISO] Observation time"),
+        ("TELESCOP", "SDO/HMI", "For HMI: SDO/HMI"),
+        ("INSTRUME", "HMI_FRONT2", "HMI camera"),
+        ("WAVELNTH", 6173.0, "[angstrom] For HMI: 6173.0"),
+        ("CONTENT", "MAGNETOGRAM", "Type of data"),
+        ("BUNIT", "Gauss", "Physical units of data"),
+        ("CADENCE", step, "[s] Repetition interval"),
+        ("QUALITY", int(quality), "Level 1 quality word (0 = good)"),
+        ("CTYPE1", "HPLN-TAN", "WCS axis type"),
+        ("CTYPE2", "HPLT-TAN", "WCS axis type"),
+        ("CUNIT1", "arcsec", "WCS axis unit"),
+        ("CUNIT2", "arcsec", "WCS axis unit"),
+        ("CRPIX1", (nx + 1) / 2, "[pix] Reference pixel (Sun centre)"),
+        ("CRPIX2", (ny + 1) / 2, "[pix] Reference pixel (Sun centre)"),
+        ("CRVAL1", 0.0, "[arcsec] Sun centre"),
+        ("CRVAL2", 0.0, "[arcsec] Sun centre"),
+        ("CDELT1", scale, "[arcsec/pixel] image scale"),
+        ("CDELT2", scale, "[arcsec/pixel] image scale"),
+        ("CROTA2", HMI_CROTA2, "[deg] Position angle of solar north"),
+        ("DSUN_OBS", observer.distance.to_value(u.m), "[m] Distance from SDO to Sun centre"),
+        ("CRLN_OBS", observer.lon.to_value(u.deg), "[deg] Carrington longitude of the observer"),
+        ("CRLT_OBS", observer.lat.to_value(u.deg), "[deg] Carrington latitude of the observer"),
+        ("RSUN_REF", observer.rsun.to_value(u.m), "[m] Reference radius of the Sun"),
+        ("RSUN_OBS", rsun_obs, "[arcsec] Angular radius of the Sun"),
+        ("ORIGIN", "fluxwatch synthetic Sun", "Organization that created the file"),
+    ]
+    for key, value, comment in cards:
+        h[key] = (value, comment)
+    return h
+
+
+def hmi_geometry(shape=HMI_SHAPE) -> ImageGeometry:
+    """The image geometry of :func:`hmi_header`: Sun-centred, rotated by :data:`HMI_CROTA2`, HMI's plate scale."""
+    ny, nx = shape
+    scale_rad = (HMI_PLATE_SCALE * 4096 / nx).to_value(u.rad)
+    c, s = np.cos(np.deg2rad(HMI_CROTA2)), np.sin(np.deg2rad(HMI_CROTA2))
+    plane_from_pixel = scale_rad * np.array([[c, -s], [s, c]])  # CDELT · PC, PC from CROTA2
+    return ImageGeometry(shape=(ny, nx), crpix=np.array([(nx - 1) / 2, (ny - 1) / 2]), crval=np.zeros(2),
+                         pixel_from_plane=np.linalg.inv(plane_from_pixel))
+
+
+def write_hmi(path: str | Path, data_gauss: np.ndarray, observer: Observer, quality: int = 0) -> Path:
+    """Write an HMI-format magnetogram atomically (a temporary file, then rename).
+
+    ``data_gauss`` is (ny, nx) in G with NaN for missing pixels; it is stored
+    Rice-compressed as scaled 32-bit integers with ``BLANK`` for NaN.
+    """
+    path = Path(path)
+    missing = ~np.isfinite(data_gauss)
+    raw = np.where(missing, BLANK, np.rint(np.nan_to_num(data_gauss) / BSCALE)).astype(np.int32)
+    header = hmi_header(observer, raw.shape, quality)
+    header["BLANK"] = int(BLANK)
+    image = fits.CompImageHDU(raw, header=header, compression_type="RICE_1")
+    image.header["BSCALE"], image.header["BZERO"] = BSCALE, 0.0
+    tmp = path.with_name(path.name + ".tmp")
+    fits.HDUList([fits.PrimaryHDU(), image]).writeto(tmp, overwrite=True, output_verify="silentfix")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,199 @@
+"""Instruments: one small adapter per magnetograph, chosen from the FITS header, that brings a frame to the
+instrument a model was trained for.
+
+As sunpy's map sources do, each adapter says from the header whether a file is
+its instrument (``TELESCOP``/``INSTRUME``/``CAMERA``), reads its quality flag,
+and knows its pixel scale, resolution and noise. :func:`harmonise` brings a
+cleaned magnetogram to a target :class:`InstrumentSpec` (the model's; every
+bundle so far: SoHO/MDI) in four documented steps:
+
+1. **resolution**: k×k pixels are averaged (area averaging, k the integer
+   nearest the ratio of the plate scales: 4 for HMI → MDI, 0.504″ → 2.02″),
+   then a Gaussian point-spread function makes up the rest of the resolution
+   difference (the target's FWHM in quadrature minus the source's and the
+   binning's);
+2. **cross-calibration**: the field is multiplied by the source's factor to
+   the target (HMI → MDI: 1/0.701 = 1.43; Liu et al. 2025, Sol. Phys. 300, 8,
+   full-disk LoS scaling MDI → HMI 0.701 ± 0.001, and Liu et al. 2012, Sol.
+   Phys. 279, 295, MDI ≈ 1.40 × HMI; one factor for all field strengths and
+   disk positions, although both papers find it varies with them);
+3. **noise**: white Gaussian noise brings the per-pixel noise up to the
+   target's (HMI's few gauss, further averaged down, are far quieter than
+   MDI's 20 G); the draws are a pure function of the frame's time;
+4. the geometry follows: the binned image's WCS is the original's with
+   k-times-larger pixels.
+
+A frame from an instrument with no adapter, or one coarser than the target in
+a way these steps cannot undo, is refused with an error naming the file.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+from astropy.io import fits
+from scipy.ndimage import gaussian_filter
+
+from ingest.errors import InstrumentError
+from ingest.projection import ImageGeometry
+
+_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+#: FWHM of the blur of averaging over a square of side w, per w (a box of width w has σ = w/√12).
+_BOX_FWHM_PER_WIDTH = _FWHM_PER_SIGMA / np.sqrt(12.0)
+
+
+@dataclass(frozen=True)
+class InstrumentSpec:
+    """What a model expects of its frames: the instrument, pixel scale (″), resolution (PSF FWHM, ″), noise (G)."""
+
+    name: str
+    plate_scale_arcsec: float
+    psf_fwhm_arcsec: float
+    noise_G: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> InstrumentSpec:
+        return cls(str(d["name"]), float(d["plate_scale_arcsec"]), float(d["psf_fwhm_arcsec"]), float(d["noise_G"]))
+
+
+class Instrument(ABC):
+    """A magnetograph: how to recognise its files and what its frames are like."""
+
+    spec: ClassVar[InstrumentSpec]
+    #: Factor taking this instrument's LoS field to SoHO/MDI's (MDI = factor × this).
+    to_mdi_factor: ClassVar[float]
+
+    @classmethod
+    @abstractmethod
+    def is_source_for(cls, header: fits.Header) -> bool:
+        """True if ``header`` is this instrument's."""
+
+    @classmethod
+    def quality(cls, header: fits.Header) -> int:
+        """The frame's quality word (0 = good), as the instrument's pipeline sets it; 0 when it has none."""
+        value = header.get("QUALITY", 0)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return int(str(value), 16) if str(value).lower().startswith("0x") else -1
+
+
+def _words(header: fits.Header, *keys: str) -> str:
+    return " ".join(str(header.get(k, "")) for k in keys).upper()
+
+
+class MDI(Instrument):
+    """SoHO/MDI full-disk 96-min magnetograms (level 1.8): 1.98″ pixels, ~4″ resolution, ~20 G noise per pixel
+    (Scherrer et al. 1995, Sol. Phys. 162, 129; Liu, Norton & Scherrer 2004, Sol. Phys. 219, 39)."""
+
+    spec = InstrumentSpec("SOHO/MDI", 1.98, 4.0, 20.0)
+    to_mdi_factor = 1.0
+
+    @classmethod
+    def is_source_for(cls, header: fits.Header) -> bool:
+        return "MDI" in _words(header, "INSTRUME", "CAMERA", "TELESCOP") or _words(header, "TELESCOP").strip() == "SOHO"
+
+
+class HMI(Instrument):
+    """SDO/HMI line-of-sight magnetograms (``hmi.M_720s``, ``hmi.M_45s`` and their ``_nrt`` series): 0.504″
+    pixels, ~1″ resolution, ~6 G noise at 720 s (Schou et al. 2012, Sol. Phys. 275, 229; Liu et al. 2012,
+    Sol. Phys. 279, 295). ``QUALITY`` ≠ 0 marks a frame HMI's pipeline flags."""
+
+    spec = InstrumentSpec("SDO/HMI", 0.504, 1.0, 6.3)
+    to_mdi_factor = 1.0 / 0.701
+
+    @classmethod
+    def is_source_for(cls, header: fits.Header) -> bool:
+        return "HMI" in _words(header, "TELESCOP", "INSTRUME")
+
+
+#: Adapters, tried in order.
+INSTRUMENTS: tuple[type[Instrument], ...] = (HMI, MDI)
+MDI_SPEC = MDI.spec
+
+
+def instrument_for(path: str | Path, header: fits.Header) -> type[Instrument]:
+    """The adapter of the instrument that wrote ``header``."""
+    for instrument in INSTRUMENTS:
+        if instrument.is_source_for(header):
+            return instrument
+    raise InstrumentError(path, f"unknown instrument (TELESCOP={header.get('TELESCOP')!r}, "
+                                f"INSTRUME={header.get('INSTRUME')!r}); known: {', '.join(i.spec.name for i in INSTRUMENTS)}")
+
+
+def instrument_named(name: str) -> type[Instrument]:
+    """The adapter of the instrument ``name`` (an :attr:`InstrumentSpec.name`)."""
+    for instrument in INSTRUMENTS:
+        if instrument.spec.name == name:
+            return instrument
+    raise ValueError(f"no adapter for instrument {name!r}; known: {', '.join(i.spec.name for i in INSTRUMENTS)}")
+
+
+@dataclass(frozen=True)
+class Harmonised:
+    """A frame brought to a target instrument: its data (G, float32 (ny, nx), 0 off the disk) and geometry."""
+
+    data: np.ndarray
+    image: ImageGeometry
+
+
+def bin_geometry(image: ImageGeometry, k: int) -> ImageGeometry:
+    """The geometry of ``image`` averaged over k×k pixel blocks (pixels k times larger, the image cropped to a
+    multiple of k)."""
+    ny, nx = image.shape
+    return ImageGeometry(shape=(ny // k, nx // k), crpix=(image.crpix + 0.5) / k - 0.5, crval=image.crval,
+                         pixel_from_plane=image.pixel_from_plane / k)
+
+
+def plate_scale_arcsec(image: ImageGeometry) -> float:
+    """Mean pixel side of ``image`` in arcseconds."""
+    return float(np.sqrt(abs(np.linalg.det(np.linalg.inv(image.pixel_from_plane)))) * 180.0 / np.pi * 3600.0)
+
+
+def harmonise(path: str | Path, data: np.ndarray, image: ImageGeometry, on_disk: np.ndarray, source: type[Instrument],
+              target: InstrumentSpec, seed: int) -> Harmonised:
+    """Bring a cleaned frame of ``source`` (``data`` in G, 0 off the disk; ``on_disk`` its disk mask) to ``target``.
+
+    ``seed`` (e.g. the frame's time) makes the added noise reproducible. See
+    the module docstring for the steps and their sources.
+    """
+    if source.spec.name == target.name:
+        return Harmonised(data, image)
+    scale = plate_scale_arcsec(image)
+    if scale > 1.5 * target.plate_scale_arcsec:
+        raise InstrumentError(path, f"{source.spec.name} pixels of {scale:.2f}″ are coarser than the model's "
+                                    f"{target.name} {target.plate_scale_arcsec}″ pixels; they cannot be brought to it")
+    try:
+        factor = source.to_mdi_factor / instrument_named(target.name).to_mdi_factor
+    except ValueError as exc:
+        raise InstrumentError(path, str(exc)) from None
+    k = max(int(round(target.plate_scale_arcsec / scale)), 1)
+    ny, nx = (n - n % k for n in data.shape)
+    binned = data[:ny, :nx].reshape(ny // k, k, nx // k, k).mean(axis=(1, 3), dtype=np.float64)
+    disk = on_disk[:ny, :nx].reshape(ny // k, k, nx // k, k).all(axis=(1, 3))
+    geometry = bin_geometry(image, k) if k > 1 else image
+    # Resolution: the target's PSF in quadrature minus the source's and the binning's.
+    have = np.hypot(source.spec.psf_fwhm_arcsec, _BOX_FWHM_PER_WIDTH * k * scale)
+    extra_fwhm = np.sqrt(max(target.psf_fwhm_arcsec**2 - have**2, 0.0))
+    sigma_px = extra_fwhm / _FWHM_PER_SIGMA / (k * scale)
+    noise = source.spec.noise_G / k
+    if sigma_px > 0:
+        binned = gaussian_filter(binned, sigma_px, mode="constant", truncate=4.0)
+        kernel = np.zeros((33, 33))
+        kernel[16, 16] = 1.0
+        noise *= float(np.sqrt((gaussian_filter(kernel, sigma_px, mode="constant", truncate=4.0) ** 2).sum()))
+    binned *= factor
+    noise *= factor
+    add = np.sqrt(max(target.noise_G**2 - noise**2, 0.0))
+    if add > 0:
+        binned += np.random.default_rng([0xC411, int(seed) & 0xFFFFFFFF]).standard_normal(binned.shape) * add
+    binned[~disk] = 0.0
+    return Harmonised(binned.astype(np.float32), geometry)
+
+
