@@ -112,6 +112,9 @@ class ServiceConfig:
         inside some tile). With overlap a tile opens no alert while a tile sharing area with it has one open,
         so one region gives one alert (:func:`serving.alerts.step`).
     hysteresis, onset_step_frames, probability_step, present_at_start : alert policy (see :mod:`serving.alerts`).
+    slot_ready_offset : a frame observed within this of its slot's time is the best the slot can get and is
+        scored at once; a frame further off waits (in ``pending/``) for a closer one until a frame of a later
+        slot arrives or the slot's window has passed (:mod:`serving.service`). Half of HMI's 12-min cadence.
     """
 
     data_dir: str = "data/service"
@@ -133,9 +136,11 @@ class ServiceConfig:
     onset_step_frames: int = 3
     probability_step: float = 0.1
     present_at_start: bool = True
+    slot_ready_offset: u.Quantity = 6 * u.min
 
     def __post_init__(self):
         object.__setattr__(self, "lat_limit", _require(self.lat_limit, u.deg, "lat_limit"))
+        object.__setattr__(self, "slot_ready_offset", _require(self.slot_ready_offset, u.min, "slot_ready_offset"))
         object.__setattr__(self, "tile_overlap", _require(self.tile_overlap, u.deg, "tile_overlap"))
         if self.source not in ("synthetic", "watch"):
             raise ValueError(f"source must be 'synthetic' or 'watch', got {self.source!r}")

@@ -1,8 +1,10 @@
-"""The inbox: FITS files waiting in ``incoming/``, moved to ``processed/`` or ``rejected/`` once handled.
+"""The inbox: FITS files waiting in ``incoming/``, then in ``pending/`` while their slot may still get a better
+frame, moved to ``processed/``, ``superseded/`` or ``rejected/`` once handled.
 
 A file appears in ``incoming/`` complete (feeds and uploads rename it into
-place). A rejected file keeps its name and gets a ``<name>.error.txt`` beside
-it with the reason, so nothing is lost.
+place). A superseded or rejected file keeps its name and gets a
+``<name>.superseded.txt`` or ``<name>.error.txt`` beside it with the reason,
+so nothing is lost.
 """
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ from pathlib import Path
 
 
 class Inbox:
-    """``incoming/``, ``processed/`` and ``rejected/`` under ``data_dir`` (created)."""
+    """``incoming/``, ``pending/``, ``processed/``, ``superseded/`` and ``rejected/`` under ``data_dir`` (created)."""
 
     def __init__(self, data_dir: Path):
-        self.incoming, self.processed, self.rejected = (data_dir / d for d in ("incoming", "processed", "rejected"))
-        for folder in (self.incoming, self.processed, self.rejected):
+        self.incoming, self.pending, self.processed, self.superseded, self.rejected = (
+            data_dir / d for d in ("incoming", "pending", "processed", "superseded", "rejected"))
+        for folder in (self.incoming, self.pending, self.processed, self.superseded, self.rejected):
             folder.mkdir(parents=True, exist_ok=True)
 
     def waiting(self) -> list[Path]:
@@ -24,6 +27,21 @@ class Inbox:
 
     def done(self, path: Path) -> None:
         shutil.move(str(path), self.processed / path.name)
+
+    def hold(self, path: Path) -> Path:
+        """Move a file to ``pending/``; returns its new path."""
+        target = self.pending / path.name
+        shutil.move(str(path), target)
+        return target
+
+    def held(self) -> list[Path]:
+        """Files in ``pending/``, oldest name first."""
+        return sorted(self.pending.glob("*.fits"))
+
+    def supersede(self, path: Path, message: str) -> None:
+        target = self.superseded / path.name
+        shutil.move(str(path), target)
+        target.with_name(target.name + ".superseded.txt").write_text(message + "\n")
 
     def reject(self, path: Path, message: str) -> None:
         target = self.rejected / path.name

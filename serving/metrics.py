@@ -10,6 +10,8 @@ name                                        type       labels                 me
 ==========================================  =========  =====================  ============================================
 ``fluxwatch_frames_ingested_total``         counter                           frames accepted, projected and stored
 ``fluxwatch_frames_rejected_total``         counter    ``reason``             files refused (see :data:`REJECT_REASONS`)
+``fluxwatch_frames_superseded_total``       counter                           good frames not used: their slot has a
+                                                                              better one (:mod:`serving.service`)
 ``fluxwatch_ingest_latency_seconds``        histogram                         file seen -> frame projected and stored
 ``fluxwatch_scoring_latency_seconds``       histogram                         one cadence's scoring of all active patches
 ``fluxwatch_frame_to_publish_seconds``      histogram                         frame arrival -> its alerts/status handed to
@@ -67,7 +69,6 @@ REJECT_REASONS = (
     "time_order",
     "instrument",
     "bad_quality",
-    "duplicate",
     "too_large",
     "unauthorized",
     "other",
@@ -116,6 +117,9 @@ class Metrics:
             "frames_ingested_total", "Frames accepted, projected onto the patch grid and stored.", **kw)
         self.frames_rejected = Counter(
             "frames_rejected_total", "Input files refused, by reason.", ["reason"], **kw)
+        self.frames_superseded = Counter(
+            "frames_superseded_total", "Good frames not used because their slot has (or had) one closer to its time.",
+            **kw)
         self.ingest_latency = Histogram(
             "ingest_latency_seconds", "Seconds from a file being seen to its frame being projected and stored.", **hist)
         self.scoring_latency = Histogram(

@@ -1,25 +1,38 @@
 """The live service's pipeline: FITS file → magnetogram → frame step → store → sinks.
 
 Each file waiting in the inbox is read and brought to the model's instrument
-(:func:`ingest.magnetogram.read_frame`), turned into a :class:`~serving.step.FrameResult` by the frame step,
-committed with its outbox messages in one transaction by the store, and
-handed to the alert log and the metrics; the file then moves to
-``processed/``. A file that cannot be read, or whose slot already holds a
-frame, moves to ``rejected/`` with the reason. One frame is processed at a
-time, under :attr:`Service.lock`.
+(:func:`ingest.magnetogram.read_frame`); a file that cannot be, moves to
+``rejected/`` with the reason. The frame then competes for its slot on the
+96-min clock: **slot selection** keeps, of all good frames of a slot, the one
+observed closest to the slot's time (HMI delivers eight per slot). A frame
+waits in ``pending/`` while a closer one may still come; a closer arrival
+replaces it, and a frame that cannot beat the slot's current or scored frame
+moves to ``superseded/``, counted apart from rejections. A pending frame is
+scored once it is within ``slot_ready_offset`` of its slot's time, once a
+frame of a later slot has arrived, or once the slot's window (± half a
+cadence) has passed by the wall clock when the caller gives one. Scoring
+turns it into a :class:`~serving.step.FrameResult` by the frame step, commits
+it with its outbox messages in one transaction, hands it to the alert log and
+the metrics, and moves the file to ``processed/``. A slot is scored once: a
+better frame arriving after that is superseded (the alerts already published
+stand). One frame is processed at a time, under :attr:`Service.lock`;
+``pending/`` is re-read on start, so a restart loses no waiting frame.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from common.clock import slot_of_time, slot_time
+import astropy.units as u
+
+from common.clock import CADENCE, slot_of_time, slot_time
 from common.config import ServiceConfig
 from common.patches import PatchGrid
 from ingest.errors import IngestError
-from ingest.magnetogram import read_frame
+from ingest.magnetogram import Magnetogram, read_frame
 from serving.alerts import AlertPolicy
 from serving.bundle import ModelBundle
 from serving.inbox import Inbox
@@ -29,6 +42,17 @@ from serving.step import FrameStep
 from serving.store import Store
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A slot's best frame so far: its file (in ``pending/``), the frame, its distance from the slot's time (s) and
+    when it arrived (Unix s)."""
+
+    path: Path
+    mag: Magnetogram
+    offset_s: float
+    arrived: float
 
 
 class Service:
@@ -47,6 +71,11 @@ class Service:
         self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))
         self.sinks: list[Sink] = [AlertLog(self.dir / "alerts.jsonl"), MetricsSink(self.metrics)]
         self.lock = threading.Lock()
+        self.ready_offset_s = config.slot_ready_offset.to_value(u.s)
+        #: Each waiting slot's best frame so far, by slot.
+        self.pending: dict[int, Candidate] = {}
+        for path in self.inbox.held():  # frames that were waiting when the service stopped
+            self.take(path)
         self.refresh_gauges()
 
     def warm(self) -> int:
@@ -54,27 +83,60 @@ class Service:
         with self.lock:
             return self.step.warm(self.store)
 
-    def run_cycle(self) -> int:
-        """Process every file waiting in the inbox, oldest name first; returns frames ingested."""
+    def run_cycle(self, now: float | None = None) -> int:
+        """Take every file waiting in the inbox, oldest name first, and score the slots that are ready; returns
+        frames scored. ``now`` (Unix seconds) lets slots whose window has passed be scored without a later frame:
+        the scheduler passes the wall clock in real-time operation."""
         with self.lock:
-            done = sum(self.ingest_file(path) for path in self.inbox.waiting())
+            for path in self.inbox.waiting():
+                self.take(path)
+            done = self.flush(now)
             self.refresh_gauges()
         return done
 
-    def ingest_file(self, path: Path) -> int:
-        """Ingest one FITS file (1 if a frame was added, 0 if rejected); call under :attr:`lock`."""
-        arrived = path.stat().st_mtime
-        t0 = time.perf_counter()
+    def take(self, path: Path) -> None:
+        """Read one file and make it its slot's candidate, supersede it, or reject it; call under :attr:`lock`."""
         try:
             mag = read_frame(path, self.bundle.instrument)
         except IngestError as exc:
             self._reject(path, exc, str(exc))
-            return 0
+            return
+        self._candidate(path, mag)
+
+    def _candidate(self, path: Path, mag: Magnetogram) -> None:
         slot = int(slot_of_time(mag.time))
+        offset = abs((mag.time - slot_time(slot)).to_value(u.s))
         if self.store.has_frame(slot):
-            self._reject(path, "duplicate", f"slot {slot} ({slot_time(slot).isot}) already ingested")
-            return 0
-        result = self.step.execute(mag, path.name, self.store)
+            self._supersede(path, f"slot {slot} ({slot_time(slot).isot}) was already scored")
+            return
+        current = self.pending.get(slot)
+        if current is not None and current.offset_s <= offset:
+            self._supersede(path, f"slot {slot} has {current.path.name}, {current.offset_s:.0f} s from its time "
+                                  f"(this one: {offset:.0f} s)")
+            return
+        if current is not None:
+            self._supersede(current.path, f"replaced by {path.name}, {offset:.0f} s from the slot's time "
+                                          f"(this one: {current.offset_s:.0f} s)")
+        arrived = path.stat().st_mtime
+        held = path if path.parent == self.inbox.pending else self.inbox.hold(path)
+        self.pending[slot] = Candidate(held, mag, offset, arrived)
+
+    def flush(self, now: float | None = None) -> int:
+        """Score the pending slots that are ready, oldest first; returns frames scored. Call under :attr:`lock`."""
+        newest = max([*self.pending, (self.store.newest_frame() or (-1,))[0]])
+        half = CADENCE.to_value(u.s) / 2
+        done = 0
+        for slot in sorted(self.pending):
+            c = self.pending[slot]
+            window_passed = now is not None and now > slot_time(slot).unix + half
+            if c.offset_s <= self.ready_offset_s or slot < newest or window_passed:
+                del self.pending[slot]
+                done += self._score(c)
+        return done
+
+    def _score(self, c: Candidate) -> int:
+        t0 = time.perf_counter()
+        result = self.step.execute(c.mag, c.path.name, self.store)
         try:
             self.store.commit(result, outbox_messages(result, self.config.alerts_topic, self.config.status_topic))
         except BaseException:
@@ -83,9 +145,14 @@ class Service:
         self.metrics.ingest_latency.observe(time.perf_counter() - t0 - result.scoring_seconds)
         for sink in self.sinks:
             sink.consume(result)
-        self.inbox.done(path)
-        self.metrics.frame_to_publish.observe(max(0.0, time.time() - arrived))
+        self.inbox.done(c.path)
+        self.metrics.frame_to_publish.observe(max(0.0, time.time() - c.arrived))
         return 1
+
+    def _supersede(self, path: Path, message: str) -> None:
+        log.info("superseded %s: %s", path.name, message)
+        self.metrics.frames_superseded.inc()
+        self.inbox.supersede(path, message)
 
     def _reject(self, path: Path, cause: Exception | str, message: str) -> None:
         """Count the rejection (by the cause's reason) and move the file to ``rejected/`` with its error."""

@@ -30,9 +30,11 @@ from common.config import ServiceConfig
 from ingest.errors import (
     EmptyDataError,
     IngestError,
+    InstrumentError,
     MissingKeywordError,
     NoImageDataError,
     NotFITSError,
+    QualityError,
     TimeOrderError,
     TruncatedFITSError,
     UnitError,
@@ -80,9 +82,9 @@ def exercise(m: Metrics) -> None:
     """Touch every metric and every label value once."""
     m.frames_ingested.inc(3)
     for cls in (NotFITSError, TruncatedFITSError, NoImageDataError, UnitError,
-                MissingKeywordError, EmptyDataError, TimeOrderError):
+                MissingKeywordError, EmptyDataError, TimeOrderError, InstrumentError, QualityError):
         m.reject(cls("f.fits", "bad"))
-    for reason in ("duplicate", "too_large", "unauthorized", "other"):
+    for reason in ("bad_quality", "too_large", "unauthorized", "other"):
         m.reject(reason)
     for dt in (0.07, 0.3, 1.2, 4.0):
         m.ingest_latency.observe(dt)
@@ -123,9 +125,9 @@ def test_reason_for_subclasses_and_unknown_errors():
 def test_reject_counts_by_reason_and_refuses_unknown_labels():
     m = Metrics()
     assert m.reject(UnitError("a.fits", "BUNIT=DN")) == "bad_unit"
-    assert m.reject("duplicate") == "duplicate"
+    assert m.reject("bad_quality") == "bad_quality"
     assert m.registry.get_sample_value("fluxwatch_frames_rejected_total", {"reason": "bad_unit"}) == 1
-    assert m.registry.get_sample_value("fluxwatch_frames_rejected_total", {"reason": "duplicate"}) == 1
+    assert m.registry.get_sample_value("fluxwatch_frames_rejected_total", {"reason": "bad_quality"}) == 1
     assert m.registry.get_sample_value("fluxwatch_frames_rejected_total", {"reason": "other"}) == 0
     with pytest.raises(ValueError, match="unknown rejection reason"):
         m.reject("cosmic_rays")
