@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import secrets
 import tempfile
+import time
 from pathlib import Path
 
 from astropy.time import Time
-from fastapi import FastAPI, Header, HTTPException, Query, Request, Response, UploadFile
+from fastapi import BackgroundTasks, FastAPI, Header, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -66,8 +67,10 @@ def create_app(service: Service) -> FastAPI:
         return reader.alerts(t)
 
     @app.post("/upload", status_code=202)
-    async def upload(request: Request, file: UploadFile, authorization: str | None = Header(None)) -> dict:
-        """Submit a full-disk magnetogram FITS file (``Authorization: Bearer <token>``)."""
+    async def upload(request: Request, file: UploadFile, background: BackgroundTasks,
+                     authorization: str | None = Header(None)) -> dict:
+        """Submit a full-disk magnetogram FITS file (``Authorization: Bearer <token>``); it is scored at once
+        (after the response), not at the next cadence."""
         if authorization is None or not secrets.compare_digest(authorization, f"Bearer {config.upload_token}"):
             service.metrics.reject("unauthorized")
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
@@ -96,6 +99,7 @@ def create_app(service: Service) -> FastAPI:
             raise HTTPException(422, f"{name}: {exc.problem}") from None
         target = incoming / f"upload_{mag.time.strftime('%Y%m%d_%H%M%S')}_{name}"
         Path(tmp.name).replace(target)
+        background.add_task(service.run_cycle, time.time())  # a sync task: Starlette runs it in a thread
         return {"accepted": target.name, "time": mag.time.isot, "slot": int(slot_of_time(mag.time))}
 
     @app.get("/metrics")

@@ -10,6 +10,7 @@ processed; the publisher, a sink of the pipeline, is woken by every committed fr
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from common.config import ServiceConfig
 from serving.publisher import KafkaPublisher, ensure_topics
 from serving.service import Service
+from serving.watcher import IncomingWatcher
 
 if TYPE_CHECKING:
     from serving.feed import SyntheticFeed
@@ -32,11 +34,14 @@ class App:
     scheduler: BackgroundScheduler
     publisher: KafkaPublisher | None
     feed: SyntheticFeed | None
+    watcher: IncomingWatcher | None = None
 
     def cycle(self) -> None:
         if self.feed is not None:
             self.feed.tick()
-        self.service.run_cycle()
+        # Live frames: a slot whose window has passed on the wall clock is scored without waiting for a later frame.
+        # The synthetic feed replays the past at its own pace, so its slots close by stream time alone.
+        self.service.run_cycle(now=time.time() if self.feed is None else None)
 
     def start(self, scheduler: bool = True) -> App:
         """Warm the streams, create the topics, start the publisher and (unless told not to) the scheduler."""
@@ -46,6 +51,8 @@ class App:
             assert config.kafka_bootstrap is not None
             ensure_topics(config.kafka_bootstrap, config.alerts_topic, config.status_topic)
             self.publisher.start()
+        if self.feed is None:  # files from outside: take each as it appears; the cadence job sweeps
+            self.watcher = IncomingWatcher(self.service).start()
         if scheduler:
             self.scheduler.add_job(self.cycle, "interval", seconds=config.tick_seconds, max_instances=1, coalesce=True,
                                    id="cycle", next_run_time=datetime.now())
@@ -53,6 +60,8 @@ class App:
         return self
 
     def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         if self.publisher is not None:

@@ -16,6 +16,8 @@ name                                        type       labels                 me
 ``fluxwatch_scoring_latency_seconds``       histogram                         one cadence's scoring of all active patches
 ``fluxwatch_frame_to_publish_seconds``      histogram                         frame arrival -> its alerts/status handed to
                                                                               Kafka (outbox) or the alert log
+``fluxwatch_observation_to_publish_seconds`` histogram                        observation time -> alerts/status handed on
+                                                                              (live sources only; buckets to 12 h)
 ``fluxwatch_active_patches``                gauge                             patches on the disk with a rolling video
 ``fluxwatch_open_alerts``                   gauge                             emergence alerts currently open
 ``fluxwatch_alerts_published_total``        counter    ``event``              alert events published (see :data:`ALERT_EVENTS`)
@@ -79,6 +81,11 @@ ALERT_EVENTS = tuple(kind.value for kind in EventKind)
 
 #: Histogram buckets (seconds) for latencies from tens of milliseconds to two minutes.
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+#: Buckets (seconds) from an observation to its alerts being published: the instrument's own delivery delay
+#: (JSOC's near-real-time HMI series arrive tens of minutes to a few hours after observation), the wait for a
+#: slot's best frame (up to half a 96-min cadence) and the service's own seconds, up to 12 h.
+OBSERVATION_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0, 7200.0, 10800.0,
+                       14400.0, 21600.0, 43200.0)
 
 #: Ingest exception class -> ``reason`` label. Subclasses map like their nearest listed base.
 _REASON_BY_ERROR: dict[type, str] = {
@@ -128,6 +135,10 @@ class Metrics:
             "frame_to_publish_seconds",
             "Seconds from a frame's arrival to its alerts/status being handed to Kafka (outbox) or the alert log.",
             **hist)
+        self.observation_to_publish = Histogram(
+            "observation_to_publish_seconds",
+            "Seconds from a frame's observation time to its alerts/status being handed on (live sources only).",
+            **dict(kw, buckets=OBSERVATION_BUCKETS))
         self.active_patches = Gauge("active_patches", "Patches on the visible disk with a rolling video.", **kw)
         self.open_alerts = Gauge("open_alerts", "Emergence alerts currently open.", **kw)
         self.alerts_published = Counter(

@@ -146,7 +146,10 @@ class Service:
         for sink in self.sinks:
             sink.consume(result)
         self.inbox.done(c.path)
-        self.metrics.frame_to_publish.observe(max(0.0, time.time() - c.arrived))
+        now = time.time()
+        self.metrics.frame_to_publish.observe(max(0.0, now - c.arrived))
+        if self.config.source != "synthetic":  # the synthetic feed replays the past: its age says nothing
+            self.metrics.observation_to_publish.observe(max(0.0, now - c.mag.time.unix))
         return 1
 
     def _supersede(self, path: Path, message: str) -> None:

@@ -84,12 +84,14 @@ def exercise(m: Metrics) -> None:
     for cls in (NotFITSError, TruncatedFITSError, NoImageDataError, UnitError,
                 MissingKeywordError, EmptyDataError, TimeOrderError, InstrumentError, QualityError):
         m.reject(cls("f.fits", "bad"))
-    for reason in ("bad_quality", "too_large", "unauthorized", "other"):
+    for reason in ("too_large", "unauthorized", "other"):
         m.reject(reason)
+    m.frames_superseded.inc(7)
     for dt in (0.07, 0.3, 1.2, 4.0):
         m.ingest_latency.observe(dt)
         m.scoring_latency.observe(dt * 5)
         m.frame_to_publish.observe(dt * 6)
+        m.observation_to_publish.observe(dt * 1000)
     m.active_patches.set(412)
     m.open_alerts.set(2)
     for event in ALERT_EVENTS:
@@ -245,6 +247,11 @@ def test_alert_rules_fire_when_they_should(tmp_path):
                _m("fluxwatch_scoring_latency_seconds_bucket", le="120.0"): "0+1x100",
                _m("fluxwatch_scoring_latency_seconds_bucket", le="+Inf"): "0+1x100"},
               _firing("10m"), _firing("60m", "FluxwatchScoringSlow")),
+        _case({_m("fluxwatch_observation_to_publish_seconds_bucket", le="7200.0"): "0+1x30 30x200",
+               _m("fluxwatch_observation_to_publish_seconds_bucket", le="10800.0"): "0+1x30 30x200",
+               _m("fluxwatch_observation_to_publish_seconds_bucket", le="14400.0"): "0+1x30 30+1x200",
+               _m("fluxwatch_observation_to_publish_seconds_bucket", le="+Inf"): "0+1x30 30+1x200"},
+              _firing("60m"), _firing("230m", "FluxwatchAlertsLate")),  # 2 h until 30 min, then 3–4 h
     ]
     spec = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": cases}
     test_file = tmp_path / "rules_test.yml"

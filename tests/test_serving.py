@@ -271,13 +271,27 @@ def api(tmp_path, tiny_bundle):
         yield server.url, service
 
 
-def test_good_upload_is_accepted(api, frames):
+def test_good_upload_is_accepted_and_scored_within_seconds(api, frames):
     url, service = api
+    t0 = time.monotonic()
     r = httpx.post(f"{url}/upload", files={"file": (frames[0].name, frames[0].read_bytes())},
                    headers={"Authorization": "Bearer s3cret"})
     assert r.status_code == 202, r.text
-    assert (service.dir / "incoming" / r.json()["accepted"]).exists()
-    assert service.run_cycle() == 1
+    wait_for(lambda: service.store.has_frame(r.json()["slot"]), timeout=10, what="the upload scored")
+    assert time.monotonic() - t0 < 10  # not at the next cadence (96 min)
+    assert (service.inbox.processed / r.json()["accepted"]).exists()
+
+
+def test_a_file_dropped_into_incoming_is_scored_within_seconds(tmp_path, tiny_bundle, frames):
+    app = build(config(tmp_path, tiny_bundle)).start()  # the cadence job runs now, then in 96 min
+    try:
+        time.sleep(0.5)  # the watcher is watching
+        t0 = time.monotonic()
+        drop(frames[:1], app.service.dir)
+        wait_for(lambda: app.service.store.newest_frame() is not None, timeout=10, what="the dropped file scored")
+        assert time.monotonic() - t0 < 10
+    finally:
+        app.stop()
 
 
 @pytest.mark.parametrize("case, status, words", [
