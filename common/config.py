@@ -98,8 +98,12 @@ class ServiceConfig:
     data_dir : state (SQLite), rolling videos, incoming/processed/rejected FITS, alert log.
     bundle : the model bundle written by ``train-ensemble`` (a directory with ``manifest.json``).
     speedup : clock acceleration: the scheduler runs once per cadence / ``speedup`` (1 = real time).
-    source : ``"synthetic"`` (the synthetic Sun as a live feed) or ``"watch"`` (only files dropped
-        into ``data_dir/incoming`` or uploaded).
+    source : ``"synthetic"`` (the synthetic Sun as a live feed), ``"watch"`` (only files dropped
+        into ``data_dir/incoming`` or uploaded) or ``"jsoc"`` (JSOC's near-real-time series, :mod:`serving.jsoc`,
+        besides dropped and uploaded files).
+    jsoc_series, jsoc_email, jsoc_url, jsoc_poll : the JSOC source: the DRMS series (``hmi.M_720s_nrt``), the
+        JSOC-registered e-mail address exports need, the server (``None``: JSOC itself; another DRMS server that
+        answers like it, e.g. the tests' stand-in) and how often to poll.
     synthetic_start : first slot time of the synthetic feed (ISO UTC).
     synthetic_seed : seed of the synthetic Sun.
     kafka_bootstrap : Kafka bootstrap servers; ``None`` publishes to the API and the local log only.
@@ -123,6 +127,10 @@ class ServiceConfig:
     source: str = "synthetic"
     synthetic_start: str = "2000-06-01T00:00:00"
     synthetic_seed: int = 0
+    jsoc_series: str = "hmi.M_720s_nrt"
+    jsoc_email: str | None = None
+    jsoc_url: str | None = None
+    jsoc_poll: u.Quantity = 2 * u.min
     kafka_bootstrap: str | None = None
     alerts_topic: str = "fluxwatch.alerts"
     status_topic: str = "fluxwatch.patch-status"
@@ -142,8 +150,12 @@ class ServiceConfig:
         object.__setattr__(self, "lat_limit", _require(self.lat_limit, u.deg, "lat_limit"))
         object.__setattr__(self, "slot_ready_offset", _require(self.slot_ready_offset, u.min, "slot_ready_offset"))
         object.__setattr__(self, "tile_overlap", _require(self.tile_overlap, u.deg, "tile_overlap"))
-        if self.source not in ("synthetic", "watch"):
-            raise ValueError(f"source must be 'synthetic' or 'watch', got {self.source!r}")
+        object.__setattr__(self, "jsoc_poll", _require(self.jsoc_poll, u.s, "jsoc_poll"))
+        if self.source not in ("synthetic", "watch", "jsoc"):
+            raise ValueError(f"source must be 'synthetic', 'watch' or 'jsoc', got {self.source!r}")
+        if self.source == "jsoc" and not self.jsoc_email:
+            raise ValueError("the jsoc source needs jsoc_email: an address registered for JSOC exports "
+                             "(http://jsoc.stanford.edu/ajax/register_email.html)")
         if self.speedup <= 0:
             raise ValueError("speedup must be positive")
 

@@ -37,11 +37,15 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/ready")
     def ready() -> JSONResponse:
-        """Readiness: the model bundle is loaded and at least one frame has been ingested."""
+        """Readiness: the model bundle is loaded, at least one frame has been ingested, and the live source (when
+        there is one) has not failed its last polls."""
         newest = reader.newest_frame()
-        body = {"ready": newest is not None, "model_version": service.bundle.model_version,
-                "members": len(service.bundle.members), "newest_frame": newest[1] if newest else None}
-        return JSONResponse(body, status_code=200 if newest else 503)
+        source = service.source_state
+        ok = newest is not None and (source is None or source.healthy)
+        body = {"ready": ok, "model_version": service.bundle.model_version,
+                "members": len(service.bundle.members), "newest_frame": newest[1] if newest else None,
+                "source": source.as_dict() if source is not None else None}
+        return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.get("/patches")
     def patches() -> list[PatchSummary]:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from common.config import ServiceConfig
+from serving.jsoc import JsocSource
 from serving.publisher import KafkaPublisher, ensure_topics
 from serving.service import Service
 from serving.watcher import IncomingWatcher
@@ -35,6 +36,7 @@ class App:
     publisher: KafkaPublisher | None
     feed: SyntheticFeed | None
     watcher: IncomingWatcher | None = None
+    source: JsocSource | None = None
 
     def cycle(self) -> None:
         if self.feed is not None:
@@ -56,6 +58,9 @@ class App:
         if scheduler:
             self.scheduler.add_job(self.cycle, "interval", seconds=config.tick_seconds, max_instances=1, coalesce=True,
                                    id="cycle", next_run_time=datetime.now())
+            if self.source is not None:  # polls when due; backs off by itself after errors
+                self.scheduler.add_job(self.source.tick, "interval", seconds=15, max_instances=1, coalesce=True,
+                                       id="source", next_run_time=datetime.now())
             self.scheduler.start()
         return self
 
@@ -81,4 +86,11 @@ def build(config: ServiceConfig) -> App:
         from serving.feed import SyntheticFeed  # imports the simulator: only when it is the source
 
         feed = SyntheticFeed(config.data_dir, config.synthetic_start, config.synthetic_seed)
-    return App(service, BackgroundScheduler(), publisher, feed)
+    source = None
+    if config.source == "jsoc":
+        assert config.jsoc_email is not None  # checked by ServiceConfig
+        source = JsocSource(config.jsoc_series, config.jsoc_email, service.inbox.incoming,
+                            service.dir / "jsoc_state.json", service.metrics, server_url=config.jsoc_url,
+                            poll=config.jsoc_poll)
+        service.source_state = source.state
+    return App(service, BackgroundScheduler(), publisher, feed, source=source)

@@ -21,7 +21,12 @@ def config_from_args(argv=None) -> ServiceConfig:
     p = argparse.ArgumentParser(prog="fluxwatch-serve", description=__doc__)
     p.add_argument("--data-dir", default=d.data_dir)
     p.add_argument("--bundle", default=d.bundle, help="model bundle directory (train-ensemble's bundle/)")
-    p.add_argument("--source", choices=["synthetic", "watch"], default=d.source)
+    p.add_argument("--source", choices=["synthetic", "watch", "jsoc"], default=d.source,
+                   help="synthetic: the synthetic Sun; watch: files dropped into incoming/ or uploaded; "
+                        "jsoc: JSOC's near-real-time series as well (needs --jsoc-email)")
+    p.add_argument("--jsoc-series", default=d.jsoc_series, help="DRMS series polled by --source jsoc")
+    p.add_argument("--jsoc-email", default=d.jsoc_email, help="e-mail address registered for JSOC exports")
+    p.add_argument("--jsoc-url", default=d.jsoc_url, help="base URL of another DRMS server (default: JSOC)")
     p.add_argument("--speedup", type=float, default=d.speedup, help="clock acceleration (cadence / speedup per cycle)")
     p.add_argument("--synthetic-start", default=d.synthetic_start)
     p.add_argument("--kafka", dest="kafka_bootstrap", default=d.kafka_bootstrap, help="bootstrap servers; none = no Kafka")
@@ -38,7 +43,8 @@ def config_from_args(argv=None) -> ServiceConfig:
     return ServiceConfig(data_dir=a.data_dir, bundle=a.bundle, source=a.source, speedup=a.speedup,
                          synthetic_start=a.synthetic_start, kafka_bootstrap=a.kafka_bootstrap, http_host=a.http_host,
                          http_port=a.http_port, upload_token=a.upload_token, lat_limit=a.lat_limit_deg * u.deg,
-                         tile_overlap=a.tile_overlap_deg * u.deg, present_at_start=a.present_at_start)
+                         tile_overlap=a.tile_overlap_deg * u.deg, present_at_start=a.present_at_start,
+                         jsoc_series=a.jsoc_series, jsoc_email=a.jsoc_email, jsoc_url=a.jsoc_url)
 
 
 def main(argv=None) -> int:

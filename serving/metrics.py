@@ -18,6 +18,10 @@ name                                        type       labels                 me
                                                                               Kafka (outbox) or the alert log
 ``fluxwatch_observation_to_publish_seconds`` histogram                        observation time -> alerts/status handed on
                                                                               (live sources only; buckets to 12 h)
+``fluxwatch_source_fetched_total``          counter                           files a live source (JSOC) fetched
+``fluxwatch_source_errors_total``           counter                           failed polls of the live source
+``fluxwatch_source_consecutive_errors``     gauge                             failed polls in a row (0 when healthy)
+``fluxwatch_source_last_success_timestamp_seconds`` gauge                     Unix time of the last good poll
 ``fluxwatch_active_patches``                gauge                             patches on the disk with a rolling video
 ``fluxwatch_open_alerts``                   gauge                             emergence alerts currently open
 ``fluxwatch_alerts_published_total``        counter    ``event``              alert events published (see :data:`ALERT_EVENTS`)
@@ -139,6 +143,12 @@ class Metrics:
             "observation_to_publish_seconds",
             "Seconds from a frame's observation time to its alerts/status being handed on (live sources only).",
             **dict(kw, buckets=OBSERVATION_BUCKETS))
+        self.source_fetched = Counter("source_fetched_total", "Files fetched by the live source (JSOC).", **kw)
+        self.source_errors = Counter("source_errors_total", "Failed polls of the live source.", **kw)
+        self.source_consecutive_errors = Gauge(
+            "source_consecutive_errors", "Failed polls of the live source in a row (0 when healthy).", **kw)
+        self.source_last_success = Gauge(
+            "source_last_success_timestamp_seconds", "Unix time of the live source's last good poll.", **kw)
         self.active_patches = Gauge("active_patches", "Patches on the visible disk with a rolling video.", **kw)
         self.open_alerts = Gauge("open_alerts", "Emergence alerts currently open.", **kw)
         self.alerts_published = Counter(

@@ -36,6 +36,7 @@ from ingest.magnetogram import Magnetogram, read_frame
 from serving.alerts import AlertPolicy
 from serving.bundle import ModelBundle
 from serving.inbox import Inbox
+from serving.jsoc import SourceState
 from serving.metrics import Metrics
 from serving.sinks import AlertLog, MetricsSink, Sink, outbox_messages
 from serving.step import FrameStep
@@ -74,6 +75,8 @@ class Service:
         self.ready_offset_s = config.slot_ready_offset.to_value(u.s)
         #: Each waiting slot's best frame so far, by slot.
         self.pending: dict[int, Candidate] = {}
+        #: The live source's state (:class:`serving.jsoc.SourceState`), when there is one; shown by ``/ready``.
+        self.source_state: SourceState | None = None
         for path in self.inbox.held():  # frames that were waiting when the service stopped
             self.take(path)
         self.refresh_gauges()

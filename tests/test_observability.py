@@ -87,6 +87,10 @@ def exercise(m: Metrics) -> None:
     for reason in ("too_large", "unauthorized", "other"):
         m.reject(reason)
     m.frames_superseded.inc(7)
+    m.source_fetched.inc(8)
+    m.source_errors.inc()
+    m.source_consecutive_errors.set(1)
+    m.source_last_success.set(time.time())
     for dt in (0.07, 0.3, 1.2, 4.0):
         m.ingest_latency.observe(dt)
         m.scoring_latency.observe(dt * 5)

@@ -28,8 +28,8 @@ def config(tmp_path, bundle, **kw) -> ServiceConfig:
     """The test service. The tiny bundle scores every patch alike (≈ 0.505, above its 0.05 threshold), so with
     the cold-start marking on, every passage of a test stream (all seen from mid-passage) would stay marked and
     nothing would open: the tests of the alert machinery turn it off; the cold-start test turns it on."""
-    kw = {"present_at_start": False, **kw}
-    return ServiceConfig(data_dir=str(tmp_path / "svc"), bundle=str(bundle), source="watch", lat_limit=45 * u.deg,
+    kw = {"present_at_start": False, "source": "watch", **kw}
+    return ServiceConfig(data_dir=str(tmp_path / "svc"), bundle=str(bundle), lat_limit=45 * u.deg,
                          upload_token="s3cret", **kw)
 
 

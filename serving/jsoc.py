@@ -1,0 +1,156 @@
+"""The JSOC near-real-time source: new records of an HMI line-of-sight series, fetched into ``incoming/``.
+
+Each poll asks JSOC (through ``drms``, the JSOC client) for the records of
+the configured series over the last ``jsoc_lookback`` (``T_REC`` and
+``QUALITY``), and for every record not fetched before requests an
+``url_quick``/``as-is`` export of its magnetogram segment (immediate URLs of
+the stored files; JSOC requires an e-mail address registered at
+http://jsoc.stanford.edu/ajax/register_email.html for exports). Each file is
+downloaded to a temporary name and renamed into ``incoming/``, where the
+service takes it at once (:mod:`serving.watcher`); slot selection keeps the
+best of a slot's eight 12-min records. The ``T_REC``s fetched are kept in
+``jsoc_state.json`` so that a restart fetches nothing twice. A failed poll
+backs off exponentially (``jsoc_poll`` × 2ⁿ, at most ``jsoc_max_backoff``);
+the source's state is in the metrics (``fluxwatch_source_*``) and ``/ready``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import astropy.units as u
+from astropy.time import Time
+
+from serving.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+#: Consecutive failed polls after which the service reports itself not ready.
+UNREADY_AFTER_ERRORS = 3
+
+
+@dataclass
+class SourceState:
+    """What the source has done: shown by ``/ready`` and the metrics."""
+
+    name: str
+    fetched: int = 0
+    consecutive_errors: int = 0
+    last_error: str | None = None
+    last_success: float | None = None  # Unix seconds
+    next_poll: float = 0.0  # Unix seconds; later than now while backing off
+
+    @property
+    def healthy(self) -> bool:
+        return self.consecutive_errors < UNREADY_AFTER_ERRORS
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "healthy": self.healthy, "fetched": self.fetched,
+                "consecutive_errors": self.consecutive_errors, "last_error": self.last_error,
+                "last_success": Time(self.last_success, format="unix").isot if self.last_success else None}
+
+
+@dataclass
+class JsocSource:
+    """Polls a JSOC series and downloads new records into ``incoming``.
+
+    ``server_url`` is the base URL of a DRMS server that answers like JSOC
+    (``<url>/cgi-bin/ajax/jsoc_info`` …, files under ``<url>/``); ``None`` is JSOC itself.
+    """
+
+    series: str
+    email: str
+    incoming: Path
+    state_path: Path
+    metrics: Metrics
+    server_url: str | None = None
+    segment: str = "magnetogram"
+    lookback: u.Quantity = 6 * u.h
+    poll: u.Quantity = 2 * u.min
+    max_backoff: u.Quantity = 30 * u.min
+    timeout_s: float = 60.0
+    state: SourceState = field(init=False)
+    _seen: dict[str, float] = field(init=False, default_factory=dict)  # T_REC → when fetched (Unix s)
+
+    def __post_init__(self):
+        self.state = SourceState(f"jsoc:{self.series}")
+        if self.state_path.exists():
+            self._seen = json.loads(self.state_path.read_text()).get("fetched", {})
+        self.metrics.source_consecutive_errors.set(0)
+
+    def _client(self):
+        import drms
+
+        if self.server_url is None:
+            return drms.Client(email=self.email)
+        base = self.server_url.rstrip("/")
+        server = drms.ServerConfig(name="fluxwatch-drms", cgi_baseurl=f"{base}/cgi-bin/ajax/", cgi_jsoc_info="jsoc_info",
+                                   cgi_jsoc_fetch="jsoc_fetch", cgi_check_address="checkAddress.sh",
+                                   http_download_baseurl=f"{base}/")  # JSOC's CGI names (drms's "jsoc" config)
+        return drms.Client(server=server, email=self.email)
+
+    def tick(self, now: float | None = None) -> int:
+        """Poll unless backing off; returns files fetched. Never raises: errors are counted and backed off."""
+        now = time.time() if now is None else now
+        if now < self.state.next_poll:
+            return 0
+        try:
+            fetched = self.fetch_new(now)
+        except Exception as exc:  # network, server or parse errors: back off and report
+            s = self.state
+            s.consecutive_errors += 1
+            s.last_error = f"{type(exc).__name__}: {exc}"
+            delay = min(self.poll.to_value(u.s) * 2 ** s.consecutive_errors, self.max_backoff.to_value(u.s))
+            s.next_poll = now + delay
+            self.metrics.source_errors.inc()
+            self.metrics.source_consecutive_errors.set(s.consecutive_errors)
+            log.warning("JSOC poll failed (%d in a row; next in %.0f s): %s", s.consecutive_errors, delay, s.last_error)
+            return 0
+        s = self.state
+        s.consecutive_errors, s.last_error, s.last_success = 0, None, now
+        s.next_poll = now + self.poll.to_value(u.s)
+        self.metrics.source_consecutive_errors.set(0)
+        self.metrics.source_last_success.set(now)
+        return fetched
+
+    def fetch_new(self, now: float) -> int:
+        """Query the lookback window and fetch every record not fetched before; returns files fetched."""
+        client = self._client()
+        start = Time(now - self.lookback.to_value(u.s), format="unix").tai.strftime("%Y.%m.%d_%H:%M:%S_TAI")
+        keys = client.query(f"{self.series}[{start}/{self.lookback.to_value(u.min):.0f}m]", key="T_REC,QUALITY",
+                            convert_numeric=False)
+        fetched = 0
+        for t_rec in keys.get("T_REC", []):
+            if t_rec in self._seen:
+                continue
+            export = client.export(f"{self.series}[{t_rec}]{{{self.segment}}}", method="url_quick", protocol="as-is")
+            for url in export.urls.url:
+                self._download(url, t_rec)
+                fetched += 1
+            self._seen[t_rec] = now
+            self._save(now)
+        self.state.fetched += fetched
+        self.metrics.source_fetched.inc(fetched)
+        return fetched
+
+    def _download(self, url: str, t_rec: str) -> Path:
+        name = f"{self.series}.{t_rec.replace('.', '').replace(':', '').replace('_TAI', '')}.{self.segment}.fits"
+        target = self.incoming / name
+        tmp = self.incoming.parent / (name + ".part")
+        with urllib.request.urlopen(url, timeout=self.timeout_s) as r, open(tmp, "wb") as f:
+            while chunk := r.read(1 << 20):
+                f.write(chunk)
+        os.replace(tmp, target)  # complete when it appears in incoming/
+        return target
+
+    def _save(self, now: float) -> None:
+        keep = now - self.lookback.to_value(u.s) - 86400.0  # records older than the window can never come back
+        self._seen = {k: v for k, v in self._seen.items() if v >= keep}
+        tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+        tmp.write_text(json.dumps({"series": self.series, "fetched": self._seen}))
+        os.replace(tmp, self.state_path)
