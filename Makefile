@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) -m bench.ingest
 	$(PY) -m bench.dataset
 	$(PY) -m bench.latency
+	$(PY) -m bench.hmi
 	$(PY) -m bench.backfill
 	$(PY) -m bench.alerts
 

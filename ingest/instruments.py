@@ -68,6 +68,8 @@ class Instrument(ABC):
     spec: ClassVar[InstrumentSpec]
     #: Factor taking this instrument's LoS field to SoHO/MDI's (MDI = factor × this).
     to_mdi_factor: ClassVar[float]
+    #: Bits of the quality word that make a frame unusable.
+    bad_quality_bits: ClassVar[int]
 
     @classmethod
     @abstractmethod
@@ -83,6 +85,11 @@ class Instrument(ABC):
         except (TypeError, ValueError):
             return int(str(value), 16) if str(value).lower().startswith("0x") else -1
 
+    @classmethod
+    def is_bad(cls, quality: int) -> bool:
+        """True if the quality word flags the frame as unusable."""
+        return bool(quality & cls.bad_quality_bits)
+
 
 def _words(header: fits.Header, *keys: str) -> str:
     return " ".join(str(header.get(k, "")) for k in keys).upper()
@@ -94,6 +101,9 @@ class MDI(Instrument):
 
     spec = InstrumentSpec("SOHO/MDI", 1.98, 4.0, 20.0)
     to_mdi_factor = 1.0
+    #: Level 1.8's quality word describes rather than condemns (e.g. 0x200 with missing pixels, which are BLANK,
+    #: counted in MISSVALS and cleaned to 0 G): no bit refuses a frame.
+    bad_quality_bits = 0
 
     @classmethod
     def is_source_for(cls, header: fits.Header) -> bool:
@@ -107,6 +117,9 @@ class HMI(Instrument):
 
     spec = InstrumentSpec("SDO/HMI", 0.504, 1.0, 6.3)
     to_mdi_factor = 1.0 / 0.701
+    #: JSOC: QUALITY = 0 is a good HMI record; any set bit (missing or degraded data, eclipse, calibration,
+    #: thermal recovery…) refuses it, as JSOC's own selections (``[? QUALITY=0 ?]``) do.
+    bad_quality_bits = 0xFFFFFFFF
 
     @classmethod
     def is_source_for(cls, header: fits.Header) -> bool:

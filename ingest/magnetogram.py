@@ -63,7 +63,7 @@ class Magnetogram:
     image : its helioprojective TAN pixel geometry.
     missing_on_disk : number of on-disk pixels that were missing (BLANK/NaN) and set to 0 G.
     instrument : the instrument that took it (:attr:`ingest.instruments.InstrumentSpec.name`), from the header.
-    quality : the instrument's quality word (0 = good; MDI files carry none).
+    quality : the instrument's quality word, 0 when the file has none (:meth:`ingest.instruments.Instrument.is_bad` judges it).
     """
 
     path: Path
@@ -200,10 +200,10 @@ def read_magnetogram(path: str | Path) -> Magnetogram:
 
 def read_frame(path: str | Path, instrument: InstrumentSpec = MDI_SPEC) -> Magnetogram:
     """A magnetogram ready for a model trained on ``instrument``: read and cleaned (:func:`read_magnetogram`),
-    refused if its instrument's pipeline flags it (``QUALITY`` ≠ 0), and brought to ``instrument``
-    (:func:`to_instrument`)."""
+    refused if its instrument's quality word flags it (:meth:`ingest.instruments.Instrument.is_bad`), and brought
+    to ``instrument`` (:func:`to_instrument`)."""
     mag = read_magnetogram(path)
-    if mag.quality != 0:
+    if instrument_named(mag.instrument).is_bad(mag.quality):
         raise QualityError(path, f"QUALITY is 0x{mag.quality & 0xFFFFFFFF:08X}: the {mag.instrument} pipeline flags "
                                  "this frame")
     return to_instrument(mag, instrument)
