@@ -162,9 +162,12 @@ def test_restart_after_kill_loses_no_frame_and_duplicates_no_alert(tmp_path, tin
         wait_for(lambda: len(list((data / "processed").glob("*.fits"))) >= 6, 120, "the next frame", poll=0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
-        assert list((data / "incoming").glob("*.fits")), "the kill landed mid-way through the rest"
+        def unscored():
+            return list((data / "incoming").glob("*.fits")) + list((data / "pending").glob("*.fits"))
+
+        assert unscored(), "the kill landed mid-way through the rest"
         proc = run_server(data, tiny_bundle, port)
-        wait_for(lambda: not list((data / "incoming").glob("*.fits")), 120, "the rest after the restart")
+        wait_for(lambda: not unscored(), 120, "the rest after the restart")
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200, 30, "ready")
     finally:
         proc.terminate()
