@@ -266,7 +266,9 @@ def test_bundle_matches_torch_and_has_a_full_manifest(store, splits, trained, tm
                              "dataset_fingerprint", "metrics", "versions", "created_utc"}
     assert manifest["input"] == {"name": "video", "dtype": "float32", "layout": "NCTHW", "n_frames": FRAMES,
                                  "pixels": PIXELS, "cadence_min": 96.0, "clip_G": 1000.0,
-                                 "scaling": "clip ±clip G then (B+clip)/(2·clip)"}
+                                 "scaling": "clip ±clip G then (B+clip)/(2·clip)",
+                                 "instrument": {"name": "SOHO/MDI", "plate_scale_arcsec": 1.98, "psf_fwhm_arcsec": 4.0,
+                                                "noise_G": 20.0}}  # the synthetic store's
     assert [(m["fold"], m["seed"], m["file"]) for m in manifest["members"]] == [(0, 7, "member_0_7.onnx"), (1, 8, "member_1_8.onnx")]
     assert all(len(m["sha256"]) == 64 for m in manifest["members"])
     assert set(manifest["versions"]) >= {"torch", "onnx", "onnxruntime", "fluxwatch"}
