@@ -12,7 +12,7 @@ name                                        type       labels                 me
 ``fluxwatch_frames_rejected_total``         counter    ``reason``             files refused (see :data:`REJECT_REASONS`)
 ``fluxwatch_frames_superseded_total``       counter                           good frames not used: their slot has a
                                                                               better one (:mod:`serving.service`)
-``fluxwatch_ingest_latency_seconds``        histogram                         file seen -> frame projected and stored
+``fluxwatch_ingest_latency_seconds``        histogram                         read, harmonise, project, store the frame
 ``fluxwatch_scoring_latency_seconds``       histogram                         one cadence's scoring of all active patches
 ``fluxwatch_frame_to_publish_seconds``      histogram                         frame arrival -> its alerts/status handed to
                                                                               Kafka (outbox) or the alert log
@@ -132,7 +132,9 @@ class Metrics:
             "frames_superseded_total", "Good frames not used because their slot has (or had) one closer to its time.",
             **kw)
         self.ingest_latency = Histogram(
-            "ingest_latency_seconds", "Seconds from a file being seen to its frame being projected and stored.", **hist)
+            "ingest_latency_seconds",
+            "Seconds to read a frame, bring it to the model's instrument, project and store it (no wait, no scoring).",
+            **hist)
         self.scoring_latency = Histogram(
             "scoring_latency_seconds", "Seconds to score all active patches at one cadence.", **hist)
         self.frame_to_publish = Histogram(

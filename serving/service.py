@@ -47,13 +47,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Candidate:
-    """A slot's best frame so far: its file (in ``pending/``), the frame, its distance from the slot's time (s) and
-    when it arrived (Unix s)."""
+    """A slot's best frame so far: its file (in ``pending/``), the frame, its distance from the slot's time (s),
+    when it arrived (Unix s) and how long reading it took (s)."""
 
     path: Path
     mag: Magnetogram
     offset_s: float
     arrived: float
+    read_s: float
 
 
 class Service:
@@ -99,14 +100,15 @@ class Service:
 
     def take(self, path: Path) -> None:
         """Read one file and make it its slot's candidate, supersede it, or reject it; call under :attr:`lock`."""
+        t0 = time.perf_counter()
         try:
             mag = read_frame(path, self.bundle.instrument)
         except IngestError as exc:
             self._reject(path, exc, str(exc))
             return
-        self._candidate(path, mag)
+        self._candidate(path, mag, time.perf_counter() - t0)
 
-    def _candidate(self, path: Path, mag: Magnetogram) -> None:
+    def _candidate(self, path: Path, mag: Magnetogram, read_s: float) -> None:
         slot = int(slot_of_time(mag.time))
         offset = abs((mag.time - slot_time(slot)).to_value(u.s))
         if self.store.has_frame(slot):
@@ -122,7 +124,7 @@ class Service:
                                           f"(this one: {current.offset_s:.0f} s)")
         arrived = path.stat().st_mtime
         held = path if path.parent == self.inbox.pending else self.inbox.hold(path)
-        self.pending[slot] = Candidate(held, mag, offset, arrived)
+        self.pending[slot] = Candidate(held, mag, offset, arrived, read_s)
 
     def flush(self, now: float | None = None) -> int:
         """Score the pending slots that are ready, oldest first; returns frames scored. Call under :attr:`lock`."""
@@ -145,7 +147,7 @@ class Service:
         except BaseException:
             self.step.forget(result)  # the streams moved on; the store did not
             raise
-        self.metrics.ingest_latency.observe(time.perf_counter() - t0 - result.scoring_seconds)
+        self.metrics.ingest_latency.observe(c.read_s + time.perf_counter() - t0 - result.scoring_seconds)
         for sink in self.sinks:
             sink.consume(result)
         self.inbox.done(c.path)
