@@ -58,12 +58,13 @@ def replay_stream(bundle: Path, stream: Stream, out: Path, size: int = 1024, set
     """Stream ``stream`` through a service scoring with ``bundle`` in ``out/service``; returns the service.
 
     ``service_options`` are further :class:`common.config.ServiceConfig` fields (e.g. the alert policy's).
-    Resumable: a rerun skips the slots already ingested. A folder holding another stream, bundle, setting
-    or frame size is refused.
+    Resumable: a rerun skips the slots already ingested. A folder holding another stream, bundle, setting,
+    simulator or frame size is refused.
     """
     out.mkdir(parents=True, exist_ok=True)
-    spec = {"stream": asdict(stream), "setting": setting, "size": size, "bundle": str(bundle),
-            "model_version": ModelBundle(bundle).model_version}
+    spec = json.loads(json.dumps({"stream": asdict(stream), "setting": setting, "size": size, "bundle": str(bundle),
+                                  "model_version": ModelBundle(bundle).model_version,
+                                  "sun": asdict(EVALUATION[setting])}))  # a changed simulator is another replay
     spec_path = out / "stream.json"
     if spec_path.exists() and json.loads(spec_path.read_text()) != spec:
         raise SystemExit(f"fluxwatch-evaluate: {out} holds another replay ({spec_path.read_text().strip()}); "
