@@ -56,8 +56,8 @@ RANGES: dict[str, tuple[float, float]] = {
 
 
 def training_suns(n: int, seed: int, base: SunConfig = SunConfig()) -> list[tuple[SunConfig, int]]:
-    """``n`` (settings, seed) pairs for a training set: the first is ``base`` with ``seed`` itself (so one setting is
-    the plain Sun of the old datasets); the others are drawn within :data:`RANGES`, each with its own seed."""
+    """``n`` (settings, seed) pairs for a training set: the first is ``base`` with ``seed`` itself (so a one-setting
+    preset is the default Sun alone); the others are drawn within :data:`RANGES`, each with its own seed."""
     suns = [(base, int(seed))]
     for k in range(1, n):
         rng = np.random.default_rng([int(seed), _TAG_SETTING, k])
