@@ -150,10 +150,12 @@ def instrument_named(name: str) -> type[Instrument]:
 
 @dataclass(frozen=True)
 class Harmonised:
-    """A frame brought to a target instrument: its data (G, float32 (ny, nx), 0 off the disk) and geometry."""
+    """A frame brought to a target instrument: its data (G, float32 (ny, nx), 0 off the disk), geometry and disk
+    mask (bool (ny, nx))."""
 
     data: np.ndarray
     image: ImageGeometry
+    on_disk: np.ndarray
 
 
 def bin_geometry(image: ImageGeometry, k: int) -> ImageGeometry:
@@ -177,7 +179,7 @@ def harmonise(path: str | Path, data: np.ndarray, image: ImageGeometry, on_disk:
     the module docstring for the steps and their sources.
     """
     if source.spec.name == target.name:
-        return Harmonised(data, image)
+        return Harmonised(data, image, on_disk)
     scale = plate_scale_arcsec(image)
     if scale > 1.5 * target.plate_scale_arcsec:
         raise InstrumentError(path, f"{source.spec.name} pixels of {scale:.2f}″ are coarser than the model's "
@@ -189,7 +191,7 @@ def harmonise(path: str | Path, data: np.ndarray, image: ImageGeometry, on_disk:
     k = max(int(round(target.plate_scale_arcsec / scale)), 1)
     ny, nx = (n - n % k for n in data.shape)
     binned = data[:ny, :nx].reshape(ny // k, k, nx // k, k).mean(axis=(1, 3), dtype=np.float64)
-    disk = on_disk[:ny, :nx].reshape(ny // k, k, nx // k, k).all(axis=(1, 3))
+    disk = np.asarray(on_disk[:ny, :nx].reshape(ny // k, k, nx // k, k).all(axis=(1, 3)))
     geometry = bin_geometry(image, k) if k > 1 else image
     # Resolution: the target's PSF in quadrature minus the source's and the binning's.
     have = np.hypot(source.spec.psf_fwhm_arcsec, _BOX_FWHM_PER_WIDTH * k * scale)
@@ -207,6 +209,6 @@ def harmonise(path: str | Path, data: np.ndarray, image: ImageGeometry, on_disk:
     if add > 0:
         binned += np.random.default_rng([0xC411, int(seed) & 0xFFFFFFFF]).standard_normal(binned.shape) * add
     binned[~disk] = 0.0
-    return Harmonised(binned.astype(np.float32), geometry)
+    return Harmonised(binned.astype(np.float32), geometry, disk)
 
 

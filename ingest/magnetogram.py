@@ -62,6 +62,7 @@ class Magnetogram:
     observer : where it was observed from (Carrington frame), from sunpy.
     image : its helioprojective TAN pixel geometry.
     missing_on_disk : number of on-disk pixels that were missing (BLANK/NaN) and set to 0 G.
+    on_disk : bool array (ny, nx), the pixels whose line of sight meets the disk.
     instrument : the instrument that took it (:attr:`ingest.instruments.InstrumentSpec.name`), from the header.
     quality : the instrument's quality word, 0 when the file has none (:meth:`ingest.instruments.Instrument.is_bad` judges it).
     """
@@ -71,6 +72,7 @@ class Magnetogram:
     observer: Observer
     image: ImageGeometry
     missing_on_disk: int
+    on_disk: np.ndarray
     instrument: str = MDI_SPEC.name
     quality: int = 0
 
@@ -195,7 +197,7 @@ def read_magnetogram(path: str | Path) -> Magnetogram:
     if missing_on_disk == np.count_nonzero(disk):
         raise EmptyDataError(path, "every on-disk pixel is missing")
     data[missing | ~disk] = 0.0
-    return Magnetogram(path, data, observer, image, missing_on_disk, source.spec.name, source.quality(header))
+    return Magnetogram(path, data, observer, image, missing_on_disk, disk, source.spec.name, source.quality(header))
 
 
 def read_frame(path: str | Path, instrument: InstrumentSpec = MDI_SPEC) -> Magnetogram:
@@ -216,5 +218,5 @@ def to_instrument(mag: Magnetogram, target: InstrumentSpec) -> Magnetogram:
         return mag
     source = instrument_named(mag.instrument)
     seed = int(round(mag.time.unix))
-    out = harmonise(mag.path, mag.data, mag.image, mag.image.on_disk_mask(mag.observer.distance_rsun), source, target, seed)
-    return replace(mag, data=out.data, image=out.image, instrument=target.name)
+    out = harmonise(mag.path, mag.data, mag.image, mag.on_disk, source, target, seed)
+    return replace(mag, data=out.data, image=out.image, on_disk=out.on_disk, instrument=target.name)

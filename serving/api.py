@@ -95,16 +95,18 @@ def create_app(service: Service) -> FastAPI:
                     service.metrics.reject("too_large")
                     raise HTTPException(413, f"{name}: exceeds the limit of {config.upload_max_bytes} bytes")
                 tmp.write(chunk)
+        t0 = time.perf_counter()
         try:
             mag = await run_in_threadpool(read_frame, tmp.name, service.bundle.instrument)
         except IngestError as exc:
             Path(tmp.name).unlink()
             service.metrics.reject(exc)
             raise HTTPException(422, f"{name}: {exc.problem}") from None
-        target = incoming / f"upload_{mag.time.strftime('%Y%m%d_%H%M%S')}_{name}"
-        Path(tmp.name).replace(target)
-        background.add_task(service.run_cycle, time.time())  # a sync task: Starlette runs it in a thread
-        return {"accepted": target.name, "time": mag.time.isot, "slot": int(slot_of_time(mag.time))}
+        accepted = f"upload_{mag.time.strftime('%Y%m%d_%H%M%S')}_{name}"
+        # The frame is read: it joins its slot as it is, and is scored after the response (a sync task runs in a thread).
+        await run_in_threadpool(service.accept, Path(tmp.name), accepted, mag, time.perf_counter() - t0)
+        background.add_task(service.run_cycle, time.time())
+        return {"accepted": accepted, "time": mag.time.isot, "slot": int(slot_of_time(mag.time))}
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -81,7 +81,6 @@ class JsocSource:
         self.state = SourceState(f"jsoc:{self.series}")
         if self.state_path.exists():
             self._seen = json.loads(self.state_path.read_text()).get("fetched", {})
-        self.metrics.source_consecutive_errors.set(0)
 
     def _client(self):
         import drms

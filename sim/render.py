@@ -26,6 +26,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from common.observer import Observer
+from ingest.instruments import plate_scale_arcsec
 from ingest.projection import ImageGeometry
 from sim import procedural as pr
 from sim.config import SunConfig
@@ -41,9 +42,8 @@ PSF_TRUNCATE = 4.0
 
 
 def psf_sigma_px(config: SunConfig, image: ImageGeometry) -> float:
-    """The PSF's Gaussian σ in pixels of ``image`` (its plate scale from ``pixel_from_plane``)."""
-    arcsec_per_px = np.rad2deg(1.0 / np.abs(image.pixel_from_plane[0, 0])) * 3600.0
-    return config.psf_fwhm_arcsec / (2.0 * np.sqrt(2.0 * np.log(2.0))) / arcsec_per_px
+    """The PSF's Gaussian σ in pixels of ``image``."""
+    return config.psf_fwhm_arcsec / (2.0 * np.sqrt(2.0 * np.log(2.0))) / plate_scale_arcsec(image)
 
 
 def psf_margin_px(config: SunConfig, image: ImageGeometry) -> int:

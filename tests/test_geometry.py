@@ -88,6 +88,7 @@ def test_cleaning_zeroes_off_disk_and_missing(which, real_mdi_file, real_hmi_fil
     mag, smap = load(real_hmi_file if which == "hmi" else real_mdi_file)
     on_disk = coordinate_is_on_solar_disk(all_coordinates_from_map(smap))
     np.testing.assert_array_equal(mag.image.on_disk_mask(mag.observer.distance_rsun), on_disk)
+    np.testing.assert_array_equal(mag.on_disk, on_disk)  # the mask the magnetogram carries on
     assert (mag.data[~on_disk] == 0).all()
     assert np.isfinite(mag.data).all() and mag.data.dtype == np.float32
     raw = np.nan_to_num(smap.data)
