@@ -83,7 +83,7 @@ def create_app(service: Service) -> FastAPI:
             service.metrics.reject("too_large")
             raise HTTPException(413, f"upload of {declared} bytes exceeds the limit of {config.upload_max_bytes} bytes")
         name = Path(file.filename or "upload.fits").name
-        if not name.lower().endswith((".fits", ".fts", ".fit")):
+        if not name.lower().endswith(".fits"):  # the inbox takes *.fits (an "x.fts" upload is filed as "x.fts.fits")
             name += ".fits"
         incoming = service.inbox.incoming
         with tempfile.NamedTemporaryFile(dir=incoming.parent, suffix=".upload", delete=False) as tmp:

@@ -285,6 +285,15 @@ def test_good_upload_is_accepted_and_scored_within_seconds(api, frames):
     assert (service.inbox.processed / r.json()["accepted"]).exists()
 
 
+def test_an_upload_named_fts_is_scored_too(api, frames):
+    url, service = api
+    r = httpx.post(f"{url}/upload", files={"file": ("frame.fts", frames[1].read_bytes())},
+                   headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 202, r.text
+    assert r.json()["accepted"].endswith(".fts.fits")
+    wait_for(lambda: service.store.has_frame(r.json()["slot"]), timeout=10, what="the .fts upload scored")
+
+
 def test_a_file_dropped_into_incoming_is_scored_within_seconds(tmp_path, tiny_bundle, frames):
     app = build(config(tmp_path, tiny_bundle)).start()  # the cadence job runs now, then in 96 min
     try:
