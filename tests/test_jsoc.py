@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from astropy.time import Time
 
+from common.clock import CADENCE, slot_of_time, slot_time
 from ingest.magnetogram import read_magnetogram
 from serving.api import create_app
 from serving.app import build
@@ -88,9 +89,11 @@ def test_an_unregistered_address_is_refused_clearly(tmp_path, records):
 
 
 def test_the_service_scores_jsoc_frames_as_they_arrive_and_shows_the_source_in_ready(tmp_path, tiny_bundle):
-    now = Time(time.time(), format="unix")
+    # Three 12-min records around the newest slot time at least 15 min past, so that one of them is within
+    # slot_ready_offset of its slot's time and the slot is scored at once, wherever "now" falls between slots.
+    slot = slot_of_time(Time(time.time() - 15 * 60 - CADENCE.to_value(u.s) / 2, format="unix"))
     with DrmsStandIn(SERIES, {EMAIL}) as server:
-        for path in hmi_frames(tmp_path / "frames", now - [30, 18, 6] * u.min):
+        for path in hmi_frames(tmp_path / "frames", slot_time(slot) + [-12, 0, 12] * u.min):
             server.add(path)
         app = build(config(tmp_path, tiny_bundle, source="jsoc", jsoc_email=EMAIL, jsoc_url=server.url)).start()
         try:
