@@ -47,6 +47,9 @@ class TrainConfig:
     truncate : share of training items shown masked at a random frame n (frames after n repeat frame n),
         labelled "has emerged by frame n" from the catalog's crude onset (:class:`training.data.VideoDataset`):
         the service scores such partial videos. 0 trains on complete videos only, as the paper does.
+    select : which epoch's weights the member keeps: "best", the validation peak (the paper's); "last", the
+        weights after ``max_epochs`` epochs (no early stop), for a model that audits the very labels it would
+        otherwise be selected on (the relabel loop's models validate on the block they audit).
     channels, fc, time_stride, dropout, batch_norm, input_pool : :class:`~training.model.EmergenceCNN` architecture.
     num_workers : DataLoader worker processes (0 reads videos in the training process).
     """
@@ -59,6 +62,7 @@ class TrainConfig:
     augment: str = "x4"
     balance: bool = False
     truncate: float = 0.0
+    select: str = "best"
     channels: tuple[int, ...] = (8, 16, 32, 64)
     fc: tuple[int, int] = (112, 32)
     time_stride: int = 3
@@ -72,6 +76,8 @@ class TrainConfig:
             raise ValueError("need lr > 0, 0 <= momentum < 1, batch_size >= 1")
         if self.max_epochs < 1 or self.patience < 1:
             raise ValueError("max_epochs and patience must be >= 1")
+        if self.select not in ("best", "last"):
+            raise ValueError(f"select is 'best' or 'last', got {self.select!r}")
         if not 0.0 <= self.truncate <= 1.0:
             raise ValueError(f"truncate is a share in [0, 1], got {self.truncate}")
         object.__setattr__(self, "channels", tuple(self.channels))
@@ -203,11 +209,11 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
                             "seconds": time.perf_counter() - t0})
             if val_bal > best[0]:
                 last_gain = epoch
-            if (val_bal, -val_loss) > (best[0], -best[1]):
+            if config.select == "last" or (val_bal, -val_loss) > (best[0], -best[1]):
                 best, best_epoch = (val_bal, val_loss), epoch
                 best_state = copy.deepcopy(model.state_dict())
             epochs.set_postfix(val_bal=f"{val_bal:.3f}", best=f"{best[0]:.3f}@{best_epoch}")
-            if epoch - last_gain >= config.patience:
+            if config.select == "best" and epoch - last_gain >= config.patience:
                 break
         epochs.close()
     model.load_state_dict(best_state)
