@@ -2,14 +2,18 @@
 import io
 import json
 
+import astropy.units as u
 import numpy as np
 import pandas as pd
 import pytest
+from astropy.time import Time
+from sunpy.coordinates import sun
 
 from common.ensemble import is_stable
 from training.evaluate import onset_error_days, pr_crossing_threshold
-from training.relabel import ratio, run_relabel_loop
-from training.review import OracleReviewer, TerminalReviewer
+from training.queue import PaperQueue, RankedQueue, class_thresholds, flagged, self_confidence
+from training.relabel import ResumeError, ratio, run_relabel_loop
+from training.review import OracleReviewer, ReviewerErrors, SimulatedReviewer, TerminalReviewer
 from training.splits import relabel_folds, uncertainty_folds
 
 
@@ -97,3 +101,102 @@ def test_stability_and_onset_errors():
     assert is_stable(np.array([0.7, 0.5]), np.array([0.9, 0.7]), 0.6).tolist() == [True, False]
     e = onset_error_days(np.array([15, 30]), np.array([0, 15]), cadence_min=96)
     assert e["p50"] == pytest.approx(1.0)
+
+
+def noisy_model(truth, seed=1):
+    """Out-of-fold probabilities of a model that mostly knows the truth: confident where right, less so where wrong."""
+    rng = np.random.default_rng(seed)
+    wrong = rng.uniform(size=len(truth)) < 0.12
+    confidence = np.where(wrong, rng.uniform(0.25, 0.5, len(truth)), rng.uniform(0.55, 0.99, len(truth)))
+    return np.where(truth == 1, confidence, 1 - confidence), wrong
+
+
+def test_confident_learning_thresholds_and_flags():
+    p = np.array([0.9, 0.8, 0.4, 0.3, 0.6, 0.1])
+    labels = np.array([1, 1, 1, 0, 0, 0])
+    t0, t1 = class_thresholds(p, labels)
+    assert t1 == pytest.approx(0.7) and t0 == pytest.approx((0.7 + 0.4 + 0.9) / 3)
+    assert self_confidence(p, labels).tolist() == pytest.approx([0.9, 0.8, 0.4, 0.7, 0.4, 0.9])
+    # label 1 at p 0.4: p(0) = 0.6 < t0 = 0.667, not flagged; label 0 at p 0.6 ≥ t1? no (0.6 < 0.7)
+    assert flagged(p, labels).tolist() == [False, False, False, False, False, False]
+    assert flagged(np.array([0.9, 0.8, 0.2, 0.3, 0.75, 0.1]), labels).tolist() == [False, False, True, False, True, False]
+
+
+def test_ranked_queue_asks_likeliest_errors_first_and_stops_when_looks_stop_paying(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 400
+    truth = rng.integers(0, 2, n)
+    crude = truth.copy()
+    flipped = rng.choice(n, 80, replace=False)
+    crude[flipped] = 1 - crude[flipped]
+    months = rng.integers(1, 11, n)
+    p, _ = noisy_model(truth)
+
+    results = {}
+    for queue in (PaperQueue(), RankedQueue(batch=10, min_yield=0.5, agreement_looks=5)):
+        oracle = OracleReviewer()
+        labels, reviewed, records = run_relabel_loop(np.arange(n), months, crude, lambda labels, k: p, oracle,
+                                                     TruthStore(truth), tmp_path / queue.name, queue=queue)
+        results[queue.name] = (oracle.looks, float((labels == truth).mean()), records)
+    paper_looks, paper_acc, _ = results["paper"]
+    ranked_looks, ranked_acc, records = results["ranked"]
+    first = records[0]
+    assert first.stopped_early and first.agreement_looks == 5
+    assert ranked_looks == sum(r.looks for r in records) < paper_looks
+    assert ranked_acc >= paper_acc - 0.02
+    # the first batch is the ten lowest self-confidence candidates: mostly wrong labels
+    assert first.first_batch_yield >= 0.8
+    plan = RankedQueue(batch=10).plan(p, crude, np.zeros(n, bool), 0.5, seed=1)
+    conf = self_confidence(p, crude)
+    assert (np.diff(conf[np.concatenate(plan.batches)]) >= 0).all()
+    assert set(plan.agreements).isdisjoint(np.concatenate(plan.batches))
+    assert ((p[plan.agreements] > 0.5).astype(int) == crude[plan.agreements]).all()
+
+
+def test_a_resumed_loop_refuses_another_reviewer_or_queue(tmp_path):
+    truth = np.array([0, 1] * 20)
+    crude = truth.copy()
+    crude[:6] = 1 - crude[:6]
+    months = np.arange(40) % 10 + 1
+    run_relabel_loop(np.arange(40), months, crude, lambda labels, k: truth * 0.8 + 0.1, OracleReviewer(),
+                     TruthStore(truth), tmp_path)
+    with pytest.raises(ResumeError, match="reviewed by 'oracle'"):
+        run_relabel_loop(np.arange(40), months, crude, lambda labels, k: truth * 0.8 + 0.1, SimulatedReviewer(),
+                         TruthStore(truth), tmp_path)
+    with pytest.raises(ResumeError, match="paper queue"):
+        run_relabel_loop(np.arange(40), months, crude, lambda labels, k: truth * 0.8 + 0.1, OracleReviewer(),
+                         TruthStore(truth), tmp_path, queue=RankedQueue())
+
+
+class CatalogStore:
+    """A catalog with what the simulated reviewer reads (position, time, flux, truth)."""
+
+    def __init__(self, n, seed=0):
+        rng = np.random.default_rng(seed)
+        self.attrs = {"video": {"cadence_min": 96.0}}
+        start = Time("2001-03-01T00:00:00")
+        l0 = sun.L0(start + 112 * 96 * u.min).to_value(u.deg)
+        self.cmd = rng.uniform(-85, 85, n)
+        self.catalog = pd.DataFrame({
+            "video_id": np.arange(n), "true_class": rng.integers(0, 2, n), "true_onset_frame": np.full(n, -1),
+            "start_time": [start.isot] * n, "lon": (l0 + self.cmd) % 360,
+            "flux_Mx": 10 ** rng.uniform(20.5, 22.5, n)})
+
+
+def test_simulated_reviewer_errs_more_near_the_limb_and_for_weak_regions_and_repeats_itself():
+    store = CatalogStore(4000)
+    reviewer = SimulatedReviewer(ReviewerErrors(base=0.05, limb=0.15, weak=0.15), seed=3)
+    ids = np.arange(4000)
+    answers = reviewer.review(store, ids, np.zeros(4000, int), np.zeros(4000))
+    wrong = answers != store.catalog.true_class.to_numpy()
+    assert reviewer.looks == 4000 and reviewer.mistakes == wrong.sum()
+    strong_centre = (np.abs(store.cmd) < 40) & (store.catalog.flux_Mx > 3e21)
+    weak_limb = (np.abs(store.cmd) > 70) & (store.catalog.flux_Mx < 1e21)
+    expected = ReviewerErrors().probability(store.catalog, 96.0)
+    assert wrong[strong_centre].mean() == pytest.approx(0.05, abs=0.02)
+    assert expected[weak_limb].mean() > 0.2 and weak_limb.sum() > 150
+    assert wrong[weak_limb].mean() == pytest.approx(expected[weak_limb].mean(), abs=0.07)
+    assert wrong.mean() == pytest.approx(expected.mean(), abs=0.015)
+    again = SimulatedReviewer(ReviewerErrors(), seed=3).review(store, ids[::-1], np.zeros(4000, int), np.zeros(4000))
+    assert (again[::-1] == answers).all()  # the same (seed, video) always gets the same answer
+    assert (SimulatedReviewer(seed=4).review(store, ids, np.zeros(4000, int), np.zeros(4000)) != answers).any()

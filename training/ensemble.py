@@ -22,7 +22,7 @@ import json
 import multiprocessing as mp
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from training import figures
 from training.evaluate import accuracy, onset_error_days, pr_crossing_threshold
 from training.export import check_bundle, input_spec_for, write_bundle
 from training.onset import masking_curves
+from training.queue import PaperQueue, RankedQueue
 from training.relabel import run_relabel_loop
 from training.review import Reviewer
 from training.splits import BENCHMARK_MONTHS, TEST_MONTHS, relabel_folds, uncertainty_folds
@@ -52,6 +53,11 @@ class EnsemblePreset:
     max_passes : cap on relabel passes (the loop stops earlier when R ≤ 0.5).
     onset_stride : masking evaluated every this many frames (1 = every frame, the paper).
     relabel_threshold : probability above which a relabel model says "emergence".
+    queue : which videos each relabel pass shows the reviewer (:mod:`training.queue`): the paper's
+        (every new disagreement) or the ranked one (likeliest label errors first, until looks stop paying).
+    relabel_select : which epoch a relabel model keeps (:attr:`TrainConfig.select`). A relabel model
+        validates on the very block it audits, so "best" tunes the audit to agree with the labels it
+        audits; "last" trains a fixed ``train.max_epochs``.
     """
 
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -59,6 +65,8 @@ class EnsemblePreset:
     max_passes: int = 6
     onset_stride: int = 1
     relabel_threshold: float = 0.5
+    queue: PaperQueue | RankedQueue = field(default_factory=PaperQueue)
+    relabel_select: str = "best"
 
 
 PRESETS = {
@@ -128,26 +136,28 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
     test = cat[cat.month.isin(TEST_MONTHS)].reset_index(drop=True)
     ids, months = trainval.video_id.to_numpy(), trainval.month.to_numpy()
 
-    def job(checkpoint, fold, labels, seed, k) -> MemberJob:
+    def job(checkpoint, fold, labels, seed, k, config=preset.train) -> MemberJob:
         tr, va = fold.indices(months)
         return MemberJob(str(store.path), str(checkpoint), ids[tr], labels[tr], ids[va], labels[va], seed,
-                         preset.train, devices[k % len(devices)], progress=workers <= 1)
+                         config, devices[k % len(devices)], progress=workers <= 1)
 
     # 1. relabel loop ------------------------------------------------------------------------
+    relabel_config = replace(preset.train, select=preset.relabel_select)
+
     def train_pass(labels, n):
         folds = relabel_folds()
-        members = train_members([job(run_dir / "relabel" / f"pass_{n}" / f"model_{f.model}.pt", f, labels, f.model, k)
-                                 for k, f in enumerate(folds)], workers)
+        members = train_members([job(run_dir / "relabel" / f"pass_{n}" / f"model_{f.model}.pt", f, labels, f.model, k,
+                                     relabel_config) for k, f in enumerate(folds)], workers)
         probs = np.full(len(labels), np.nan)
         for fold, member in zip(folds, members):
             _, va = fold.indices(months)
             probs[va] = predict(member, store, ids[va])
         return probs
 
-    log(f"relabel loop on {len(trainval)} train+validation videos (reviewer: {reviewer.name})")
+    log(f"relabel loop on {len(trainval)} train+validation videos (reviewer: {reviewer.name}, {preset.queue.name} queue)")
     labels, reviewed, records = run_relabel_loop(ids, months, trainval.crude_label.to_numpy(), train_pass, reviewer,
                                                  store, run_dir / "relabel", preset.max_passes,
-                                                 preset.relabel_threshold, log)
+                                                 preset.relabel_threshold, log, preset.queue)
 
     # 2. uncertainty ensemble ----------------------------------------------------------------
     bench = np.isin(months, BENCHMARK_MONTHS)
@@ -220,8 +230,9 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
         "preset": json.loads(json.dumps(asdict(preset))),
         "relabel": {
             "passes": [asdict(r) | {"changed": len(r.changed)} for r in records],
+            "queue": preset.queue.name,
             "reviewed_fraction": float(reviewed.mean()),
-            "reviewer_looks": int(getattr(reviewer, "looks", -1)),
+            "reviewer_looks": int(sum(r.looks for r in records)),
             "crude_accuracy_vs_truth": float((trainval.crude_label.to_numpy() == trainval.true_class.to_numpy()).mean()),
             "final_label_accuracy_vs_truth": float((labels == trainval.true_class.to_numpy()).mean()),
         },
