@@ -1,11 +1,12 @@
 """Training one ensemble member, predicting with it, and its checkpoint.
 
-The paper's recipe: SGD (lr 1e-4, momentum 0.9), batch 10, binary
-cross-entropy on the sigmoid output, ×4 augmented training and validation
-sets, train until validation accuracy peaks. Here "peaks" means: keep the
-state of the epoch with the best validation accuracy (ties: lower validation
-loss) and stop after ``patience`` epochs without a higher accuracy, or at
-``max_epochs``. A member is deterministic given its seed: the seed fixes the
+The paper's recipe: SGD (lr 1e-4, momentum 0.9; Nesterov in the authors'
+code), batch 10, binary cross-entropy on the sigmoid output, ×4 augmented
+training and validation sets, train until validation accuracy peaks. Here
+"peaks" means: keep the state of the epoch with the best validation accuracy
+(``monitor``: plain, as the authors' Keras checkpoint, or balanced; ties: lower
+validation loss) and stop after ``patience`` epochs without a higher one, or
+at ``max_epochs`` (the authors: patience 5, at most 20 epochs). A member is deterministic given its seed: the seed fixes the
 initial weights, the batch order and the dropout masks.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tqdm import tqdm
 
 from ingest.dataset import DatasetStore
 from training.data import VideoDataset, make_loader
-from training.model import EmergenceCNN
+from training.model import ARCHITECTURES, EmergenceCNN, EmergenceCNN2D, model_from_hparams
 
 CHECKPOINT_FORMAT = "fluxwatch.member/1"
 
@@ -50,7 +51,13 @@ class TrainConfig:
     select : which epoch's weights the member keeps: "best", the validation peak (the paper's); "last", the
         weights after ``max_epochs`` epochs (no early stop), for a model that audits the very labels it would
         otherwise be selected on (the relabel loop's models validate on the block they audit).
-    channels, fc, time_stride, dropout, batch_norm, input_pool : :class:`~training.model.EmergenceCNN` architecture.
+    nesterov : Nesterov momentum (the authors' Keras SGD).
+    monitor : the validation accuracy that picks the best epoch and stops training: "balanced" (the mean of the
+        classes' accuracies) or "accuracy" (plain, the authors' ``val_accuracy``).
+    architecture : "3d" (:class:`~training.model.EmergenceCNN`) or "2d" (:class:`~training.model.EmergenceCNN2D`,
+        the authors' frames-as-channels network, which takes ``channels``, ``fc`` and ``dropout`` and ignores
+        ``time_stride``, ``batch_norm`` and ``input_pool``: it always normalises and never pools its input).
+    channels, fc, time_stride, dropout, batch_norm, input_pool : the architecture's shape.
     num_workers : DataLoader worker processes (0 reads videos in the training process).
     """
 
@@ -69,6 +76,9 @@ class TrainConfig:
     dropout: float = 0.5
     batch_norm: bool = False
     input_pool: bool = False
+    nesterov: bool = False
+    monitor: str = "balanced"
+    architecture: str = "3d"
     num_workers: int = 0
 
     def __post_init__(self):
@@ -80,11 +90,17 @@ class TrainConfig:
             raise ValueError(f"select is 'best' or 'last', got {self.select!r}")
         if not 0.0 <= self.truncate <= 1.0:
             raise ValueError(f"truncate is a share in [0, 1], got {self.truncate}")
+        if self.monitor not in ("balanced", "accuracy"):
+            raise ValueError(f"monitor is 'balanced' or 'accuracy', got {self.monitor!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture is one of {sorted(ARCHITECTURES)}, got {self.architecture!r}")
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "fc", tuple(self.fc))
 
-    def build_model(self, n_frames: int, pixels: int) -> EmergenceCNN:
+    def build_model(self, n_frames: int, pixels: int) -> nn.Module:
         """A freshly initialised model of this architecture (uses torch's global RNG)."""
+        if self.architecture == "2d":
+            return EmergenceCNN2D(n_frames, pixels, self.channels, fc=self.fc, dropout=self.dropout)
         return EmergenceCNN(n_frames, pixels, self.channels, self.fc, self.time_stride, self.dropout, self.batch_norm,
                             self.input_pool)
 
@@ -95,13 +111,16 @@ class TrainedMember:
 
     ``history`` has one dict per epoch: epoch, train_loss, train_accuracy,
     val_loss, val_accuracy, val_balanced_accuracy (on the ×4 augmented sets when
-    ``config.augment == "x4"``), seconds. The best epoch has the highest balanced
-    validation accuracy (the mean of the two classes' accuracies: crude labels
-    are mostly "emergence", and plain accuracy would favour calling everything
-    one); ``val_accuracy`` is the plain accuracy at that epoch.
+    ``config.augment == "x4"``), seconds. The best epoch has the highest validation
+    accuracy of ``config.monitor``: balanced (the mean of the two classes'
+    accuracies: crude labels are mostly "emergence", and plain accuracy would
+    favour calling everything one) or plain; ``val_accuracy`` is the plain
+    accuracy at that epoch. ``train_labels`` and ``val_labels`` are the 0/1
+    labels it was trained and validated on (int8; ``None`` when read from a
+    checkpoint written before they were stored).
     """
 
-    model: EmergenceCNN
+    model: nn.Module
     seed: int
     config: TrainConfig
     history: list[dict]
@@ -110,6 +129,8 @@ class TrainedMember:
     dataset_fingerprint: str
     train_idx: np.ndarray = field(repr=False)
     val_idx: np.ndarray = field(repr=False)
+    train_labels: np.ndarray | None = field(default=None, repr=False)
+    val_labels: np.ndarray | None = field(default=None, repr=False)
 
 
 @contextmanager
@@ -190,7 +211,8 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
     with torch.random.fork_rng(devices=fork_devices), _deterministic():
         torch.manual_seed(int(seed))
         model = config.build_model(n_frames, pixels).to(device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                    nesterov=config.nesterov)
         labels = np.asarray(train_labels)
         pos_weight = (torch.tensor(max((labels == 0).sum(), 1) / max((labels == 1).sum(), 1), dtype=torch.float32,
                                    device=device) if config.balance else None)
@@ -207,12 +229,13 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
             history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                             "val_accuracy": val_acc, "val_balanced_accuracy": val_bal,
                             "seconds": time.perf_counter() - t0})
-            if val_bal > best[0]:
+            score = val_bal if config.monitor == "balanced" else val_acc
+            if score > best[0]:
                 last_gain = epoch
-            if config.select == "last" or (val_bal, -val_loss) > (best[0], -best[1]):
-                best, best_epoch = (val_bal, val_loss), epoch
+            if config.select == "last" or (score, -val_loss) > (best[0], -best[1]):
+                best, best_epoch = (score, val_loss), epoch
                 best_state = copy.deepcopy(model.state_dict())
-            epochs.set_postfix(val_bal=f"{val_bal:.3f}", best=f"{best[0]:.3f}@{best_epoch}")
+            epochs.set_postfix(val=f"{score:.3f}", best=f"{best[0]:.3f}@{best_epoch}")
             if config.select == "best" and epoch - last_gain >= config.patience:
                 break
         epochs.close()
@@ -220,7 +243,8 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
     model.eval()
     member = TrainedMember(model, int(seed), config, history, best_epoch, history[best_epoch - 1]["val_accuracy"],
                            store.fingerprint(),
-                           np.asarray(train_idx, np.int64), np.asarray(val_idx, np.int64))
+                           np.asarray(train_idx, np.int64), np.asarray(val_idx, np.int64),
+                           np.asarray(train_labels, np.int8), np.asarray(val_labels, np.int8))
     if checkpoint is not None:
         save_member(member, checkpoint)
     return member
@@ -243,6 +267,8 @@ def save_member(member: TrainedMember, path: str | Path) -> Path:
         "train_idx": member.train_idx.tolist(),
         "val_idx": member.val_idx.tolist(),
     }
+    if member.train_labels is not None and member.val_labels is not None:
+        payload |= {"train_labels": member.train_labels.tolist(), "val_labels": member.val_labels.tolist()}
     tmp = path.with_name(path.name + ".partial")
     torch.save(payload, tmp)
     os.replace(tmp, path)
@@ -254,12 +280,13 @@ def load_member(path: str | Path, device: str | torch.device = "cpu") -> Trained
     payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     if payload.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path}: not a fluxwatch member checkpoint (format={payload.get('format')!r})")
-    model = EmergenceCNN(**payload["model_hparams"])
+    model = model_from_hparams(payload["model_hparams"])
     model.load_state_dict(payload["state_dict"])
     model.to(device).eval()
+    labels = [np.asarray(payload[k], np.int8) if k in payload else None for k in ("train_labels", "val_labels")]
     return TrainedMember(model, payload["seed"], TrainConfig(**payload["config"]), payload["history"],
                          payload["best_epoch"], payload["val_accuracy"], payload["dataset_fingerprint"],
-                         np.asarray(payload["train_idx"], np.int64), np.asarray(payload["val_idx"], np.int64))
+                         np.asarray(payload["train_idx"], np.int64), np.asarray(payload["val_idx"], np.int64), *labels)
 
 
 def as_module(model_or_member: nn.Module | TrainedMember) -> nn.Module:
