@@ -123,6 +123,38 @@ def train_members(jobs: list[MemberJob], workers: int) -> list:
     return [load_member(p) for p in paths]
 
 
+def _member_job(store: DatasetStore, ids, months, checkpoint, fold, labels, seed, config, device, workers) -> MemberJob:
+    """The job for one member of ``fold`` over the rows ``ids``/``months`` with ``labels`` (all (n,))."""
+    tr, va = fold.indices(months)
+    return MemberJob(str(store.path), str(checkpoint), ids[tr], labels[tr], ids[va], labels[va], seed, config, device,
+                     progress=workers <= 1)
+
+
+def relabel(store: DatasetStore, trainval, run_dir: str | Path, preset: EnsemblePreset, reviewer: Reviewer,
+            devices: tuple[str, ...] | list[str] = ("cpu",), workers: int = 1, log=print):
+    """Step 1, the relabel loop over the ``trainval`` catalog rows; checkpoints and passes under ``run_dir``.
+
+    Returns :func:`training.relabel.run_relabel_loop`'s ``(labels, reviewed, records)``.
+    """
+    ids, months = trainval.video_id.to_numpy(), trainval.month.to_numpy()
+    config = replace(preset.train, select=preset.relabel_select)
+
+    def train_pass(labels, n):
+        folds = relabel_folds()
+        members = train_members([_member_job(store, ids, months, Path(run_dir) / f"pass_{n}" / f"model_{f.model}.pt",
+                                             f, labels, f.model, config, devices[k % len(devices)], workers)
+                                 for k, f in enumerate(folds)], workers)
+        probs = np.full(len(labels), np.nan)
+        for fold, member in zip(folds, members):
+            _, va = fold.indices(months)
+            probs[va] = predict(member, store, ids[va])
+        return probs
+
+    log(f"relabel loop on {len(trainval)} train+validation videos (reviewer: {reviewer.name}, {preset.queue.name} queue)")
+    return run_relabel_loop(ids, months, trainval.crude_label.to_numpy(), train_pass, reviewer, store, run_dir,
+                            preset.max_passes, preset.relabel_threshold, log, preset.queue)
+
+
 def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, reviewer: Reviewer,
         devices: tuple[str, ...] | list[str] = ("cpu",), workers: int = 1, log=print) -> dict:
     """Run ``train-ensemble``; returns the report (also written to ``run_dir/report.json``)."""
@@ -136,28 +168,12 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
     test = cat[cat.month.isin(TEST_MONTHS)].reset_index(drop=True)
     ids, months = trainval.video_id.to_numpy(), trainval.month.to_numpy()
 
-    def job(checkpoint, fold, labels, seed, k, config=preset.train) -> MemberJob:
-        tr, va = fold.indices(months)
-        return MemberJob(str(store.path), str(checkpoint), ids[tr], labels[tr], ids[va], labels[va], seed,
-                         config, devices[k % len(devices)], progress=workers <= 1)
+    def job(checkpoint, fold, labels, seed, k) -> MemberJob:
+        return _member_job(store, ids, months, checkpoint, fold, labels, seed, preset.train, devices[k % len(devices)],
+                           workers)
 
     # 1. relabel loop ------------------------------------------------------------------------
-    relabel_config = replace(preset.train, select=preset.relabel_select)
-
-    def train_pass(labels, n):
-        folds = relabel_folds()
-        members = train_members([job(run_dir / "relabel" / f"pass_{n}" / f"model_{f.model}.pt", f, labels, f.model, k,
-                                     relabel_config) for k, f in enumerate(folds)], workers)
-        probs = np.full(len(labels), np.nan)
-        for fold, member in zip(folds, members):
-            _, va = fold.indices(months)
-            probs[va] = predict(member, store, ids[va])
-        return probs
-
-    log(f"relabel loop on {len(trainval)} train+validation videos (reviewer: {reviewer.name}, {preset.queue.name} queue)")
-    labels, reviewed, records = run_relabel_loop(ids, months, trainval.crude_label.to_numpy(), train_pass, reviewer,
-                                                 store, run_dir / "relabel", preset.max_passes,
-                                                 preset.relabel_threshold, log, preset.queue)
+    labels, reviewed, records = relabel(store, trainval, run_dir / "relabel", preset, reviewer, devices, workers, log)
 
     # 2. uncertainty ensemble ----------------------------------------------------------------
     bench = np.isin(months, BENCHMARK_MONTHS)
