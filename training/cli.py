@@ -10,7 +10,9 @@ from pathlib import Path
 
 from ingest.dataset import DatasetError
 from training.ensemble import PRESETS, run
-from training.review import OracleReviewer, TerminalReviewer
+from training.queue import QUEUES
+from training.relabel import ResumeError
+from training.review import OracleReviewer, SimulatedReviewer, TerminalReviewer
 
 
 def main(argv=None) -> int:
@@ -19,8 +21,11 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="run folder (created; rerun to resume)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="small",
                    help="small: CPU-sized (default); paper: the full spec, meant for --device cuda")
-    p.add_argument("--reviewer", choices=["oracle", "terminal"], default="oracle",
-                   help="oracle answers from the synthetic truth; terminal asks you")
+    p.add_argument("--reviewer", choices=["oracle", "simulated", "terminal"], default="oracle",
+                   help="oracle answers from the synthetic truth; simulated from the truth with a person's mistakes "
+                        "(more near the limb and for weak regions); terminal asks you")
+    p.add_argument("--queue", choices=sorted(QUEUES), help="relabel review queue: paper (every new disagreement, "
+                   "the preset's default) or ranked (likeliest label errors first, until looks stop paying)")
     p.add_argument("--device", default="cpu", help="torch device(s), comma-separated, e.g. cuda:0,cuda:1")
     p.add_argument("--workers", type=int, default=1, help="members trained at once (one per device is natural)")
     p.add_argument("--max-epochs", type=int, help="override the preset's epochs per member")
@@ -36,12 +41,15 @@ def main(argv=None) -> int:
         train = replace(train, lr=args.lr)
     preset = replace(preset, train=train, max_passes=args.max_passes or preset.max_passes,
                      seeds=tuple(args.seeds) if args.seeds else preset.seeds)
-    reviewer = OracleReviewer() if args.reviewer == "oracle" else TerminalReviewer(args.out / "review")
+    if args.queue:
+        preset = replace(preset, queue=QUEUES[args.queue]())
+    reviewer = {"oracle": OracleReviewer, "simulated": SimulatedReviewer,
+                "terminal": lambda: TerminalReviewer(args.out / "review")}[args.reviewer]()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="torch.onnx")
     try:
         report = run(args.store, args.out, preset, reviewer, devices=args.device.split(","), workers=args.workers)
-    except DatasetError as exc:
+    except (DatasetError, ResumeError) as exc:
         print(f"train-ensemble: error: {exc}", file=sys.stderr)
         return 2
     t, o, r = report["test"], report["onset"]["error_days_percentiles"], report["relabel"]
