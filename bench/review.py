@@ -39,11 +39,11 @@ import numpy as np  # noqa: E402
 from ingest.dataset import DatasetStore  # noqa: E402
 from sim.build_dataset import main as build_dataset  # noqa: E402
 from training.ensemble import PRESETS, relabel  # noqa: E402
-from training.queue import PaperQueue, RankedQueue  # noqa: E402
+from training.queue import PaperQueue, Queue, RankedQueue  # noqa: E402
 from training.review import SimulatedReviewer  # noqa: E402
 from training.splits import TEST_MONTHS  # noqa: E402
 
-LOOPS = {"paper": (PaperQueue(), "best"), "ranked": (RankedQueue(batch=10, min_yield=0.3, agreement_looks=5), "last")}
+LOOPS: dict[str, tuple[Queue, str]] = {"paper": (PaperQueue(), "best"), "ranked": (RankedQueue(batch=10, min_yield=0.3, agreement_looks=5), "last")}
 
 
 def main(argv=None) -> int:

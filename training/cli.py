@@ -5,6 +5,7 @@ import argparse
 import logging
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from ingest.dataset import DatasetError
 from training.ensemble import PRESETS, run
 from training.queue import QUEUES
 from training.relabel import ResumeError
-from training.review import OracleReviewer, SimulatedReviewer, TerminalReviewer
+from training.review import OracleReviewer, Reviewer, SimulatedReviewer, TerminalReviewer
 
 
 def main(argv=None) -> int:
@@ -43,8 +44,9 @@ def main(argv=None) -> int:
                      seeds=tuple(args.seeds) if args.seeds else preset.seeds)
     if args.queue:
         preset = replace(preset, queue=QUEUES[args.queue]())
-    reviewer = {"oracle": OracleReviewer, "simulated": SimulatedReviewer,
-                "terminal": lambda: TerminalReviewer(args.out / "review")}[args.reviewer]()
+    reviewers: dict[str, Callable[[], Reviewer]] = {
+        "oracle": OracleReviewer, "simulated": SimulatedReviewer, "terminal": lambda: TerminalReviewer(args.out / "review")}
+    reviewer = reviewers[args.reviewer]()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="torch.onnx")
     try:

@@ -127,4 +127,5 @@ class RankedQueue:
         return relabelled == 0 or first_batch_yield < self.min_yield
 
 
-QUEUES = {"paper": PaperQueue, "ranked": RankedQueue}
+Queue = PaperQueue | RankedQueue
+QUEUES: dict[str, type[Queue]] = {"paper": PaperQueue, "ranked": RankedQueue}
