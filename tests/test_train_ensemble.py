@@ -74,3 +74,10 @@ def test_rerun_resumes_without_retraining(run):
 def test_missing_store_is_a_clear_error(tmp_path, capsys):
     assert main(["--store", str(tmp_path / "nope.zarr"), "--out", str(tmp_path / "run")]) == 2
     assert "no dataset store here" in capsys.readouterr().err
+
+
+def test_resuming_with_another_reviewer_is_a_clear_error(run, capsys):
+    store, out = run
+    assert main(["--store", str(store), "--out", str(out), "--reviewer", "simulated"] + FAST) == 2
+    err = capsys.readouterr().err
+    assert "pass_1.json" in err and "reviewed by 'oracle'" in err and "new run folder" in err

@@ -26,7 +26,8 @@ def main(argv=None) -> int:
                    help="oracle answers from the synthetic truth; simulated from the truth with a person's mistakes "
                         "(more near the limb and for weak regions); terminal asks you")
     p.add_argument("--queue", choices=sorted(QUEUES), help="relabel review queue: paper (every new disagreement, "
-                   "the preset's default) or ranked (likeliest label errors first, until looks stop paying)")
+                   "the preset's default) or ranked (likeliest label errors first, until looks stop paying; its relabel models "
+                   "train --max-epochs epochs, none chosen on the block it audits)")
     p.add_argument("--device", default="cpu", help="torch device(s), comma-separated, e.g. cuda:0,cuda:1")
     p.add_argument("--workers", type=int, default=1, help="members trained at once (one per device is natural)")
     p.add_argument("--max-epochs", type=int, help="override the preset's epochs per member")
@@ -43,7 +44,8 @@ def main(argv=None) -> int:
     preset = replace(preset, train=train, max_passes=args.max_passes or preset.max_passes,
                      seeds=tuple(args.seeds) if args.seeds else preset.seeds)
     if args.queue:
-        preset = replace(preset, queue=QUEUES[args.queue]())
+        # the ranked loop's relabel models train a fixed number of epochs: none is chosen on the block it audits
+        preset = replace(preset, queue=QUEUES[args.queue](), relabel_select="last" if args.queue == "ranked" else "best")
     reviewers: dict[str, Callable[[], Reviewer]] = {
         "oracle": OracleReviewer, "simulated": SimulatedReviewer, "terminal": lambda: TerminalReviewer(args.out / "review")}
     reviewer = reviewers[args.reviewer]()
