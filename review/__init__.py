@@ -1,0 +1,1 @@
+"""The review desk: people label patch videos in the browser for the relabel loop, and vet the service's live alerts."""
