@@ -13,7 +13,7 @@ import onnxruntime as ort
 from common.clock import check_cadence
 from common.video import SCALING, STREAM_INPUT, recentre, scale_for_model
 from ingest.instruments import MDI_SPEC, InstrumentSpec, instrument_named
-from serving.streaming import Stage, StreamingEnsemble, StreamingMember, max_pool
+from serving.streaming import FrameSumMember, Stage, StreamingEnsemble, StreamingMember, max_pool
 
 REQUIRED_INPUT = ("n_frames", "pixels", "cadence_min", "clip_G", "scaling", "layout")
 #: Bundle schema this service reads (2: members carry streaming graphs).
@@ -34,7 +34,7 @@ class Member:
     fold: str
     seed: int
     session: ort.InferenceSession  # the full graph: (batch, 1, T, P, P) scaled video → probability
-    stream: StreamingMember  # the same member cut into time windows
+    stream: StreamingMember | FrameSumMember  # the same member cut for streaming
 
 
 class ModelBundle:
@@ -92,6 +92,9 @@ class ModelBundle:
         if not 0 < self.alert_threshold < 1:
             raise BundleError(manifest_path, f"operating-point threshold {self.alert_threshold} is not in (0, 1)")
         self.model_version = str(self.manifest.get("model_version", "unknown"))
+        #: Frames held fixed when the bundle's onsets were estimated (0 for bundles from before it was recorded):
+        #: the live onset is looked for from this frame on (:func:`common.onset.member_onset_frames`).
+        self.onset_hold = int((self.manifest.get("onset") or {}).get("hold_frames", 0))
         available = ort.get_available_providers()
         self.providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         self.members = []
@@ -110,34 +113,48 @@ class ModelBundle:
         return StreamingEnsemble([m.stream for m in self.members],
                                  lambda gauss: recentre(scale_for_model(gauss, self.clip)))
 
-    def _session(self, entry: dict) -> ort.InferenceSession:
-        """An ONNX Runtime session of a manifest file entry (file, sha256), checked."""
+    def _file(self, entry: dict) -> Path:
+        """The file of a manifest file entry (file, sha256), checked to exist and match its SHA-256."""
         f = self.path / entry["file"]
         if not f.is_file():
             raise BundleError(f, "member file is missing")
         if hashlib.sha256(f.read_bytes()).hexdigest() != entry["sha256"]:
             raise BundleError(f, "SHA-256 does not match the manifest")
+        return f
+
+    def _session(self, entry: dict) -> ort.InferenceSession:
+        """An ONNX Runtime session of a manifest file entry (file, sha256), checked."""
+        f = self._file(entry)
         options = ort.SessionOptions()
         # Python prepares the next windows between runs: idle ONNX Runtime threads must not spin on the cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(str(f), options, providers=self.providers)
 
-    def _stream(self, entry: dict) -> StreamingMember:
-        """The member's streaming graphs: per block a convolution window stage and a time max-pool, then the head."""
+    def _stream(self, entry: dict) -> StreamingMember | FrameSumMember:
+        """The member's streaming graphs: per block a convolution window stage and a time max-pool, then the head;
+        or, for a frames-as-channels member (``stream.kind`` "frame-sum"), its first convolution's weights and the head."""
         if "stream" not in entry:
             raise BundleError(self.path / "manifest.json", f"member {entry['file']} has no streaming graphs")
         if entry["stream"].get("input") != STREAM_INPUT:
             raise BundleError(self.path / "manifest.json", f"member {entry['file']}: streaming input "
                                                            f"{entry['stream'].get('input')!r} is not {STREAM_INPUT!r}")
+        head = self._session(entry["stream"]["head"])
+        run_head = lambda features: head.run(None, {"features": features})[0]  # noqa: E731
+        kind = entry["stream"].get("kind", "time-windows")  # bundles from before the 2-D net have no kind
+        if kind == "frame-sum":
+            first = entry["stream"]["first"]
+            with np.load(self._file(first), allow_pickle=False) as weights:
+                return FrameSumMember(weights["weight"], weights["bias"], tuple(first["padding"]), run_head,
+                                      self.n_frames, self.pixels)
+        if kind != "time-windows":
+            raise BundleError(self.path / "manifest.json", f"member {entry['file']}: unknown streaming kind {kind!r}")
         stages = []
         for block in entry["stream"]["blocks"]:
             session = self._session(block)
             run = lambda windows, session=session: session.run(None, {"window": windows})[0]  # noqa: E731
             stages += [Stage(block["time_kernel"], block["time_stride"], block["time_padding"], run),
                        max_pool(block["time_pool"])]
-        head = self._session(entry["stream"]["head"])
-        return StreamingMember(stages, lambda features: head.run(None, {"features": features})[0],
-                               self.n_frames, self.pixels)
+        return StreamingMember(stages, run_head, self.n_frames, self.pixels)
 
     def _check_streaming(self, seed: int = 0) -> None:
         """Streaming and full graphs must agree on a random video masked half-way (``BundleError`` if not)."""

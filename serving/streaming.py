@@ -21,6 +21,12 @@ few of them change with every frame.
 The member is given as a chain of :class:`Stage` s over time (convolution
 windows from the bundle's ``conv<i>`` graphs, time max-pools in numpy) and a
 head graph; see :mod:`training.export` for the graphs' contract.
+
+A frames-as-channels member (the authors' 2-D network, :class:`FrameSumMember`)
+has no time axis to cut, but its first convolution is linear in the frames:
+for the video masked after frame k it is Σ_{t≤k} W_t∗x_t + (Σ_{t>k} W_t)∗x_k + b.
+A stream keeps the running sum, adds one frame's term per new frame and runs
+the rest of the net (a head graph) once per frame.
 """
 from __future__ import annotations
 
@@ -139,6 +145,7 @@ class StreamingMember:
 
     def __init__(self, stages: list[Stage], head: Callable[[np.ndarray], np.ndarray], n_frames: int, pixels: int):
         self.stages, self.head = stages, head
+        self.n_frames, self.pixels = n_frames, pixels
         self.lengths, self.shapes = [n_frames], [(1, pixels, pixels)]
         for stage in stages:
             self.lengths.append(stage.length(self.lengths[-1]))
@@ -149,19 +156,74 @@ class StreamingMember:
             self.lengths[i] = min(self.lengths[i], last)
 
 
+class FrameSumMember:
+    """A frames-as-channels member: its first convolution summed one frame at a time, then a head.
+
+    Parameters
+    ----------
+    weight : the first convolution's kernels (C, n_frames, kh, kw): W_t = ``weight[:, t]`` acts on frame t.
+    bias : its bias (C,).
+    padding : its zero padding (rows, columns), pixels.
+    head : the rest of the member, from the first convolution's output (N, C, H', W') to probabilities (N,).
+
+    A stream's state is the running sum S_k = Σ_{t≤k} W_t∗x_t (C, H'·W') float64, x_t the recentred frames;
+    the video masked after k enters the head as S_k + R_k∗x_k + b with R_k = Σ_{t>k} W_t.
+    """
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, padding: tuple[int, int],
+                 head: Callable[[np.ndarray], np.ndarray], n_frames: int, pixels: int):
+        c, t, kh, kw = weight.shape
+        if t != n_frames or bias.shape != (c,):
+            raise ValueError(f"first convolution {weight.shape} (bias {bias.shape}) does not take {n_frames} frames")
+        self.n_frames, self.pixels, self.head = n_frames, pixels, head
+        self.size, self.padding = (kh, kw), (int(padding[0]), int(padding[1]))
+        self.out = (pixels + 2 * self.padding[0] - kh + 1, pixels + 2 * self.padding[1] - kw + 1)
+        #: (T, C, kh·kw): frame t's kernels, and R_k, the sum of the kernels of the frames after k
+        self.kernels = weight.astype(np.float64).transpose(1, 0, 2, 3).reshape(t, c, kh * kw)
+        after = np.cumsum(self.kernels[::-1], axis=0)[::-1]
+        self.tails = np.concatenate([after[1:], np.zeros_like(after[:1])])
+        self.bias = bias.astype(np.float64)[:, None]
+
+    def state(self) -> np.ndarray:
+        """A new stream's running sum: zeros (C, H'·W') float64."""
+        return np.zeros((len(self.bias), self.out[0] * self.out[1]))
+
+    def _taps(self, frames: np.ndarray) -> np.ndarray:
+        """(m, P, P) → (m, kh·kw, H'·W'): each output pixel's input pixels under the kernel, zero padded."""
+        (kh, kw), (ph, pw), (oh, ow) = self.size, self.padding, self.out
+        x = np.pad(frames.astype(np.float64), ((0, 0), (ph, ph), (pw, pw)))
+        return np.stack([x[:, i : i + oh, j : j + ow] for i in range(kh) for j in range(kw)], axis=1).reshape(
+            len(frames), kh * kw, oh * ow)
+
+    def advance(self, state: np.ndarray, first: int, frames: np.ndarray) -> np.ndarray:
+        """Add recentred frames ``first``.. (m, P, P) to ``state`` in place; the head's input for the video masked
+        after the last of them: float32 (C, H', W')."""
+        k = first + len(frames) - 1
+        c = len(self.bias)
+        for i in range(0, len(frames), 32):  # bounds the taps' memory when a stream is rebuilt
+            taps = self._taps(frames[i : i + 32])
+            kernels = self.kernels[first + i : first + i + len(taps)]
+            state += kernels.transpose(1, 0, 2).reshape(c, -1) @ taps.reshape(-1, taps.shape[-1])
+        masked = state + self.tails[k] @ self._taps(frames[-1:])[0] + self.bias
+        return masked.astype(np.float32).reshape(c, *self.out)
+
+
 class StreamingEnsemble:
     """Masked streaming scores of every member for many patch streams, one new frame at a time.
 
     Parameters
     ----------
-    members : the members, all for the same video shape.
+    members : the members (time-windowed or frames-as-channels), all for the same video shape.
     scale : frames in G → model input (the recentred scaling ``2·scaled − 1``), same shape.
     """
 
-    def __init__(self, members: list[StreamingMember], scale: Callable[[np.ndarray], np.ndarray]):
+    def __init__(self, members: list[StreamingMember | FrameSumMember], scale: Callable[[np.ndarray], np.ndarray]):
         self.members, self.scale = members, scale
-        self.n_frames, self.video_shape = members[0].lengths[0], members[0].shapes[0]
-        self._streams: dict[Hashable, tuple[Steps, list[list[Steps]]]] = {}
+        self.n_frames, self.video_shape = members[0].n_frames, (1, members[0].pixels, members[0].pixels)
+        #: the last time-windowed member, after which a stream's old frames are pruned (None: frames are not kept)
+        self._last_windowed = max((m for m, member in enumerate(members) if isinstance(member, StreamingMember)),
+                                  default=None)
+        self._streams: dict[Hashable, tuple[Steps, list]] = {}
 
     def frontier(self, key: Hashable) -> int | None:
         """The last frame scored on stream ``key`` (None if the stream is unknown)."""
@@ -172,10 +234,11 @@ class StreamingEnsemble:
         """Drop a stream (a closed passage, or one whose past frames changed: it is rebuilt on its next score)."""
         self._streams.pop(key, None)
 
-    def _new_stream(self) -> tuple[Steps, list[list[Steps]]]:
+    def _new_stream(self) -> tuple[Steps, list]:
+        """The video's steps, and per member its layers' steps (time-windowed) or its running sum (frame-sum)."""
         return (Steps(self.n_frames, np.zeros(self.video_shape, np.float32)),
                 [[Steps(n, np.zeros(shape, np.float32)) for n, shape in zip(m.lengths[1:], m.shapes[1:])]
-                 for m in self.members])
+                 if isinstance(m, StreamingMember) else m.state() for m in self.members])
 
     def score(self, items: list[tuple[Hashable, int, np.ndarray]]) -> np.ndarray:
         """Score frame ``k`` of each stream; returns probabilities (n_members, len(items)).
@@ -199,23 +262,30 @@ class StreamingEnsemble:
             raise
 
     def _score(self, items: list[tuple[Hashable, int, np.ndarray]]) -> np.ndarray:
-        videos = []
+        videos, firsts, news = [], [], []
         for key, k, frames in items:
             if key not in self._streams:
                 self._streams[key] = self._new_stream()
             video = self._streams[key][0]
             x = self.scale(np.asarray(frames, np.float32))[:, None]
-            video.final.update({video.F + i: f for i, f in enumerate(x)})
+            if self._last_windowed is not None:
+                video.final.update({video.F + i: f for i, f in enumerate(x)})
+            firsts.append(video.F)
+            news.append(x[:, 0])
             video.F = k + 1
             video.const, video.C, video.E = (x[-1], k + 1, video.n) if k + 1 < video.n else (None, 0, 0)
             videos.append(video)
         out = np.empty((len(self.members), len(items)), np.float32)
         for m, member in enumerate(self.members):
-            seqs = [videos] + [list(level) for level in zip(*(self._streams[key][1][m] for key, _, _ in items))]
-            for i, stage in enumerate(member.stages):
-                # the video's old frames are pruned once, after the last member has read them
-                _advance(stage, seqs[i], seqs[i + 1], prune=i > 0 or m == len(self.members) - 1)
-            features = np.stack([s.values() for s in seqs[-1]])
+            if isinstance(member, FrameSumMember):
+                features = np.stack([member.advance(self._streams[key][1][m], first, x)
+                                     for (key, _, _), first, x in zip(items, firsts, news)])
+            else:
+                seqs = [videos] + [list(level) for level in zip(*(self._streams[key][1][m] for key, _, _ in items))]
+                for i, stage in enumerate(member.stages):
+                    # the video's old frames are pruned once, after the last time-windowed member has read them
+                    _advance(stage, seqs[i], seqs[i + 1], prune=i > 0 or m == self._last_windowed)
+                features = np.stack([s.values() for s in seqs[-1]])
             for i in range(0, len(items), CHUNK):
                 out[m, i : i + CHUNK] = member.head(features[i : i + CHUNK])
         return out

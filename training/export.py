@@ -6,7 +6,9 @@ A bundle is a directory::
       member_<fold>_<seed>.onnx   one per member: input "video" float32 (batch, 1, T, pixels, pixels),
                                   scaled to [0, 1]; output "probability" float32 (batch,), sigmoid of the logit
       member_<fold>_<seed>_conv<i>.onnx, member_<fold>_<seed>_head.onnx
-                                  the same member cut into time windows for streaming (see below)
+                                  a 3-D member cut into time windows for streaming (see below)
+      member_<fold>_<seed>_first.npz, member_<fold>_<seed>_head.onnx
+                                  a 2-D (frames-as-channels) member's first convolution and the rest of it
       manifest.json               schema_version, model_version, input spec, members (fold, seed, file,
                                   sha256, metadata), threshold, aggregation, dataset fingerprint, metrics,
                                   versions, created_utc
@@ -26,6 +28,14 @@ includes the model's input pooling, if any): input
 last block's features (batch, C, T', H', W') to the probability. The input
 of ``conv0`` is the recentred video ``2·scaled − 1`` (0 G = 0, as the zero
 padding assumes).
+
+A 2-D member (:class:`training.model.EmergenceCNN2D`, manifest ``stream.kind``
+"frame-sum"; a 3-D member's is "time-windows") streams differently: its first
+convolution is linear in the frames, so ``first.npz`` holds its ``weight``
+(C, T, kh, kw) float32 and ``bias`` (C,) (zero ``padding`` in the manifest,
+pixels) for serving to sum one frame's contribution at a time, and ``head``
+maps that convolution's output (batch, C, H, W), before its swish, to the
+probability.
 """
 from __future__ import annotations
 
@@ -108,6 +118,32 @@ class _StreamHead(nn.Module):
         return torch.sigmoid(self.classifier(features)).squeeze(-1)
 
 
+class _FrameSumHead(nn.Module):
+    """A 2-D member after its first convolution: body, classifier, sigmoid."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.body, self.classifier = model.body, model.classifier
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.classifier(self.body(features))).squeeze(-1)
+
+
+def _export_frame_sum(model: nn.Module, stem: Path) -> dict:
+    """The streaming parts of a 2-D member: its first convolution's weights (``<stem>_first.npz``) and the head graph."""
+    first = model.first
+    weights = stem.with_name(f"{stem.name}_first.npz")
+    with open(weights, "wb") as f:
+        np.savez(f, weight=first.weight.detach().cpu().numpy().astype(np.float32),
+                 bias=first.bias.detach().cpu().numpy().astype(np.float32))
+    pixels = model.hparams["pixels"]
+    head = _export(_FrameSumHead(model).eval(), torch.zeros(2, first.out_channels, pixels, pixels),
+                   stem.with_name(f"{stem.name}_head.onnx"), "features", OUTPUT_NAME)
+    return {"input": STREAM_INPUT, "kind": "frame-sum",
+            "first": {"file": weights.name, "sha256": _sha256(weights), "padding": list(first.padding)},
+            "head": {"file": head.name, "sha256": _sha256(head)}}
+
+
 def _stream_parts(model: nn.Module) -> tuple[list[tuple[nn.Module, nn.Module, nn.Conv3d, nn.MaxPool3d]], nn.Module]:
     """The member cut for streaming: ([(window module, full block, conv, time pool) per block], head module).
 
@@ -144,9 +180,12 @@ def export_stream(model: nn.Module | TrainedMember, stem: Path) -> dict:
 
     Returns the manifest's ``stream`` entry: per block the file, SHA-256 and
     time geometry (kernel, stride, padding, pool), and the head's file and SHA-256.
+    A 2-D member's entry is :func:`_export_frame_sum`'s instead.
     """
     model = as_module(model).to("cpu").eval()
     hp = model.hparams
+    if hp.get("architecture") == "2d":
+        return _export_frame_sum(model, stem)
     shape = (1, hp["n_frames"], hp["pixels"], hp["pixels"])  # (C, T, H, W) entering the block
     blocks, head = _stream_parts(model)
     entries = []
@@ -161,7 +200,7 @@ def export_stream(model: nn.Module | TrainedMember, stem: Path) -> dict:
             x = block(x)
         path = _export(head, torch.zeros(2, *x.shape[1:]), stem.with_name(f"{stem.name}_head.onnx"), "features",
                        OUTPUT_NAME)
-    return {"input": STREAM_INPUT, "blocks": entries,
+    return {"input": STREAM_INPUT, "kind": "time-windows", "blocks": entries,
             "head": {"file": path.name, "sha256": _sha256(path)}}
 
 
@@ -236,7 +275,7 @@ def _versions() -> dict:
 
 
 def write_bundle(out_dir: str | Path, members: list[tuple], threshold: float, dataset_fingerprint: str,
-                 metrics: dict, input_spec: dict, model_version: str | None = None) -> Path:
+                 metrics: dict, input_spec: dict, model_version: str | None = None, onset_hold: int = 0) -> Path:
     """Export every member and write the bundle's ``manifest.json``; returns the bundle directory.
 
     Parameters
@@ -248,6 +287,8 @@ def write_bundle(out_dir: str | Path, members: list[tuple], threshold: float, da
     metrics : JSON-able evaluation results.
     input_spec : from :func:`make_input_spec` / :func:`input_spec_for`; must match every member's frames and pixels.
     model_version : defaults to ``fw-`` + 12 hex digits of a hash of the member files and threshold.
+    onset_hold : frames held fixed when the onset was estimated (manifest ``onset.hold_frames``; the paper's
+        code 30): the service looks for the onset only from that frame on (:func:`common.onset.member_onset_frames`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -279,6 +320,7 @@ def write_bundle(out_dir: str | Path, members: list[tuple], threshold: float, da
         "opset": OPSET,
         "aggregation": "median",
         "threshold": float(threshold),
+        "onset": {"hold_frames": int(onset_hold)},
         "members": entries,
         "dataset_fingerprint": dataset_fingerprint,
         "metrics": metrics,
