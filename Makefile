@@ -7,9 +7,10 @@ SYSTEM := .system-packages
 
 .PHONY: demo test lint test-slow bench clean
 
-# Debian packages: Java 17 and Maven fetch and run the Kafka broker; prometheus checks the dashboards.
+# Debian packages: Java 17 and Maven fetch and run the Kafka broker; prometheus checks the dashboards;
+# chromium and its driver run the review desk's browser tests.
 $(SYSTEM):
-	@missing=""; for c in java:openjdk-17-jre-headless mvn:maven promtool:prometheus; do \
+	@missing=""; for c in java:openjdk-17-jre-headless mvn:maven promtool:prometheus chromium:chromium chromedriver:chromium-driver; do \
 	  command -v $${c%%:*} >/dev/null || missing="$$missing $${c##*:}"; done; \
 	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
 	touch $@

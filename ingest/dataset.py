@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +121,35 @@ class DatasetStore:
 def video_digest(video: np.ndarray) -> np.ndarray:
     """SHA-256 of a stored video's bytes as uint8 (32,)."""
     return np.frombuffer(hashlib.sha256(np.ascontiguousarray(video).tobytes()).digest(), dtype=np.uint8)
+
+
+def write_dataset(path: str | Path, videos: np.ndarray, catalog: pd.DataFrame, attrs: dict) -> DatasetStore:
+    """Write a complete dataset store at ``path`` (which must not exist) in one go and return it opened.
+
+    ``videos``: (n_videos, n_frames, pixels, pixels) in G (stored as float16); ``catalog``: one row per video with
+    at least :data:`CATALOG_COLUMNS` (extra columns are kept); ``attrs``: the group attributes (``kind`` is set).
+    The store appears complete or not at all (written beside ``path``, then renamed).
+    """
+    path = Path(path)
+    if path.exists():
+        raise DatasetError(path, "exists; remove it or choose another path")
+    missing = [c for c in CATALOG_COLUMNS if c not in catalog.columns]
+    if missing:
+        raise DatasetError(path, f"catalog lacks columns {missing}")
+    if videos.ndim != 4 or len(videos) != len(catalog):
+        raise DatasetError(path, f"videos of shape {videos.shape} for {len(catalog)} catalog rows")
+    stored = videos.astype(np.float16)
+    tmp = path.with_name(path.name + ".creating")
+    shutil.rmtree(tmp, ignore_errors=True)
+    root = zarr.open_group(tmp, mode="w")
+    root.create_array("videos", shape=stored.shape, chunks=(1, *stored.shape[1:]), dtype="float16", fill_value=0)
+    root.create_array("written", shape=(len(stored),), dtype="bool", fill_value=False)
+    root.create_array("digest", shape=(len(stored), 32), dtype="uint8", fill_value=0)
+    root["videos"][:] = stored
+    root["digest"][:] = np.stack([video_digest(v) for v in stored])
+    root["written"][:] = True
+    root.attrs.update({**attrs, "kind": KIND})
+    columns = list(CATALOG_COLUMNS) + [c for c in catalog.columns if c not in CATALOG_COLUMNS]
+    catalog[columns].to_csv(tmp / "catalog.csv", index=False)
+    os.replace(tmp, path)
+    return DatasetStore(path)

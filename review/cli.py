@@ -38,7 +38,8 @@ def main(argv=None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--show-model", action="store_true", help="show the current label and the model's probability by default")
-    p.add_argument("--min-decisive", type=int, default=1, help="decisive answers each item needs (default 1)")
+    p.add_argument("--min-decisive", type=int, help="decisive answers each item needs, kept in the desk's database "
+                   "(default: as set before, else 1; 2 or more asks several reviewers about every item)")
     args = p.parse_args(argv)
     path = desk_path(args.run, args.desk_dir)
     if args.run is not None and not path.exists():

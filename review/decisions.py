@@ -119,17 +119,27 @@ class Progress:
 
 
 class Decisions:
-    """The desk's database at ``path`` (created with its folder). ``min_decisive``: decisive answers an item
-    needs (1 by default; more asks several reviewers about every item)."""
+    """The desk's database at ``path`` (created with its folder). ``min_decisive``, when given, sets the decisive
+    answers every item of this desk needs (kept in the database, so every process using it applies one rule;
+    1 until set; more asks several reviewers about every item)."""
 
-    def __init__(self, path: str | Path, min_decisive: int = 1):
-        if min_decisive < 1:
+    def __init__(self, path: str | Path, min_decisive: int | None = None):
+        if min_decisive is not None and min_decisive < 1:
             raise ValueError(f"min_decisive must be at least 1, got {min_decisive}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.min_decisive = min_decisive
-        with self._connect() as db:
+        db = self._connect()
+        try:
             db.executescript(SCHEMA)
+        finally:
+            db.close()
+        if min_decisive is not None:
+            self.set_meta("min_decisive", str(min_decisive))
+
+    @property
+    def min_decisive(self) -> int:
+        """Decisive answers an item needs (the desk's setting)."""
+        return int(self.meta("min_decisive") or 1)
 
     def _connect(self) -> sqlite3.Connection:
         # One short-lived connection per call: the desk's worker threads and the waiting loop never share one.
@@ -266,7 +276,8 @@ class Decisions:
                 f"SELECT item, answer FROM decisions WHERE state = 'active' AND item IN ({','.join('?' * len(found))})",
                 list(found.values())):
             answers[item].append(answer)
-        return {k: final_answer(answers[found[k]], self.min_decisive) for k in keys}
+        need = self.min_decisive
+        return {k: final_answer(answers[found[k]], need) for k in keys}
 
     def final(self, seq: int) -> int | None:
         """Item ``seq``'s final decision (0/1), or None while it is open."""
@@ -277,31 +288,40 @@ class Decisions:
         """The open items ``reviewer`` can look at, in the order to show them: first those nobody marked unsure
         (queue order), then those another reviewer marked unsure, then those this reviewer marked unsure. Items
         they answered decisively are left to others (a tie waits for a third reviewer)."""
+        return [seq for tier in self._tiers(reviewer, queue) for seq in tier]
+
+    def _tiers(self, reviewer: str, queue: str) -> tuple[list[int], list[int], list[int]]:
         tiers: tuple[list[int], list[int], list[int]] = ([], [], [])
+        need = self.min_decisive
         for seq, votes in self.votes(queue).items():
-            if final_answer(votes.values(), self.min_decisive) is not None:
+            if final_answer(votes.values(), need) is not None:
                 continue
             mine = votes.get(reviewer)
             if mine is None:
                 tiers[1 if Answer.UNSURE in votes.values() else 0].append(seq)
             elif mine == Answer.UNSURE:
                 tiers[2].append(seq)
-        return tiers[0] + tiers[1] + tiers[2]
+        return tiers
 
     def next_for(self, reviewer: str, queue: str, after: int | None = None) -> int | None:
-        """The item to show ``reviewer`` next: the first of :meth:`queue_for`, or the one after ``after`` in it
-        (wrapping round) when they skip ``after``. None when nothing is left for them."""
-        order = self.queue_for(reviewer, queue)
+        """The item to show ``reviewer`` next, None when nothing is left for them. Without ``after``: the first of
+        :meth:`queue_for`. When they skip item ``after`` (still open for them): the one after it in that order,
+        wrapping round. When they have just answered ``after``: the next fresh item further down the queue (so an
+        item skipped earlier comes back when they reach the end), else the first of :meth:`queue_for`."""
+        tiers = self._tiers(reviewer, queue)
+        order = tiers[0] + tiers[1] + tiers[2]
         if not order:
             return None
-        if after in order and len(order) > 1:
+        if after in order:
             return order[(order.index(after) + 1) % len(order)]
+        if after is not None:
+            return next((seq for seq in tiers[0] if seq > after), order[0])
         return order[0]
 
     def progress(self, queue: str, reviewer: str) -> Progress:
         """How far ``queue`` is, and how long it will take at ``reviewer``'s pace (see :class:`Progress`)."""
-        votes = self.votes(queue)
-        open_items = [v for v in votes.values() if final_answer(v.values(), self.min_decisive) is None]
+        votes, need = self.votes(queue), self.min_decisive
+        open_items = [v for v in votes.values() if final_answer(v.values(), need) is None]
         for_others = sum(1 for v in open_items if v.get(reviewer, Answer.UNSURE) != Answer.UNSURE)
         pace = self.pace(reviewer, queue)
         if pace is None:

@@ -268,7 +268,7 @@ frame <span id="frame-index">0</span> / {sprite.frames - 1} · <span id="frame-t
         if answer not in (-1, 0, 1):
             raise HTTPException(422, f"answer {answer}: must be 1 (emergence), 0 (non-emergence) or -1 (unsure)")
         decisions.decide(seq, reviewer, Answer(answer))
-        following = decisions.next_for(reviewer, item.queue)
+        following = decisions.next_for(reviewer, item.queue, after=seq)
         return RedirectResponse(f"/item/{following}" if following is not None else f"/queue/{item.queue}", status_code=303)
 
     @app.get("/item/{seq}/next")

@@ -20,8 +20,8 @@ from PIL import Image
 from common.clock import CADENCE_DAYS, slot_time
 from common.config import PatchGridConfig
 
-#: Grey scale of the frames: black at -CLIP_G, white at +CLIP_G (the paper's Figure 1 look).
-CLIP_G = 500.0
+#: Grey scale of the frames: black at -CLIP_G, white at +CLIP_G (a region near the limb, foreshortened, still shows).
+CLIP_G = 300.0
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,9 @@ def curves_figure(flux: dict[str, np.ndarray], masking: np.ndarray | None = None
     n = len(flux["unsigned"])
     days = np.arange(n) * CADENCE_DAYS
     panels = 2 if masking is not None else 1
-    fig = Figure(figsize=(5.2, 1.9 * panels + 0.5), dpi=100)
-    fig.subplots_adjust(left=0.14, right=0.97, top=0.93, bottom=0.32 / panels + 0.05, hspace=0.35)
+    height = 1.7 * panels + 0.6  # inches: the panels and the time axis' labels
+    fig = Figure(figsize=(5.2, height), dpi=100)
+    fig.subplots_adjust(left=0.14, right=0.97, top=1 - 0.12 / height, bottom=0.48 / height, hspace=0.15)
     axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
     ax = axes[0]
     for name, colour in (("unsigned", "black"), ("positive", "tab:red"), ("negative", "tab:blue")):
@@ -139,9 +140,11 @@ def disk_figure(lon_deg: float, lat_deg: float, times: Time, patch_deg: float | 
     ax.fill(np.cos(theta), np.sin(theta), color="#f4e8c8", zorder=0)
     ax.plot(np.cos(theta), np.sin(theta), color="black", lw=0.8)
     mid = times[len(times) // 2]
-    for lat_line in range(-60, 61, 30):  # Stonyhurst-like grid at the middle frame: parallels and meridians
-        lons = np.linspace(0, 360, 181)
-        gx, gy, gz = disk_view(lons, np.full_like(lons, lat_line), mid)
+    around, pole_to_pole = np.linspace(0, 360, 181), np.linspace(-90, 90, 91)
+    lines = [(around, np.full_like(around, b)) for b in range(-60, 61, 30)]  # parallels and meridians every 30°
+    lines += [(np.full_like(pole_to_pole, lon), pole_to_pole) for lon in range(0, 360, 30)]
+    for lons, lats in lines:
+        gx, gy, gz = disk_view(lons, lats, mid)
         ax.plot(np.where(gz > 0, gx, np.nan), np.where(gz > 0, gy, np.nan), color="#c9b98f", lw=0.4)
     x, y, z = disk_view(lon_deg, lat_deg, times)
     ax.plot(np.where(z > 0, x, np.nan), np.where(z > 0, y, np.nan), color="tab:orange", lw=1.5)

@@ -6,17 +6,19 @@ magnetogram) off the event loop and renamed into ``incoming/`` complete.
 """
 from __future__ import annotations
 
+import io
 import secrets
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from astropy.time import Time
 from fastapi import BackgroundTasks, FastAPI, Header, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from common.clock import slot_of_time
+from common.clock import slot_of_time, slot_time
 from ingest.errors import IngestError
 from ingest.magnetogram import read_frame
 from serving.events import SCHEMA_VERSION, AlertEvent, PatchDetail, PatchSummary
@@ -59,6 +61,29 @@ def create_app(service: Service) -> FastAPI:
         if found is None:
             raise HTTPException(404, f"no passage recorded for patch {patch_id!r}")
         return found
+
+    @app.get("/patches/{patch_id}/video", response_class=Response,
+             responses={200: {"content": {"application/x-npy": {}},
+                              "description": "NumPy .npy of float32 (n_frames, pixels, pixels), LoS field in G"}})
+    def patch_video(patch_id: str, passage_start: str | None = Query(
+            None, description="ISO UTC time of the passage's frame 0 (an alert's passage_start); the latest passage when absent")
+                    ) -> Response:
+        """A patch passage's rolling video as a NumPy ``.npy`` file: float32 (n_frames, pixels, pixels), G, frames
+        not yet observed 0 G (the dataset's padding). Headers: ``X-Passage-Start`` (ISO), ``X-Last-Frame`` (the
+        newest frame scored, -1 before the first), ``X-Passage-Status`` (open or closed)."""
+        try:
+            start = int(slot_of_time(Time(passage_start))) if passage_start else None
+        except ValueError:
+            raise HTTPException(422, f"passage_start={passage_start!r} is not an ISO time") from None
+        found = reader.passage(patch_id, start)
+        video = service.store.read_video(patch_id, found[0]) if found else None
+        if found is None or video is None:
+            raise HTTPException(404, f"no video recorded for patch {patch_id!r}" + (f" from {passage_start}" if passage_start else ""))
+        body = io.BytesIO()
+        np.save(body, video, allow_pickle=False)
+        return Response(body.getvalue(), media_type="application/x-npy",
+                        headers={"X-Passage-Start": slot_time(found[0]).isot, "X-Last-Frame": str(found[2]),
+                                 "X-Passage-Status": found[1]})
 
     @app.get("/alerts")
     def alerts(since: str | None = Query(None, description="ISO UTC time; events from frames at or after it")

@@ -136,9 +136,13 @@ class Store(_Queries):
 
     # ---- reads for the frame step ---------------------------------------------------------------
 
+    def video_path(self, patch_id: str, start_slot: int) -> Path:
+        """The file of a patch passage's rolling video."""
+        return self.dir / "videos" / f"{patch_id}_{start_slot}.f32"
+
     def video(self, patch_id: str, start_slot: int) -> np.memmap:
         """The rolling video (n_frames, pixels, pixels) float32, G, of a patch passage (created as zeros)."""
-        path = self.dir / "videos" / f"{patch_id}_{start_slot}.f32"
+        path = self.video_path(patch_id, start_slot)
         shape = (self.n_frames, self.pixels, self.pixels)
         if not path.exists():
             np.memmap(path, dtype=np.float32, mode="w+", shape=shape).flush()
@@ -150,6 +154,14 @@ class Store(_Queries):
     def has_passage(self, patch_id: str, start_slot: int) -> bool:
         return self.db.execute("SELECT 1 FROM passages WHERE patch_id = ? AND start_slot = ?",
                                (patch_id, start_slot)).fetchone() is not None
+
+    def read_video(self, patch_id: str, start_slot: int) -> np.ndarray | None:
+        """A copy of a patch passage's rolling video (n_frames, pixels, pixels) float32, G (frames not yet
+        observed are 0 G), or None if it has none; never creates one (the API's read)."""
+        path = self.video_path(patch_id, start_slot)
+        if not path.exists():
+            return None
+        return np.array(np.memmap(path, dtype=np.float32, mode="r", shape=(self.n_frames, self.pixels, self.pixels)))
 
     def observed_slots(self, lo: int, hi: int) -> np.ndarray:
         """Ingested slots in [lo, hi)."""
@@ -248,6 +260,16 @@ class Reader(_Queries):
                                 p25=s.probability.p25, p75=s.probability.p75) for s in scores]
         return PatchDetail(patch_id=pid, passage_start=slot_time(start).isot, passage_status=status, history=history,
                            onset=scores[-1].onset if scores else None, alert=self.alert_state(pid, start).to_dict())
+
+    def passage(self, patch_id: str, start_slot: int | None = None) -> tuple[int, str, int] | None:
+        """(start slot, status, last scored frame or -1) of a patch's passage starting at ``start_slot`` (its
+        latest passage when None), or None if there is no such passage."""
+        row = self.db.execute("SELECT start_slot, status FROM passages WHERE patch_id = ? AND (? IS NULL OR start_slot = ?) "
+                              "ORDER BY start_slot DESC LIMIT 1", (patch_id, start_slot, start_slot)).fetchone()
+        if row is None:
+            return None
+        last = self.db.execute("SELECT MAX(frame) FROM scores WHERE patch_id = ? AND start_slot = ?", (patch_id, row[0])).fetchone()[0]
+        return int(row[0]), str(row[1]), -1 if last is None else int(last)
 
     def passages(self) -> list[tuple[str, int]]:
         """(patch id, start slot) of every passage recorded, oldest start first."""

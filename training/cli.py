@@ -22,9 +22,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="run folder (created; rerun to resume)")
     p.add_argument("--preset", choices=sorted(PRESETS), default="small",
                    help="small: CPU-sized (default); paper: the full spec, meant for --device cuda")
-    p.add_argument("--reviewer", choices=["oracle", "simulated", "terminal"], default="oracle",
+    p.add_argument("--reviewer", choices=["oracle", "simulated", "terminal", "web"], default="oracle",
                    help="oracle answers from the synthetic truth; simulated from the truth with a person's mistakes "
-                        "(more near the limb and for weak regions); terminal asks you")
+                        "(more near the limb and for weak regions); terminal asks you; web serves the review desk in the "
+                        "browser and waits for its decisions (fluxwatch-review --run OUT serves it from another process too)")
+    p.add_argument("--desk-host", default="127.0.0.1", help="address of the review desk (--reviewer web)")
+    p.add_argument("--desk-port", type=int, default=8765, help="port of the review desk (--reviewer web)")
+    p.add_argument("--desk-min-decisive", type=int, help="decisive answers each video needs at the desk (default 1; "
+                   "2 or more asks several reviewers, a tie goes to one more)")
     p.add_argument("--queue", choices=sorted(QUEUES), help="relabel review queue: paper (every new disagreement, "
                    "the preset's default) or ranked (likeliest label errors first, until looks stop paying; its relabel models "
                    "train --max-epochs epochs, none chosen on the block it audits)")
@@ -48,7 +53,22 @@ def main(argv=None) -> int:
         preset = replace(preset, queue=QUEUES[args.queue](), relabel_select="last" if args.queue == "ranked" else "best")
     reviewers: dict[str, Callable[[], Reviewer]] = {
         "oracle": OracleReviewer, "simulated": SimulatedReviewer, "terminal": lambda: TerminalReviewer(args.out / "review")}
-    reviewer = reviewers[args.reviewer]()
+    desk = None
+    if args.reviewer == "web":
+        from review.decisions import Decisions
+        from review.desk import DeskServer, create_app
+        from review.web import WebReviewer
+
+        decisions = Decisions(args.out / "review" / "desk.sqlite", min_decisive=args.desk_min_decisive)
+        try:
+            desk = DeskServer(create_app(decisions), args.desk_host, args.desk_port).start()
+        except RuntimeError as exc:
+            print(f"train-ensemble: error: {exc}; choose another --desk-port", file=sys.stderr)
+            return 2
+        print(f"review desk: {desk.url} (decisions in {decisions.path})", flush=True)
+        reviewer: Reviewer = WebReviewer(decisions, url=desk.url)
+    else:
+        reviewer = reviewers[args.reviewer]()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="torch.onnx")
     try:
@@ -56,6 +76,9 @@ def main(argv=None) -> int:
     except (DatasetError, ResumeError) as exc:
         print(f"train-ensemble: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if desk is not None:
+            desk.stop()
     t, o, r = report["test"], report["onset"]["error_days_percentiles"], report["relabel"]
     print(f"reviewed {r['reviewed_fraction']:.0%} of train+validation videos (paper ~50%); "
           f"labels vs truth {r['crude_accuracy_vs_truth']:.3f} crude -> {r['final_label_accuracy_vs_truth']:.3f} cleaned")

@@ -52,7 +52,8 @@
   }
   document.addEventListener("keydown", (ev) => {
     if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
-    if (ev.target instanceof HTMLInputElement && ev.target.type !== "range") return;
+    if (ev.target instanceof HTMLInputElement && ev.target.type !== "range") return; // typing a name
+    if (ev.target === scrubber && ev.key.startsWith("Arrow")) return; // the scrubber's own arrows
     const actions = {
       e: () => click("answer-emergence"),
       n: () => click("answer-non-emergence"),
