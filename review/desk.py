@@ -13,6 +13,7 @@ The reviewer's name (asked once, kept in a cookie) goes with every decision. Bli
 from __future__ import annotations
 
 import re
+import socket
 import threading
 import time
 from functools import lru_cache
@@ -338,7 +339,7 @@ class DeskServer:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8765):
         self.host, self.port = host, port
         self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, name="review-desk", daemon=True)
+        self.thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -346,14 +347,24 @@ class DeskServer:
 
     def start(self, timeout_s: float = 20.0) -> DeskServer:
         """Start serving; raises RuntimeError naming the address if it cannot listen there."""
+        # Bind here, not in uvicorn's thread, so a port in use is an error for the caller.
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise RuntimeError(f"the review desk could not listen on {self.host}:{self.port} ({exc.strerror})") from None
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, name="review-desk", daemon=True)
         self.thread.start()
         deadline = time.monotonic() + timeout_s
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the review desk could not listen on {self.host}:{self.port} (in use?)")
+                raise RuntimeError(f"the review desk did not start on {self.host}:{self.port}")
             time.sleep(0.05)
         return self
 
     def stop(self) -> None:
         self.server.should_exit = True
-        self.thread.join(10)
+        if self.thread is not None:
+            self.thread.join(10)

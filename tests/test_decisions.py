@@ -121,3 +121,18 @@ def test_web_reviewer_waits_for_every_decision_and_resumes(tmp_path):
     again = WebReviewer(d, poll_s=0.05, progress=logged.append)  # train-ensemble rerun: nothing asked again
     assert again.review(Store(), np.array([5, 2]), np.array([0, 1]), np.array([0.8, 0.3])).tolist() == [1, 0]
     assert again.looks == 0
+
+
+def test_the_rule_is_the_desks_and_persists(tmp_path):
+    Decisions(tmp_path / "desk.sqlite", min_decisive=2)
+    d = Decisions(tmp_path / "desk.sqlite")  # another process (train-ensemble waiting) applies the same rule
+    assert d.min_decisive == 2
+    (s,) = d.enqueue("training", entries([1]))
+    d.decide(s, "ann", E)
+    assert d.final(s) is None and d.queue_for("bob", "training") == [s]
+    d.decide(s, "bob", E)
+    assert d.finals(["video:1"]) == {"video:1": 1}
+    with pytest.raises(ValueError, match="at least 1"):
+        Decisions(tmp_path / "desk.sqlite", min_decisive=0)
+    with pytest.raises(ValueError, match="is in queue 'training', not 'alerts'"):
+        d.enqueue("alerts", entries([1]))

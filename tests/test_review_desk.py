@@ -7,6 +7,7 @@ item to a third; the model side is hidden unless asked for; a real service's ale
 """
 import io
 import shutil
+import socket
 import threading
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from ingest.dataset import DatasetStore
+from review.cli import main as review_main
 from review.decisions import Decisions
 from review.desk import DeskServer, create_app
 from review.vetting import ALERTS_QUEUE, AlertSource, export_vetted
@@ -33,11 +35,10 @@ from serving.service import Service
 from sim.build_dataset import main as build_main
 from tests.support import ServerThread, free_port
 from tests.test_serving import config, drop
+from training.cli import main as train_main
 from training.relabel import run_relabel_loop
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
-                                reason="needs Debian's chromium and chromium-driver (make test installs them)")
 SCREENSHOT = Path(__file__).parents[1] / "docs" / "review-desk.png"
 ANSWER_KEYS = {1: "e", 0: "n", -1: "u"}
 
@@ -53,6 +54,9 @@ def store(tmp_path_factory) -> DatasetStore:
 
 @pytest.fixture
 def browser(tmp_path):
+    """Headless Chromium, flags for a machine without network (without them it waits on connections)."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("needs Debian's chromium and chromium-driver (make test installs them)")
     options = Options()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -272,7 +276,7 @@ def test_the_service_serves_a_passage_video(service):
     assert httpx.get(f"{url}/patches/{alert.patch_id}/video", params={"passage_start": "soon"}).status_code == 422
 
 
-def test_alerts_are_vetted_in_the_desk_and_exported_as_a_dataset(service, browser, tmp_path):
+def test_alerts_are_vetted_in_the_desk_and_exported_as_a_dataset(service, browser, tmp_path, capsys):
     svc, url = service
     decisions = Decisions(tmp_path / "vetting" / "desk.sqlite")
     alerts = AlertSource(url, decisions, tmp_path / "vetting")
@@ -304,3 +308,23 @@ def test_alerts_are_vetted_in_the_desk_and_exported_as_a_dataset(service, browse
         assert (row.lon, row.lat) == (event["patch"]["carrington"]["lon"], event["patch"]["carrington"]["lat"])
     with pytest.raises(ValueError, match="exists"):
         export_vetted(decisions, tmp_path / "vetting", tmp_path / "vetted.zarr")
+    assert review_main(["--desk-dir", str(tmp_path / "vetting"), "--export-vetted", str(tmp_path / "again.zarr")]) == 0
+    assert "3 vetted alerts (2 confirmed, 1 rejected)" in capsys.readouterr().out
+    assert review_main(["--desk-dir", str(tmp_path / "empty"), "--export-vetted", str(tmp_path / "none.zarr")]) == 2
+    assert "no vetted alert to export yet" in capsys.readouterr().err
+
+
+def test_command_lines_say_what_is_wrong(store, tmp_path, capsys):
+    assert review_main(["--run", str(tmp_path / "no-run")]) == 2
+    assert "start train-ensemble --reviewer web" in capsys.readouterr().err
+    with ServerThread(create_app(Decisions(tmp_path / "other.sqlite"))) as busy:
+        assert train_main(["--store", str(store.path), "--out", str(tmp_path / "run"), "--reviewer", "web",
+                           "--desk-port", str(busy.port)]) == 2
+        assert f"could not listen on 127.0.0.1:{busy.port}" in capsys.readouterr().err
+    port = free_port()
+    assert train_main(["--store", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "run"), "--reviewer", "web",
+                       "--desk-port", str(port)]) == 2
+    captured = capsys.readouterr()
+    assert f"review desk: http://127.0.0.1:{port}/" in captured.out and "no dataset store here" in captured.err
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # the desk stopped and let its port go
