@@ -179,7 +179,8 @@ def create_app(decisions: Decisions, show_model: bool = False, alerts: AlertSour
                         f"<td>{p.for_others}</td><td>{_duration(p.eta_s)}</td></tr>")
         shown = model_shown(request)
         table = ("<table><tr><th>queue</th><th>decided</th><th>open</th><th>waiting for another reviewer</th><th>time left</th></tr>"
-                 + "".join(rows) + "</table>") if rows else "<p>Nothing to review yet: the queue fills when the relabel loop asks.</p>"
+                 + "".join(rows) + "</table>") if rows else \
+            "<p>Nothing to review yet: a queue fills when the relabel loop asks, or when the service has alerts.</p>"
         setting = (f'<p>Blind review: the current label and the model\'s probability are <b>{"shown" if shown else "hidden"}</b>. '
                    f'<a id="toggle-model" href="/?show_model={0 if shown else 1}">{"hide" if shown else "show"} them</a></p>')
         return keep_setting(request, _page("queues", f"<h1>Queues</h1>{note}{table}{setting}", reviewer))

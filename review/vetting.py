@@ -89,16 +89,21 @@ class AlertSource:
         for event in json.loads(body):  # oldest first: the dict keeps first-opened order, the values the latest event
             latest[event["alert_id"]] = event
         keys = [alert_key(a) for a in latest]
-        queued = {i.key for i in self.decisions.items(ALERTS_QUEUE)}
+        queued = {i.key: i for i in self.decisions.items(ALERTS_QUEUE)}
         finals = self.decisions.finals([k for k in keys if k in queued])
         entries: list[tuple[str, dict, int | None, float | None]] = []
         for key, event in zip(keys, latest.values()):
             if finals.get(key) is not None:
                 continue  # decided: keep what the reviewers saw
-            entries.append((key, {"alert": event, "masking": self._masking(event)}, None, event["probability"]["median"]))
+            masking = self._masking(event)
+            # what the snapshot shows: the alert's latest event and the frames scored so far
+            stamp = [event["event_id"], len(masking) if masking is not None else None]
+            entries.append((key, {"alert": event, "masking": masking, "stamp": stamp}, None, event["probability"]["median"]))
         seqs = self.decisions.enqueue(ALERTS_QUEUE, entries)
         (self.folder / "alerts").mkdir(parents=True, exist_ok=True)
-        for seq, (_, info, _, _) in zip(seqs, entries):
+        for seq, (key, info, _, _) in zip(seqs, entries):
+            if key in queued and queued[key].info.get("stamp") == info["stamp"] and self.snapshot_path(seq).exists():
+                continue  # nothing new since the last snapshot
             event = info["alert"]
             data, _ = self._get(f"/patches/{urllib.parse.quote(event['patch_id'])}/video", {"passage_start": event["passage_start"]})
             video = np.load(io.BytesIO(data), allow_pickle=False)
@@ -120,10 +125,6 @@ class AlertSource:
 
     def snapshot_path(self, seq: int) -> Path:
         return self.folder / "alerts" / f"{seq}.npy"
-
-    def video(self, seq: int) -> np.ndarray:
-        """The snapshot of alert item ``seq``'s passage video (n_frames, pixels, pixels) float32, G."""
-        return snapshot(self.folder, seq)
 
 
 def snapshot(folder: str | Path, seq: int) -> np.ndarray:

@@ -283,6 +283,9 @@ def test_alerts_are_vetted_in_the_desk_and_exported_as_a_dataset(service, browse
     n = alerts.sync()
     opened = list(dict.fromkeys(e.alert_id for e in svc.store.reader().alerts()))
     assert n == len(opened) and [i.info["alert"]["alert_id"] for i in decisions.items(ALERTS_QUEUE)] == opened
+    snapshots = {p: p.stat().st_mtime_ns for p in (tmp_path / "vetting" / "alerts").glob("*.npy")}
+    assert len(snapshots) == n and alerts.sync() == n
+    assert {p: p.stat().st_mtime_ns for p in snapshots} == snapshots, "a sync fetches only what changed"
     with ServerThread(create_app(decisions, alerts=alerts)) as server:
         sign_in(browser, server.url + "/", "ann")
         browser.get(server.url + "/queue/alerts")
