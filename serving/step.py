@@ -13,7 +13,8 @@ streams.
 The streaming score of a patch at frame k is the paper's masked score at
 n = k (frames after k repeat frame k), so its probability history is its
 masking curve and the onset estimate (each member's frame of maximum
-probability gradient, ensemble median) comes out of the stream. The
+probability gradient, ensemble median; searched from the bundle's held
+frames on, :attr:`serving.bundle.ModelBundle.onset_hold`) comes out of the stream. The
 incremental state is derived data: it is rebuilt from the stored video when a
 passage is first scored after a restart (:meth:`FrameStep.warm`) or when a
 late frame changes its past. A late frame (older than the newest) is filed in
@@ -204,7 +205,8 @@ class FrameStep:
         """The typed score of frame k of a passage: ensemble probability and onset from the masking curves so far."""
         pid, start = key
         p25, median, p75 = (float(v) for v in percentiles(member_probs))
-        onsets = member_onset_frames(curves, frames) if len(frames) > 1 else np.full(len(curves), k)
+        onsets = (member_onset_frames(curves, frames, self.bundle.onset_hold) if len(frames) > 1
+                  else np.full(len(curves), k))
         o25, onset, o75 = np.percentile(onsets, [25, 50, 75])
         patch = self.grid[pid]
         return Score(

@@ -14,13 +14,13 @@ import pytest
 import torch
 import zarr
 
-from common.onset import ensemble_onset_frame, onset_frame
+from common.onset import ensemble_onset_frame, member_onset_frames, onset_frame
 from common.video import scale_for_model
 from ingest.dataset import CATALOG_COLUMNS, KIND, DatasetStore, video_digest
 from serving.bundle import ModelBundle
 from training.data import N_AUGMENT, VideoDataset, augment, make_loader
 from training.export import check_bundle, input_spec_for, write_bundle
-from training.model import EmergenceCNN, count_parameters
+from training.model import EmergenceCNN, EmergenceCNN2D, count_parameters, model_from_hparams
 from training.onset import masked_videos, masking_curves
 from training.train import TrainConfig, _run_epoch, load_member, predict, train_member
 
@@ -112,6 +112,53 @@ def test_model_shapes_and_size():
         assert cpu(torch.rand(2, 1, 225, 90, 90)).shape == (2,)
     with pytest.raises(ValueError, match="too small"):
         EmergenceCNN(pixels=16, input_pool=True)
+
+
+def test_2d_model_is_the_authors_network():
+    paper = EmergenceCNN2D().eval()
+    assert count_parameters(paper) == 2_288_737
+    assert paper.first.in_channels == 225 and paper.first.padding == (1, 1)  # the frames are the channels
+    kinds = [type(m).__name__ for m in paper.body]
+    # swish then batch norm after every 3×3 convolution; pairs of convolutions per block, then a 2×2 max-pool
+    assert kinds[:3] == ["SiLU", "BatchNorm2d", "Conv2d"] and kinds.count("MaxPool2d") == 4
+    assert kinds.count("BatchNorm2d") == 8 and kinds[-2:] == ["Conv2d", "SiLU"]
+    convs = [paper.first] + [m for m in paper.body if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64, 128, 128, 256, 256, 512]
+    assert [c.padding for c in convs] == [(1, 1)] * 2 + [(0, 0)] * 7 and convs[-1].kernel_size == (2, 2)
+    norms = [m for m in paper.body if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(n.momentum == 0.01 and n.eps == 1e-3 for n in norms)  # Keras: 0.99 of the running average
+    x = torch.rand(2, 1, 225, PIXELS, PIXELS)
+    with torch.no_grad():
+        sizes = [paper.first(x[:, 0]).shape[-1]]
+        h = paper.first(x[:, 0])
+        for m in paper.body:
+            h = m(h)
+            if isinstance(m, torch.nn.MaxPool2d):
+                sizes.append(h.shape[-1])
+        assert sizes + [h.shape[-1]] == [90, 45, 20, 8, 2, 1] and h.shape[1] == 512
+        assert paper(x).shape == (2,)
+    assert [f.out_features for f in paper.classifier if isinstance(f, torch.nn.Linear)] == [512, 512, 1]
+    assert [f.p for f in paper.classifier if isinstance(f, torch.nn.Dropout)] == [0.5, 0.5]
+    rebuilt = model_from_hparams(paper.hparams)
+    assert isinstance(rebuilt, EmergenceCNN2D) and rebuilt.hparams == paper.hparams
+    old = {k: v for k, v in EmergenceCNN().hparams.items() if k != "architecture"}  # a checkpoint before the 2-D net
+    assert isinstance(model_from_hparams(old), EmergenceCNN)
+    with pytest.raises(ValueError, match="too small"):
+        EmergenceCNN2D(pixels=20)
+
+
+def test_2d_member_trains_checkpoints_and_keeps_its_labels(store, splits, tmp_path):
+    config = TrainConfig(lr=0.01, max_epochs=2, patience=1, architecture="2d", channels=(4, 8, 8, 8), fc=(16, 16),
+                         nesterov=True, monitor="accuracy")
+    member = train_member(store, *splits, seed=2, config=config, progress=False, checkpoint=tmp_path / "m.pt")
+    assert isinstance(member.model, EmergenceCNN2D)
+    best = member.history[member.best_epoch - 1]
+    assert best["val_accuracy"] == max(h["val_accuracy"] for h in member.history)  # monitor: plain accuracy
+    loaded = load_member(tmp_path / "m.pt")
+    assert loaded.config == config and isinstance(loaded.model, EmergenceCNN2D)
+    np.testing.assert_array_equal(loaded.train_labels, splits[1])
+    np.testing.assert_array_equal(loaded.val_labels, splits[3])
+    np.testing.assert_array_equal(predict(loaded, store, splits[2]), predict(member, store, splits[2]))
 
 
 def test_balanced_accuracy_does_not_reward_calling_everything_emergence():
@@ -235,6 +282,29 @@ def test_masked_videos_repeat_frame_n():
     masked = masked_videos(video, torch.tensor([0, 2, 5]))
     assert masked.shape == (3, 1, 6, 2, 2)
     assert masked[:, 0, :, 0, 0].tolist() == [[0] * 6, [0, 1, 2, 2, 2, 2], [0, 1, 2, 3, 4, 5]]
+    # the authors' lower_bound: frames before it are replaced by it, masking starts there
+    held = masked_videos(video, torch.tensor([2, 4]), hold=2)
+    assert held[:, 0, :, 0, 0].tolist() == [[2, 2, 2, 2, 2, 2], [2, 2, 2, 3, 4, 4]]
+    with pytest.raises(ValueError, match="first 2 frames are held"):
+        masked_videos(video, torch.tensor([1, 4]), hold=2)
+
+
+def test_held_frames_keep_the_onset_after_them(store, trained):
+    member, _ = trained
+    i = int(store.catalog.index[store.catalog.true_class == 1][0])
+    video = scale_for_model(store.video(i))
+    curve = masking_curves(member, video, hold=3)
+    assert curve.shape == (FRAMES - 3,)
+    held_video = video.copy()
+    held_video[:3] = video[3]  # what the authors mask: frames 0..2 replaced by frame 3
+    unheld = masking_curves(member, held_video, frames=np.array([3, FRAMES - 1]))
+    np.testing.assert_allclose(curve[[0, -1]], unheld, atol=1e-6)
+    assert unheld[1] != pytest.approx(predict(member, store, [i])[0], abs=1e-7), "holding changed the video"
+    # the live rule: a history that reaches past the held frames is searched from them on
+    curves = np.array([[0.1, 0.9, 0.9, 0.9, 0.92, 0.99], [0.1, 0.2, 0.2, 0.3, 0.8, 0.9]])
+    assert member_onset_frames(curves).tolist() == [1, 4]
+    assert member_onset_frames(curves, hold=2).tolist() == [5, 4]
+    assert member_onset_frames(curves[:, :3], hold=2).tolist() == [1, 1]  # not yet past frame 2: all of it
 
 
 def test_onset_from_masking_lands_near_emergence(store, trained):
