@@ -4,13 +4,17 @@ Steps (the paper's Methods; numbers in the report trace to this module):
 
 1. relabel loop on months 1–10 (:mod:`training.relabel`) with five fold models per pass;
 2. uncertainty ensemble: models 6–9 × seeds, trained on the cleaned labels of months 1–8;
-3. threshold: precision–recall crossing of the ensemble median on the benchmark months 9–10;
-4. test (months 11–12): accuracy of the median, 25th and 75th percentiles against the
-   synthetic truth and against the test labels after review of ensemble–crude disagreements,
-   and the stable/unstable split;
-5. onset: for correctly classified test emergences, each member's masking curve and its
-   frame of maximum probability gradient; the ensemble median against the true onset;
-6. the ONNX bundle of the uncertainty ensemble, ``report.json`` and the figures.
+   and the test ensemble (``EnsemblePreset.test_ensemble``): the paper's models 1–5 × seeds,
+   retrained on the cleaned labels of months 1–10, or models 6–9 themselves;
+3. threshold: precision–recall crossing of the models 6–9 median on the benchmark months 9–10
+   (models 1–5 train on those months, so only models 6–9 can set it unseen, as in the paper);
+4. test (months 11–12): the test ensemble's accuracy of the median, 25th and 75th percentiles
+   against the synthetic truth and against the test labels after review of ensemble–crude
+   disagreements, and the stable/unstable split; models 6–9 reported beside models 1–5;
+5. onset: for correctly classified test emergences, each test member's masking curve (the
+   first ``onset_hold`` frames held fixed) and its frame of maximum probability gradient; the
+   ensemble median against the true onset;
+6. the ONNX bundle of the test ensemble, ``report.json`` and the figures.
 
 Every trained member is checkpointed under the run folder and reused when the
 run is repeated, so an interrupted run resumes.
@@ -32,6 +36,7 @@ from common.onset import ensemble_onset_frame
 from common.video import scale_for_model
 from ingest.dataset import DatasetStore
 from training import figures
+from training.data import store_clip
 from training.evaluate import accuracy, onset_error_days, pr_crossing_threshold
 from training.export import check_bundle, input_spec_for, write_bundle
 from training.onset import masking_curves
@@ -39,7 +44,7 @@ from training.queue import PaperQueue, RankedQueue
 from training.relabel import run_relabel_loop
 from training.review import Reviewer
 from training.splits import BENCHMARK_MONTHS, TEST_MONTHS, relabel_folds, uncertainty_folds
-from training.train import TrainConfig, load_member, predict, train_member
+from training.train import TrainConfig, TrainedMember, load_member, predict, train_member
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,11 @@ class EnsemblePreset:
     seeds : seeds per uncertainty fold (the paper: 2).
     max_passes : cap on relabel passes (the loop stops earlier when R ≤ 0.5).
     onset_stride : masking evaluated every this many frames (1 = every frame, the paper).
+    onset_hold : frames held fixed when masking (the authors' code: 30, about two days): frames before it are
+        replaced by it, and masking starts there (:func:`training.onset.masking_curves`).
+    test_ensemble : the ensemble that is tested, estimates onsets and goes into the bundle: "relabel", the
+        paper's models 1–5 × ``seeds`` retrained on the final labels (models 6–9 set the threshold and are
+        reported beside them), or "uncertainty", models 6–9 × ``seeds`` themselves.
     relabel_threshold : probability above which a relabel model says "emergence".
     queue : which videos each relabel pass shows the reviewer (:mod:`training.queue`): the paper's
         (every new disagreement) or the ranked one (likeliest label errors first, until looks stop paying).
@@ -64,22 +74,28 @@ class EnsemblePreset:
     seeds: tuple[int, ...] = (0, 1)
     max_passes: int = 6
     onset_stride: int = 1
+    onset_hold: int = 30
+    test_ensemble: str = "relabel"
     relabel_threshold: float = 0.5
     queue: PaperQueue | RankedQueue = field(default_factory=PaperQueue)
     relabel_select: str = "best"
 
 
 PRESETS = {
-    # The full spec, meant for a GPU: the paper's optimiser, train to the validation peak.
-    "paper": EnsemblePreset(),
+    # The authors' code, meant for a GPU: their 2-D frames-as-channels network, SGD (lr 1e-4, Nesterov
+    # momentum 0.9), ×4 augmentation, the best of at most 20 epochs on plain validation accuracy with
+    # patience 5; models 1–5 × 2 seeds tested and bundled; onset masking every frame, the first 30 held.
+    "paper": EnsemblePreset(train=TrainConfig(architecture="2d", channels=(32, 64, 128, 256), fc=(512, 512),
+                                              nesterov=True, monitor="accuracy", max_epochs=20, patience=5)),
     # CPU-sized (≤ 30 min on 2 cores for the small dataset): a higher learning rate, class-balanced
     # loss, augmentation cycled over epochs, a coarser first time stride, batch norm and a 2×2 input
     # pool (without them the members did not learn from crude labels in a CPU's epochs), half the
     # training items masked at a random frame (the service scores partial videos), at most three
-    # passes, onset every 5th frame (the first convolution's time stride).
+    # passes, onset every 5th frame (the first convolution's time stride), no frames held; models 6–9
+    # tested and bundled (as runs/small was trained).
     "small": EnsemblePreset(train=TrainConfig(lr=0.01, max_epochs=10, patience=5, augment="cycle", balance=True,
                                               time_stride=5, batch_norm=True, input_pool=True, truncate=0.5),
-                            max_passes=3, onset_stride=5),
+                            max_passes=3, onset_stride=5, onset_hold=0, test_ensemble="uncertainty"),
 }
 
 
@@ -99,15 +115,23 @@ class MemberJob:
     progress: bool
 
 
+def _reusable(member: TrainedMember, job: MemberJob, fingerprint: str) -> bool:
+    """Whether a checkpointed member is the one ``job`` asks for: same data, config, seed, rows and labels.
+
+    A checkpoint from before members stored their labels is never reused: its labels are unknown.
+    """
+    return (member.dataset_fingerprint == fingerprint and member.config == job.config and member.seed == job.seed
+            and np.array_equal(member.train_idx, job.train_idx) and np.array_equal(member.val_idx, job.val_idx)
+            and member.train_labels is not None and np.array_equal(member.train_labels, job.train_labels)
+            and member.val_labels is not None and np.array_equal(member.val_labels, job.val_labels))
+
+
 def _train_job(job: MemberJob) -> str:
-    """Train and checkpoint a member unless a checkpoint for the same data, rows and config exists."""
+    """Train and checkpoint a member unless its checkpoint exists for the same data, config, seed, rows and labels."""
     path = Path(job.checkpoint)
     store = DatasetStore(job.store)
-    if path.exists():
-        member = load_member(path)
-        if (member.dataset_fingerprint == store.fingerprint() and member.config == job.config
-                and np.array_equal(member.train_idx, job.train_idx)):
-            return str(path)
+    if path.exists() and _reusable(load_member(path), job, store.fingerprint()):
+        return str(path)
     train_member(store, job.train_idx, job.train_labels, job.val_idx, job.val_labels, job.seed, job.config,
                  job.device, progress=job.progress, checkpoint=path)
     return str(path)
@@ -155,6 +179,27 @@ def relabel(store: DatasetStore, trainval, run_dir: str | Path, preset: Ensemble
                             preset.max_passes, preset.relabel_threshold, log, preset.queue)
 
 
+def onset_curves(store: DatasetStore, members: list[TrainedMember], video_ids, stride: int, hold: int,
+                 cache_dir: Path, device: str = "cpu") -> tuple[np.ndarray, list[np.ndarray]]:
+    """Every member's masking curve for each video of ``video_ids``, scaled with the store's clip.
+
+    Masking runs after frames ``hold``, ``hold + stride``, … (the first ``hold`` frames held fixed,
+    :func:`training.onset.masking_curves`). Returns those frames and per video the curves
+    (n_members, len(frames)); each video's curves are cached in ``cache_dir`` (one folder per set of members).
+    """
+    frames = np.arange(hold, store.video_shape[0], stride)
+    clip = store_clip(store)
+    curves = []
+    for video_id in np.asarray(video_ids, np.int64):
+        cached = Path(cache_dir) / f"video_{int(video_id)}_stride_{stride}_hold_{hold}.npy"
+        if not cached.exists():
+            video = scale_for_model(store.video(int(video_id)), clip)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cached, np.stack([masking_curves(m, video, device, frames=frames, hold=hold) for m in members]))
+        curves.append(np.load(cached))
+    return frames, curves
+
+
 def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, reviewer: Reviewer,
         devices: tuple[str, ...] | list[str] = ("cpu",), workers: int = 1, log=print) -> dict:
     """Run ``train-ensemble``; returns the report (also written to ``run_dir/report.json``)."""
@@ -167,6 +212,11 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
     trainval = cat[~cat.month.isin(TEST_MONTHS)].reset_index(drop=True)
     test = cat[cat.month.isin(TEST_MONTHS)].reset_index(drop=True)
     ids, months = trainval.video_id.to_numpy(), trainval.month.to_numpy()
+    n_frames = store.video_shape[0]
+    if not 0 <= preset.onset_hold <= n_frames - 2:
+        raise ValueError(f"onset_hold {preset.onset_hold} leaves no masking curve in {n_frames}-frame videos")
+    if preset.test_ensemble not in ("relabel", "uncertainty"):
+        raise ValueError(f"test_ensemble is 'relabel' or 'uncertainty', got {preset.test_ensemble!r}")
 
     def job(checkpoint, fold, labels, seed, k) -> MemberJob:
         return _member_job(store, ids, months, checkpoint, fold, labels, seed, preset.train, devices[k % len(devices)],
@@ -175,26 +225,48 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
     # 1. relabel loop ------------------------------------------------------------------------
     labels, reviewed, records = relabel(store, trainval, run_dir / "relabel", preset, reviewer, devices, workers, log)
 
-    # 2. uncertainty ensemble ----------------------------------------------------------------
+    # 2. uncertainty ensemble (models 6-9) and test ensemble ----------------------------------
     bench = np.isin(months, BENCHMARK_MONTHS)
-    member_keys = [(fold, seed) for fold in uncertainty_folds() for seed in preset.seeds]
-    jobs = [job(run_dir / "ensemble" / f"model_{fold.model}_seed_{seed}.pt", fold, labels, seed, k)
-            for k, (fold, seed) in enumerate(member_keys)]
-    model_keys = [(fold.model, seed) for fold, seed in member_keys]
-    log(f"uncertainty ensemble: {len(jobs)} members (models 6-9 x seeds {list(preset.seeds)})")
-    members = train_members(jobs, workers)
-    members_key = hashlib.sha256(b"".join(Path(j.checkpoint).read_bytes() for j in jobs)).hexdigest()[:12]
 
-    # 3. threshold on the benchmark months ---------------------------------------------------
-    bench_probs = np.stack([predict(m, store, ids[bench]) for m in members])
+    def ensemble(folder: str, folds) -> tuple[list[tuple[int, int]], list[TrainedMember], str]:
+        """``folds`` × seeds trained on the final labels under ``run_dir/folder``: (model, seed) keys, members,
+        and 12 hex digits of a hash of their checkpoints."""
+        keys = [(fold, seed) for fold in folds for seed in preset.seeds]
+        jobs = [job(run_dir / folder / f"model_{fold.model}_seed_{seed}.pt", fold, labels, seed, k)
+                for k, (fold, seed) in enumerate(keys)]
+        trained = train_members(jobs, workers)
+        content = hashlib.sha256(b"".join(Path(j.checkpoint).read_bytes() for j in jobs)).hexdigest()[:12]
+        return [(fold.model, seed) for fold, seed in keys], trained, content
+
+    log(f"uncertainty ensemble: models 6-9 x seeds {list(preset.seeds)}")
+    threshold_keys, threshold_members, threshold_key = ensemble("ensemble", uncertainty_folds())
+    model_keys, members, members_key = threshold_keys, threshold_members, threshold_key
+    if preset.test_ensemble == "relabel":
+        log(f"test ensemble: models 1-5 x seeds {list(preset.seeds)} on the final labels")
+        model_keys, members, members_key = ensemble("test_ensemble", relabel_folds())
+
+    # 3. threshold on the benchmark months, from models 6-9 ---------------------------------
+    bench_probs = np.stack([predict(m, store, ids[bench]) for m in threshold_members])
     _, bench_median, _ = percentiles(bench_probs)
     threshold, _, _, _ = pr_crossing_threshold(bench_median, labels[bench])
     log(f"threshold at the precision-recall crossing: {threshold:.2f} (paper: 0.6)")
 
     # 4. test --------------------------------------------------------------------------------
     test_ids = test.video_id.to_numpy()
-    test_probs = np.stack([predict(m, store, test_ids) for m in members])
-    stats = dict(zip(("p25", "median", "p75"), percentiles(test_probs)))
+
+    def test_percentiles(ensemble_members: list[TrainedMember]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        probs = np.stack([predict(m, store, test_ids) for m in ensemble_members])
+        return probs, dict(zip(("p25", "median", "p75"), percentiles(probs)))
+
+    def accuracies(stats: dict[str, np.ndarray], target: np.ndarray) -> dict[str, float | None]:
+        """Accuracy of the median, 25th and 75th percentiles, and of the median on stable and unstable videos."""
+        stable = is_stable(stats["p25"], stats["p75"], threshold)
+        out: dict[str, float | None] = {k: accuracy(stats[k], target, threshold) for k in ("median", "p25", "p75")}
+        out["stable"] = accuracy(stats["median"][stable], target[stable], threshold) if stable.any() else None
+        out["unstable"] = accuracy(stats["median"][~stable], target[~stable], threshold) if (~stable).any() else None
+        return out
+
+    test_probs, stats = test_percentiles(members)
     truth = test.true_class.to_numpy()
     crude = test.crude_label.to_numpy()
     disagree = np.flatnonzero(detects(stats["median"], threshold).astype(int) != crude)
@@ -208,35 +280,29 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
         "stable_fraction": float(stable.mean()),
     }
     for name, target in (("truth", truth), ("labels", test_labels)):
-        accuracies: dict[str, float | None] = {k: accuracy(stats[k], target, threshold) for k in ("median", "p25", "p75")}
-        accuracies["stable"] = accuracy(stats["median"][stable], target[stable], threshold) if stable.any() else None
-        accuracies["unstable"] = accuracy(stats["median"][~stable], target[~stable], threshold) if (~stable).any() else None
-        test_metrics[f"accuracy_vs_{name}"] = accuracies
+        test_metrics[f"accuracy_vs_{name}"] = accuracies(stats, target)
     # the paper's videos (centred on catalog regions) apart from the service's tiles
     test_metrics["median_accuracy_vs_truth_by_kind"] = {
         kind: accuracy(stats["median"][mask], truth[mask], threshold)
         for kind in sorted(set(test.kind)) if (mask := (test.kind == kind).to_numpy()).any()}
+    beside = None  # models 6-9 on the test set, when models 1-5 are the test ensemble
+    if preset.test_ensemble == "relabel":
+        _, threshold_stats = test_percentiles(threshold_members)
+        beside = {"stable_fraction": float(is_stable(threshold_stats["p25"], threshold_stats["p75"], threshold).mean()),
+                  "accuracy_vs_truth": accuracies(threshold_stats, truth),
+                  "accuracy_vs_labels": accuracies(threshold_stats, test_labels)}
 
     # 5. onset -------------------------------------------------------------------------------
     hits = np.flatnonzero(detects(stats["median"], threshold) & (truth == 1))
-    n_frames = store.video_shape[0]
-    frames = np.arange(0, n_frames, preset.onset_stride)
-    curves, estimates = [], []
-    log(f"onset: masking {len(hits)} correctly classified test emergences x {len(members)} members")
-    for k in hits:
-        cached = run_dir / "onset" / members_key / f"video_{int(test_ids[k])}_stride_{preset.onset_stride}.npy"
-        if cached.exists():
-            c = np.load(cached)
-        else:
-            video = scale_for_model(store.video(int(test_ids[k])))
-            c = np.stack([masking_curves(m, video, devices[0], frames=frames) for m in members])
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            np.save(cached, c)
-        curves.append(c)
-        estimates.append(ensemble_onset_frame(c, frames))
+    hold, clip = preset.onset_hold, store_clip(store)
+    log(f"onset: masking {len(hits)} correctly classified test emergences x {len(members)} members"
+        + (f", the first {hold} frames held" if hold else ""))
+    frames, curves = onset_curves(store, members, test_ids[hits], preset.onset_stride, hold,
+                                  run_dir / "onset" / members_key, devices[0])
+    estimates = [ensemble_onset_frame(c, frames) for c in curves]
     true_onsets = test.true_onset_frame.to_numpy()[hits]
     errors_days = (np.asarray(estimates) - true_onsets) * cadence_min / 1440.0
-    onset = {"videos": int(len(hits)), "frames_evaluated_every": int(preset.onset_stride),
+    onset = {"videos": int(len(hits)), "frames_evaluated_every": int(preset.onset_stride), "frames_held": int(hold),
              "error_days_percentiles": onset_error_days(np.asarray(estimates), true_onsets, cadence_min)}
 
     # 6. bundle + report + figures -----------------------------------------------------------
@@ -252,11 +318,16 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
             "crude_accuracy_vs_truth": float((trainval.crude_label.to_numpy() == trainval.true_class.to_numpy()).mean()),
             "final_label_accuracy_vs_truth": float((labels == trainval.true_class.to_numpy()).mean()),
         },
-        "ensemble": {"members": [{"model": m, "seed": s, "val_accuracy": float(mem.val_accuracy),
-                                  "best_epoch": int(mem.best_epoch)} for (m, s), mem in zip(model_keys, members)]},
+        "ensemble": {"test_ensemble": "models 1-5" if preset.test_ensemble == "relabel" else "models 6-9",
+                     "members": [{"model": m, "seed": s, "val_accuracy": float(mem.val_accuracy),
+                                  "best_epoch": int(mem.best_epoch)} for (m, s), mem in zip(model_keys, members)],
+                     "threshold_members": [{"model": m, "seed": s, "val_accuracy": float(mem.val_accuracy),
+                                            "best_epoch": int(mem.best_epoch)}
+                                           for (m, s), mem in zip(threshold_keys, threshold_members)]},
         "threshold": {"value": threshold, "benchmark_months": list(BENCHMARK_MONTHS), "benchmark_videos": int(bench.sum()),
                       "paper": 0.6},
         "test": test_metrics,
+        **({"test_models_6_9": beside} if beside else {}),
         "onset": onset,
         "paper": {"test_accuracy": {"median": 0.83, "p25": 0.79, "p75": 0.71}, "reviewed_fraction": 0.5,
                   "onset_error_days": {"p5": -2.1, "p25": 0.1, "p50": 0.4, "p75": 1.1, "p95": 2.7}},
@@ -264,8 +335,8 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
     bundle = write_bundle(run_dir / "bundle", [(m, f"model{k}", s, {"val_accuracy": float(m.val_accuracy)})
                                               for (k, s), m in zip(model_keys, members)],
                           threshold, report["dataset"]["fingerprint"], {"test": test_metrics, "onset": onset},
-                          input_spec_for(store))
-    sample = np.stack([scale_for_model(store.video(int(i))) for i in test_ids[:4]])
+                          input_spec_for(store), onset_hold=hold)
+    sample = np.stack([scale_for_model(store.video(int(i)), clip) for i in test_ids[:4]])
     report["bundle"] = {"path": str(bundle), "onnx_vs_torch_max_abs": check_bundle(bundle, sample, members)}
     fig_dir = run_dir / "figures"
     report["figures"] = [str(p) for p in (
