@@ -8,9 +8,12 @@ answer, so both loops meet the same mistakes):
 
 - **paper**: every new disagreement reviewed; relabel models keep their
   validation-peak epoch (the block they audit); stop when R ≤ 0.5;
-- **ranked**: likeliest label errors first (confident learning), batches of
-  10 until a batch yields fewer than 3 label changes, 5 low-margin
-  agreements a pass; relabel models train a fixed number of epochs.
+- **ranked**: likeliest label errors first (confident learning's
+  self-confidence within strata of catalog kind and label), 5 looks at a
+  time from the stratum of highest expected yield, learnt from the
+  reviewer's answers, until none is expected to change 3 labels in 10; 5
+  low-margin agreements a pass; relabel models train a fixed number of
+  epochs.
 
 Both use the small preset's training with at most ``--epochs`` epochs a
 model and ``--max-passes`` passes. Prints a table (passes, looks, share of
@@ -43,7 +46,7 @@ from training.queue import PaperQueue, Queue, RankedQueue  # noqa: E402
 from training.review import SimulatedReviewer  # noqa: E402
 from training.splits import TEST_MONTHS  # noqa: E402
 
-LOOPS: dict[str, tuple[Queue, str]] = {"paper": (PaperQueue(), "best"), "ranked": (RankedQueue(batch=10, min_yield=0.3, agreement_looks=5), "last")}
+LOOPS: dict[str, tuple[Queue, str]] = {"paper": (PaperQueue(), "best"), "ranked": (RankedQueue(batch=5, min_yield=0.3, agreement_looks=5), "last")}
 
 
 def main(argv=None) -> int:

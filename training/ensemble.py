@@ -176,7 +176,7 @@ def relabel(store: DatasetStore, trainval, run_dir: str | Path, preset: Ensemble
 
     log(f"relabel loop on {len(trainval)} train+validation videos (reviewer: {reviewer.name}, {preset.queue.name} queue)")
     return run_relabel_loop(ids, months, trainval.crude_label.to_numpy(), train_pass, reviewer, store, run_dir,
-                            preset.max_passes, preset.relabel_threshold, log, preset.queue)
+                            preset.max_passes, preset.relabel_threshold, log, preset.queue, trainval.kind.to_numpy())
 
 
 def onset_curves(store: DatasetStore, members: list[TrainedMember], video_ids, stride: int, hold: int,

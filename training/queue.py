@@ -6,21 +6,25 @@ offer videos never reviewed before.
 
 - :class:`PaperQueue` is the paper's: every new disagreement between model
   and label, all at once; the loop ends when R ≤ 0.5.
-- :class:`RankedQueue` asks for fewer looks. It ranks the never-reviewed
-  videos by how likely their label is wrong, with confident learning's
-  self-confidence (Northcutt, Jiang & Chuang 2021, JAIR 70, 1373): the
-  out-of-fold probability of the *given* label, lowest first. A video is a
-  candidate when the model disagrees with its label at the loop's threshold,
-  or when confident learning flags it: the probability of the other class
-  reaches that class's own threshold (the mean probability of the class over
-  the videos labelled with it), which also catches labels the model only
-  half-believes. The reviewer gets the candidates ``batch`` at a time; the
-  pass stops once a batch's yield (labels changed per look, the estimate of
-  what the next looks would find) falls below ``min_yield``. Each pass also
-  shows ``agreement_looks`` videos drawn from the least confident
-  *agreements*, where model and label may both be wrong: the paper's loop
-  never sees those. The loop ends when a pass's first batch already yields
-  less than ``min_yield``, or a pass changed no label.
+- :class:`RankedQueue` asks for fewer looks. A video is a candidate when
+  the model disagrees with its label at the loop's threshold, or when
+  confident learning (Northcutt, Jiang & Chuang 2021, JAIR 70, 1373) flags
+  it: the probability of the other class reaches that class's own threshold
+  (the mean probability of the class over the videos labelled with it).
+  Candidates fall into strata (by default the crude label, and with
+  ``strata`` from the catalog, e.g. catalog-centred region or disk tile,
+  with it): the kinds of label mistake a crude rule makes differ, and so
+  does how often a model–label disagreement is the label's fault. Within a
+  stratum candidates go by confident learning's self-confidence, the
+  out-of-fold probability of the *given* label, lowest first. The queue
+  learns from the reviewer: the expected yield of a stratum (labels changed
+  per look) is the mean of a Beta(1, 1) prior updated with every look at it
+  so far, in this pass and earlier ones. Each batch of ``batch`` looks comes
+  from the stratum with the highest expected yield; the pass stops when no
+  stratum is expected to yield ``min_yield``. Each pass also shows
+  ``agreement_looks`` videos drawn from the least confident *agreements*,
+  where model and label may both be wrong: the paper's loop never sees
+  those. The loop ends when a pass changes no label.
 """
 from __future__ import annotations
 
@@ -56,12 +60,18 @@ def flagged(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return p_other >= t[1 - labels]
 
 
-@dataclass(frozen=True)
-class Plan:
-    """What one pass may show: ``batches`` of rows in review order, then ``agreements`` (rows, may be empty)."""
+class Session:
+    """One pass's review: :meth:`next_batch` gives rows to show (None when the pass is done), :meth:`record`
+    takes which of them had their label changed. ``agreements`` are shown after the batches."""
 
-    batches: list[np.ndarray]
-    agreements: np.ndarray
+    def __init__(self, batches: list[np.ndarray], agreements: np.ndarray):
+        self._batches, self.agreements = list(batches), agreements
+
+    def next_batch(self) -> np.ndarray | None:
+        return self._batches.pop(0) if self._batches else None
+
+    def record(self, rows: np.ndarray, changed: np.ndarray) -> None:
+        """The paper's queue does not learn from answers."""
 
 
 @dataclass(frozen=True)
@@ -70,32 +80,62 @@ class PaperQueue:
 
     name = "paper"
 
-    def plan(self, probabilities, labels, reviewed, threshold: float, seed: int) -> Plan:
+    def start(self, probabilities, labels, reviewed, threshold: float, seed: int, strata=None,
+              history: dict | None = None) -> Session:
         disagree = (np.asarray(probabilities) > threshold).astype(int) != np.asarray(labels)
         rows = np.flatnonzero(disagree & ~np.asarray(reviewed))
-        return Plan([rows] if len(rows) else [], np.array([], dtype=np.int64))
+        return Session([rows] if len(rows) else [], np.array([], dtype=np.int64))
 
-    def keep_asking(self, batch_yield: float) -> bool:
-        return True
-
-    def loop_done(self, ratio: float, relabelled: int, first_batch_yield: float) -> bool:
+    def loop_done(self, ratio: float, relabelled: int) -> bool:
         """The paper's rule, R ≤ 0.5; a pass that changed no label would be repeated exactly by the next one."""
         return ratio <= 0.5 or relabelled == 0
 
 
+class RankedSession(Session):
+    """Batches from the stratum of highest expected yield; ``history`` ({stratum: [looks, changes]}) is updated."""
+
+    def __init__(self, by_stratum: dict[str, np.ndarray], row_stratum: dict[int, str], agreements: np.ndarray,
+                 history: dict[str, list[int]], batch: int, min_yield: float):
+        super().__init__([], agreements)
+        self.by_stratum, self.row_stratum, self.history = by_stratum, row_stratum, history
+        self.batch, self.min_yield = batch, min_yield
+
+    def expected_yield(self, stratum: str) -> float:
+        """Posterior mean of a stratum's labels changed per look: Beta(1, 1) updated with its looks so far."""
+        looks, changes = self.history.get(stratum, [0, 0])
+        return (1 + changes) / (2 + looks)
+
+    def next_batch(self) -> np.ndarray | None:
+        open_strata = [k for k, rows in self.by_stratum.items() if len(rows)]
+        if not open_strata:
+            return None
+        best = max(open_strata, key=self.expected_yield)
+        if self.expected_yield(best) < self.min_yield:
+            return None
+        rows, self.by_stratum[best] = self.by_stratum[best][: self.batch], self.by_stratum[best][self.batch :]
+        return rows
+
+    def record(self, rows: np.ndarray, changed: np.ndarray) -> None:
+        for row, change in zip(rows, changed):
+            tally = self.history.setdefault(self.row_stratum[int(row)], [0, 0])
+            tally[0] += 1
+            tally[1] += int(change)
+
+
 @dataclass(frozen=True)
 class RankedQueue:
-    """Candidates by self-confidence, ``batch`` at a time, until a batch yields less than ``min_yield``.
+    """Candidates by stratum and self-confidence, ``batch`` at a time from the stratum of highest expected yield,
+    until no stratum is expected to yield ``min_yield``.
 
     Attributes
     ----------
     batch : looks between two decisions to go on.
-    min_yield : labels changed per look below which the pass stops (0.3: stop when fewer than 3 looks in 10 fix a label).
+    min_yield : expected labels changed per look below which a stratum is left (0.3: fewer than 3 in 10).
     agreement_looks : videos per pass drawn from the least confident agreements.
     agreement_pool : share of the never-reviewed agreements, lowest self-confidence first, they are drawn from.
     """
 
-    batch: int = 10
+    batch: int = 5
     min_yield: float = 0.3
     agreement_looks: int = 5
     agreement_pool: float = 0.2
@@ -106,25 +146,28 @@ class RankedQueue:
         if self.batch < 1 or not 0 <= self.min_yield <= 1 or self.agreement_looks < 0 or not 0 < self.agreement_pool <= 1:
             raise ValueError("need batch >= 1, min_yield in [0, 1], agreement_looks >= 0, agreement_pool in (0, 1]")
 
-    def plan(self, probabilities, labels, reviewed, threshold: float, seed: int) -> Plan:
+    def start(self, probabilities, labels, reviewed, threshold: float, seed: int, strata=None,
+              history: dict | None = None) -> RankedSession:
+        """A pass over ``probabilities``/``labels``/``reviewed`` (n,); ``strata`` (n,) of str, or None; ``history``
+        ({stratum: [looks, changes]} of earlier passes) is updated in place as answers come."""
         p, labels, fresh = np.asarray(probabilities), np.asarray(labels), ~np.asarray(reviewed)
         confidence = self_confidence(p, labels)
         disagree = (p > threshold).astype(int) != labels
         candidate = fresh & (disagree | flagged(p, labels))
+        kinds = np.asarray(strata if strata is not None else [""] * len(labels), dtype=str)
+        keys = np.char.add(np.char.add(kinds, "/label "), labels.astype(str))
         rows = np.flatnonzero(candidate)
         rows = rows[np.argsort(confidence[rows], kind="stable")]
-        batches = [rows[i : i + self.batch] for i in range(0, len(rows), self.batch)]
+        by_stratum = {k: rows[keys[rows] == k] for k in dict.fromkeys(keys[rows])}
         agree = np.flatnonzero(fresh & ~candidate)
-        agree = agree[np.argsort(confidence[agree], kind="stable")][: max(int(np.ceil(self.agreement_pool * len(agree))), 0)]
+        agree = agree[np.argsort(confidence[agree], kind="stable")][: int(np.ceil(self.agreement_pool * len(agree)))]
         take = min(self.agreement_looks, len(agree))
         picked = np.sort(np.random.default_rng(seed).choice(agree, take, replace=False)) if take else agree[:0]
-        return Plan(batches, picked.astype(np.int64))
+        return RankedSession(by_stratum, {int(r): str(keys[r]) for r in range(len(keys))}, picked.astype(np.int64),
+                             history if history is not None else {}, self.batch, self.min_yield)
 
-    def keep_asking(self, batch_yield: float) -> bool:
-        return batch_yield >= self.min_yield
-
-    def loop_done(self, ratio: float, relabelled: int, first_batch_yield: float) -> bool:
-        return relabelled == 0 or first_batch_yield < self.min_yield
+    def loop_done(self, ratio: float, relabelled: int) -> bool:
+        return relabelled == 0
 
 
 Queue = PaperQueue | RankedQueue

@@ -44,7 +44,9 @@ class PassRecord:
     ``fp``/``fn`` are all disagreements, ``new_fp``/``new_fn`` those never reviewed before; ``looks`` the
     videos shown this pass (``agreement_looks`` of them agreements); ``model_mistakes`` the reviewed
     disagreements where the reviewer kept the label; ``relabelled`` the labels changed (``agreement_relabelled``
-    on agreements: model and label both wrong); ``first_batch_yield`` labels changed per look in the first batch.
+    on agreements: model and label both wrong); ``first_batch_yield`` labels changed per look in the first batch;
+    ``stopped_early`` whether new disagreements were left unreviewed; ``strata`` the ranked queue's tally after
+    the pass, {stratum: [looks, labels changed]} over all passes so far.
     """
 
     number: int
@@ -63,6 +65,7 @@ class PassRecord:
     agreement_relabelled: int = 0
     first_batch_yield: float = 0.0
     stopped_early: bool = False
+    strata: dict[str, list[int]] = field(default_factory=dict)
 
 
 def ratio(model_mistakes: int, disagreements: int) -> float:
@@ -74,7 +77,7 @@ def ratio(model_mistakes: int, disagreements: int) -> float:
 def run_relabel_loop(video_ids: np.ndarray, months: np.ndarray, crude: np.ndarray, train_pass: TrainPass,
                      reviewer: Reviewer, store, run_dir: str | Path, max_passes: int = 6,
                      threshold: float = 0.5, progress: Callable[[str], None] = print,
-                     queue: PaperQueue | RankedQueue = PaperQueue()):
+                     queue: PaperQueue | RankedQueue = PaperQueue(), strata: np.ndarray | None = None):
     """Run (or resume) the loop over the train+validation videos.
 
     Parameters
@@ -84,6 +87,8 @@ def run_relabel_loop(video_ids: np.ndarray, months: np.ndarray, crude: np.ndarra
     reviewer : answers for the videos the queue shows (never one reviewed before).
     run_dir : where ``pass_<n>.json`` files go.
     queue : which videos each pass shows, and when the loop is done (default: the paper's).
+    strata : (n,) str, what kind of video each row is (e.g. the catalog's ``kind``), for the ranked queue's
+        yield estimates; None: by label only.
 
     Returns ``(labels, reviewed, records)``: final labels (n,), bool (n,) of
     videos a reviewer saw, and one :class:`PassRecord` per pass.
@@ -106,8 +111,9 @@ def run_relabel_loop(video_ids: np.ndarray, months: np.ndarray, crude: np.ndarra
             records.append(PassRecord(**{**state["record"], "changed": [tuple(c) for c in state["record"]["changed"]]}))
             progress(f"pass {n}: resumed from {saved}")
         else:
+            history = {k: list(v) for k, v in records[-1].strata.items()} if records else {}
             records.append(_one_pass(n, video_ids, months, labels, reviewed, train_pass, reviewer, store, threshold,
-                                     queue))
+                                     queue, strata, history))
             tmp = saved.with_suffix(".tmp")
             tmp.write_text(json.dumps({"labels": labels.tolist(), "reviewed": reviewed.tolist(),
                                        "reviewer": reviewer.name, "queue": queue.name, "record": asdict(records[-1])}))
@@ -115,12 +121,13 @@ def run_relabel_loop(video_ids: np.ndarray, months: np.ndarray, crude: np.ndarra
         r = records[-1]
         progress(f"pass {n}: fp {r.fp} fn {r.fn}, {r.looks} reviewed ({r.agreement_looks} agreements), "
                  f"{r.model_mistakes} model mistakes, {r.relabelled} relabelled, R = {r.ratio:.2f}")
-        if queue.loop_done(r.ratio, r.relabelled, r.first_batch_yield):
+        if queue.loop_done(r.ratio, r.relabelled):
             break
     return labels, reviewed, records
 
 
-def _one_pass(n, video_ids, months, labels, reviewed, train_pass, reviewer, store, threshold, queue) -> PassRecord:
+def _one_pass(n, video_ids, months, labels, reviewed, train_pass, reviewer, store, threshold, queue, strata,
+              history) -> PassRecord:
     """Train the folds, review what the queue shows, relabel in place (``labels``, ``reviewed``)."""
     probs = np.asarray(train_pass(labels.copy(), n))
     predicted = (probs > threshold).astype(int)
@@ -131,7 +138,7 @@ def _one_pass(n, video_ids, months, labels, reviewed, train_pass, reviewer, stor
     fp = (predicted == 1) & (labels == 0)
     fn = (predicted == 0) & (labels == 1)
     new = (fp | fn) & ~reviewed
-    plan = queue.plan(probs, labels, reviewed, threshold, seed=n)
+    session = queue.start(probs, labels, reviewed, threshold, n, strata, history)
 
     def look(rows: np.ndarray) -> np.ndarray:
         """Review ``rows``, apply the answers; returns bool (len(rows),): label changed."""
@@ -146,25 +153,22 @@ def _one_pass(n, video_ids, months, labels, reviewed, train_pass, reviewer, stor
 
     changed: list[tuple[int, int, int]] = []
     disagreement_looks = model_mistakes = relabelled = looks = 0
-    first_yield, stopped = 0.0, False
-    for k, rows in enumerate(plan.batches):
+    first_yield = None
+    while (rows := session.next_batch()) is not None:
         disagreeing = new[rows]
         change = look(rows)
+        session.record(rows, change)
         looks += len(rows)
         relabelled += int(change.sum())
         disagreement_looks += int(disagreeing.sum())
         model_mistakes += int((disagreeing & ~change).sum())
-        batch_yield = float(change.mean())
-        first_yield = batch_yield if k == 0 else first_yield
-        if not queue.keep_asking(batch_yield) and k + 1 < len(plan.batches):
-            stopped = True
-            break
-    agreement_change = look(plan.agreements)
+        first_yield = float(change.mean()) if first_yield is None else first_yield
+    agreement_change = look(session.agreements)
     return PassRecord(
         number=n, fp=int(fp.sum()), fn=int(fn.sum()), new_fp=int((fp & new).sum()), new_fn=int((fn & new).sum()),
         model_mistakes=model_mistakes, relabelled=relabelled + int(agreement_change.sum()),
         ratio=ratio(model_mistakes, disagreement_looks), reviewed_total=int(reviewed.sum()),
-        accuracy_vs_labels=accuracy, changed=changed, looks=looks + len(plan.agreements),
-        agreement_looks=len(plan.agreements), agreement_relabelled=int(agreement_change.sum()),
-        first_batch_yield=first_yield, stopped_early=stopped,
+        accuracy_vs_labels=accuracy, changed=changed, looks=looks + len(session.agreements),
+        agreement_looks=len(session.agreements), agreement_relabelled=int(agreement_change.sum()),
+        first_batch_yield=first_yield or 0.0, stopped_early=bool((new & ~reviewed).any()), strata=history,
     )
