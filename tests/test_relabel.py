@@ -177,6 +177,15 @@ def test_ranked_queue_leaves_a_stratum_once_its_expected_yield_falls():
     assert shown == 5 and session.history["/label 0"] == [5, 0]
     more = RankedQueue(batch=5, min_yield=0.3).start(p, labels, np.zeros(40, bool), 0.5, 2, None, {"/label 0": [5, 0]})
     assert more.next_batch() is None  # a later pass remembers
+    # ...but weighs an earlier pass as at most `memory` looks: a stratum that paid then (80 in 100) and no
+    # longer does is left after 20 looks, (1 + 8) / (2 + 10 + 20) < 0.3, not after the hundreds the raw counts need
+    again = RankedQueue(batch=5, min_yield=0.3, memory=10).start(p, labels, np.zeros(40, bool), 0.5, 3, None,
+                                                                 {"/label 0": [100, 80]})
+    shown = 0
+    while (rows := again.next_batch()) is not None:
+        shown += len(rows)
+        again.record(rows, np.zeros(len(rows), bool))
+    assert shown == 20 and again.history["/label 0"] == [120, 80]
 
 
 def test_a_resumed_loop_refuses_another_reviewer_or_queue(tmp_path):

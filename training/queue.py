@@ -18,8 +18,9 @@ offer videos never reviewed before.
   stratum candidates go by confident learning's self-confidence, the
   out-of-fold probability of the *given* label, lowest first. The queue
   learns from the reviewer: the expected yield of a stratum (labels changed
-  per look) is the mean of a Beta(1, 1) prior updated with every look at it
-  so far, in this pass and earlier ones. Each batch of ``batch`` looks comes
+  per look) is the mean of a Beta(1, 1) prior updated with this pass's looks
+  at it and, weighed as at most ``memory`` looks, the earlier passes' (the
+  models change from pass to pass, and so does what a look finds). Each batch of ``batch`` looks comes
   from the stratum with the highest expected yield; the pass stops when no
   stratum is expected to yield ``min_yield``. Each pass also shows
   ``agreement_looks`` videos drawn from the least confident *agreements*,
@@ -95,15 +96,21 @@ class RankedSession(Session):
     """Batches from the stratum of highest expected yield; ``history`` ({stratum: [looks, changes]}) is updated."""
 
     def __init__(self, by_stratum: dict[str, np.ndarray], row_stratum: dict[int, str], agreements: np.ndarray,
-                 history: dict[str, list[int]], batch: int, min_yield: float):
+                 history: dict[str, list[int]], batch: int, min_yield: float, memory: int):
         super().__init__([], agreements)
         self.by_stratum, self.row_stratum, self.history = by_stratum, row_stratum, history
         self.batch, self.min_yield = batch, min_yield
+        # earlier passes' (looks, changes) per stratum, scaled down to at most ``memory`` looks
+        self.prior = {k: (looks, changes) if looks <= memory else (memory, changes * memory / looks)
+                      for k, (looks, changes) in history.items()}
+        self.current: dict[str, list[int]] = {}
 
     def expected_yield(self, stratum: str) -> float:
-        """Posterior mean of a stratum's labels changed per look: Beta(1, 1) updated with its looks so far."""
-        looks, changes = self.history.get(stratum, [0, 0])
-        return (1 + changes) / (2 + looks)
+        """Posterior mean of a stratum's labels changed per look: Beta(1, 1) updated with this pass's looks and
+        the earlier passes' (weighed as at most ``memory`` looks)."""
+        prior_looks, prior_changes = self.prior.get(stratum, (0, 0))
+        looks, changes = self.current.get(stratum, [0, 0])
+        return (1 + prior_changes + changes) / (2 + prior_looks + looks)
 
     def next_batch(self) -> np.ndarray | None:
         open_strata = [k for k, rows in self.by_stratum.items() if len(rows)]
@@ -117,9 +124,10 @@ class RankedSession(Session):
 
     def record(self, rows: np.ndarray, changed: np.ndarray) -> None:
         for row, change in zip(rows, changed):
-            tally = self.history.setdefault(self.row_stratum[int(row)], [0, 0])
-            tally[0] += 1
-            tally[1] += int(change)
+            for tally in (self.history.setdefault(self.row_stratum[int(row)], [0, 0]),
+                          self.current.setdefault(self.row_stratum[int(row)], [0, 0])):
+                tally[0] += 1
+                tally[1] += int(change)
 
 
 @dataclass(frozen=True)
@@ -133,18 +141,22 @@ class RankedQueue:
     min_yield : expected labels changed per look below which a stratum is left (0.3: fewer than 3 in 10).
     agreement_looks : videos per pass drawn from the least confident agreements.
     agreement_pool : share of the never-reviewed agreements, lowest self-confidence first, they are drawn from.
+    memory : the most looks the earlier passes of a stratum weigh in its expected yield.
     """
 
     batch: int = 5
     min_yield: float = 0.3
     agreement_looks: int = 5
     agreement_pool: float = 0.2
+    memory: int = 10
 
     name = "ranked"
 
     def __post_init__(self):
-        if self.batch < 1 or not 0 <= self.min_yield <= 1 or self.agreement_looks < 0 or not 0 < self.agreement_pool <= 1:
-            raise ValueError("need batch >= 1, min_yield in [0, 1], agreement_looks >= 0, agreement_pool in (0, 1]")
+        if (self.batch < 1 or not 0 <= self.min_yield <= 1 or self.agreement_looks < 0
+                or not 0 < self.agreement_pool <= 1 or self.memory < 0):
+            raise ValueError("need batch >= 1, min_yield in [0, 1], agreement_looks >= 0, agreement_pool in (0, 1], "
+                             "memory >= 0")
 
     def start(self, probabilities, labels, reviewed, threshold: float, seed: int, strata=None,
               history: dict | None = None) -> RankedSession:
@@ -164,7 +176,7 @@ class RankedQueue:
         take = min(self.agreement_looks, len(agree))
         picked = np.sort(np.random.default_rng(seed).choice(agree, take, replace=False)) if take else agree[:0]
         return RankedSession(by_stratum, {int(r): str(keys[r]) for r in range(len(keys))}, picked.astype(np.int64),
-                             history if history is not None else {}, self.batch, self.min_yield)
+                             history if history is not None else {}, self.batch, self.min_yield, self.memory)
 
     def loop_done(self, ratio: float, relabelled: int) -> bool:
         return relabelled == 0
