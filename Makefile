@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) -m bench.hmi
 	$(PY) -m bench.backfill
 	$(PY) -m bench.alerts
+	$(PY) -m bench.review
 
 clean:
 	rm -rf $(VENV) $(SYSTEM) data runs build *.egg-info deploy/kafka/lib
