@@ -5,6 +5,7 @@ defaults are the paper's (Chatterjee et al. 2021, see ``shared/reference``).
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 import astropy.units as u
@@ -89,6 +90,9 @@ class VideoConfig:
         return ((self.n_frames - 1) * self.cadence).to(u.day)
 
 
+PLACEHOLDER_UPLOAD_TOKEN = "change-me"  # the default upload token: anyone who has read the code knows it
+
+
 @dataclass(frozen=True)
 class ServiceConfig:
     """The online service. Defaults run on one machine with no other configuration.
@@ -109,7 +113,8 @@ class ServiceConfig:
     kafka_bootstrap : Kafka bootstrap servers; ``None`` publishes to the API and the local log only.
     alerts_topic, status_topic : Kafka topics (events; compacted, keyed by patch id).
     http_host, http_port : the HTTP API.
-    upload_token : bearer token required by ``POST /upload``.
+    upload_token : bearer token required by ``POST /upload``; the default is a placeholder
+        (:data:`PLACEHOLDER_UPLOAD_TOKEN`) that ``fluxwatch-serve`` accepts only on a loopback host.
     upload_max_bytes : largest accepted upload.
     lat_limit : patches cover latitudes within ±lat_limit (BMRs emerge within ±40°).
     tile_overlap : overlap of neighbouring tiles (0° edge to edge; 7.5°, half a tile, puts every region well
@@ -136,7 +141,7 @@ class ServiceConfig:
     status_topic: str = "fluxwatch.patch-status"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
-    upload_token: str = "change-me"
+    upload_token: str = PLACEHOLDER_UPLOAD_TOKEN
     upload_max_bytes: int = 80 * 2**20
     lat_limit: u.Quantity = 45 * u.deg
     tile_overlap: u.Quantity = 0 * u.deg
@@ -163,6 +168,16 @@ class ServiceConfig:
     def patch_grid(self) -> PatchGridConfig:
         """The grid of tiles the service scores (and the training tiles are drawn from)."""
         return PatchGridConfig(lat_limit=self.lat_limit, overlap=self.tile_overlap)
+
+    @property
+    def loopback_only(self) -> bool:
+        """The HTTP API listens on this machine only: ``http_host`` is localhost or a loopback address."""
+        if self.http_host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.http_host).is_loopback
+        except ValueError:  # a host name other than localhost may resolve anywhere
+            return False
 
     @property
     def tick_seconds(self) -> float:

@@ -84,10 +84,15 @@ class AlertSource:
         """Bring every alert of the service into the queue and refresh the snapshots of undecided ones; returns
         the number of alerts the queue holds."""
         self._last_sync = time.monotonic()
-        body, _ = self._get("/alerts")
         latest: dict[str, dict] = {}
-        for event in json.loads(body):  # oldest first: the dict keeps first-opened order, the values the latest event
-            latest[event["alert_id"]] = event
+        query: dict = {"limit": 1000}
+        while True:  # every page of GET /alerts
+            page = json.loads(self._get("/alerts", query)[0])
+            for event in page["items"]:  # oldest first: the dict keeps first-opened order, the values the latest event
+                latest[event["alert_id"]] = event
+            if not page["has_more"]:
+                break
+            query["cursor"] = page["next_cursor"]
         keys = [alert_key(a) for a in latest]
         queued = {i.key: i for i in self.decisions.items(ALERTS_QUEUE)}
         finals = self.decisions.finals([k for k in keys if k in queued])

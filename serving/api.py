@@ -3,26 +3,72 @@
 Queries read through the store's read-only connections, so they see
 committed frames only; an upload is checked (token, size, a readable
 magnetogram) off the event loop and renamed into ``incoming/`` complete.
+Every error is an RFC 9457 problem (``application/problem+json``,
+:class:`serving.events.Problem`); ``GET /alerts`` pages with an opaque cursor.
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import io
+import json
 import secrets
 import tempfile
 import time
+from collections.abc import Mapping
+from http import HTTPStatus
 from pathlib import Path
 
 import numpy as np
 from astropy.time import Time
-from fastapi import BackgroundTasks, FastAPI, Header, HTTPException, Query, Request, Response, UploadFile
+from fastapi import BackgroundTasks, FastAPI, HTTPException, Query, Request, Response, Security, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from common.clock import slot_of_time, slot_time
 from ingest.errors import IngestError
 from ingest.magnetogram import read_frame
-from serving.events import SCHEMA_VERSION, AlertEvent, PatchDetail, PatchSummary
+from serving.events import SCHEMA_VERSION, AlertPage, EventKind, Health, PatchDetail, PatchSummary, Problem, Readiness, UploadAccepted
 from serving.service import Service
+
+ALERTS_PAGE_DEFAULT, ALERTS_PAGE_MAX = 100, 1000  # events per page of GET /alerts
+
+
+def encode_cursor(seq: int) -> str:
+    """The opaque ``GET /alerts`` cursor after the event of publication sequence number ``seq`` (the store's
+    :meth:`~serving.store.Reader.alert_rows`): URL-safe base64 of JSON."""
+    return base64.urlsafe_b64encode(json.dumps({"after": seq}).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    """The sequence number of a cursor from :func:`encode_cursor`; ValueError for anything else."""
+    try:
+        seq = json.loads(base64.urlsafe_b64decode(cursor.encode()))["after"]
+    except (binascii.Error, UnicodeError, ValueError, TypeError, KeyError):
+        seq = None
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ValueError(f"cursor={cursor!r} is not a cursor this API gave")
+    return seq
+
+
+def problem(request: Request, status: int, detail: str, headers: Mapping[str, str] | None = None, **extra) -> JSONResponse:
+    """An RFC 9457 problem response; ``extra`` are extension members."""
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = f"HTTP {status}"
+    body = Problem(title=title, status=status, detail=detail, instance=request.url.path, **extra)
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers,
+                        media_type="application/problem+json")
+
+
+def problems(*statuses: int) -> dict:
+    """OpenAPI ``responses`` of a route's error statuses, each a :class:`Problem` (as problem+json: see ``openapi``)."""
+    return {status: {"model": Problem, "description": HTTPStatus(status).phrase} for status in statuses}
 
 
 def create_app(service: Service) -> FastAPI:
@@ -31,30 +77,61 @@ def create_app(service: Service) -> FastAPI:
                   description="Live detection of emerging solar active regions in full-disk magnetograms.")
     config = service.config
     reader = service.store.reader()
+    bearer = HTTPBearer(auto_error=False, description="the service's upload token (``--upload-token``)")
+
+    @app.exception_handler(StarletteHTTPException)
+    def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(request, exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        return problem(request, 422, detail, errors=errors)
+
+    @app.exception_handler(Exception)
+    def internal_problem(request: Request, exc: Exception) -> JSONResponse:
+        return problem(request, 500, f"internal error ({type(exc).__name__}); the service log has the details")
+
+    def openapi() -> dict:
+        """FastAPI's OpenAPI, with every 4xx/5xx body declared as application/problem+json."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            for operation in (op for path in schema["paths"].values() for op in path.values()):
+                for status, response in operation.get("responses", {}).items():
+                    if status[0] in "45" and "application/json" in response.get("content", {}):
+                        response["content"] = {"application/problem+json": response["content"]["application/json"]}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/health")
-    def health() -> dict:
+    def health() -> Health:
         """Liveness: the process answers."""
-        return {"status": "ok"}
+        return Health(status="ok")
 
-    @app.get("/ready")
-    def ready() -> JSONResponse:
+    @app.get("/ready", response_model=Readiness, responses=problems(503))
+    def ready(request: Request) -> JSONResponse:
         """Readiness: the model bundle is loaded, at least one frame has been ingested, and the live source (when
-        there is one) has not failed its last polls."""
+        there is one) has not failed its last polls. Not ready: 503, a problem with the same fields besides."""
         newest = reader.newest_frame()
         source = service.source_state
-        ok = newest is not None and (source is None or source.healthy)
-        body = {"ready": ok, "model_version": service.bundle.model_version,
-                "members": len(service.bundle.members), "newest_frame": newest[1] if newest else None,
-                "source": source.as_dict() if source is not None else None}
-        return JSONResponse(body, status_code=200 if ok else 503)
+        body = Readiness(ready=False, model_version=service.bundle.model_version, members=len(service.bundle.members),
+                         newest_frame=newest[1] if newest else None,
+                         source=source.as_dict() if source is not None else None).model_dump(mode="json")
+        waiting = (["no frame ingested yet"] if newest is None else []) + \
+                  ([f"the {source.name} source is failing its polls"] if source is not None and not source.healthy else [])
+        if waiting:
+            return problem(request, 503, "not ready: " + "; ".join(waiting), **body)
+        return JSONResponse({**body, "ready": True})
 
     @app.get("/patches")
     def patches() -> list[PatchSummary]:
         """Every patch on the disk now, with its latest score and alert status."""
         return reader.patches()
 
-    @app.get("/patches/{patch_id}")
+    @app.get("/patches/{patch_id}", responses=problems(404, 422))
     def patch(patch_id: str) -> PatchDetail:
         """One patch: probability history (masking curve so far) and onset estimate of its latest passage."""
         found = reader.patch(patch_id)
@@ -64,7 +141,8 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/patches/{patch_id}/video", response_class=Response,
              responses={200: {"content": {"application/x-npy": {}},
-                              "description": "NumPy .npy of float32 (n_frames, pixels, pixels), LoS field in G"}})
+                              "description": "NumPy .npy of float32 (n_frames, pixels, pixels), LoS field in G"},
+                        **problems(404, 422)})
     def patch_video(patch_id: str, passage_start: str | None = Query(
             None, description="ISO UTC time of the passage's frame 0 (an alert's passage_start); the latest passage when absent")
                     ) -> Response:
@@ -85,22 +163,47 @@ def create_app(service: Service) -> FastAPI:
                         headers={"X-Passage-Start": slot_time(found[0]).isot, "X-Last-Frame": str(found[2]),
                                  "X-Passage-Status": found[1]})
 
-    @app.get("/alerts")
-    def alerts(since: str | None = Query(None, description="ISO UTC time; events from frames at or after it")
-               ) -> list[AlertEvent]:
-        """Alert events (opened, updated, withdrawn, closed), oldest first."""
+    @app.get("/alerts", responses=problems(422))
+    def alerts(
+        cursor: str | None = Query(None, description="the previous page's next_cursor; the first page when absent"),
+        limit: int = Query(ALERTS_PAGE_DEFAULT, ge=1, le=ALERTS_PAGE_MAX, description="events per page at most"),
+        since: str | None = Query(None, description="ISO UTC time; events from frames at or after it"),
+        until: str | None = Query(None, description="ISO UTC time; events from frames before it"),
+        kind: list[EventKind] = Query([], description="event kinds to keep (repeat for several); all when absent"),
+        lon_min: float = Query(0.0, ge=0, le=360, description="patch centre Carrington longitude at least this, deg"),
+        lon_max: float = Query(360.0, ge=0, le=360, description="... at most this, deg; below lon_min: a box across 0°"),
+        lat_min: float = Query(-90.0, ge=-90, le=90, description="patch centre Carrington latitude at least this, deg"),
+        lat_max: float = Query(90.0, ge=-90, le=90, description="... at most this, deg"),
+        min_probability: float | None = Query(None, ge=0, le=1, description="ensemble median probability at least this"),
+    ) -> AlertPage:
+        """Alert events (opened, updated, withdrawn, closed) in the order they were published, a page at a time:
+        follow ``next_cursor`` (keeping the filters) while ``has_more``. The cursor marks the last event read, so
+        events published later, even from a late frame, come after it: the last page's cursor polls for new ones."""
+        times = {}
+        for name, value in (("since", since), ("until", until)):
+            try:
+                times[name] = Time(value) if value else None
+            except ValueError:
+                raise HTTPException(422, f"{name}={value!r} is not an ISO time") from None
         try:
-            t = Time(since) if since else None
-        except ValueError:
-            raise HTTPException(422, f"since={since!r} is not an ISO time") from None
-        return reader.alerts(t)
+            after = decode_cursor(cursor) if cursor else None
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if lat_min > lat_max:
+            raise HTTPException(422, f"lat_min={lat_min} is above lat_max={lat_max}")
+        box = (lon_min, lon_max, lat_min, lat_max) if (lon_min, lon_max, lat_min, lat_max) != (0, 360, -90, 90) else None
+        found = reader.alert_rows(times["since"], times["until"], kinds=[str(k) for k in kind], box=box,
+                                  min_probability=min_probability, after=after, limit=limit + 1)
+        page = found[:limit]
+        return AlertPage(items=[e for _, e in page], has_more=len(found) > limit,
+                         next_cursor=encode_cursor(page[-1][0]) if page else cursor)
 
-    @app.post("/upload", status_code=202)
+    @app.post("/upload", status_code=202, responses=problems(401, 413, 422))
     async def upload(request: Request, file: UploadFile, background: BackgroundTasks,
-                     authorization: str | None = Header(None)) -> dict:
+                     credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> UploadAccepted:
         """Submit a full-disk magnetogram FITS file (``Authorization: Bearer <token>``); it is scored at once
         (after the response), not at the next cadence."""
-        if authorization is None or not secrets.compare_digest(authorization, f"Bearer {config.upload_token}"):
+        if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), config.upload_token.encode()):
             service.metrics.reject("unauthorized")
             raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
         declared = int(request.headers.get("content-length", 0))
@@ -131,9 +234,10 @@ def create_app(service: Service) -> FastAPI:
         # The frame is read: it joins its slot as it is, and is scored after the response (a sync task runs in a thread).
         await run_in_threadpool(service.accept, Path(tmp.name), accepted, mag, time.perf_counter() - t0)
         background.add_task(service.run_cycle, time.time())
-        return {"accepted": accepted, "time": mag.time.isot, "slot": int(slot_of_time(mag.time))}
+        return UploadAccepted(accepted=accepted, time=mag.time.isot, slot=int(slot_of_time(mag.time)))
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response,
+             responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition format"}})
     def metrics() -> Response:
         """Prometheus metrics."""
         body, content_type = service.metrics.exposition()

@@ -146,6 +146,54 @@ class PatchDetail(_Model):
     alert: dict = Field(description="the alert state of the passage")
 
 
+class AlertPage(_Model):
+    """One page of alert events: ``GET /alerts``."""
+
+    items: list[AlertEvent] = Field(description="events in the order they were published (their frames' order, "
+                                                "but a late frame's events come after those already published)")
+    next_cursor: str | None = Field(description="opaque, after the last event of this page (the request's cursor when "
+                                                "the page is empty): pass it as ``cursor`` with the same filters for "
+                                                "the next page, or later for the events published since; null when "
+                                                "there is no event yet and no cursor was given")
+    has_more: bool = Field(description="more events are published after this page now")
+
+
+class Problem(_Model):
+    """An error response (RFC 9457 problem details, ``application/problem+json``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field("about:blank", description="a URI naming the problem type; about:blank: the status says it all")
+    title: str = Field(description="the HTTP status phrase")
+    status: int = Field(description="the HTTP status code")
+    detail: str = Field(description="what went wrong with this request, in words")
+    instance: str = Field(description="the path of the request")
+
+
+class Health(_Model):
+    """``GET /health``."""
+
+    status: Literal["ok"]
+
+
+class Readiness(_Model):
+    """``GET /ready``: 200 with this when ready, else 503 with the same fields in a problem body."""
+
+    ready: bool
+    model_version: str
+    members: int = Field(description="ensemble members in the bundle")
+    newest_frame: str | None = Field(json_schema_extra={"format": "date-time"}, description="UTC time of the newest frame ingested")
+    source: dict | None = Field(description="the live source's poll state (None without one)")
+
+
+class UploadAccepted(_Model):
+    """``POST /upload``: the frame was read and is scored after the response."""
+
+    accepted: str = Field(description="the file's name in processed/")
+    time: str = Field(json_schema_extra={"format": "date-time"}, description="UTC observation time of the frame")
+    slot: int = Field(description="the frame's cadence slot")
+
+
 def json_schema() -> dict:
     """The published JSON Schema of :class:`AlertEvent` (draft 2020-12)."""
     schema = AlertEvent.model_json_schema()

@@ -8,7 +8,7 @@ import sys
 import astropy.units as u
 import uvicorn
 
-from common.config import ServiceConfig
+from common.config import PLACEHOLDER_UPLOAD_TOKEN, ServiceConfig
 from serving.api import create_app
 from serving.app import build
 from serving.bundle import BundleError
@@ -32,7 +32,8 @@ def config_from_args(argv=None) -> ServiceConfig:
     p.add_argument("--kafka", dest="kafka_bootstrap", default=d.kafka_bootstrap, help="bootstrap servers; none = no Kafka")
     p.add_argument("--host", dest="http_host", default=d.http_host)
     p.add_argument("--port", dest="http_port", type=int, default=d.http_port)
-    p.add_argument("--upload-token", default=d.upload_token)
+    p.add_argument("--upload-token", default=d.upload_token,
+                   help="bearer token of POST /upload; the default placeholder is refused unless --host is loopback")
     p.add_argument("--lat-limit-deg", type=float, default=d.lat_limit.to_value(u.deg))
     p.add_argument("--tile-overlap-deg", type=float, default=d.tile_overlap.to_value(u.deg),
                    help="overlap of neighbouring tiles (7.5 = half a tile); overlapping alerts are merged")
@@ -52,6 +53,11 @@ def main(argv=None) -> int:
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # skipped runs while a long cycle finishes are expected
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python logs every connection at INFO
     config = config_from_args(argv)
+    if config.upload_token == PLACEHOLDER_UPLOAD_TOKEN and not config.loopback_only:
+        print(f"fluxwatch-serve: error: --host {config.http_host} listens beyond this machine, and the upload token is "
+              f"the placeholder {PLACEHOLDER_UPLOAD_TOKEN!r} that anyone can read in the source: give --upload-token "
+              "a secret, or listen on 127.0.0.1", file=sys.stderr)
+        return 2
     try:
         app = build(config)
     except BundleError as exc:

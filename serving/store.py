@@ -4,7 +4,8 @@ SQLite (WAL) holds the facts: ``frames`` (every ingested slot), ``passages``
 (a patch's disk passage: its first slot and status), ``scores`` (each
 member's probability and the typed :class:`~serving.events.Score` per patch,
 passage and frame: the probability history), ``alert_states``, ``alerts``
-(every published event, for the API) and ``outbox`` (messages not yet on
+(every published event, for the API; its rowid is the publication order that
+``GET /alerts`` cursors mark, so the table is never vacuumed) and ``outbox`` (messages not yet on
 Kafka). Each patch passage's video is a memory-mapped float32 array
 (n_frames, pixels, pixels) in G.
 
@@ -21,6 +22,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -281,8 +283,43 @@ class Reader(_Queries):
         return [Score.model_validate_json(r[0]) for r in self.db.execute(
             "SELECT summary FROM scores WHERE patch_id = ? AND start_slot = ? ORDER BY frame", (patch_id, start_slot))]
 
-    def alerts(self, since: Time | None = None) -> list[AlertEvent]:
-        """Alert events whose frame time is at or after ``since`` (all when None), oldest first."""
-        rows = self.db.execute("SELECT payload FROM alerts WHERE frame_time >= ? ORDER BY frame_time, event_id",
-                               (since.isot if since is not None else "",)).fetchall()
-        return [AlertEvent.model_validate_json(r[0]) for r in rows]
+    def alerts(self, since: Time | None = None, until: Time | None = None, kinds: Sequence[str] = (),
+               box: tuple[float, float, float, float] | None = None, min_probability: float | None = None) -> list[AlertEvent]:
+        """Alert events in the order they were published (filters: :meth:`alert_rows`)."""
+        return [e for _, e in self.alert_rows(since, until, kinds, box, min_probability)]
+
+    def alert_rows(self, since: Time | None = None, until: Time | None = None, kinds: Sequence[str] = (),
+                   box: tuple[float, float, float, float] | None = None, min_probability: float | None = None,
+                   after: int | None = None, limit: int | None = None) -> list[tuple[int, AlertEvent]]:
+        """(publication sequence number, event) of alert events in the order they were published (the order of
+        their frames, but for a late frame's events, which follow the events already published), filtered in SQL;
+        every filter is off when None or empty.
+
+        since, until : frame time at or after ``since`` and before ``until`` (half-open).
+        kinds : event kinds (:class:`~serving.events.EventKind` values) to keep.
+        box : (lon_min, lon_max, lat_min, lat_max), Carrington deg, bounds included, of the patch centre
+            (``patch.carrington``); ``lon_min > lon_max`` is a box across 0° (e.g. 350 to 10).
+        min_probability : ensemble median (``probability.median``) at least this.
+        after : sequence number of the last event already read: only events published after it (keyset pages).
+        limit : at most this many events.
+        """
+        where: list[tuple[str, list]] = [("1", [])]  # (SQL condition, its parameters)
+        if since is not None:
+            where.append(("frame_time >= ?", [since.isot]))
+        if until is not None:
+            where.append(("frame_time < ?", [until.isot]))
+        if kinds:
+            where.append((f"json_extract(payload, '$.event') IN ({', '.join('?' * len(kinds))})", list(kinds)))
+        if box is not None:
+            lon_min, lon_max, lat_min, lat_max = box
+            lon, lat = "json_extract(payload, '$.patch.carrington.lon')", "json_extract(payload, '$.patch.carrington.lat')"
+            where.append((f"({lon} >= ? {'AND' if lon_min <= lon_max else 'OR'} {lon} <= ?) AND {lat} BETWEEN ? AND ?",
+                          [lon_min, lon_max, lat_min, lat_max]))
+        if min_probability is not None:
+            where.append(("json_extract(payload, '$.probability.median') >= ?", [min_probability]))
+        if after is not None:
+            where.append(("rowid > ?", [after]))
+        sql = " AND ".join(condition for condition, _ in where)
+        args = [a for _, params in where for a in params] + [-1 if limit is None else limit]
+        rows = self.db.execute(f"SELECT rowid, payload FROM alerts WHERE {sql} ORDER BY rowid LIMIT ?", args).fetchall()
+        return [(seq, AlertEvent.model_validate_json(payload)) for seq, payload in rows]

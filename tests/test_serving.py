@@ -81,7 +81,7 @@ def test_alerts_reach_kafka_and_match_the_api(tmp_path, tiny_bundle, frames, kaf
         assert service.run_cycle() == len(frames)
         wait_for(lambda: service.store.outbox.depth() == 0, what="outbox to drain")
         with ServerThread(create_app(service)) as server:
-            api = httpx.get(f"{server.url}/alerts").json()
+            api = httpx.get(f"{server.url}/alerts", params={"limit": 1000}).json()["items"]
             patches = httpx.get(f"{server.url}/patches").json()
             one = httpx.get(f"{server.url}/patches/{patches[0]['patch_id']}").json()
             metrics = httpx.get(f"{server.url}/metrics").text
