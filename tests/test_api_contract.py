@@ -11,6 +11,7 @@ from common.config import PLACEHOLDER_UPLOAD_TOKEN, ServiceConfig
 from serving.api import create_app
 from serving.events import AlertEvent
 from serving.service import Service
+from serving.store import Reader
 from tests.support import ServerThread
 from tests.test_serving import config, drop
 
@@ -153,6 +154,16 @@ def test_errors_are_problem_details(served):
     assert r.headers["www-authenticate"] == "Bearer"
     r = httpx.post(f"{url}/upload", files={"file": ("frame.fits", b"SIMPLE")}, headers={"Authorization": "Bearer nöpe".encode("latin-1")})
     assert_problem(r, 401, "/upload", "bearer token")
+
+
+def test_an_internal_error_is_a_problem_that_keeps_the_exception_in_the_log(served, monkeypatch):
+    _, url = served
+
+    def broken(self):
+        raise RuntimeError("disk on fire")
+    monkeypatch.setattr(Reader, "patches", broken)
+    body = assert_problem(httpx.get(f"{url}/patches"), 500, "/patches", "internal error (RuntimeError)")
+    assert "disk on fire" not in body["detail"]
 
 
 def test_not_ready_is_a_problem_with_the_readiness_fields(tmp_path, tiny_bundle):
