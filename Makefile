@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 SYSTEM := .system-packages
 
-.PHONY: demo test lint test-slow bench clean
+.PHONY: demo test lint test-slow test-reliability bench clean
 
 # Debian packages: Java 17 and Maven fetch and run the Kafka broker; prometheus checks the dashboards;
 # chromium and its driver run the review desk's browser tests.
@@ -26,7 +26,7 @@ demo: $(STAMP)
 	$(PY) -m demo
 
 test: lint
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow and not reliability"
 
 # ruff (lint and import order), the published alert schema against its model, and mypy.
 lint: $(STAMP)
@@ -36,6 +36,12 @@ lint: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
+
+# The reliability suite (issue 13): each part records its counts in build/reliability/*.json; the summary prints them.
+test-reliability: $(STAMP)
+	rm -rf build/reliability
+	$(PY) -m pytest -m reliability
+	$(PY) -m devtools.reliability_summary
 
 bench: $(STAMP)
 	$(PY) -m bench.ingest

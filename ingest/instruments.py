@@ -188,7 +188,11 @@ def harmonise(path: str | Path, data: np.ndarray, image: ImageGeometry, on_disk:
         factor = source.to_mdi_factor / instrument_named(target.name).to_mdi_factor
     except ValueError as exc:
         raise InstrumentError(path, str(exc)) from None
-    k = max(int(round(target.plate_scale_arcsec / scale)), 1)
+    k = max(int(round(target.plate_scale_arcsec / scale)), 1) if scale > 0 else 0
+    if not 0 < k <= min(data.shape):
+        raise InstrumentError(path, f"{source.spec.name} pixels of {scale:.3g}″ cannot be brought to the model's "
+                                    f"{target.plate_scale_arcsec}″ ones: they would need {k}×{k} binning of a "
+                                    f"{data.shape[1]}×{data.shape[0]} image")
     ny, nx = (n - n % k for n in data.shape)
     binned = data[:ny, :nx].reshape(ny // k, k, nx // k, k).mean(axis=(1, 3), dtype=np.float64)
     disk = np.asarray(on_disk[:ny, :nx].reshape(ny // k, k, nx // k, k).all(axis=(1, 3)))

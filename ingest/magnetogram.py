@@ -11,6 +11,8 @@ become 0 G.
 """
 from __future__ import annotations
 
+import gzip
+import re
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,6 +51,11 @@ REQUIRED_KEYWORDS = {
 PROJECTION = ("HPLN-TAN", "HPLT-TAN")
 #: Largest image accepted (HMI's full disk is 4096²).
 MAX_PIXELS = 8192 * 8192
+#: Largest file (gzip files: once decompressed) accepted: the largest image as float64, and room for headers.
+MAX_FILE_BYTES = 8 * MAX_PIXELS + 2**20
+#: The FITS standard's limit on NAXIS; astropy builds a list of NAXIS axes before anything else.
+MAX_AXES = 999
+_NAXIS_CARD = re.compile(rb"NAXIS   = +(\d+)")
 
 
 @dataclass(frozen=True)
@@ -85,13 +92,14 @@ def _open(path: Path):
     """(header, data) of the first 2-D image HDU; raw errors become typed ones."""
     if not path.is_file():
         raise NotFITSError(path, "no such file")
+    _check_axes(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with fits.open(path, memmap=False) as hdul:
                 for hdu in hdul:
                     if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and hdu.header.get("NAXIS") == 2:
-                        header = hdu.header.copy()
+                        header = _parsed(hdu.header)
                         _check_size(path, header)  # before the data: a compressed HDU would be decompressed
                         data = hdu.data
                         break
@@ -101,15 +109,50 @@ def _open(path: Path):
         raise
     except OSError as exc:
         raise NotFITSError(path, f"not a readable FITS file ({exc})") from None
-    except (TypeError, ValueError) as exc:
+    except Exception as exc:  # astropy meets a malformed header or data unit with KeyError, VerifyError, ValueError…
         if any("truncated" in str(w.message) for w in caught):
             raise TruncatedFITSError(path, "file is shorter than its header says (truncated)") from None
-        raise NotFITSError(path, f"unreadable FITS data ({exc})") from None
+        raise NotFITSError(path, f"unreadable FITS structure ({_describe(exc)})") from None
     if any("truncated" in str(w.message) for w in caught):
         raise TruncatedFITSError(path, "file is shorter than its header says (truncated)")
     if data is None or data.ndim != 2:
         raise NoImageDataError(path, "the image HDU holds no 2-D data")
     return header, data
+
+
+def _check_axes(path: Path) -> None:
+    """Refuse, before astropy parses it, a file whose header claims more axes than FITS allows (astropy would
+    build a list of that many, e.g. 10^10) or that is (gzip: decompresses to) more than :data:`MAX_FILE_BYTES`."""
+    with path.open("rb") as f:
+        packed = f.read(2) == b"\x1f\x8b"
+    block = 2880 * 364  # whole FITS blocks, so header cards stay on 80-byte boundaries
+    try:
+        with (gzip.open(path, "rb") if packed else path.open("rb")) as f:
+            total = 0
+            while chunk := f.read(block):
+                total += len(chunk)
+                if total > MAX_FILE_BYTES:
+                    raise ImageSizeError(path, f"{'decompresses to' if packed else 'is'} more than {MAX_FILE_BYTES} bytes, "
+                                               "larger than any full-disk magnetogram")
+                for m in _NAXIS_CARD.finditer(chunk):
+                    if m.start() % 80 == 0 and int(m.group(1)) > MAX_AXES:
+                        raise ImageSizeError(path, f"NAXIS = {int(m.group(1))}: FITS allows at most {MAX_AXES} axes")
+    except (OSError, EOFError) as exc:  # a damaged gzip stream
+        raise NotFITSError(path, f"not a readable FITS file ({exc})") from None
+
+
+def _parsed(header: fits.Header) -> fits.Header:
+    """A copy of ``header`` with every card's value parsed now, so an unparsable card (e.g. ``CRPIX1 = NaN``)
+    raises astropy's VerifyError here rather than wherever the keyword is first read."""
+    copy = header.copy()
+    for card in copy.cards:
+        card.value  # noqa: B018 (parsing is the point)
+    return copy
+
+
+def _describe(exc: Exception) -> str:
+    """An exception from astropy as a reason: its type (a bare KeyError says only the keyword) and message."""
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _check_size(path: Path, header: fits.Header) -> None:
@@ -129,7 +172,11 @@ def check_header(path: Path, header: fits.Header) -> None:
         if not any(k in header and str(header[k]).strip() not in ("", "nan", "NaN") for k in keys):
             raise MissingKeywordError(path, f"missing {what} (keyword {' or '.join(keys)})")
     for key in ("DSUN_OBS", "CRPIX1", "CRPIX2"):
-        if not np.isfinite(float(header[key])):
+        try:
+            finite = np.isfinite(float(header[key]))
+        except (TypeError, ValueError):
+            finite = False
+        if not finite:
             raise MissingKeywordError(path, f"{key} is not a finite number ({header[key]!r})")
     ctypes = (str(header.get("CTYPE1", "")).strip(), str(header.get("CTYPE2", "")).strip())
     if ctypes != PROJECTION:
@@ -139,13 +186,18 @@ def check_header(path: Path, header: fits.Header) -> None:
 def read_header(path: str | Path) -> fits.Header:
     """The validated header of a magnetogram, without reading its data."""
     path = Path(path)
+    if not path.is_file():
+        raise NotFITSError(path, "no such file")
+    _check_axes(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with fits.open(path, memmap=True) as hdul:
-                headers = [h.header.copy() for h in hdul if h.header.get("NAXIS") == 2 and not isinstance(h, fits.BinTableHDU)]
+                headers = [_parsed(h.header) for h in hdul if h.header.get("NAXIS") == 2 and not isinstance(h, fits.BinTableHDU)]
     except OSError as exc:
         raise NotFITSError(path, f"not a readable FITS file ({exc})") from None
+    except Exception as exc:  # as in _open: a malformed header
+        raise NotFITSError(path, f"unreadable FITS structure ({_describe(exc)})") from None
     if not headers:
         raise NoImageDataError(path, "no HDU holds a 2-D image")
     check_header(path, headers[0])
