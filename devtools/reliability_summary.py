@@ -1,8 +1,9 @@
 """Print the reliability suite's summary: the counts each part wrote to ``build/reliability/*.json``.
 
-Each file is a flat JSON object of counts (e.g. ``fits.json``: ``{"fits_cases": 2600, "fits_crashes": 0, ...}``);
-the summary line lists every file's ``*_cases`` and ``*_crashes`` totals, file by file, in name order. Exits 1 if
-any part counted a crash, or none wrote a file.
+Each part writes ``<part>.json``, a flat JSON object of counts whose totals are ``<part>_cases`` and
+``<part>_crashes`` (e.g. ``fits.json``: ``{"fits_cases": 2800, "fits_crashes": 0, "fits_reader_cases": ...}``);
+the summary line lists every part's totals in name order. Exits 1 if any part counted a crash, or none wrote a
+file.
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ def summary(folder: Path = DEFAULT_DIR) -> tuple[str, bool]:
     """(the summary line, whether every part ran with no crash)."""
     counts: dict[str, int] = {}
     for path in sorted(folder.glob("*.json")):
-        for key, value in json.loads(path.read_text()).items():
-            if key.count("_") == 1 and key.endswith(("_cases", "_crashes")):  # the part's totals
-                counts[key] = int(value)
+        report = json.loads(path.read_text())
+        for key in (f"{path.stem}_cases", f"{path.stem}_crashes"):
+            counts[key] = int(report.get(key, 0))
     line = " ".join(f"{k}={v}" for k, v in counts.items())
     return line, bool(counts) and not any(v for k, v in counts.items() if k.endswith("_crashes"))
 

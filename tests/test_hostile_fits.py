@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
+from devtools.reliability_summary import summary
 from ingest.cli import main as ingest_main
 from ingest.errors import ImageSizeError, IngestError, InstrumentError, NotFITSError
 from serving.api import create_app
@@ -172,3 +173,12 @@ def test_hostile_files_through_upload_watched_folder_and_cli(tmp_path, tiny_bund
 @pytest.mark.reliability
 def test_many_hostile_files_through_upload_watched_folder_and_cli(tmp_path, tiny_bundle, frames):
     through_the_service(tmp_path, tiny_bundle, frames, FULL_SAMPLE, "service")
+
+
+def test_the_summary_lists_every_parts_totals_and_fails_on_a_crash(tmp_path):
+    (tmp_path / "fits.json").write_text(json.dumps({"fits_cases": 2800, "fits_crashes": 0, "fits_reader_cases": 2500}))
+    (tmp_path / "api_load.json").write_text(json.dumps({"api_load_cases": 40, "api_load_crashes": 0}))
+    assert summary(tmp_path) == ("api_load_cases=40 api_load_crashes=0 fits_cases=2800 fits_crashes=0", True)
+    (tmp_path / "fits.json").write_text(json.dumps({"fits_cases": 10, "fits_crashes": 1}))
+    assert summary(tmp_path)[1] is False
+    assert summary(tmp_path / "none") == ("", False)
