@@ -22,6 +22,22 @@ def central_meridian_distance(lon_deg, l0_deg):
     return (np.asarray(lon_deg) - l0_deg + 180.0) % 360.0 - 180.0
 
 
+def heliocentric(lon_deg, lat_deg, l0_rad, b0_rad, dtype=np.float64):
+    """Heliocentric Cartesian coordinates (solar radii; x west, y north, z towards the observer) of Carrington
+    surface points (deg) seen from Carrington longitude ``l0_rad`` and latitude ``b0_rad`` (rad). All four
+    broadcast against each other: a grid for one observer, or one point's track over many observers."""
+    dlon = np.deg2rad(np.asarray(lon_deg, dtype=np.float64)) - l0_rad
+    lat = np.deg2rad(np.asarray(lat_deg, dtype=np.float64))
+    cos_lat, sin_lat = np.cos(lat).astype(dtype), np.sin(lat).astype(dtype)
+    cos_dlon, sin_dlon = np.cos(dlon).astype(dtype), np.sin(dlon).astype(dtype)
+    cos_b0, sin_b0 = np.cos(b0_rad).astype(dtype), np.sin(b0_rad).astype(dtype)
+    cc = cos_lat * cos_dlon
+    x = cos_lat * sin_dlon
+    y = cos_b0 * sin_lat - sin_b0 * cc
+    z = cos_b0 * cc + sin_b0 * sin_lat
+    return x, y, z
+
+
 @dataclass(frozen=True)
 class Observer:
     """An observer of the Sun at one instant.
@@ -103,15 +119,7 @@ class Observer:
         y to solar north, z towards the observer, each of the broadcast shape.
         """
         l0, b0, _ = self._angles
-        dlon = np.deg2rad(np.asarray(lon_deg, dtype=np.float64)) - l0
-        lat = np.deg2rad(np.asarray(lat_deg, dtype=np.float64))
-        cos_lat, sin_lat = np.cos(lat).astype(dtype), np.sin(lat).astype(dtype)
-        cos_dlon, sin_dlon = np.cos(dlon).astype(dtype), np.sin(dlon).astype(dtype)
-        cc = cos_lat * cos_dlon
-        x = cos_lat * sin_dlon
-        y = dtype(np.cos(b0)) * sin_lat - dtype(np.sin(b0)) * cc
-        z = dtype(np.cos(b0)) * cc + dtype(np.sin(b0)) * sin_lat
-        return x, y, z
+        return heliocentric(lon_deg, lat_deg, l0, b0, dtype)
 
     def visible(self, z):
         """True where a surface point with heliocentric ``z`` (solar radii) faces the observer.

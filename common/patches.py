@@ -13,10 +13,18 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
+import astropy.units as u
 import numpy as np
+from astropy.constants import R_sun
 
 from common.config import PatchGridConfig
 from common.observer import Observer
+
+
+def carrington_pixel_area_cm2(lat_deg: np.ndarray, pixel_deg: float) -> np.ndarray:
+    """Surface area (cm²) of Carrington pixels of side ``pixel_deg`` centred at latitudes ``lat_deg``."""
+    side = (R_sun * np.deg2rad(pixel_deg)).to_value(u.cm)
+    return side * side * np.cos(np.deg2rad(lat_deg))
 
 
 def patch_id(lon_deg: float, lat_deg: float) -> str:

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import astropy.units as u
 import numpy as np
-from astropy.constants import R_sun
 
 #: MAD → σ for a normal distribution.
 _MAD_SIGMA = 1.4826
@@ -76,9 +74,3 @@ class FluxRiseDetector:
         """The first frame at which the flux series triggers, or None."""
         frames = self.trigger_frames(flux)
         return frames[0] if frames else None
-
-
-def carrington_pixel_area_cm2(lat_deg: np.ndarray, pixel_deg: float) -> np.ndarray:
-    """Surface area (cm²) of Carrington pixels of side ``pixel_deg`` centred at latitudes ``lat_deg``."""
-    side = (R_sun * np.deg2rad(pixel_deg)).to_value(u.cm)
-    return side * side * np.cos(np.deg2rad(lat_deg))

@@ -22,8 +22,9 @@ import numpy as np
 
 from common.clock import CADENCE_DAYS, days_since_epoch, slot_days, slot_of_time, slot_time
 from common.observer import central_meridian_distance
+from common.patches import carrington_pixel_area_cm2
 from common.video import fill_gaps
-from evaluation.baseline import FluxRiseDetector, carrington_pixel_area_cm2
+from evaluation.baseline import FluxRiseDetector
 from evaluation.matching import Emergence, OpenedAlert
 from serving.alerts import AlertPolicy, AlertState, step
 from serving.events import EventKind, Score

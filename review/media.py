@@ -12,13 +12,14 @@ from dataclasses import dataclass
 
 import astropy.units as u
 import numpy as np
-from astropy.constants import R_sun
 from astropy.time import Time
 from matplotlib.figure import Figure
 from PIL import Image
 
 from common.clock import CADENCE_DAYS, slot_time
 from common.config import PatchGridConfig
+from common.observer import heliocentric
+from common.patches import carrington_pixel_area_cm2
 
 #: Grey scale of the frames: black at -CLIP_G, white at +CLIP_G (a region near the limb, foreshortened, still shows).
 CLIP_G = 300.0
@@ -59,8 +60,7 @@ def flux_curves(video: np.ndarray, lat_deg: float, pixel_deg: float | None = Non
     ``positive`` and ``negative`` (|Σ B<0|·area), each float (n_frames,). Areas are the Carrington pixels' on the
     solar surface; the field is not corrected for projection (a region near the limb shows less flux)."""
     pixel_deg = pixel_deg if pixel_deg is not None else PatchGridConfig().pixel_size.to_value(u.deg)
-    side_cm = (R_sun * np.deg2rad(pixel_deg)).to_value(u.cm)
-    area = side_cm**2 * np.cos(np.deg2rad(pixel_latitudes(lat_deg, video.shape[1], pixel_deg)))[None, :, None]
+    area = carrington_pixel_area_cm2(pixel_latitudes(lat_deg, video.shape[1], pixel_deg), pixel_deg)[None, :, None]
     b = np.nan_to_num(np.asarray(video, dtype=np.float64))
     positive = (np.clip(b, 0, None) * area).sum(axis=(1, 2))
     negative = (np.clip(-b, 0, None) * area).sum(axis=(1, 2))
@@ -119,13 +119,7 @@ def disk_view(lon_deg, lat_deg, times: Time) -> tuple[np.ndarray, np.ndarray, np
     ``y`` (north) in solar radii and ``z`` (> 0 on the visible side); arrays broadcast over points and times."""
     from sunpy.coordinates import sun
 
-    l0 = np.deg2rad(sun.L0(times).to_value(u.deg))
-    b0 = np.deg2rad(sun.B0(times).to_value(u.deg))
-    lon, lat = np.deg2rad(np.asarray(lon_deg)), np.deg2rad(np.asarray(lat_deg))
-    x = np.cos(lat) * np.sin(lon - l0)
-    y = np.sin(lat) * np.cos(b0) - np.cos(lat) * np.cos(lon - l0) * np.sin(b0)
-    z = np.sin(lat) * np.sin(b0) + np.cos(lat) * np.cos(lon - l0) * np.cos(b0)
-    return x, y, z
+    return heliocentric(lon_deg, lat_deg, sun.L0(times).to_value(u.rad), sun.B0(times).to_value(u.rad))
 
 
 def disk_figure(lon_deg: float, lat_deg: float, times: Time, patch_deg: float | None = None) -> bytes:

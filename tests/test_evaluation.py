@@ -7,8 +7,8 @@ import pytest
 
 from common.clock import SLOTS_PER_DAY
 from common.config import PatchGridConfig, ServiceConfig
-from common.patches import PatchGrid
-from evaluation.baseline import FluxRiseDetector, carrington_pixel_area_cm2
+from common.patches import PatchGrid, carrington_pixel_area_cm2
+from evaluation.baseline import FluxRiseDetector
 from evaluation.calibration import forecasts
 from evaluation.cli import KS, evaluate, replay_stream, report_stream
 from evaluation.matching import Emergence, OpenedAlert, match
