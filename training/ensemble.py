@@ -306,6 +306,10 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
              "error_days_percentiles": onset_error_days(np.asarray(estimates), true_onsets, cadence_min)}
 
     # 6. bundle + report + figures -----------------------------------------------------------
+    def described(keys: list[tuple[int, int]], trained: list[TrainedMember]) -> list[dict]:
+        return [{"model": m, "seed": s, "val_accuracy": float(mem.val_accuracy), "best_epoch": int(mem.best_epoch)}
+                for (m, s), mem in zip(keys, trained)]
+
     report = {
         "dataset": {"path": str(store.path), "fingerprint": store.fingerprint(), "videos": len(cat),
                     "trainval": int(len(trainval)), "test": int(len(test))},
@@ -319,11 +323,8 @@ def run(store_path: str | Path, run_dir: str | Path, preset: EnsemblePreset, rev
             "final_label_accuracy_vs_truth": float((labels == trainval.true_class.to_numpy()).mean()),
         },
         "ensemble": {"test_ensemble": "models 1-5" if preset.test_ensemble == "relabel" else "models 6-9",
-                     "members": [{"model": m, "seed": s, "val_accuracy": float(mem.val_accuracy),
-                                  "best_epoch": int(mem.best_epoch)} for (m, s), mem in zip(model_keys, members)],
-                     "threshold_members": [{"model": m, "seed": s, "val_accuracy": float(mem.val_accuracy),
-                                            "best_epoch": int(mem.best_epoch)}
-                                           for (m, s), mem in zip(threshold_keys, threshold_members)]},
+                     "members": described(model_keys, members),
+                     "threshold_members": described(threshold_keys, threshold_members)},
         "threshold": {"value": threshold, "benchmark_months": list(BENCHMARK_MONTHS), "benchmark_videos": int(bench.sum()),
                       "paper": 0.6},
         "test": test_metrics,
