@@ -123,12 +123,40 @@ def video_digest(video: np.ndarray) -> np.ndarray:
     return np.frombuffer(hashlib.sha256(np.ascontiguousarray(video).tobytes()).digest(), dtype=np.uint8)
 
 
+def create_store(path: str | Path, catalog: pd.DataFrame, attrs: dict, n_frames: int, pixels: int,
+                 videos: np.ndarray | None = None) -> zarr.Group:
+    """Create the dataset store at ``path`` (which must not exist) and return its group, open for writing.
+
+    The store (``videos`` float16 (n, n_frames, pixels, pixels) in G, chunked per video; ``written`` and
+    ``digest`` per video; ``attrs`` with ``kind`` set; ``catalog.csv``) is made beside ``path`` and renamed into
+    place, so it appears whole or not at all. With ``videos`` (n, n_frames, pixels, pixels) in G every video is
+    written and marked so; without, they are left for the caller to write and mark (a resumable build).
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".creating")
+    shutil.rmtree(tmp, ignore_errors=True)
+    root = zarr.open_group(tmp, mode="w")
+    shape = (len(catalog), n_frames, pixels, pixels)
+    root.create_array("videos", shape=shape, chunks=(1, *shape[1:]), dtype="float16", fill_value=0)
+    root.create_array("written", shape=(len(catalog),), dtype="bool", fill_value=False)
+    root.create_array("digest", shape=(len(catalog), 32), dtype="uint8", fill_value=0)
+    if videos is not None:
+        stored = videos.astype(np.float16)
+        root["videos"][:] = stored
+        root["digest"][:] = np.stack([video_digest(v) for v in stored])
+        root["written"][:] = True
+    root.attrs.update({**attrs, "kind": KIND})
+    catalog.to_csv(tmp / "catalog.csv", index=False)
+    os.replace(tmp, path)
+    return zarr.open_group(path, mode="r+")
+
+
 def write_dataset(path: str | Path, videos: np.ndarray, catalog: pd.DataFrame, attrs: dict) -> DatasetStore:
     """Write a complete dataset store at ``path`` (which must not exist) in one go and return it opened.
 
     ``videos``: (n_videos, n_frames, pixels, pixels) in G (stored as float16); ``catalog``: one row per video with
     at least :data:`CATALOG_COLUMNS` (extra columns are kept); ``attrs``: the group attributes (``kind`` is set).
-    The store appears complete or not at all (written beside ``path``, then renamed).
+    The store appears complete or not at all (:func:`create_store`).
     """
     path = Path(path)
     if path.exists():
@@ -138,18 +166,6 @@ def write_dataset(path: str | Path, videos: np.ndarray, catalog: pd.DataFrame, a
         raise DatasetError(path, f"catalog lacks columns {missing}")
     if videos.ndim != 4 or len(videos) != len(catalog):
         raise DatasetError(path, f"videos of shape {videos.shape} for {len(catalog)} catalog rows")
-    stored = videos.astype(np.float16)
-    tmp = path.with_name(path.name + ".creating")
-    shutil.rmtree(tmp, ignore_errors=True)
-    root = zarr.open_group(tmp, mode="w")
-    root.create_array("videos", shape=stored.shape, chunks=(1, *stored.shape[1:]), dtype="float16", fill_value=0)
-    root.create_array("written", shape=(len(stored),), dtype="bool", fill_value=False)
-    root.create_array("digest", shape=(len(stored), 32), dtype="uint8", fill_value=0)
-    root["videos"][:] = stored
-    root["digest"][:] = np.stack([video_digest(v) for v in stored])
-    root["written"][:] = True
-    root.attrs.update({**attrs, "kind": KIND})
     columns = list(CATALOG_COLUMNS) + [c for c in catalog.columns if c not in CATALOG_COLUMNS]
-    catalog[columns].to_csv(tmp / "catalog.csv", index=False)
-    os.replace(tmp, path)
+    create_store(path, catalog[columns], attrs, videos.shape[1], videos.shape[2], videos)
     return DatasetStore(path)

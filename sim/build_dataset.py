@@ -32,7 +32,6 @@ import hashlib
 import json
 import multiprocessing as mp
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -51,7 +50,7 @@ from common.config import PatchGridConfig, ServiceConfig, VideoConfig
 from common.observer import central_meridian_distance
 from common.passage import on_disk, passage_start_slot
 from common.patches import PatchGrid
-from ingest.dataset import CATALOG_COLUMNS, KIND, DatasetError, DatasetStore, video_digest
+from ingest.dataset import CATALOG_COLUMNS, KIND, DatasetError, DatasetStore, create_store, video_digest
 from ingest.instruments import MDI_SPEC
 from sim import SunConfig, SyntheticSun, ephemeris, observe_patch_video
 from sim.catalog import CRUDE_CMD_DEG, DetectorConfig, detect, heliocentric_z, truth, video_start_slot
@@ -268,17 +267,7 @@ def build(out: str | Path, preset: Preset, seed: int = 0, workers: int = 2, prog
             raise DatasetError(out, "exists with a different preset/seed/configuration; remove it or choose another --out")
         root = zarr.open_group(out, mode="r+")
     else:
-        tmp = out.with_name(out.name + ".creating")
-        shutil.rmtree(tmp, ignore_errors=True)
-        root = zarr.open_group(tmp, mode="w")
-        root.create_array("videos", shape=(len(cat), preset.n_frames, px, px), chunks=(1, preset.n_frames, px, px),
-                          dtype="float16", fill_value=0)
-        root.create_array("written", shape=(len(cat),), dtype="bool", fill_value=False)
-        root.create_array("digest", shape=(len(cat), 32), dtype="uint8", fill_value=0)
-        root.attrs.update(attrs)
-        cat.to_csv(tmp / "catalog.csv", index=False)
-        os.replace(tmp, out)
-        root = zarr.open_group(out, mode="r+")
+        root = create_store(out, cat, attrs, preset.n_frames, px)
     written = root["written"][:]
     digest = root["digest"][:]
     jobs = [(int(r.video_id), int(r.setting), float(r.lon), float(r.lat), int(r.start_slot), preset.n_frames)
