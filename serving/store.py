@@ -283,10 +283,9 @@ class Reader(_Queries):
         return [Score.model_validate_json(r[0]) for r in self.db.execute(
             "SELECT summary FROM scores WHERE patch_id = ? AND start_slot = ? ORDER BY frame", (patch_id, start_slot))]
 
-    def alerts(self, since: Time | None = None, until: Time | None = None, kinds: Sequence[str] = (),
-               box: tuple[float, float, float, float] | None = None, min_probability: float | None = None) -> list[AlertEvent]:
-        """Alert events in the order they were published (filters: :meth:`alert_rows`)."""
-        return [e for _, e in self.alert_rows(since, until, kinds, box, min_probability)]
+    def alerts(self, since: Time | None = None) -> list[AlertEvent]:
+        """Alert events from frames at or after ``since`` (all when None), in the order they were published."""
+        return [e for _, e in self.alert_rows(since)]
 
     def alert_rows(self, since: Time | None = None, until: Time | None = None, kinds: Sequence[str] = (),
                    box: tuple[float, float, float, float] | None = None, min_probability: float | None = None,
