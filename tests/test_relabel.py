@@ -40,14 +40,19 @@ def test_ratio():
     assert ratio(2, 6) == 0.5 and ratio(0, 4) == 0.0 and ratio(3, 3) == float("inf") and ratio(0, 0) == 0.0
 
 
+def crude_catalog(rng: np.random.Generator, n: int, flips: int):
+    """(truth, crude labels with ``flips`` of them wrong, months 1–10) for ``n`` videos, drawn from ``rng``."""
+    truth = rng.integers(0, 2, n)
+    crude = truth.copy()
+    flipped = rng.choice(n, flips, replace=False)
+    crude[flipped] = 1 - crude[flipped]
+    return truth, crude, rng.integers(1, 11, n)
+
+
 def test_loop_reviews_only_new_disagreements_and_stops(tmp_path):
     rng = np.random.default_rng(0)
     n = 200
-    truth = rng.integers(0, 2, n)
-    crude = truth.copy()
-    flipped = rng.choice(n, 40, replace=False)
-    crude[flipped] = 1 - crude[flipped]
-    months = rng.integers(1, 11, n)
+    truth, crude, months = crude_catalog(rng, n, 40)
 
     def model(labels, n_pass):
         # a model that has learned the truth but errs on a fixed 10% of videos
@@ -125,11 +130,7 @@ def test_confident_learning_thresholds_and_flags():
 def test_ranked_queue_asks_likeliest_errors_first_and_stops_when_looks_stop_paying(tmp_path):
     rng = np.random.default_rng(0)
     n = 400
-    truth = rng.integers(0, 2, n)
-    crude = truth.copy()
-    flipped = rng.choice(n, 80, replace=False)
-    crude[flipped] = 1 - crude[flipped]
-    months = rng.integers(1, 11, n)
+    truth, crude, months = crude_catalog(rng, n, 80)
     p, _ = noisy_model(truth)
     # a kind of video where the model is poor: its disagreements with the label are the model's fault
     tiles = rng.uniform(size=n) < 0.3
