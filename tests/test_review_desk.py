@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service as ChromeDriver
 from selenium.webdriver.common.action_chains import ActionChains
@@ -84,11 +85,28 @@ def heading(driver) -> str:
     return driver.find_element(By.TAG_NAME, "h1").text
 
 
+def detached(element):
+    """A wait condition: ``element`` has left the document. Like ``ec.staleness_of``, but chromedriver may answer
+    a node caught mid-navigation with "Node with given id does not belong to the document" instead of a stale
+    reference: that too means the old page is gone."""
+    def condition(_driver) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" in str(exc):
+                return True
+            raise
+        return False
+    return condition
+
+
 def press(driver, key: str) -> str:
     """Press ``key`` on the page and wait for the page it leads to; returns its heading."""
     old = driver.find_element(By.TAG_NAME, "h1")
     ActionChains(driver).send_keys(key).perform()
-    wait(driver, ec.staleness_of(old), what=f"the page after {key!r}")
+    wait(driver, detached(old), what=f"the page after {key!r}")
     return wait(driver, ec.presence_of_element_located((By.TAG_NAME, "h1"))).text
 
 
