@@ -175,10 +175,19 @@ def test_many_hostile_files_through_upload_watched_folder_and_cli(tmp_path, tiny
     through_the_service(tmp_path, tiny_bundle, frames, FULL_SAMPLE, "service")
 
 
-def test_the_summary_lists_every_parts_totals_and_fails_on_a_crash(tmp_path):
-    (tmp_path / "fits.json").write_text(json.dumps({"fits_cases": 2800, "fits_crashes": 0, "fits_reader_cases": 2500}))
-    (tmp_path / "api_load.json").write_text(json.dumps({"api_load_cases": 40, "api_load_crashes": 0}))
-    assert summary(tmp_path) == ("api_load_cases=40 api_load_crashes=0 fits_cases=2800 fits_crashes=0", True)
-    (tmp_path / "fits.json").write_text(json.dumps({"fits_cases": 10, "fits_crashes": 1}))
+def test_the_summary_ends_with_the_verdict_in_order_and_fails_on_a_failure_or_a_missing_part(tmp_path):
+    parts = {"fits": {"fits_cases": 2800, "fits_crashes": 0, "fits_reader_cases": 2500},
+             "api": {"api_cases": 1200, "api_5xx": 0}, "load": {"load_rps": 41.5},
+             "faults": {"kills": 24, "frames_lost": 0, "alerts_lost": 0, "alerts_duplicated": 0}}
+    for name, report in parts.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps(report))
+    lines, ok = summary(tmp_path)
+    assert ok and lines[-1] == ("fits_cases=2800 fits_crashes=0 api_cases=1200 api_5xx=0 kills=24 frames_lost=0 "
+                                "alerts_lost=0 alerts_duplicated=0")
+    assert "load: load_rps=41.5" in lines and "fits: fits_cases=2800 fits_crashes=0 fits_reader_cases=2500" in lines
+    (tmp_path / "faults.json").write_text(json.dumps({**parts["faults"], "alerts_duplicated": 1}))
     assert summary(tmp_path)[1] is False
-    assert summary(tmp_path / "none") == ("", False)
+    (tmp_path / "faults.json").unlink()
+    lines, ok = summary(tmp_path)
+    assert not ok and "kills=missing" in lines[-1]
+    assert summary(tmp_path / "none")[1] is False
