@@ -30,6 +30,8 @@ def config_from_args(argv=None) -> ServiceConfig:
     p.add_argument("--speedup", type=float, default=d.speedup, help="clock acceleration (cadence / speedup per cycle)")
     p.add_argument("--synthetic-start", default=d.synthetic_start)
     p.add_argument("--kafka", dest="kafka_bootstrap", default=d.kafka_bootstrap, help="bootstrap servers; none = no Kafka")
+    p.add_argument("--alerts-topic", default=d.alerts_topic, help="Kafka topic of the alert events")
+    p.add_argument("--status-topic", default=d.status_topic, help="compacted Kafka topic of the patch statuses")
     p.add_argument("--host", dest="http_host", default=d.http_host)
     p.add_argument("--port", dest="http_port", type=int, default=d.http_port)
     p.add_argument("--upload-token", default=d.upload_token,
@@ -42,7 +44,8 @@ def config_from_args(argv=None) -> ServiceConfig:
                         "(no alert until the score falls back; see serving.alerts)")
     a = p.parse_args(argv)
     return ServiceConfig(data_dir=a.data_dir, bundle=a.bundle, source=a.source, speedup=a.speedup,
-                         synthetic_start=a.synthetic_start, kafka_bootstrap=a.kafka_bootstrap, http_host=a.http_host,
+                         synthetic_start=a.synthetic_start, kafka_bootstrap=a.kafka_bootstrap,
+                         alerts_topic=a.alerts_topic, status_topic=a.status_topic, http_host=a.http_host,
                          http_port=a.http_port, upload_token=a.upload_token, lat_limit=a.lat_limit_deg * u.deg,
                          tile_overlap=a.tile_overlap_deg * u.deg, present_at_start=a.present_at_start,
                          jsoc_series=a.jsoc_series, jsoc_email=a.jsoc_email, jsoc_url=a.jsoc_url)

@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from serving.faults import fault_point
 from serving.step import FrameResult
 from serving.store import Message, Outbox
 
@@ -71,6 +72,7 @@ class KafkaPublisher:
                 continue
             try:
                 delivered = self._deliver(batch)
+                fault_point("published")
                 outbox.mark_delivered(delivered)
                 self.on_delivered(len(delivered))
                 backoff = self.poll_s

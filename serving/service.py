@@ -35,6 +35,7 @@ from ingest.errors import IngestError
 from ingest.magnetogram import Magnetogram, read_frame
 from serving.alerts import AlertPolicy
 from serving.bundle import ModelBundle
+from serving.faults import fault_point
 from serving.inbox import Inbox
 from serving.jsoc import SourceState
 from serving.metrics import Metrics
@@ -106,6 +107,7 @@ class Service:
         except IngestError as exc:
             self._reject(path, exc, str(exc))
             return
+        fault_point("read")
         self._candidate(path, mag, time.perf_counter() - t0)
 
     def accept(self, path: Path, name: str, mag: Magnetogram, read_s: float) -> None:
@@ -155,9 +157,11 @@ class Service:
         except BaseException:
             self.step.forget(result)  # the streams moved on; the store did not
             raise
+        fault_point("commit")
         self.metrics.ingest_latency.observe(c.read_s + time.perf_counter() - t0 - result.scoring_seconds)
         for sink in self.sinks:
             sink.consume(result)
+        fault_point("done")
         self.inbox.done(c.path)
         now = time.time()
         self.metrics.frame_to_publish.observe(max(0.0, now - c.arrived))

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Protocol
 
+from serving.faults import fault_point
 from serving.metrics import Metrics
 from serving.step import FrameResult
 from serving.store import Message
@@ -42,6 +43,7 @@ class AlertLog:
             with self.path.open("a") as f:
                 for event in result.events:
                     f.write(json.dumps(event.payload(), sort_keys=True) + "\n")
+            fault_point("alert-log")
 
 
 class MetricsSink:

@@ -32,6 +32,7 @@ import numpy as np
 from common.clock import slot_time
 from serving.alerts import AlertState
 from serving.events import AlertEvent, AlertStatus, HistoryPoint, PatchDetail, PatchSummary, Score
+from serving.faults import fault_point
 
 if TYPE_CHECKING:
     from astropy.time import Time
@@ -203,6 +204,7 @@ class Store(_Queries):
             video = self.video(pid, start)
             video[k] = frame
             video.flush()
+        fault_point("video")
         with self.db:
             db = self.db
             db.executemany("INSERT INTO passages VALUES (?, ?, 'open')", result.opened)
