@@ -34,6 +34,7 @@ from ingest.errors import IngestError
 from ingest.magnetogram import read_frame
 from serving.events import SCHEMA_VERSION, AlertPage, EventKind, Health, PatchDetail, PatchSummary, Problem, Readiness, UploadAccepted
 from serving.service import Service
+from serving.voevent import to_voevent
 
 ALERTS_PAGE_DEFAULT, ALERTS_PAGE_MAX = 100, 1000  # events per page of GET /alerts
 
@@ -242,5 +243,17 @@ def create_app(service: Service) -> FastAPI:
         """Prometheus metrics."""
         body, content_type = service.metrics.exposition()
         return Response(body, media_type=content_type)
+
+    @app.get("/alerts/voevent", response_class=Response,
+             responses={200: {"content": {"application/xml": {}},
+                              "description": "VOEvent 2.0 XML: the event as a HEK Emerging Flux (EF) event"},
+                        **problems(404, 422)})
+    def alert_voevent(event_id: str = Query(..., description="the alert event's event_id")) -> Response:
+        """One alert event as a VOEvent 2.0 document in the HEK's Emerging Flux form (:mod:`serving.voevent`): the
+        same bytes as the service's VOEvent file of the event."""
+        event = reader.alert(event_id)
+        if event is None:
+            raise HTTPException(404, f"no alert event {event_id!r}")
+        return Response(to_voevent(event), media_type="application/xml")
 
     return app

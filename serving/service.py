@@ -42,6 +42,7 @@ from serving.metrics import Metrics
 from serving.sinks import AlertLog, MetricsSink, Sink, outbox_messages
 from serving.step import FrameStep
 from serving.store import Store
+from serving.voevent import VOEventSink
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ class Service:
                                           config.probability_step, config.present_at_start))
         self.metrics = metrics or Metrics()
         self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))
-        self.sinks: list[Sink] = [AlertLog(self.dir / "alerts.jsonl"), MetricsSink(self.metrics)]
+        self.sinks: list[Sink] = [AlertLog(self.dir / "alerts.jsonl"), MetricsSink(self.metrics),
+                                  *([VOEventSink(self.dir / config.voevent_dir)] if config.voevent_dir else [])]
         self.lock = threading.Lock()
         self.ready_offset_s = config.slot_ready_offset.to_value(u.s)
         #: Each waiting slot's best frame so far, by slot.

@@ -289,6 +289,11 @@ class Reader(_Queries):
         """Alert events from frames at or after ``since`` (all when None), in the order they were published."""
         return [e for _, e in self.alert_rows(since)]
 
+    def alert(self, event_id: str) -> AlertEvent | None:
+        """The alert event ``event_id``, or None if there is none."""
+        row = self.db.execute("SELECT payload FROM alerts WHERE event_id = ?", (event_id,)).fetchone()
+        return None if row is None else AlertEvent.model_validate_json(row[0])
+
     def alert_rows(self, since: Time | None = None, until: Time | None = None, kinds: Sequence[str] = (),
                    box: tuple[float, float, float, float] | None = None, min_probability: float | None = None,
                    after: int | None = None, limit: int | None = None) -> list[tuple[int, AlertEvent]]:
