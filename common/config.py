@@ -6,11 +6,20 @@ defaults are the paper's (Chatterjee et al. 2021, see ``shared/reference``).
 from __future__ import annotations
 
 import ipaddress
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
 
 import astropy.units as u
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
 
 from common.clock import CADENCE
+
+
+class ConfigError(ValueError):
+    """Settings that cannot be used: the message names where they came from and what is wrong."""
 
 
 def _require(value: u.Quantity, unit: u.UnitBase, name: str) -> u.Quantity:
@@ -93,13 +102,38 @@ class VideoConfig:
 PLACEHOLDER_UPLOAD_TOKEN = "change-me"  # the default upload token: anyone who has read the code knows it
 
 
-@dataclass(frozen=True)
-class ServiceConfig:
-    """The online service. Defaults run on one machine with no other configuration.
+def _in(unit: u.UnitBase):
+    """A pydantic validator taking a Quantity, or a string such as ``"45 deg"`` (from the environment or a
+    file), to a Quantity in ``unit``."""
+    def parse(value):
+        if isinstance(value, str):
+            try:
+                value = u.Quantity(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{value!r} is not a quantity such as '45 deg'") from None
+        try:
+            return _require(value, unit, "the value")
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+    return BeforeValidator(parse)
+
+
+Degrees = Annotated[u.Quantity, _in(u.deg)]
+Minutes = Annotated[u.Quantity, _in(u.min)]
+Seconds = Annotated[u.Quantity, _in(u.s)]
+
+
+class ServiceConfig(BaseSettings):
+    """The online service: one typed settings object. Defaults run on one machine with no other configuration.
+
+    Every field can be set, highest precedence first, by ``fluxwatch-serve``'s flags, by an environment variable
+    ``FLUXWATCH_<FIELD>`` (e.g. ``FLUXWATCH_KAFKA_BOOTSTRAP=broker:9092``, ``FLUXWATCH_LAT_LIMIT="40 deg"``,
+    ``FLUXWATCH_KAFKA_OPTIONS='{"security_protocol": "SASL_SSL"}'``) and by a TOML file (:meth:`load`); angles and
+    times are astropy Quantities, given as strings with their unit outside Python.
 
     Attributes
     ----------
-    data_dir : state (SQLite), rolling videos, incoming/processed/rejected FITS, alert log.
+    data_dir : state (SQLite), rolling videos, incoming/processed/rejected FITS, alert log, VOEvents.
     bundle : the model bundle written by ``train-ensemble`` (a directory with ``manifest.json``).
     speedup : clock acceleration: the scheduler runs once per cadence / ``speedup`` (1 = real time).
     source : ``"synthetic"`` (the synthetic Sun as a live feed), ``"watch"`` (only files dropped
@@ -111,7 +145,14 @@ class ServiceConfig:
     synthetic_start : first slot time of the synthetic feed (ISO UTC).
     synthetic_seed : seed of the synthetic Sun.
     kafka_bootstrap : Kafka bootstrap servers; ``None`` publishes to the API and the local log only.
-    alerts_topic, status_topic : Kafka topics (events; compacted, keyed by patch id).
+    alerts_topic, status_topic : Kafka topics of events from observations (events; compacted, keyed by patch id).
+    simulated_alerts_topic, simulated_status_topic : the same for events from simulated frames (the synthetic Sun),
+        kept apart so that a simulated alert is never read as a real one.
+    kafka_partitions, kafka_replication : of the topics the service creates when they do not exist. Every message
+        is keyed by patch id, so a patch's events stay in order on one partition.
+    kafka_options : further kafka-python client settings, passed as they are to the producer, consumer and admin
+        client: ``security_protocol``, ``sasl_mechanism``, ``sasl_plain_username``, ``sasl_plain_password``,
+        ``ssl_cafile``, ``ssl_certfile``, ``ssl_keyfile``, ...
     http_host, http_port : the HTTP API.
     upload_token : bearer token required by ``POST /upload``; the default is a placeholder
         (:data:`PLACEHOLDER_UPLOAD_TOKEN`) that ``fluxwatch-serve`` accepts only on a loopback host.
@@ -124,45 +165,78 @@ class ServiceConfig:
     slot_ready_offset : a frame observed within this of its slot's time is the best the slot can get and is
         scored at once; a frame further off waits (in ``pending/``) for a closer one until a frame of a later
         slot arrives or the slot's window has passed (:mod:`serving.service`). Half of HMI's 12-min cadence.
+    voevent_dir : where each alert event is also written as a HEK VOEvent (:mod:`serving.voevent`), under
+        ``data_dir`` when relative; ``None`` writes none (``GET /alerts/voevent`` still serves them).
+    log_format : ``"text"`` or ``"json"`` (one JSON object per line, for log collectors).
     """
+
+    model_config = SettingsConfigDict(env_prefix="FLUXWATCH_", frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     data_dir: str = "data/service"
     bundle: str = "runs/small/bundle"
-    speedup: float = 1.0
-    source: str = "synthetic"
+    speedup: float = Field(1.0, gt=0)
+    source: Literal["synthetic", "watch", "jsoc"] = "synthetic"
     synthetic_start: str = "2000-06-01T00:00:00"
     synthetic_seed: int = 0
     jsoc_series: str = "hmi.M_720s_nrt"
     jsoc_email: str | None = None
     jsoc_url: str | None = None
-    jsoc_poll: u.Quantity = 2 * u.min
+    jsoc_poll: Seconds = 2 * u.min
     kafka_bootstrap: str | None = None
     alerts_topic: str = "fluxwatch.alerts"
     status_topic: str = "fluxwatch.patch-status"
+    simulated_alerts_topic: str = "fluxwatch.simulated.alerts"
+    simulated_status_topic: str = "fluxwatch.simulated.patch-status"
+    kafka_partitions: int = Field(1, ge=1)
+    kafka_replication: int = Field(1, ge=1)
+    kafka_options: dict[str, str | int | float | bool] = Field(default_factory=dict)
     http_host: str = "127.0.0.1"
-    http_port: int = 8000
+    http_port: int = Field(8000, ge=0, le=65535)
     upload_token: str = PLACEHOLDER_UPLOAD_TOKEN
-    upload_max_bytes: int = 80 * 2**20
-    lat_limit: u.Quantity = 45 * u.deg
-    tile_overlap: u.Quantity = 0 * u.deg
-    hysteresis: float = 0.1
-    onset_step_frames: int = 3
-    probability_step: float = 0.1
+    upload_max_bytes: int = Field(80 * 2**20, gt=0)
+    lat_limit: Degrees = 45 * u.deg
+    tile_overlap: Degrees = 0 * u.deg
+    hysteresis: float = Field(0.1, ge=0, lt=1)
+    onset_step_frames: int = Field(3, ge=1)
+    probability_step: float = Field(0.1, gt=0, le=1)
     present_at_start: bool = True
-    slot_ready_offset: u.Quantity = 6 * u.min
+    slot_ready_offset: Minutes = 6 * u.min
+    voevent_dir: str | None = "voevents"
+    log_format: Literal["text", "json"] = "text"
 
-    def __post_init__(self):
-        object.__setattr__(self, "lat_limit", _require(self.lat_limit, u.deg, "lat_limit"))
-        object.__setattr__(self, "slot_ready_offset", _require(self.slot_ready_offset, u.min, "slot_ready_offset"))
-        object.__setattr__(self, "tile_overlap", _require(self.tile_overlap, u.deg, "tile_overlap"))
-        object.__setattr__(self, "jsoc_poll", _require(self.jsoc_poll, u.s, "jsoc_poll"))
-        if self.source not in ("synthetic", "watch", "jsoc"):
-            raise ValueError(f"source must be 'synthetic', 'watch' or 'jsoc', got {self.source!r}")
+    @model_validator(mode="after")
+    def _jsoc_needs_email(self) -> ServiceConfig:
         if self.source == "jsoc" and not self.jsoc_email:
             raise ValueError("the jsoc source needs jsoc_email: an address registered for JSOC exports "
                              "(http://jsoc.stanford.edu/ajax/register_email.html)")
-        if self.speedup <= 0:
-            raise ValueError("speedup must be positive")
+        return self
+
+    @classmethod
+    def load(cls, file: str | Path | None = None, **flags) -> ServiceConfig:
+        """The settings from, highest precedence first: ``flags`` (given fields), the environment
+        (``FLUXWATCH_*``), the TOML ``file`` (its top-level keys are the fields), the defaults.
+
+        Raises :class:`ConfigError` naming the file, or the environment, and every field that is wrong.
+        """
+        values: dict = {}
+        if file is not None:
+            try:
+                values = tomllib.loads(Path(file).read_text())
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"{file}: {exc}") from None
+        environment = EnvSettingsSource(cls)()  # the fields the environment sets: they beat the file's
+        try:
+            return cls(**{k: v for k, v in values.items() if k not in environment}, **flags)
+        except ValidationError as exc:
+            where = f"{file} or the environment (FLUXWATCH_*)" if file is not None else "the environment (FLUXWATCH_*)"
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"{where}: {problems}") from None
+
+    @property
+    def topics(self) -> dict[bool, tuple[str, str]]:
+        """(alerts topic, status topic) of events from simulated (True) and observed (False) frames."""
+        return {False: (self.alerts_topic, self.status_topic),
+                True: (self.simulated_alerts_topic, self.simulated_status_topic)}
 
     @property
     def patch_grid(self) -> PatchGridConfig:

@@ -1,9 +1,43 @@
-"""Figures people look at: patch-video montages in the style of the paper's Figure 1."""
+"""Figures people look at: patch-video montages in the style of the paper's Figure 1, and grey frame sheets (the
+review desk's player, the service's cutouts)."""
 from __future__ import annotations
 
+import io
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+
+#: Grey scale of the frames: black at -CLIP_G, white at +CLIP_G (a region near the limb, foreshortened, still shows).
+CLIP_G = 300.0
+
+
+@dataclass(frozen=True)
+class Sprite:
+    """All frames of a video tiled row by row, ``columns`` to a row, each ``pixels`` square, north up (PNG bytes)."""
+
+    png: bytes
+    columns: int
+    frames: int
+    pixels: int
+
+
+def sprite(video: np.ndarray, clip_G: float = CLIP_G) -> Sprite:
+    """The frames of ``video`` (n_frames, pixels, pixels; G) as one grey PNG, saturating at ±``clip_G``."""
+    n, px, _ = video.shape
+    columns = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    grey = np.clip((np.nan_to_num(video) / clip_G + 1.0) * 127.5, 0, 255).astype(np.uint8)[:, ::-1, :]  # north up
+    sheet = np.full((rows * px, columns * px), 127, np.uint8)
+    for k in range(n):
+        r, c = divmod(k, columns)
+        sheet[r * px:(r + 1) * px, c * px:(c + 1) * px] = grey[k]
+    out = io.BytesIO()
+    Image.fromarray(sheet, mode="L").save(out, format="PNG")
+    return Sprite(out.getvalue(), columns, n, px)
+
 
 
 def video_montage(videos, titles, path: str | Path, every: int = 5, columns: int = 15, clip_gauss: float = 500.0) -> Path:

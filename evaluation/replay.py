@@ -99,12 +99,16 @@ def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[Ope
     Exact for tiles that do not overlap (the default grid, the one the evaluation streams use): with the
     overlapping-tiles option, alert merging couples neighbouring tiles and only the service's own alerts count.
     """
-    events = []
+    alerts, withdrawals = [], 0
     for p in history:
         state = AlertState(p.patch_id, passage_label(p.start_slot))
         for score in p.scores:
-            events += step(state, policy, score, on_disk=True)
-    return opened(events), sum(e.event == EventKind.withdrawn for e in events)
+            for t in step(state, policy, score):
+                if t.kind is EventKind.opened:
+                    alerts.append(OpenedAlert(t.alert_id, t.patch_id, float(days_since_epoch(score.frame_time)),
+                                              float(days_since_epoch(score.onset.time_utc))))
+                withdrawals += t.kind is EventKind.withdrawn
+    return alerts, withdrawals
 
 
 @dataclass(frozen=True)

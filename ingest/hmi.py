@@ -90,17 +90,20 @@ def hmi_geometry(shape=HMI_SHAPE) -> ImageGeometry:
                          pixel_from_plane=np.linalg.inv(plane_from_pixel))
 
 
-def write_hmi(path: str | Path, data_gauss: np.ndarray, observer: Observer, quality: int = 0) -> Path:
+def write_hmi(path: str | Path, data_gauss: np.ndarray, observer: Observer, quality: int = 0,
+              cards: dict | None = None) -> Path:
     """Write an HMI-format magnetogram atomically (a temporary file, then rename).
 
     ``data_gauss`` is (ny, nx) in G with NaN for missing pixels; it is stored
-    Rice-compressed as scaled 32-bit integers with ``BLANK`` for NaN.
+    Rice-compressed as scaled 32-bit integers with ``BLANK`` for NaN. ``cards``: further header cards,
+    ``{keyword: (value, comment)}``.
     """
     path = Path(path)
     missing = ~np.isfinite(data_gauss)
     raw = np.where(missing, BLANK, np.rint(np.nan_to_num(data_gauss) / BSCALE)).astype(np.int32)
     header = hmi_header(observer, raw.shape, quality)
     header["BLANK"] = int(BLANK)
+    header.update(cards or {})
     image = fits.CompImageHDU(raw, header=header, compression_type="RICE_1")
     image.header["BSCALE"], image.header["BZERO"] = BSCALE, 0.0
     tmp = path.with_name(path.name + ".tmp")

@@ -58,6 +58,33 @@ MAX_AXES = 999
 _NAXIS_CARD = re.compile(rb"NAXIS   = +(\d+)")
 
 
+#: A JSOC file name's series: ``hmi.m_720s_nrt.20261127_000000_TAI.3.magnetogram.fits`` → ``hmi.m_720s_nrt``.
+_SERIES_IN_NAME = re.compile(r"^((?:hmi|mdi)\.[a-z0-9_]+)\.", re.IGNORECASE)
+#: The card the synthetic Sun's writers set (:func:`sim.write_fits_series`): the frame is not an observation.
+SIMULATED_CARD = "SIMULATE"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What a frame says about where it came from (its header and name), kept as read when the frame is brought
+    to another instrument: what an alert's provenance reports.
+
+    Attributes
+    ----------
+    instrument : the instrument that took it (:attr:`ingest.instruments.InstrumentSpec.name`).
+    series : the DRMS series it says it is from: the header's ``DSNAME``, else its JSOC file name's; None if neither.
+    t_rec : the header's ``T_REC`` (the series' slot time, TAI) as written; None without one.
+    quality : the instrument's quality word; None when the header has none.
+    simulated : written by the synthetic Sun (the ``SIMULATE`` card), not observed.
+    """
+
+    instrument: str
+    series: str | None = None
+    t_rec: str | None = None
+    quality: int | None = None
+    simulated: bool = False
+
+
 @dataclass(frozen=True)
 class Magnetogram:
     """A cleaned full-disk magnetogram.
@@ -72,6 +99,7 @@ class Magnetogram:
     on_disk : bool array (ny, nx), the pixels whose line of sight meets the disk.
     instrument : the instrument that took it (:attr:`ingest.instruments.InstrumentSpec.name`), from the header.
     quality : the instrument's quality word, 0 when the file has none (:meth:`ingest.instruments.Instrument.is_bad` judges it).
+    origin : what the file says of itself (:class:`Origin`); the observing instrument's, after :func:`to_instrument` too.
     """
 
     path: Path
@@ -82,6 +110,7 @@ class Magnetogram:
     on_disk: np.ndarray
     instrument: str = MDI_SPEC.name
     quality: int = 0
+    origin: Origin = Origin(MDI_SPEC.name)
 
     @property
     def time(self) -> Time:
@@ -249,7 +278,17 @@ def read_magnetogram(path: str | Path) -> Magnetogram:
     if missing_on_disk == np.count_nonzero(disk):
         raise EmptyDataError(path, "every on-disk pixel is missing")
     data[missing | ~disk] = 0.0
-    return Magnetogram(path, data, observer, image, missing_on_disk, disk, source.spec.name, source.quality(header))
+    quality = source.quality(header)
+    return Magnetogram(path, data, observer, image, missing_on_disk, disk, source.spec.name, quality,
+                       _origin(path, header, source.spec.name, quality))
+
+
+def _origin(path: Path, header: fits.Header, instrument: str, quality: int) -> Origin:
+    named = _SERIES_IN_NAME.match(path.name)
+    series = str(header["DSNAME"]).strip() if isinstance(header.get("DSNAME"), str) else named.group(1) if named else None
+    t_rec = header.get("T_REC")
+    return Origin(instrument, series or None, str(t_rec).strip() if isinstance(t_rec, str) else None,
+                  quality if "QUALITY" in header else None, header.get(SIMULATED_CARD) is True)
 
 
 def read_frame(path: str | Path, instrument: InstrumentSpec = MDI_SPEC) -> Magnetogram:

@@ -116,11 +116,12 @@ def mdi_geometry(shape=MDI_SHAPE) -> ImageGeometry:
                          pixel_from_plane=np.eye(2) / scale_rad)
 
 
-def write_mdi(path: str | Path, data_gauss: np.ndarray, observer: Observer) -> Path:
+def write_mdi(path: str | Path, data_gauss: np.ndarray, observer: Observer, cards: dict | None = None) -> Path:
     """Write an MDI-format magnetogram atomically (a temporary file, then rename).
 
     ``data_gauss`` is (ny, nx) in G with NaN for missing pixels; it is stored
-    as scaled 32-bit integers with ``BLANK`` for NaN, as MDI does.
+    as scaled 32-bit integers with ``BLANK`` for NaN, as MDI does. ``cards``: further header cards,
+    ``{keyword: (value, comment)}``.
     """
     path = Path(path)
     missing = ~np.isfinite(data_gauss)
@@ -129,6 +130,7 @@ def write_mdi(path: str | Path, data_gauss: np.ndarray, observer: Observer) -> P
     hdu.header["BLANK"] = int(BLANK)
     hdu.header["BZERO"] = 0.0
     hdu.header["BSCALE"] = BSCALE
+    hdu.header.update(cards or {})
     tmp = path.with_name(path.name + ".tmp")
     hdu.writeto(tmp, overwrite=True, output_verify="silentfix")
     os.replace(tmp, path)

@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from common.clock import CADENCE_DAYS, slot_of_time, slot_time
+from common.figures import Sprite, sprite
 from ingest.dataset import DatasetStore
 from review import media
 from review.decisions import Answer, Decisions, Item
@@ -113,13 +114,13 @@ class _Media:
         row = store.catalog.set_index("video_id").loc[vid]
         return store.video(vid), float(row.lon), float(row.lat), int(row.start_slot), None, None
 
-    def _figures(self, seq: int, version: float, with_model: bool) -> tuple[media.Sprite, media.Curves, bytes, int]:
+    def _figures(self, seq: int, version: float, with_model: bool) -> tuple[Sprite, media.Curves, bytes, int]:
         item = self.decisions.item(seq)
         assert item is not None
         video, lon, lat, start, masking, threshold = self.source(item)
         curves = media.curves_figure(media.flux_curves(video, lat), masking if with_model else None, threshold)
         disk = media.disk_figure(lon, lat, media.frame_times(start, len(video)))
-        return media.sprite(video), curves, disk, start
+        return sprite(video), curves, disk, start
 
 
 def create_app(decisions: Decisions, show_model: bool = False, alerts: AlertSource | None = None, fps: float = 8.0) -> FastAPI:

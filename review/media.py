@@ -1,4 +1,5 @@
-"""What the desk shows of a patch video: its frames as one sprite image, its flux over time, its place on the disk.
+"""What the desk shows of a patch video besides its frames (:func:`common.figures.sprite`): its flux over time, its
+place on the disk.
 
 A patch video is float32 ``(n_frames, pixels, pixels)`` of line-of-sight field in G, indexed ``[frame, lat, lon]``
 with row 0 the southernmost (:mod:`common.patches`); frame k is at ``start + k`` cadences. Figures are drawn with
@@ -7,47 +8,17 @@ matplotlib's object API (no pyplot state), so the desk's worker threads can draw
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass
 
 import astropy.units as u
 import numpy as np
 from astropy.time import Time
 from matplotlib.figure import Figure
-from PIL import Image
 
 from common.clock import CADENCE_DAYS, slot_time
 from common.config import PatchGridConfig
 from common.observer import heliocentric
 from common.patches import carrington_pixel_area_cm2
-
-#: Grey scale of the frames: black at -CLIP_G, white at +CLIP_G (a region near the limb, foreshortened, still shows).
-CLIP_G = 300.0
-
-
-@dataclass(frozen=True)
-class Sprite:
-    """All frames of a video tiled row by row, ``columns`` to a row, each ``pixels`` square, north up (PNG bytes)."""
-
-    png: bytes
-    columns: int
-    frames: int
-    pixels: int
-
-
-def sprite(video: np.ndarray, clip_G: float = CLIP_G) -> Sprite:
-    """The frames of ``video`` (n_frames, pixels, pixels; G) as one grey PNG, saturating at ±``clip_G``."""
-    n, px, _ = video.shape
-    columns = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / columns)
-    grey = np.clip((np.nan_to_num(video) / clip_G + 1.0) * 127.5, 0, 255).astype(np.uint8)[:, ::-1, :]  # north up
-    sheet = np.full((rows * px, columns * px), 127, np.uint8)
-    for k in range(n):
-        r, c = divmod(k, columns)
-        sheet[r * px:(r + 1) * px, c * px:(c + 1) * px] = grey[k]
-    out = io.BytesIO()
-    Image.fromarray(sheet, mode="L").save(out, format="PNG")
-    return Sprite(out.getvalue(), columns, n, px)
 
 
 def pixel_latitudes(lat_deg: float, pixels: int, pixel_deg: float) -> np.ndarray:

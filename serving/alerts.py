@@ -18,8 +18,13 @@ States (:class:`~serving.events.AlertStatus`):
   ``onset_frames`` or more, or the median by ``probability_step`` or more,
   since the last event;
 - ``withdrawn`` when the median falls below ``threshold − hysteresis`` (back
-  to idle; a later opening gets the next sequence number);
-- ``closed`` when the patch leaves the disk (final).
+  to idle; a later opening gets the next sequence number), with reason
+  ``probability_fell``;
+- ``closed`` when the passage ends (final), with reason ``left_disk`` or
+  ``video_full``.
+
+Each event after the opening ``supersedes`` the alert's previous event, as
+SWPC's updates and cancellations name the message they replace.
 
 Ids are derived, not drawn: ``<patch>/<passage start>/<n>`` for the n-th
 opening in a passage, and each event carries ``<alert id>#<seq>``, so a
@@ -31,7 +36,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from common.ensemble import detects
-from serving.events import AlertEvent, AlertStatus, EventKind, Score
+from serving.events import AlertEvent, AlertStatus, EventKind, Reason, Region, Score
 
 
 @dataclass(frozen=True)
@@ -70,16 +75,38 @@ class AlertState:
         return {**asdict(self), "status": self.status.value}
 
 
-def step(state: AlertState, policy: AlertPolicy, score: Score, on_disk: bool, neighbour_open: bool = False) -> list[AlertEvent]:
+@dataclass(frozen=True)
+class Transition:
+    """One event the state machine decided: what happened, to which alert, and why; :meth:`event` makes the
+    published :class:`~serving.events.AlertEvent` of it."""
+
+    kind: EventKind
+    patch_id: str
+    passage: str
+    alert_id: str
+    event_id: str
+    supersedes: str | None  # the alert's previous event
+    reason: Reason | None  # for withdrawn and closed
+
+    def event(self, score: Score, published: str, region: Region) -> AlertEvent:
+        """The event with the score it was decided on, the time it was decided (ISO UTC) and its region."""
+        return AlertEvent(event=self.kind, alert_id=self.alert_id, event_id=self.event_id, patch_id=self.patch_id,
+                          passage=self.passage, published=published, supersedes=self.supersedes, reason=self.reason,
+                          region=region, **dict(score))
+
+
+def step(state: AlertState, policy: AlertPolicy, score: Score, ended: Reason | None = None,
+         neighbour_open: bool = False) -> list[Transition]:
     """Advance ``state`` (in place) with one cadence's score; return the events to publish.
 
+    ``ended``: the passage is over, for this reason (:attr:`Reason.left_disk` or :attr:`Reason.video_full`).
     ``neighbour_open``: a tile sharing area with this one has an alert open (this one then opens none).
     """
     if state.status is AlertStatus.closed:
         return []
     median = score.probability.median
-    if not on_disk:
-        events = [_event(state, EventKind.closed, score)] if state.status is AlertStatus.open else []
+    if ended is not None:
+        events = [_transition(state, EventKind.closed, score, ended)] if state.status is AlertStatus.open else []
         state.status = AlertStatus.closed
         return events
     if policy.present_at_start and score.frame == score.observed_from > 0 and detects(median, policy.threshold):
@@ -89,24 +116,25 @@ def step(state: AlertState, policy: AlertPolicy, score: Score, on_disk: bool, ne
     if (state.status is AlertStatus.idle and detects(median, policy.threshold) and not state.present_at_start
             and score.onset.frame > score.observed_from and not neighbour_open):
         state.status, state.openings, state.seq = AlertStatus.open, state.openings + 1, 0
-        return [_event(state, EventKind.opened, score)]
+        return [_transition(state, EventKind.opened, score)]
     if state.status is AlertStatus.open:
         if median < policy.threshold - policy.hysteresis:
             state.status = AlertStatus.idle
-            return [_event(state, EventKind.withdrawn, score)]
+            return [_transition(state, EventKind.withdrawn, score, Reason.probability_fell)]
         assert state.last_onset is not None and state.last_median is not None  # set by the opening event
         if (abs(score.onset.frame - state.last_onset) >= policy.onset_frames
                 or abs(median - state.last_median) >= policy.probability_step):
-            return [_event(state, EventKind.updated, score)]
+            return [_transition(state, EventKind.updated, score)]
     return []
 
 
-def _event(state: AlertState, kind: EventKind, score: Score) -> AlertEvent:
+def _transition(state: AlertState, kind: EventKind, score: Score, reason: Reason | None = None) -> Transition:
+    assert state.alert_id is not None
+    previous = f"{state.alert_id}#{state.seq}" if state.seq else None
     state.seq += 1
     state.last_onset, state.last_median = score.onset.frame, score.probability.median
-    assert state.alert_id is not None
-    event = AlertEvent(event=kind, alert_id=state.alert_id, event_id=f"{state.alert_id}#{state.seq}",
-                       patch_id=state.patch_id, passage=state.passage, **dict(score))
-    state.history.append({"event": kind.value, "event_id": event.event_id, "median": state.last_median,
+    transition = Transition(kind, state.patch_id, state.passage, state.alert_id, f"{state.alert_id}#{state.seq}",
+                            previous, reason)
+    state.history.append({"event": kind.value, "event_id": transition.event_id, "median": state.last_median,
                           "onset_frame": state.last_onset})
-    return event
+    return transition

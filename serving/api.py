@@ -32,7 +32,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from common.clock import slot_of_time, slot_time
 from ingest.errors import IngestError
 from ingest.magnetogram import read_frame
-from serving.events import SCHEMA_VERSION, AlertPage, EventKind, Health, PatchDetail, PatchSummary, Problem, Readiness, UploadAccepted
+from serving.events import (
+    SCHEMA_DIR,
+    SCHEMA_VERSION,
+    SCHEMAS,
+    AlertPage,
+    EventKind,
+    Health,
+    PatchDetail,
+    PatchSummary,
+    Problem,
+    Readiness,
+    SchemaRef,
+    UploadAccepted,
+    json_schema,
+)
+from serving.region import cutout_png
 from serving.service import Service
 from serving.voevent import to_voevent
 
@@ -163,6 +178,53 @@ def create_app(service: Service) -> FastAPI:
         return Response(body.getvalue(), media_type="application/x-npy",
                         headers={"X-Passage-Start": slot_time(found[0]).isot, "X-Last-Frame": str(found[2]),
                                  "X-Passage-Status": found[1]})
+
+    @app.get("/patches/{patch_id}/cutout.png", response_class=Response,
+             responses={200: {"content": {"image/png": {}}, "description": "grey PNG, black -300 G to white +300 G, "
+                                                                          "north up: the onset frame left, the frame right"},
+                        **problems(404, 422)})
+    def patch_cutout(patch_id: str,
+                     passage_start: str = Query(description="ISO UTC time of the passage's frame 0 (an alert's passage_start)"),
+                     frame: int = Query(ge=0, description="the frame to show (an alert's frame)"),
+                     onset: int = Query(ge=0, description="the onset frame to show beside it (an alert's onset.frame)")) -> Response:
+        """The cutout an alert's ``region.cutout`` links to: a small PNG of the patch at its onset and at the alert's
+        frame, side by side (the patch's pixels, 1/6° each)."""
+        try:
+            start = int(slot_of_time(Time(passage_start)))
+        except ValueError:
+            raise HTTPException(422, f"passage_start={passage_start!r} is not an ISO time") from None
+        found = reader.passage(patch_id, start)
+        video = service.store.read_video(patch_id, start) if found else None
+        if found is None or video is None:
+            raise HTTPException(404, f"no video recorded for patch {patch_id!r} from {passage_start}")
+        if max(frame, onset) > found[2]:
+            raise HTTPException(404, f"patch {patch_id!r} from {passage_start} is scored up to frame {found[2]}; "
+                                     f"frame {max(frame, onset)} is not observed yet")
+        return Response(cutout_png(video, frame, onset), media_type="image/png")
+
+    @app.get("/schemas")
+    def schemas() -> list[SchemaRef]:
+        """The published JSON Schemas of the topics' payloads: the current version of each, and earlier ones kept
+        in ``deploy/schemas``. Within a major version only optional fields are added."""
+        versions = {(name, SCHEMA_VERSION) for name in SCHEMAS}
+        versions |= {tuple(f.name.removesuffix(".schema.json").rsplit("-", 1)) for f in SCHEMA_DIR.glob("*-*.schema.json")}
+        return [SchemaRef(name=n, version=v, current=v == SCHEMA_VERSION, url=f"/schemas/{n}/{v}")
+                for n, v in sorted(versions) if n in SCHEMAS]
+
+    @app.get("/schemas/{name}/{version}", response_class=JSONResponse,
+             responses={200: {"content": {"application/schema+json": {}}, "description": "a JSON Schema (draft 2020-12)"},
+                        **problems(404)})
+    def schema(name: str, version: str) -> JSONResponse:
+        """One published JSON Schema: ``alert-event`` (the alerts topics, ``GET /alerts`` items) or ``patch-status``
+        (the compacted status topics), at a version from ``GET /schemas``."""
+        path = SCHEMA_DIR / f"{name}-{version}.schema.json"
+        if name in SCHEMAS and version == SCHEMA_VERSION:
+            body = json_schema(name)
+        elif name in SCHEMAS and path.name in {f.name for f in SCHEMA_DIR.glob("*.schema.json")}:
+            body = json.loads(path.read_text())
+        else:
+            raise HTTPException(404, f"no schema {name!r} at version {version!r}: see /schemas")
+        return JSONResponse(body, media_type="application/schema+json")
 
     @app.get("/alerts", responses=problems(422))
     def alerts(

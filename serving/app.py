@@ -51,7 +51,8 @@ class App:
         config = self.service.config
         if self.publisher is not None:
             assert config.kafka_bootstrap is not None
-            ensure_topics(config.kafka_bootstrap, config.alerts_topic, config.status_topic)
+            ensure_topics(config.kafka_bootstrap, config.topics, config.kafka_partitions, config.kafka_replication,
+                          config.kafka_options)
             self.publisher.start()
         if self.feed is None:  # files from outside: take each as it appears; the cadence job sweeps
             self.watcher = IncomingWatcher(self.service).start()
@@ -78,7 +79,7 @@ def build(config: ServiceConfig) -> App:
     service = Service(config)
     publisher = None
     if config.kafka_bootstrap:
-        publisher = KafkaPublisher(service.store.publisher_outbox, config.kafka_bootstrap,
+        publisher = KafkaPublisher(service.store.publisher_outbox, config.kafka_bootstrap, config.kafka_options,
                                    on_error=lambda exc: service.metrics.kafka_errors.inc())
         service.sinks.append(publisher)  # woken as soon as a frame's messages are in the outbox
     feed = None

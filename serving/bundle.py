@@ -92,6 +92,8 @@ class ModelBundle:
         if not 0 < self.alert_threshold < 1:
             raise BundleError(manifest_path, f"operating-point threshold {self.alert_threshold} is not in (0, 1)")
         self.model_version = str(self.manifest.get("model_version", "unknown"))
+        #: The bundle's identity: SHA-256 of its manifest, which holds every member file's SHA-256.
+        self.digest = "sha256:" + hashlib.sha256(manifest_path.read_bytes()).hexdigest()
         #: Frames held fixed when the bundle's onsets were estimated (0 for bundles from before it was recorded):
         #: the live onset is looked for from this frame on (:func:`common.onset.member_onset_frames`).
         self.onset_hold = int((self.manifest.get("onset") or {}).get("hold_frames", 0))

@@ -2,13 +2,16 @@
 
 The same models build the Kafka and JSON-lines payloads, the HTTP API's
 OpenAPI response models, and the published JSON Schema in
-``deploy/schemas/alert-event.schema.json`` (written by
+``deploy/schemas/alert-event-<version>.schema.json`` (written by
 ``python -m serving.events``; a test checks the file matches).
 
 Compatibility rule: within a major ``schema_version``, only new optional
-fields are added; removing or changing a field bumps the major version.
-Version 2.0 dropped the top-level copies ``median`` and ``onset_frame`` of
-``probability.median`` and ``onset.frame``; 2.1 added ``observed_from``.
+fields are added; removing or changing a field bumps the major version, and
+consumers must ignore fields they do not know. Version 2.0 dropped the
+top-level copies ``median`` and ``onset_frame`` of ``probability.median`` and
+``onset.frame``; 2.1 added ``observed_from``; 3.0 added ``simulated``,
+``provenance`` (which took over ``model_version``), ``published``,
+``reason``, ``supersedes`` and ``region``, and the status's ``final``.
 """
 from __future__ import annotations
 
@@ -20,8 +23,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "2.1"
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "deploy" / "schemas" / "alert-event.schema.json"
+SCHEMA_VERSION = "3.0"
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "deploy" / "schemas"
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -41,6 +44,14 @@ class AlertStatus(StrEnum):
     idle = "idle"
     open = "open"
     closed = "closed"
+
+
+class Reason(StrEnum):
+    """Why an alert was withdrawn or closed."""
+
+    probability_fell = "probability_fell"  # the median fell below threshold − hysteresis
+    left_disk = "left_disk"  # the patch centre passed the west limb
+    video_full = "video_full"  # the passage's video is full (n_frames observed): the patch is no longer scored
 
 
 class _Model(BaseModel):
@@ -72,10 +83,26 @@ class Onset(_Model):
     uncertainty_hours: float = Field(ge=0, description="half the members' 25th-75th percentile onset range")
 
 
+class Provenance(_Model):
+    """Where a score came from: the input frame and the model."""
+
+    instrument: str = Field(description="the instrument that observed the frame, e.g. SDO/HMI, SOHO/MDI")
+    series: str | None = Field(description="the DRMS series the frame is from (its header's DSNAME, else its JSOC "
+                                           "file name's), e.g. hmi.M_720s_nrt; null when the file does not say")
+    file: str = Field(description="the input file's name")
+    t_obs: str = Field(json_schema_extra={"format": "date-time"}, description="UTC observation time of the frame")
+    t_rec: str | None = Field(description="the frame's T_REC as its header writes it (TAI slot time); null without one")
+    quality: int | None = Field(description="the instrument's QUALITY word (0 = good); null when the header has none")
+    model_version: str = Field(description="the bundle's manifest model_version")
+    bundle_digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$",
+                               description="SHA-256 of the bundle's manifest.json, which holds every member file's SHA-256")
+
+
 class Score(_Model):
     """One patch scored at one frame: the ensemble's masked score and onset estimate so far."""
 
-    model_version: str = Field(description="the bundle's manifest model_version")
+    simulated: bool = Field(description="scored from frames of the synthetic Sun, not from observations: never a real alert")
+    provenance: Provenance
     patch: PatchPosition
     passage_start: str = Field(json_schema_extra={"format": "date-time"},
                                description="UTC time of frame 0 (the patch centre at the east limb)")
@@ -96,6 +123,30 @@ class Score(_Model):
         return self.model_dump(mode="json")
 
 
+class Box(_Model):
+    """A box in Carrington coordinates, deg; ``lon_min`` > ``lon_max`` for a box across 0°."""
+
+    lon_min: float = Field(ge=0, lt=360)
+    lon_max: float = Field(ge=0, lt=360)
+    lat_min: float = Field(ge=-90, le=90)
+    lat_max: float = Field(ge=-90, le=90)
+
+
+class Region(_Model):
+    """What the patch video shows at the event's frame: where the strong field is and how much flux it holds.
+
+    Fluxes are line-of-sight, through the patch's pixels of |B| ≥ ``field_floor_G`` (their areas on the solar
+    surface; no projection correction), so noise adds little; negative flux is given as a magnitude."""
+
+    bbox: Box = Field(description="the pixels of |B| ≥ field_floor_G at the event's frame; the whole patch if none")
+    field_floor_G: float = Field(gt=0, description="the field below which a pixel counts neither in bbox nor in the fluxes, G")
+    flux_positive_mx: float = Field(ge=0, description="positive flux at the event's frame, Mx")
+    flux_negative_mx: float = Field(ge=0, description="negative flux at the event's frame (magnitude), Mx")
+    flux_positive_change_mx: float = Field(description="positive flux at the event's frame minus at the onset frame, Mx")
+    flux_negative_change_mx: float = Field(description="negative flux (magnitude) at the event's frame minus at onset, Mx")
+    cutout: str = Field(description="path of a PNG of the patch at onset and at the event's frame, on this service's API")
+
+
 class AlertEvent(Score):
     """One event of an alert's lifecycle, as published on the alerts topic (key: patch id; header
     event_id) and by ``GET /alerts``. Probabilities are ensemble medians and percentiles of the members'
@@ -103,18 +154,27 @@ class AlertEvent(Score):
 
     model_config = ConfigDict(title="fluxwatch emergence alert event")
 
-    schema_version: Literal["2.1"] = "2.1"
+    schema_version: Literal["3.0"] = "3.0"
     event: EventKind
     alert_id: str = Field(description="<patch id>/<passage start YYYYMMDDTHHMM>/<n-th opening>; stable across restarts")
     event_id: str = Field(description="<alert id>#<sequence>; unique, the deduplication key")
     patch_id: str = Field(pattern=r"^L[0-9]{3}\.[0-9]{2}[NS][0-9]{2}\.[0-9]{2}$")
     passage: str
+    published: str = Field(json_schema_extra={"format": "date-time"},
+                           description="UTC time the service decided the event (committed it for publication); a replay "
+                                       "of the same frames gives the same event_id and a later time")
+    supersedes: str | None = Field(description="the event_id of this alert's previous event (its state until now); null "
+                                               "for an opening")
+    reason: Reason | None = Field(description="why the alert was withdrawn or closed; null for opened and updated")
+    region: Region
 
 
 class PatchStatus(Score):
     """A patch's latest score and alert status, as published on the compacted status topic (key: patch id)."""
 
     alert: AlertStatus
+    final: bool = Field(False, description="the passage is over (the patch left the disk or its video is full): the "
+                                           "patch's last status until it next rotates onto the disk; alert is closed")
 
 
 class PatchSummary(_Model):
@@ -194,18 +254,37 @@ class UploadAccepted(_Model):
     slot: int = Field(description="the frame's cadence slot")
 
 
-def json_schema() -> dict:
-    """The published JSON Schema of :class:`AlertEvent` (draft 2020-12)."""
-    schema = AlertEvent.model_json_schema()
+class SchemaRef(_Model):
+    """A published JSON Schema: ``GET /schemas``."""
+
+    name: str = Field(description="alert-event (the alerts topics' payload) or patch-status (the status topics')")
+    version: str = Field(description="its schema_version")
+    current: bool = Field(description="the version this service publishes")
+    url: str = Field(description="its path on this API")
+
+
+#: The published schemas: the payloads of the alerts topic and of the status topic, by name.
+SCHEMAS: dict[str, type[BaseModel]] = {"alert-event": AlertEvent, "patch-status": PatchStatus}
+
+
+def json_schema(name: str = "alert-event") -> dict:
+    """The published JSON Schema (draft 2020-12) of one of :data:`SCHEMAS`, at :data:`SCHEMA_VERSION`."""
+    schema = SCHEMAS[name].model_json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "$id": f"https://fluxwatch.invalid/schemas/alert-event/{SCHEMA_VERSION}", **schema}
+            "$id": f"https://fluxwatch.invalid/schemas/{name}/{SCHEMA_VERSION}", **schema}
 
 
-def render_schema() -> str:
-    return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+def schema_path(name: str) -> Path:
+    """The file in ``deploy/schemas`` of a published schema, named with its version."""
+    return SCHEMA_DIR / f"{name}-{SCHEMA_VERSION}.schema.json"
+
+
+def render_schema(name: str = "alert-event") -> str:
+    return json.dumps(json_schema(name), indent=2, ensure_ascii=False) + "\n"
 
 
 if __name__ == "__main__":  # python -m serving.events [--check]: write (or check) deploy/schemas/
     if "--check" in sys.argv[1:]:
-        sys.exit(0 if SCHEMA_PATH.read_text() == render_schema() else 1)
-    SCHEMA_PATH.write_text(render_schema())
+        sys.exit(0 if all(schema_path(n).is_file() and schema_path(n).read_text() == render_schema(n) for n in SCHEMAS) else 1)
+    for name in SCHEMAS:
+        schema_path(name).write_text(render_schema(name))

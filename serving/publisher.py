@@ -4,10 +4,17 @@ The service writes an alert event into the outbox in the same SQLite
 transaction that advances the alert state, so an event is never lost
 between deciding it and publishing it. :class:`KafkaPublisher` drains the
 outbox in order with ``acks='all'``; while the broker is down events wait
-(and ``depth`` grows); when it returns they are delivered. Before it first
-delivers after a start, the publisher reads back the event ids already on
-the topic since the oldest pending event, so an event acknowledged by Kafka
-just before a crash is not sent twice.
+(and ``depth`` grows); when it returns they are delivered.
+
+Exactly once per event id, in order per patch: every message is keyed by
+patch id (one partition per patch); the producer is idempotent
+(``enable_idempotence``: the broker drops a retried batch it already has and
+keeps the order of retries), which covers a retry within one producer
+session. Across sessions (a crash between Kafka's acknowledgement and the
+outbox marking the event delivered) idempotence does not help, so before it
+first delivers after a start the publisher reads back the event ids already
+on the topics and skips them. Consumers still de-duplicate by ``event_id``
+(the header, and the payload's field), as with any at-least-once stream.
 """
 from __future__ import annotations
 
@@ -31,13 +38,15 @@ class KafkaPublisher:
     ----------
     outbox : opens the outbox on the publisher thread's own connection (:meth:`serving.store.Store.publisher_outbox`).
     bootstrap : Kafka bootstrap servers, e.g. ``127.0.0.1:9092``.
+    options : further kafka-python client settings (security: SASL, TLS), given to the producer and the consumer
+        (:attr:`common.config.ServiceConfig.kafka_options`).
     on_error : called with the exception whenever Kafka fails (for metrics).
     on_delivered : called with the number of messages delivered.
     """
 
-    def __init__(self, outbox: Callable[[], Outbox], bootstrap: str, on_error=None, on_delivered=None,
-                 poll_s: float = 0.2):
-        self.open_outbox, self.bootstrap, self.poll_s = outbox, bootstrap, poll_s
+    def __init__(self, outbox: Callable[[], Outbox], bootstrap: str, options: dict | None = None, on_error=None,
+                 on_delivered=None, poll_s: float = 0.2):
+        self.open_outbox, self.bootstrap, self.options, self.poll_s = outbox, bootstrap, dict(options or {}), poll_s
         self.on_error, self.on_delivered = on_error or (lambda exc: None), on_delivered or (lambda n: None)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -88,8 +97,8 @@ class KafkaPublisher:
         from kafka import KafkaProducer
 
         if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", retries=3, linger_ms=5,
-                                           request_timeout_ms=5000, max_block_ms=5000)
+            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, retries=3,
+                                           linger_ms=5, request_timeout_ms=5000, max_block_ms=5000, **self.options)
             self._deduped = False
         skip = set() if self._deduped else self._already_on_topics(batch)
         self._deduped = True
@@ -107,7 +116,7 @@ class KafkaPublisher:
         from kafka import KafkaConsumer, TopicPartition
 
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                 consumer_timeout_ms=1500, request_timeout_ms=5000)
+                                 consumer_timeout_ms=1500, request_timeout_ms=5000, **self.options)
         try:
             parts = [TopicPartition(t, p) for t in {m.topic for m in batch}
                      for p in (consumer.partitions_for_topic(t) or ())]
@@ -133,17 +142,19 @@ class KafkaPublisher:
             self._producer = None
 
 
-def ensure_topics(bootstrap: str, alerts_topic: str, status_topic: str, timeout_s: float = 30.0) -> None:
-    """Create the alerts topic and the compacted patch-status topic if they do not exist."""
+def ensure_topics(bootstrap: str, topics: dict[bool, tuple[str, str]], partitions: int = 1, replication: int = 1,
+                  options: dict | None = None, timeout_s: float = 30.0) -> None:
+    """Create the alerts topics and the compacted patch-status topics (``topics``: see
+    :attr:`common.config.ServiceConfig.topics`) that do not exist, with ``partitions`` and ``replication``."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000), **(options or {}))
     try:
         existing = set(admin.list_topics())
-        new = [NewTopic(alerts_topic, 1, 1)] if alerts_topic not in existing else []
-        if status_topic not in existing:
-            new.append(NewTopic(status_topic, 1, 1, topic_configs={"cleanup.policy": "compact"}))
+        new = [NewTopic(alerts, partitions, replication) for alerts, _ in topics.values() if alerts not in existing]
+        new += [NewTopic(status, partitions, replication, topic_configs={"cleanup.policy": "compact"})
+                for _, status in topics.values() if status not in existing]
         if new:
             try:
                 admin.create_topics(new)

@@ -21,6 +21,7 @@ stand). One frame is processed at a time, under :attr:`Service.lock`;
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -73,7 +74,9 @@ class Service:
                                           config.probability_step, config.present_at_start))
         self.metrics = metrics or Metrics()
         self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))
-        self.sinks: list[Sink] = [AlertLog(self.dir / "alerts.jsonl"), MetricsSink(self.metrics),
+        alert_log = AlertLog(self.dir / "alerts.jsonl")
+        alert_log.catch_up(self.store.reader().alerts())  # events stored just before a crash, not yet logged
+        self.sinks: list[Sink] = [alert_log, MetricsSink(self.metrics),
                                   *([VOEventSink(self.dir / config.voevent_dir)] if config.voevent_dir else [])]
         self.lock = threading.Lock()
         self.ready_offset_s = config.slot_ready_offset.to_value(u.s)
@@ -123,6 +126,9 @@ class Service:
     def _candidate(self, path: Path, mag: Magnetogram, read_s: float) -> None:
         slot = int(slot_of_time(mag.time))
         offset = abs((mag.time - slot_time(slot)).to_value(u.s))
+        if path.parent == self.inbox.pending and self.store.frame_source(slot) == path.name:
+            self.inbox.done(path)  # stored, but the service stopped before filing it in processed/
+            return
         if self.store.has_frame(slot):
             self._supersede(path, f"slot {slot} ({slot_time(slot).isot}) was already scored")
             return
@@ -147,22 +153,30 @@ class Service:
             c = self.pending[slot]
             window_passed = now is not None and now > slot_time(slot).unix + half
             if c.offset_s <= self.ready_offset_s or slot < newest or window_passed:
+                try:
+                    done += self._score(c)
+                except (OSError, sqlite3.OperationalError) as exc:  # a full disk: nothing of the frame was stored
+                    log.error("could not store %s (%s): it stays in pending/ and is retried at the next cycle",
+                              c.path.name, exc)
+                    break  # the later slots wait too, so that frames are still stored in slot order
                 del self.pending[slot]
-                done += self._score(c)
         return done
 
     def _score(self, c: Candidate) -> int:
         t0 = time.perf_counter()
         result = self.step.execute(c.mag, c.path.name, self.store)
         try:
-            self.store.commit(result, outbox_messages(result, self.config.alerts_topic, self.config.status_topic))
+            self.store.commit(result, outbox_messages(result, self.config.topics))
         except BaseException:
             self.step.forget(result)  # the streams moved on; the store did not
             raise
         fault_point("commit")
         self.metrics.ingest_latency.observe(c.read_s + time.perf_counter() - t0 - result.scoring_seconds)
         for sink in self.sinks:
-            sink.consume(result)
+            try:
+                sink.consume(result)
+            except OSError as exc:  # the frame is stored: a sink that cannot write does not undo it
+                log.error("stored %s, but the %s could not take it: %s", c.path.name, type(sink).__name__, exc)
         fault_point("done")
         self.inbox.done(c.path)
         now = time.time()

@@ -9,9 +9,11 @@ committed.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
+from serving.events import AlertEvent
 from serving.faults import fault_point
 from serving.metrics import Metrics
 from serving.step import FrameResult
@@ -24,10 +26,11 @@ class Sink(Protocol):
     def consume(self, result: FrameResult) -> None: ...
 
 
-def outbox_messages(result: FrameResult, alerts_topic: str, status_topic: str) -> list[Message]:
-    """The result's alert events (key: patch id) and patch statuses (compacted topic, key: patch id)."""
-    events = [Message(alerts_topic, e.patch_id, e.event_id, e.payload()) for e in result.events]
-    statuses = [Message(status_topic, s.patch.id, f"{s.patch.id}@{result.slot}", s.payload())
+def outbox_messages(result: FrameResult, topics: dict[bool, tuple[str, str]]) -> list[Message]:
+    """The result's alert events (key: patch id) and patch statuses (compacted topic, key: patch id), on the
+    topics ``topics[simulated]`` = (alerts topic, status topic) (:attr:`common.config.ServiceConfig.topics`)."""
+    events = [Message(topics[e.simulated][0], e.patch_id, e.event_id, e.payload()) for e in result.events]
+    statuses = [Message(topics[s.simulated][1], s.patch.id, f"{s.patch.id}@{result.slot}", s.payload())
                 for s in result.statuses]
     return events + statuses
 
@@ -37,6 +40,24 @@ class AlertLog:
 
     def __init__(self, path: Path):
         self.path = path
+
+    def catch_up(self, events: Iterable[AlertEvent]) -> int:
+        """Append the stored ``events`` the log lacks (the service stopped between a frame's commit and its log
+        write); returns how many. Idempotent: an event already logged is not logged again."""
+        text = self.path.read_text() if self.path.exists() else ""
+        logged = set()
+        for line in text.splitlines():
+            try:
+                logged.add(json.loads(line)["event_id"])
+            except (ValueError, KeyError):  # a line cut short by a crash mid-write
+                pass
+        missing = [e for e in events if e.event_id not in logged]
+        if missing:
+            with self.path.open("a") as f:
+                f.write("" if text.endswith("\n") or not text else "\n")
+                for event in missing:
+                    f.write(json.dumps(event.payload(), sort_keys=True) + "\n")
+        return len(missing)
 
     def consume(self, result: FrameResult) -> None:
         if result.events:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import astropy.units as u
 import numpy as np
@@ -39,11 +40,33 @@ from ingest.magnetogram import Magnetogram
 from ingest.projection import project_patches
 from serving.alerts import AlertPolicy, AlertState, step
 from serving.bundle import ModelBundle
-from serving.events import AlertEvent, AlertStatus, EnsembleProbability, LonLat, Onset, PatchPosition, PatchStatus, Score
+from serving.events import (
+    AlertEvent,
+    AlertStatus,
+    EnsembleProbability,
+    LonLat,
+    Onset,
+    PatchPosition,
+    PatchStatus,
+    Provenance,
+    Reason,
+    Score,
+)
+from serving.region import region
 from serving.store import Store
 from serving.streaming import StreamingEnsemble
 
 Key = tuple[str, int]  # (patch id, passage start slot)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """What every score and event of one frame shares: its provenance, whether it is simulated, and when the
+    service decided its events (ISO UTC)."""
+
+    provenance: Provenance
+    simulated: bool
+    published: str
 
 
 @dataclass(frozen=True)
@@ -86,14 +109,22 @@ class FrameStep:
         newest = store.newest_frame()
         result = FrameResult(slot, mag.time.isot, source, latest=newest is None or slot > newest[0])
         passages = store.open_passages()
+        origin = self._origin(mag, source)
         if result.latest:
-            self._passages(mag, store, passages, result)
+            self._passages(mag, store, passages, result, origin)
         self._project(mag, passages, result)
         if result.latest and result.video_frames:
             t0 = time.perf_counter()
-            self._score(mag, store, result)
+            self._score(mag, store, result, origin)
             result.scoring_seconds = time.perf_counter() - t0
         return result
+
+    def _origin(self, mag: Magnetogram, source: str) -> Origin:
+        o = mag.origin
+        return Origin(Provenance(instrument=o.instrument, series=o.series, file=source, t_obs=mag.time.utc.isot,
+                                 t_rec=o.t_rec, quality=o.quality, model_version=self.bundle.model_version,
+                                 bundle_digest=self.bundle.digest),
+                      o.simulated, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3])
 
     def forget(self, result: FrameResult) -> None:
         """Drop the streams a result advanced (its commit failed: they are rebuilt from the store)."""
@@ -113,13 +144,15 @@ class FrameStep:
 
     # ---- passages and frames ---------------------------------------------------------------------
 
-    def _passages(self, mag: Magnetogram, store: Store, passages: dict[str, int], result: FrameResult) -> None:
+    def _passages(self, mag: Magnetogram, store: Store, passages: dict[str, int], result: FrameResult,
+                  origin: Origin) -> None:
         """Close the passages that are over, open those of centres that came on the disk (``passages`` updated)."""
         obs = mag.observer
         visible = on_disk(central_meridian_distance(self.grid.lon, obs.lon.to_value(u.deg)))
         for pid, start in list(passages.items()):
-            if passage_over(start, result.slot, visible[self.grid.index(pid)], self.bundle.n_frames):
-                self._close(store, (pid, start), result)
+            centre_visible = visible[self.grid.index(pid)]
+            if passage_over(start, result.slot, centre_visible, self.bundle.n_frames):
+                self._close(store, (pid, start), result, origin, Reason.video_full if centre_visible else Reason.left_disk)
                 del passages[pid]
         new = [i for i in np.flatnonzero(visible) if self.grid.ids[i] not in passages]
         if not new:
@@ -135,15 +168,28 @@ class FrameStep:
                 result.opened.append((pid, start))
                 passages[pid] = start
 
-    def _close(self, store: Store, key: Key, result: FrameResult) -> None:
+    def _close(self, store: Store, key: Key, result: FrameResult, origin: Origin, reason: Reason) -> None:
+        """End a passage: a ``closed`` event for an open alert, and the patch's final status."""
         self.streams.forget(key)
         result.closed.append(key)
         last = store.latest_score(*key)
-        if last is not None:  # a closing event carries the patch's last score, stamped with the closing frame
-            alert = store.alert_state(*key)
-            result.events += step(alert, self.policy,
-                                  last.model_copy(update={"frame_time": slot_time(result.slot).isot}), on_disk=False)
-            result.alert_states[key] = alert
+        if last is None:
+            return
+        # the closing event and final status carry the patch's last score, stamped with the closing frame
+        pid, start = key
+        closing = last.model_copy(update={"frame_time": slot_time(result.slot).isot, "provenance": origin.provenance,
+                                          "simulated": origin.simulated})
+        alert = store.alert_state(*key)
+        result.events += [t.event(closing, origin.published, region(store.video(pid, start), last.frame, last.onset.frame,
+                                                                    pid, self._axes(pid), start))
+                          for t in step(alert, self.policy, closing, ended=reason)]
+        result.alert_states[key] = alert
+        result.statuses.append(PatchStatus(**dict(closing), alert=alert.status, final=True))
+
+    def _axes(self, pid: str) -> tuple[np.ndarray, np.ndarray]:
+        """A patch's pixel axes: (lon of each column, lat of each row), Carrington deg."""
+        lon, lat = self.grid.pixel_axes([self.grid.index(pid)])
+        return lon[0], lat[0]
 
     def _project(self, mag: Magnetogram, passages: dict[str, int], result: FrameResult) -> None:
         """Project the frame onto every open passage whose video holds its slot."""
@@ -174,7 +220,7 @@ class FrameStep:
         fill_gaps(frames, observed)
         return key, k, frames if last is None else frames[1:]
 
-    def _score(self, mag: Magnetogram, store: Store, result: FrameResult) -> None:
+    def _score(self, mag: Magnetogram, store: Store, result: FrameResult, origin: Origin) -> None:
         extended = result.video_frames
         probs = self.streams.score([self._stream_item(store, key, k, frame) for key, k, frame in extended])
         idx = [self.grid.index(pid) for (pid, _), _, _ in extended]
@@ -186,22 +232,26 @@ class FrameStep:
             curves = probs[:, j : j + 1] if history.size == 0 else np.c_[history, probs[:, j]]
             first_seen = np.searchsorted(seen, key[1])  # the passage's first ingested slot, if before this frame
             score = self._score_of(key, k, result.slot, probs[:, j], np.r_[frames, k], curves,
-                                   LonLat(lon=float(stony_lon[j]), lat=float(stony_lat[j])),
+                                   LonLat(lon=float(stony_lon[j]), lat=float(stony_lat[j])), origin,
                                    observed_from=int(seen[first_seen] - key[1]) if first_seen < seen.size else k)
             result.scores.append(ScoreRecord(key, [float(p) for p in probs[:, j]], score))
         # Alerts advance strongest first, so that of overlapping tiles over one region the likeliest opens.
         alerting = store.open_alert_patches()
+        new_frames = {key: frame for key, _, frame in extended}
         for record in sorted(result.scores, key=lambda r: -r.score.probability.median):
             key, score = record.key, record.score
             alert = result.alert_states.get(key) or store.alert_state(*key)
             neighbour_open = any(self.grid.ids[n] in alerting for n in self.grid.sharing_area[self.grid.index(key[0])])
-            result.events += step(alert, self.policy, score, on_disk=True, neighbour_open=neighbour_open)
+            for t in step(alert, self.policy, score, neighbour_open=neighbour_open):
+                where = region(store.video(*key), score.frame, score.onset.frame, key[0], self._axes(key[0]), key[1],
+                               now=new_frames[key])
+                result.events.append(t.event(score, origin.published, where))
             result.alert_states[key] = alert
             (alerting.add if alert.status is AlertStatus.open else alerting.discard)(key[0])
             result.statuses.append(PatchStatus(**dict(score), alert=alert.status))
 
     def _score_of(self, key: Key, k: int, slot: int, member_probs: np.ndarray, frames: np.ndarray,
-                  curves: np.ndarray, stonyhurst: LonLat, observed_from: int) -> Score:
+                  curves: np.ndarray, stonyhurst: LonLat, origin: Origin, observed_from: int) -> Score:
         """The typed score of frame k of a passage: ensemble probability and onset from the masking curves so far."""
         pid, start = key
         p25, median, p75 = (float(v) for v in percentiles(member_probs))
@@ -210,7 +260,8 @@ class FrameStep:
         o25, onset, o75 = np.percentile(onsets, [25, 50, 75])
         patch = self.grid[pid]
         return Score(
-            model_version=self.bundle.model_version,
+            simulated=origin.simulated,
+            provenance=origin.provenance,
             patch=PatchPosition(id=pid, carrington=LonLat(lon=patch.lon, lat=patch.lat), stonyhurst=stonyhurst),
             passage_start=slot_time(start).isot,
             frame=int(k),

@@ -19,6 +19,7 @@ use their own read-only connections and so see committed frames only.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -147,12 +148,20 @@ class Store(_Queries):
         """The rolling video (n_frames, pixels, pixels) float32, G, of a patch passage (created as zeros)."""
         path = self.video_path(patch_id, start_slot)
         shape = (self.n_frames, self.pixels, self.pixels)
-        if not path.exists():
-            np.memmap(path, dtype=np.float32, mode="w+", shape=shape).flush()
+        if not path.exists():  # its blocks allocated now: a full disk fails here, not as SIGBUS on a mapped write
+            tmp = path.with_name(path.name + ".tmp")
+            with tmp.open("wb") as f:
+                os.posix_fallocate(f.fileno(), 0, int(np.prod(shape)) * 4)
+            tmp.replace(path)
         return np.memmap(path, dtype=np.float32, mode="r+", shape=shape)
 
     def has_frame(self, slot: int) -> bool:
         return self.db.execute("SELECT 1 FROM frames WHERE slot = ?", (slot,)).fetchone() is not None
+
+    def frame_source(self, slot: int) -> str | None:
+        """The name of the file a slot's stored frame was read from (None if the slot has none)."""
+        row = self.db.execute("SELECT source FROM frames WHERE slot = ?", (slot,)).fetchone()
+        return None if row is None else row[0]
 
     def has_passage(self, patch_id: str, start_slot: int) -> bool:
         return self.db.execute("SELECT 1 FROM passages WHERE patch_id = ? AND start_slot = ?",

@@ -25,6 +25,7 @@ from common.observer import Observer
 from common.video import fill_gaps
 from ingest.hmi import HMI_SHAPE, hmi_geometry, write_hmi
 from ingest.instruments import HMI
+from ingest.magnetogram import SIMULATED_CARD
 from ingest.mdi import MDI_RSUN_REF, MDI_SHAPE, SOHO_DISTANCE_FACTOR, mdi_geometry, write_mdi
 from ingest.projection import ImageGeometry, carrington_to_pixel, sample_bilinear
 from sim.ephemeris import ephemeris, observer_at
@@ -41,6 +42,9 @@ _MARGIN_DEG = 1.0
 _OVERSAMPLE = 2
 #: Frames whose B_r is rendered at once.
 _CHUNK = 32
+#: The card that marks every file the synthetic Sun writes: read back as ``Origin.simulated``, it makes the
+#: service's alerts from these frames simulated ones.
+SIMULATED = {SIMULATED_CARD: (True, "fluxwatch synthetic Sun: not an observation")}
 
 
 def observe_patch_video(sun: SyntheticSun, lon_c: float, lat_c: float, slot0: int, n_frames: int,
@@ -118,7 +122,7 @@ def write_fits_series(sun: SyntheticSun, slots, folder, shape=(1024, 1024), nois
         data = render_full_disk(partial(sun.radial_field, time=t), sun.config, sun.seed, int(slot), obs,
                                 mdi_geometry(shape), noise)
         name = f"mdi.fd_M_96m_lev182.{t.strftime('%Y%m%d_%H%M%S')}.fits"
-        paths.append(write_mdi(folder / name, data, obs))
+        paths.append(write_mdi(folder / name, data, obs, cards=SIMULATED))
     return paths
 
 
@@ -150,5 +154,5 @@ def write_hmi_series(sun: SyntheticSun, times: Time, folder, shape=HMI_SHAPE, no
         data = render_full_disk(partial(sun.radial_field, time=t), config, sun.seed, key, obs, hmi_geometry(shape), noise)
         data /= factor
         name = f"hmi.m_720s.{t.strftime('%Y%m%d_%H%M%S')}_TAI.magnetogram.fits"
-        paths.append(write_hmi(folder / name, data, obs))
+        paths.append(write_hmi(folder / name, data, obs, cards=SIMULATED))
     return paths

@@ -19,7 +19,7 @@ from kafka import KafkaConsumer
 from common.config import ServiceConfig
 from serving.api import create_app
 from serving.app import build
-from serving.events import SCHEMA_PATH, AlertEvent, EventKind, render_schema
+from serving.events import SCHEMAS, AlertEvent, EventKind, render_schema, schema_path
 from serving.service import Service
 from tests.support import ServerThread, free_port
 
@@ -46,9 +46,9 @@ def wait_for(predicate, timeout=60.0, what="condition", poll=0.2):
         time.sleep(poll)
 
 
-def consume(bootstrap, topic) -> list:
+def consume(bootstrap, topic, timeout_s: float = 4) -> list:
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=4000, enable_auto_commit=False)
+                             consumer_timeout_ms=int(timeout_s * 1000), enable_auto_commit=False)
     try:
         return [(r.key.decode(), dict(r.headers).get("event_id", b"").decode(), json.loads(r.value)) for r in consumer]
     finally:
@@ -69,7 +69,8 @@ def scores(db) -> dict:
 def kafka_config(tmp_path, bundle, broker):
     tag = uuid.uuid4().hex[:8]
     return config(tmp_path, bundle, kafka_bootstrap=broker.bootstrap, alerts_topic=f"alerts-{tag}",
-                  status_topic=f"status-{tag}")
+                  status_topic=f"status-{tag}", simulated_alerts_topic=f"sim-alerts-{tag}",
+                  simulated_status_topic=f"sim-status-{tag}")
 
 
 def test_alerts_reach_kafka_and_match_the_api(tmp_path, tiny_bundle, frames, kafka_broker):
@@ -90,24 +91,26 @@ def test_alerts_reach_kafka_and_match_the_api(tmp_path, tiny_bundle, frames, kaf
             assert "/upload" in httpx.get(f"{server.url}/openapi.json").json()["paths"]
     finally:
         app.stop()
-    events = consume(kafka_broker.bootstrap, cfg.alerts_topic)
+    alerts_topic, status_topic = cfg.topics[True]  # the test frames are the synthetic Sun's: simulated events
+    events = consume(kafka_broker.bootstrap, alerts_topic)
     assert api, "the low-threshold bundle must open alerts"
     kafka_ids = [e for _, e, _ in events]
     assert len(kafka_ids) == len(set(kafka_ids)), "no duplicate events on Kafka"
     assert sorted(kafka_ids) == sorted(a["event_id"] for a in api)
     assert all(key == value["patch_id"] for key, _, value in events)
-    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+    validator = jsonschema.Draft202012Validator(json.loads(schema_path("alert-event").read_text()))
     for event in api:
         validator.validate(event)  # every published event follows the schema in deploy/
     assert not validator.is_valid({k: v for k, v in api[0].items() if k != "onset"})
     first = api[0]
-    assert first["event"] == "opened" and first["schema_version"] == "2.1"
+    assert first["event"] == "opened" and first["schema_version"] == "3.0" and first["simulated"] is True
     assert "median" not in first and "onset_frame" not in first, "one copy of each field"
-    for field in ("alert_id", "model_version", "patch", "onset", "probability", "frame_time"):
+    for field in ("alert_id", "provenance", "patch", "onset", "probability", "frame_time", "region", "published"):
         assert field in first
     assert set(first["patch"]) == {"id", "carrington", "stonyhurst"} and "time_utc" in first["onset"]
     assert {e["event_id"] for e in map(json.loads, (service.dir / "alerts.jsonl").read_text().splitlines())} == set(kafka_ids)
-    status = consume(kafka_broker.bootstrap, cfg.status_topic)
+    assert not consume(kafka_broker.bootstrap, cfg.alerts_topic, timeout_s=2), "nothing simulated on the real topic"
+    status = consume(kafka_broker.bootstrap, status_topic)
     assert {p["patch_id"] for p in patches} <= {k for k, _, _ in status}  # every patch scored has a status
     assert one["history"] and one["onset"]["frame"] >= 0
     assert f"fluxwatch_frames_ingested_total {float(len(frames))}" in metrics
@@ -131,7 +134,7 @@ def test_broker_down_then_up_loses_no_alert(tmp_path, tiny_bundle, frames, kafka
         app.stop()
         if not kafka_broker.running:
             kafka_broker.restart()
-    ids = [e for _, e, _ in consume(kafka_broker.bootstrap, cfg.alerts_topic)]
+    ids = [e for _, e, _ in consume(kafka_broker.bootstrap, cfg.topics[True][0])]
     assert len(ids) == len(set(ids)) and sorted(ids) == sorted(a["event_id"] for a in events(service))
 
 
@@ -327,7 +330,8 @@ def test_bad_upload_is_refused_with_a_clear_message(api, frames, case, status, w
 
 
 def test_published_schema_is_generated_from_the_event_model():
-    assert SCHEMA_PATH.read_text() == render_schema(), "regenerate it: python -m serving.events"
+    for name in SCHEMAS:
+        assert schema_path(name).read_text() == render_schema(name), "regenerate it: python -m serving.events"
     assert set(AlertEvent.model_json_schema()["required"]) >= {"event", "event_id", "probability", "onset"}
 
 
