@@ -13,6 +13,7 @@ from pathlib import Path
 from astropy.time import Time
 
 from common.clock import slot_of_time
+from serving.store import StateError
 from sim import SunConfig, SyntheticSun, write_fits_series
 
 
@@ -22,7 +23,11 @@ class SyntheticFeed:
         self.state_path = self.dir / "feed.json"
         self.sun = SyntheticSun(SunConfig(), seed=seed)
         if self.state_path.exists():
-            self.next_slot = json.loads(self.state_path.read_text())["next_slot"]
+            try:
+                self.next_slot = int(json.loads(self.state_path.read_text())["next_slot"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise StateError(f"{self.state_path} is damaged ({exc!r}): delete it and the feed starts again at "
+                                 f"{start} (frames of slots already scored are set aside in superseded/)") from exc
         else:
             self.next_slot = int(slot_of_time(Time(start)))
 

@@ -27,6 +27,7 @@ import astropy.units as u
 from astropy.time import Time
 
 from serving.metrics import Metrics
+from serving.store import StateError
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,12 @@ class JsocSource:
     def __post_init__(self):
         self.state = SourceState(f"jsoc:{self.series}")
         if self.state_path.exists():
-            self._seen = json.loads(self.state_path.read_text()).get("fetched", {})
+            try:
+                self._seen = dict(json.loads(self.state_path.read_text()).get("fetched", {}))
+            except (ValueError, AttributeError, TypeError) as exc:
+                raise StateError(f"{self.state_path} is damaged ({exc!r}): delete it and the source fetches the "
+                                 "series' recent records again (frames of slots already scored are set aside in "
+                                 "superseded/)") from exc
 
     def _client(self):
         import drms

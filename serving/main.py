@@ -16,6 +16,7 @@ from common.config import PLACEHOLDER_UPLOAD_TOKEN, ConfigError, ServiceConfig
 from serving.api import create_app
 from serving.app import build
 from serving.bundle import BundleError
+from serving.store import StateError
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
         return 2
     try:
         app = build(config)
-    except BundleError as exc:
+    except (BundleError, StateError) as exc:
         print(f"fluxwatch-serve: error: {exc}", file=sys.stderr)
         return 2
     app.start()

@@ -63,6 +63,10 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered, seq);
 """
 
 
+class StateError(RuntimeError):
+    """A state file the service cannot use (damaged); the message names it and the way out."""
+
+
 @dataclass(frozen=True)
 class Message:
     """One outbox message: a payload for a Kafka topic, keyed by patch id, deduplicated by event id."""
@@ -134,7 +138,18 @@ class Store(_Queries):
         self.path = self.dir / "state.sqlite"
         # created by the thread that builds the service, used by the scheduler's (one at a time, under its lock)
         self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        self.db.executescript(SCHEMA)
+        try:
+            self.db.executescript(SCHEMA)
+            damage = self.db.execute("PRAGMA quick_check(1)").fetchone()[0].replace("\n", "; ")
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
+                raise
+            damage = str(exc)
+        if damage != "ok":
+            self.db.close()
+            raise StateError(f"{self.path} is damaged ({damage}). With the service stopped, rebuild the state from the "
+                             f"frames in {self.dir / 'processed'}: python -m serving.rebuild, with the options fluxwatch-serve "
+                             "runs with (the damaged files are moved aside, nothing is deleted)")
         self.outbox = Outbox(self.db)
         self.n_frames, self.pixels = n_frames, pixels
 
