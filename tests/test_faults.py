@@ -172,12 +172,20 @@ def topic_event_ids(bootstrap: str, topic: str) -> collections.Counter:
         consumer.close()
 
 
+def ready(served: Served) -> bool:
+    """Whether the service's API answers ``GET /ready`` with 200."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{served.port}/ready", timeout=5).status_code == 200
+    except httpx.HTTPError:  # not listening yet
+        return False
+
+
 def finish(served: Served, ref: Reference) -> dict[str, dict]:
     """Let a running service finish every frame and deliver every message, then stop it; returns its
     ``GET /alerts`` (event id → payload)."""
     try:
-        wait_for(lambda: settled(served.data, len(ref.slots)) or served.proc.poll() is not None, RUN_TIMEOUT_S,
-                 "the service to finish the frames")
+        wait_for(lambda: (settled(served.data, len(ref.slots)) and ready(served)) or served.proc.poll() is not None,
+                 RUN_TIMEOUT_S, "the service to finish the frames")
         assert served.proc.poll() is None, f"the service exited:\n{served.output()[-3000:]}"
         items = httpx.get(f"http://127.0.0.1:{served.port}/alerts", params={"limit": 1000}, timeout=10).json()["items"]
     finally:
