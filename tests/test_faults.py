@@ -1,21 +1,27 @@
-"""Faults (issue 13): the real ``fluxwatch-serve`` killed with SIGKILL at random points of frame processing.
+"""Faults (issue 13): the real ``fluxwatch-serve`` killed, cut off from Kafka, out of disk, its state damaged.
 
 Every run starts the service as a subprocess on a fresh data dir with the test
-frames in ``incoming/``, a real Kafka broker and topics of its own. A kill is
-not timed by sleeps: :mod:`serving.faults` makes the process send itself
-SIGKILL the n-th time it reaches a named point (the point and n drawn from a
-seeded RNG, the seed printed). The service is then started again without the
-fault and runs until every frame is stored and the outbox is empty. The run is
-compared with one uninterrupted run of the same frames (the reference):
+frames in ``incoming/``, the real Kafka broker and topics of its own, breaks it
+and lets it (or its restart) finish; nothing waits on fixed sleeps, every wait
+is on an event (the process's exit, the store's state, the API, the log):
+
+* kill -9: :mod:`serving.faults` makes the process send itself SIGKILL the n-th
+  time it reaches a named point (point and n drawn from a seeded RNG, the seed
+  printed); the service is started again without the fault;
+* the broker stops mid-run and comes back;
+* the data dir is on a small tmpfs that fills up mid-run, then space is freed;
+* ``state.sqlite`` is damaged: the service must refuse it, ``python -m serving.rebuild`` must rebuild it.
+
+Each run is then compared with one uninterrupted run of the same frames (the reference):
 
 * frames: every reference slot is in the ``frames`` table and every file in ``processed/``;
-* alerts: the ``alerts`` table and ``GET /alerts`` hold the reference's events, payloads equal;
-* Kafka: the alerts topic holds each reference event id exactly once, and nothing else;
+* alerts: the ``alerts`` table and ``GET /alerts`` hold the reference's events, payloads equal but for when
+  they were published;
+* Kafka: the alerts topics hold each reference event id exactly once, and nothing else;
 * the JSON-lines alert log holds each event once.
 
-The figures (kills, frames lost, alerts lost and duplicated, ...) of the
-reliability variant go to ``build/reliability/faults.json`` for
-``python -m devtools.reliability_summary``.
+The reliability variant's figures (kills, frames lost, alerts lost and duplicated, ...) go to
+``build/reliability/faults.json`` for ``python -m devtools.reliability_summary``.
 """
 from __future__ import annotations
 
@@ -48,7 +54,7 @@ REPORT = Path("build/reliability/faults.json")
 TOPICS = ("alerts", "status", "simulated-alerts", "simulated-status")
 #: Fields of an alert event that differ between runs: when it was published.
 WHEN = ("published",)
-#: How long one service run may take to do its work (start, ONNX, twelve frames) on a slow, busy machine.
+#: How long one service run may take to do its work (start, ONNX, the test frames) on a slow, busy machine.
 RUN_TIMEOUT_S = 240
 
 
@@ -64,6 +70,7 @@ class Reference:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_bundle, frames) -> Reference:
+    """The test frames through one uninterrupted in-process service with the options of :func:`options`."""
     service = Service(config(tmp_path_factory.mktemp("reference"), tiny_bundle))
     drop(frames, service.dir)
     service.run_cycle()
@@ -78,6 +85,7 @@ def reference(tmp_path_factory, tiny_bundle, frames) -> Reference:
 class Tally:
     """The figures of ``faults.json``: what was done, and what was lost or duplicated (all must stay 0)."""
 
+    seed: int = 0
     kills: int = 0
     kills_at_read: int = 0
     kills_at_video: int = 0
@@ -99,7 +107,8 @@ class Tally:
     seconds: float = 0.0
 
     def failures(self) -> dict[str, int]:
-        counts = ("kills", "broker_outages", "disk_full_runs", "corrupt_state_runs", "seconds")
+        """The figures that must be 0 and are not."""
+        counts = ("seed", "kills", "broker_outages", "disk_full_runs", "corrupt_state_runs", "seconds")
         return {k: v for k, v in asdict(self).items() if v and k not in counts and not k.startswith("kills_at_")}
 
 
@@ -245,7 +254,8 @@ def kill_runs(n_kills: int, seed: int, root: Path, bundle: Path, frames: list[Pa
         killed(data, bundle, broker.bootstrap, tag, fault, len(ref.slots))
         print(f"run {i}: killed at {fault}")
         tally.kills += 1
-        setattr(tally, f"kills_at_{point.replace('-', '_')}", getattr(tally, f"kills_at_{point.replace('-', '_')}") + 1)
+        at = f"kills_at_{point.replace('-', '_')}"
+        setattr(tally, at, getattr(tally, at) + 1)
         check(data, broker.bootstrap, tag, finish(Served(data, bundle, broker.bootstrap, tag), ref), ref, tally)
 
 
@@ -378,6 +388,7 @@ def corrupt_state(damage: str, root: Path, bundle: Path, frames: list[Path], bro
 
 
 def draw_seed() -> int:
+    """``FLUXWATCH_FAULT_SEED`` when set (to replay a run), else a fresh seed; printed either way."""
     seed = int(os.environ.get("FLUXWATCH_FAULT_SEED") or random.SystemRandom().randrange(2**31))
     print(f"fault seed {seed} (rerun with FLUXWATCH_FAULT_SEED={seed})")
     return seed
@@ -393,12 +404,12 @@ def test_a_few_kills_lose_and_duplicate_nothing(tmp_path, tiny_bundle, frames, k
 
 @pytest.mark.reliability
 def test_faults_lose_and_duplicate_nothing(tmp_path, tiny_bundle, frames, kafka_broker, reference):
-    """The reliability suite's faults: 24 kill -9 runs (every point four times); the figures go to faults.json
-    and every loss, duplicate or difference must be 0."""
+    """The reliability suite's faults: 24 kill -9 runs (every point four times), a broker outage, a full disk and
+    two damaged states; the figures go to faults.json and every loss, duplicate or difference must be 0."""
     t0 = time.monotonic()
-    tally = Tally()
+    tally = Tally(seed=draw_seed())
     try:
-        kill_runs(24, draw_seed(), tmp_path, tiny_bundle, frames, kafka_broker, reference, tally)
+        kill_runs(24, tally.seed, tmp_path, tiny_bundle, frames, kafka_broker, reference, tally)
         broker_outage(tmp_path, tiny_bundle, frames, kafka_broker, reference, tally)
         full_disk(tmp_path, tiny_bundle, frames, kafka_broker, reference, tally)
         for damage in ("header", "truncated"):
