@@ -226,7 +226,7 @@ class ServiceConfig(BaseSettings):
                 raise ConfigError(f"{file}: {exc}") from None
         environment = EnvSettingsSource(cls)()  # the fields the environment sets: they beat the file's
         try:
-            return cls(**{k: v for k, v in values.items() if k not in environment}, **flags)
+            return cls(**{**{k: v for k, v in values.items() if k not in environment}, **flags})
         except ValidationError as exc:
             where = f"{file} or the environment (FLUXWATCH_*)" if file is not None else "the environment (FLUXWATCH_*)"
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

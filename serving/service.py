@@ -63,8 +63,8 @@ class Candidate:
 class Service:
     """The emergence-detection pipeline over ``config.data_dir``."""
 
-    def __init__(self, config: ServiceConfig = ServiceConfig(), metrics: Metrics | None = None):
-        self.config = config
+    def __init__(self, config: ServiceConfig | None = None, metrics: Metrics | None = None):
+        self.config = config = config or ServiceConfig()
         self.bundle = ModelBundle(config.bundle)
         self.dir = Path(config.data_dir)
         self.inbox = Inbox(self.dir)
