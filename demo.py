@@ -24,12 +24,11 @@ from astropy.time import Time
 from tqdm import tqdm
 
 from common.clock import CADENCE, slot_of_time
+from common.config import ServiceConfig
 from devtools.kafka_broker import KafkaBroker
 from serving.bundle import BundleError, ModelBundle
 from sim import SunConfig, SyntheticSun
 from sim import demo as data_demo
-
-ALERTS, STATUS = "fluxwatch.alerts", "fluxwatch.patch-status"
 
 
 def ensure_bundle(store: Path, run: Path) -> Path:
@@ -71,6 +70,7 @@ def main(argv=None) -> int:
         shutil.rmtree(fresh, ignore_errors=True)
     from kafka import KafkaConsumer
 
+    alerts_topic = ServiceConfig().simulated_alerts_topic  # the synthetic Sun's events go to the simulated topics
     with KafkaBroker().start(args.out / "kafka") as broker:
         print(f"Kafka broker up at {broker.bootstrap}")
         proc = subprocess.Popen([sys.executable, "-m", "serving.main", "--data-dir", str(service_dir), "--bundle", str(bundle),
@@ -84,11 +84,11 @@ def main(argv=None) -> int:
             deadline = time.time() + args.frames * args.tick + 120
             print(f"service on http://127.0.0.1:{args.port} (API docs at /docs), streaming {args.frames} frames ...")
             while time.time() < deadline:
-                if ALERTS not in (consumer.topics() or set()):
+                if alerts_topic not in (consumer.topics() or set()):
                     time.sleep(1)
                     continue
                 if not consumer.subscription():
-                    consumer.subscribe([ALERTS])
+                    consumer.subscribe([alerts_topic])
                 for record in consumer:
                     event = json.loads(record.value)
                     alerts.append(event)
@@ -113,7 +113,6 @@ def summarize(alerts: list[dict], start: Time, frames: int, service_dir: Path) -
     """The stream's alerts against the synthetic truth, by the event-level rule of :mod:`evaluation.matching`
     (the one ``bench.alerts`` reports); every emergence during the stream is counted."""
     from common.clock import CADENCE_DAYS, slot_days
-    from common.config import ServiceConfig
     from common.patches import PatchGrid
     from evaluation.cli import score_events, stream_truth
     from evaluation.report import Exposure, table
