@@ -216,7 +216,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/schemas/{name}/{version}", response_class=JSONResponse,
              responses={200: {"content": {"application/schema+json": {}}, "description": "a JSON Schema (draft 2020-12)"},
-                        **problems(404)})
+                        **problems(404, 422)})
     def schema(name: str, version: str) -> JSONResponse:
         """One published JSON Schema: ``alert-event`` (the alerts topics, ``GET /alerts`` items) or ``patch-status``
         (the compacted status topics), at a version from ``GET /schemas``."""
@@ -241,6 +241,8 @@ def create_app(service: Service) -> FastAPI:
         lat_min: float = Query(-90.0, ge=-90, le=90, description="patch centre Carrington latitude at least this, deg"),
         lat_max: float = Query(90.0, ge=-90, le=90, description="... at most this, deg"),
         min_probability: float | None = Query(None, ge=0, le=1, description="ensemble median probability at least this"),
+        simulated: bool | None = Query(None, description="false: events from observed frames only; true: from the synthetic "
+                                                         "Sun only; both when absent"),
     ) -> AlertPage:
         """Alert events (opened, updated, withdrawn, closed) in the order they were published, a page at a time:
         follow ``next_cursor`` (keeping the filters) while ``has_more``. The cursor marks the last event read, so
@@ -259,7 +261,7 @@ def create_app(service: Service) -> FastAPI:
             raise HTTPException(422, f"lat_min={lat_min} is above lat_max={lat_max}")
         box = (lon_min, lon_max, lat_min, lat_max) if (lon_min, lon_max, lat_min, lat_max) != (0, 360, -90, 90) else None
         found = reader.alert_rows(times["since"], times["until"], kinds=[str(k) for k in kind], box=box,
-                                  min_probability=min_probability, after=after, limit=limit + 1)
+                                  min_probability=min_probability, simulated=simulated, after=after, limit=limit + 1)
         page = found[:limit]
         return AlertPage(items=[e for _, e in page], has_more=len(found) > limit,
                          next_cursor=encode_cursor(page[-1][0]) if page else cursor)

@@ -18,6 +18,7 @@ use their own read-only connections and so see committed frames only.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -254,6 +255,19 @@ class Store(_Queries):
         return Reader(self.path)
 
 
+def _one_snapshot(method):
+    """Run a :class:`Reader` method's queries in one read transaction, so that they see one committed state: never
+    a frame committed between two of them (a ``GET /patches`` mixing two frames' scores)."""
+    @functools.wraps(method)
+    def read(self, *args, **kwargs):
+        self.db.execute("BEGIN")
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.db.execute("COMMIT")
+    return read
+
+
 class Reader(_Queries):
     """Read-only queries (the HTTP API): one read-only connection per thread, committed data only."""
 
@@ -267,6 +281,7 @@ class Reader(_Queries):
             self._local.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
         return self._local.db
 
+    @_one_snapshot
     def patches(self) -> list[PatchSummary]:
         """Current status of every patch with an open passage."""
         out = []
@@ -276,6 +291,7 @@ class Reader(_Queries):
                                     alert_id=alert.alert_id, latest=self.latest_score(pid, start)))
         return out
 
+    @_one_snapshot
     def patch(self, pid: str) -> PatchDetail | None:
         """One patch: its latest passage's probability history and onset estimate."""
         row = self.db.execute("SELECT start_slot, status FROM passages WHERE patch_id = ? "
@@ -289,6 +305,7 @@ class Reader(_Queries):
         return PatchDetail(patch_id=pid, passage_start=slot_time(start).isot, passage_status=status, history=history,
                            onset=scores[-1].onset if scores else None, alert=self.alert_state(pid, start).to_dict())
 
+    @_one_snapshot
     def passage(self, patch_id: str, start_slot: int | None = None) -> tuple[int, str, int] | None:
         """(start slot, status, last scored frame or -1) of a patch's passage starting at ``start_slot`` (its
         latest passage when None), or None if there is no such passage."""
@@ -320,7 +337,8 @@ class Reader(_Queries):
 
     def alert_rows(self, since: Time | None = None, until: Time | None = None, kinds: Sequence[str] = (),
                    box: tuple[float, float, float, float] | None = None, min_probability: float | None = None,
-                   after: int | None = None, limit: int | None = None) -> list[tuple[int, AlertEvent]]:
+                   simulated: bool | None = None, after: int | None = None,
+                   limit: int | None = None) -> list[tuple[int, AlertEvent]]:
         """(publication sequence number, event) of alert events in the order they were published (the order of
         their frames, but for a late frame's events, which follow the events already published), filtered in SQL;
         every filter is off when None or empty.
@@ -330,6 +348,7 @@ class Reader(_Queries):
         box : (lon_min, lon_max, lat_min, lat_max), Carrington deg, bounds included, of the patch centre
             (``patch.carrington``); ``lon_min > lon_max`` is a box across 0° (e.g. 350 to 10).
         min_probability : ensemble median (``probability.median``) at least this.
+        simulated : events from simulated frames only (True) or observed ones only (False).
         after : sequence number of the last event already read: only events published after it (keyset pages).
         limit : at most this many events.
         """
@@ -347,6 +366,8 @@ class Reader(_Queries):
                           [lon_min, lon_max, lat_min, lat_max]))
         if min_probability is not None:
             where.append(("json_extract(payload, '$.probability.median') >= ?", [min_probability]))
+        if simulated is not None:
+            where.append(("json_extract(payload, '$.simulated') = ?", [int(simulated)]))
         if after is not None:
             where.append(("rowid > ?", [after]))
         sql = " AND ".join(condition for condition, _ in where)

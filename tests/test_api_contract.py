@@ -131,6 +131,13 @@ def test_min_probability_keeps_events_at_or_above_it(served):
     assert ids(filtered) == ids(e for e in every if e.probability.median >= p and e.event == "opened")
 
 
+def test_simulated_keeps_the_synthetic_suns_events_or_the_observed_ones(served):
+    every, url = served
+    assert all(e.simulated for e in every), "the test frames are the synthetic Sun's"
+    assert ids(walk(url, simulated="true", limit=50)[0]) == ids(every)
+    assert walk(url, simulated="false", limit=50)[0] == []
+
+
 def assert_problem(r: httpx.Response, status: int, path: str, *words: str) -> dict:
     assert r.status_code == status and r.headers["content-type"] == PROBLEM, r.text
     body = r.json()
@@ -194,7 +201,7 @@ def test_openapi_declares_the_models_and_the_bearer_scheme(served):
     assert all("security" not in op for path, item in paths.items() if path != "/upload" for op in item.values())
     alerts = {p["name"] for p in paths["/alerts"]["get"]["parameters"]}
     assert alerts == {"cursor", "limit", "since", "until", "kind", "lon_min", "lon_max", "lat_min", "lat_max",
-                      "min_probability"}
+                      "min_probability", "simulated"}
 
 
 @pytest.mark.parametrize("host, loopback", [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True),
