@@ -74,10 +74,11 @@ class Service:
                                           config.probability_step, config.present_at_start))
         self.metrics = metrics or Metrics()
         self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))
-        alert_log = AlertLog(self.dir / "alerts.jsonl")
-        alert_log.catch_up(self.store.reader().alerts())  # events stored just before a crash, not yet logged
-        self.sinks: list[Sink] = [alert_log, MetricsSink(self.metrics),
-                                  *([VOEventSink(self.dir / config.voevent_dir)] if config.voevent_dir else [])]
+        files = [AlertLog(self.dir / "alerts.jsonl"), *([VOEventSink(self.dir / config.voevent_dir)] if config.voevent_dir else [])]
+        stored = self.store.reader().alerts()
+        for sink in files:  # events committed just before the service stopped, before their files were written
+            sink.catch_up(stored)
+        self.sinks: list[Sink] = [*files, MetricsSink(self.metrics)]
         self.lock = threading.Lock()
         self.ready_offset_s = config.slot_ready_offset.to_value(u.s)
         #: Each waiting slot's best frame so far, by slot.

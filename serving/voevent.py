@@ -40,6 +40,7 @@ import os
 import re
 import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -249,6 +250,17 @@ class VOEventSink:
 
     def consume(self, result: FrameResult) -> None:
         for event in result.events:
-            with tempfile.NamedTemporaryFile(dir=self.dir, suffix=".tmp", delete=False) as tmp:
-                tmp.write(to_voevent(event))
-            os.replace(tmp.name, self.dir / file_name(event.event_id))
+            self._write(event)
+
+    def catch_up(self, events: Iterable[AlertEvent]) -> int:
+        """Write the stored ``events`` that have no file (the service stopped between a frame's commit and this
+        sink); returns how many."""
+        missing = [e for e in events if not (self.dir / file_name(e.event_id)).exists()]
+        for event in missing:
+            self._write(event)
+        return len(missing)
+
+    def _write(self, event: AlertEvent) -> None:
+        with tempfile.NamedTemporaryFile(dir=self.dir, suffix=".tmp", delete=False) as tmp:
+            tmp.write(to_voevent(event))
+        os.replace(tmp.name, self.dir / file_name(event.event_id))

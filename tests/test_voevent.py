@@ -188,3 +188,17 @@ def test_the_sink_writes_one_file_per_event_and_the_endpoint_serves_the_same(ser
 
 def test_no_sink_without_a_voevent_dir(tmp_path, tiny_bundle):
     assert not any(isinstance(s, VOEventSink) for s in Service(config(tmp_path, tiny_bundle, voevent_dir=None)).sinks)
+
+
+def test_a_restart_writes_the_files_of_events_committed_before_their_sink_ran(service):
+    """The service stopped between a frame's commit and its sinks (kill -9 at the fault point ``commit``): the
+    events are in the store but have no file; the next start writes them, and no other."""
+    folder = service.dir / "voevents"
+    lost = sorted(folder.iterdir())[:3]
+    kept = {f.name: f.stat().st_mtime_ns for f in folder.iterdir() if f not in lost}
+    for f in lost:
+        f.unlink()
+    again = Service(service.config)
+    assert {f.name for f in folder.iterdir()} == set(kept) | {f.name for f in lost}
+    assert all(f.stat().st_mtime_ns == kept[f.name] for f in folder.iterdir() if f.name in kept), "the others untouched"
+    assert again.store.reader().alerts() == service.store.reader().alerts()
