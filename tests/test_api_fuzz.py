@@ -2,11 +2,11 @@
 
 A real uvicorn server over a service that ingested the test frames (so /patches, /alerts and the videos answer
 with real bodies) gets cases generated from its own ``/openapi.json``: valid and invalid parameters and bodies,
-``POST /upload`` with and without the bearer token, and the patch routes also with the ids of real patches. Every
-response must be no 5xx and conform to the schema: a declared status code, its declared content type and a body
-that validates against its declared schema. The fast part runs in ``make test``; the ``reliability`` part
-(``make test-reliability``) runs over a thousand cases and records its counts in ``build/reliability/api.json``.
-Nothing here names an event's fields: the schema is the API's own.
+``POST /upload`` with and without the bearer token, and the parameters naming a patch, an event or an ``/alerts``
+cursor also with values the service knows. Every response must be no 5xx and conform to the schema: a declared
+status code, its declared content type and a body that validates against its declared schema. The fast part runs
+in ``make test``; the ``reliability`` part (``make test-reliability``) runs thousands of cases and records its
+counts in ``build/reliability/api.json``. Nothing here names an event's fields: the schema is the API's own.
 """
 import json
 from collections import Counter
@@ -23,7 +23,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import content_type_conformance, not_a_server_error, response_schema_conformance, status_code_conformance
 from schemathesis.core.failures import FailureGroup
 
-from serving.api import create_app
+from serving.api import create_app, encode_cursor
 from serving.service import Service
 from tests.support import ServerThread
 from tests.test_serving import config, drop
@@ -31,19 +31,24 @@ from tests.test_serving import config, drop
 REPORT = Path(__file__).parents[1] / "build" / "reliability" / "api.json"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 #: Examples per (operation, generation mode, variant): the fast and the full run.
-FAST_EXAMPLES, FULL_EXAMPLES = 10, 120
+FAST_EXAMPLES, FULL_EXAMPLES = 10, 250
 TOKEN = "s3cret"  # tests.test_serving.config's upload token
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_bundle, frames):
-    """(the API's URL, the ids of the patches it knows): a service that ingested the test frames and opened alerts."""
+    """(the API's URL, {parameter name: values the service knows}): a service that ingested the test frames and
+    opened alerts; the values (patch ids, event ids, /alerts cursors) make cases that find something."""
     svc = Service(config(tmp_path_factory.mktemp("fuzz"), tiny_bundle, upload_max_bytes=256 * 1024))
     drop(frames, svc.dir)
     svc.run_cycle()
-    assert svc.store.reader().alerts(), "the low-threshold bundle opens alerts"
+    reader = svc.store.reader()
+    rows = reader.alert_rows()
+    assert rows, "the low-threshold bundle opens alerts"
+    known = {"patch_id": sorted(p.patch_id for p in reader.patches()), "event_id": [e.event_id for _, e in rows],
+             "cursor": [encode_cursor(seq) for seq, _ in rows]}
     with ServerThread(create_app(svc)) as server:
-        yield server.url, sorted(p.patch_id for p in svc.store.reader().patches())
+        yield server.url, known
 
 
 class Tally:
@@ -93,9 +98,9 @@ def served_schema(url: str, strict_times: bool = True):
     return schemathesis.openapi.from_dict(raw)
 
 
-def strategies(url: str, patch_ids: list[str]):
-    """Strategies of cases for every operation of the served OpenAPI, in each generation mode; the upload
-    with and without the token; the patch routes also with real patch ids."""
+def strategies(url: str, known: dict[str, list[str]]):
+    """Strategies of cases for every operation of the served OpenAPI, in each generation mode; the upload without
+    the token and with it; and, for each parameter of :func:`served`'s known values, with one of those."""
     for result in served_schema(url, strict_times=False).get_all_operations():
         operation = result.ok()
         variants = [{}]
@@ -104,15 +109,18 @@ def strategies(url: str, patch_ids: list[str]):
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             for kwargs in variants:
                 yield operation.as_strategy(generation_mode=mode, **kwargs)
-        if "{patch_id}" in operation.path:
-            yield st.sampled_from(patch_ids).flatmap(
-                lambda pid, op=operation: op.as_strategy(path_parameters={"patch_id": pid}))
+        for parameter in operation.definition.raw.get("parameters", []):
+            if parameter["name"] in known and parameter["in"] in ("path", "query"):
+                where = "path_parameters" if parameter["in"] == "path" else "query"
+                yield st.sampled_from(known[parameter["name"]]).flatmap(
+                    lambda value, op=operation, where=where, name=parameter["name"]:
+                    op.as_strategy(**{where: {name: value}}))
 
 
-def fuzz(url: str, patch_ids: list[str], examples: int) -> Tally:
+def fuzz(url: str, known: dict[str, list[str]], examples: int) -> Tally:
     """Run ``examples`` cases (at most: an operation without parameters has fewer distinct ones) of each strategy."""
     tally = Tally()
-    for strategy in strategies(url, patch_ids):
+    for strategy in strategies(url, known):
         @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         @given(strategy)
@@ -131,8 +139,8 @@ def report(tally: Tally) -> str:
 
 
 def test_fuzzed_requests_get_declared_responses_and_no_server_error(served):
-    url, patch_ids = served
-    tally = fuzz(url, patch_ids, FAST_EXAMPLES)
+    url, known = served
+    tally = fuzz(url, known, FAST_EXAMPLES)
     assert tally.cases >= 60 and tally.statuses["2xx"] and tally.statuses["4xx"], tally.statuses
     assert tally.server_errors == 0 and not tally.failures, report(tally)
     assert httpx.get(f"{url}/health").status_code == 200
@@ -140,8 +148,8 @@ def test_fuzzed_requests_get_declared_responses_and_no_server_error(served):
 
 @pytest.mark.reliability
 def test_many_fuzzed_requests_get_declared_responses_and_no_server_error(served):
-    url, patch_ids = served
-    tally = fuzz(url, patch_ids, FULL_EXAMPLES)
+    url, known = served
+    tally = fuzz(url, known, FULL_EXAMPLES)
     tally.record()
     assert tally.cases >= 1000, tally.statuses
     assert tally.server_errors == 0 and not tally.failures, report(tally)
@@ -152,8 +160,8 @@ def test_many_fuzzed_requests_get_declared_responses_and_no_server_error(served)
 def test_declared_date_times_are_rfc3339(served):
     """Every time in a response is the RFC 3339 date-time the OpenAPI declares (checked apart from the fuzzing,
     which accepts :data:`ISO_TIME`, so that this one known mismatch does not hide others)."""
-    url, patch_ids = served
+    url, known = served
     schema = served_schema(url)
-    for path, params in (("/ready", {}), ("/patches", {}), ("/alerts", {}), ("/patches/{patch_id}", {"patch_id": patch_ids[0]})):
+    for path, params in (("/ready", {}), ("/patches", {}), ("/alerts", {}), ("/patches/{patch_id}", {"patch_id": known["patch_id"][0]})):
         case = schema[path]["GET"].Case(path_parameters=params)
         case.validate_response(case.call(base_url=url), checks=[response_schema_conformance])
