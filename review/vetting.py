@@ -165,7 +165,7 @@ def export_vetted(decisions: Decisions, folder: str | Path, out: str | Path) -> 
             "crude_label": answer, "crude_onset_frame": event["onset"]["frame"] if answer == 1 else -1,
             "true_class": -1, "true_onset_frame": -1, "verified": True,
             "alert_id": event["alert_id"], "vetted_by": ";".join(sorted({d.reviewer for d in deciders})),
-            "vetted_at": max(d.at for d in deciders), "model_version": event["model_version"],
+            "vetted_at": max(d.at for d in deciders), "model_version": event["provenance"]["model_version"],
         })
         videos.append(video)
     if not rows:
