@@ -72,6 +72,7 @@ class App:
             self.scheduler.shutdown(wait=True)
         if self.publisher is not None:
             self.publisher.stop()
+        log.info("stopped: the watcher, the scheduler and the publisher")
 
 
 def build(config: ServiceConfig) -> App:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 import astropy.units as u
@@ -82,6 +83,10 @@ def configure_logging(log_format: str) -> None:
     logging.getLogger("kafka").setLevel(logging.WARNING)  # kafka-python logs every connection at INFO
 
 
+def _terminated(signum, frame) -> None:
+    raise SystemExit(0)
+
+
 def main(argv=None) -> int:
     try:
         config = config_from_args(argv)
@@ -100,6 +105,9 @@ def main(argv=None) -> int:
         print(f"fluxwatch-serve: error: {exc}", file=sys.stderr)
         return 2
     app.start()
+    # uvicorn stops serving on SIGTERM, then raises it again: end through the finally below, so that the scheduler,
+    # the watcher and the publisher stop in order, and exit 0 (a stop asked for is not a failure).
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         uvicorn.run(create_app(app.service), host=config.http_host, port=config.http_port, log_level="warning",
                     log_config=None)

@@ -172,9 +172,12 @@ def test_restart_after_kill_loses_no_frame_and_duplicates_no_alert(tmp_path, tin
         proc = run_server(data, tiny_bundle, port)
         wait_for(lambda: not unscored(), 120, "the rest after the restart")
         wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200, 30, "ready")
-    finally:
         proc.terminate()
-        proc.wait(20)
+        assert proc.wait(30) == 0, "SIGTERM stops the service in order and exits 0"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(20)
     db = sqlite3.connect(data / "state.sqlite")
     assert [r[0] for r in db.execute("SELECT slot FROM frames ORDER BY slot")] == expected_slots
     assert sorted(r[0] for r in db.execute("SELECT event_id FROM alerts")) == expected_events
