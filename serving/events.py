@@ -21,12 +21,21 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = "3.0"
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "deploy" / "schemas"
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def _utc(value: str) -> str:
+    """An ISO 8601 UTC time as RFC 3339 wants it: with its zone, ``Z`` (astropy's ``isot`` has none)."""
+    return value if value.endswith(("Z", "+00:00")) else value + "Z"
+
+
+#: A UTC time: RFC 3339 (``2000-06-01T17:36:00.000Z``); a time without a zone is taken as UTC and given its ``Z``.
+UtcTime = Annotated[str, AfterValidator(_utc), Field(json_schema_extra={"format": "date-time"})]
 
 
 class EventKind(StrEnum):
@@ -79,7 +88,7 @@ class EnsembleProbability(_Model):
 
 class Onset(_Model):
     frame: int = Field(ge=0, description="ensemble median of each member's frame of maximum probability gradient")
-    time_utc: str = Field(json_schema_extra={"format": "date-time"})
+    time_utc: UtcTime
     uncertainty_hours: float = Field(ge=0, description="half the members' 25th-75th percentile onset range")
 
 
@@ -90,7 +99,7 @@ class Provenance(_Model):
     series: str | None = Field(description="the DRMS series the frame is from (its header's DSNAME, else its JSOC "
                                            "file name's), e.g. hmi.M_720s_nrt; null when the file does not say")
     file: str = Field(description="the input file's name")
-    t_obs: str = Field(json_schema_extra={"format": "date-time"}, description="UTC observation time of the frame")
+    t_obs: UtcTime = Field(description="UTC observation time of the frame")
     t_rec: str | None = Field(description="the frame's T_REC as its header writes it (TAI slot time); null without one")
     quality: int | None = Field(description="the instrument's QUALITY word (0 = good); null when the header has none")
     model_version: str = Field(description="the bundle's manifest model_version")
@@ -104,11 +113,9 @@ class Score(_Model):
     simulated: bool = Field(description="scored from frames of the synthetic Sun, not from observations: never a real alert")
     provenance: Provenance
     patch: PatchPosition
-    passage_start: str = Field(json_schema_extra={"format": "date-time"},
-                               description="UTC time of frame 0 (the patch centre at the east limb)")
+    passage_start: UtcTime = Field(description="UTC time of frame 0 (the patch centre at the east limb)")
     frame: int = Field(ge=0, description="index of the newest frame scored")
-    frame_time: str = Field(json_schema_extra={"format": "date-time"},
-                            description="UTC time of the frame the score was computed from")
+    frame_time: UtcTime = Field(description="UTC time of the frame the score was computed from")
     probability: EnsembleProbability
     onset: Onset
     threshold: Probability = Field(description="the threshold on the median that alerts open above: the bundle's operating "
@@ -160,8 +167,7 @@ class AlertEvent(Score):
     event_id: str = Field(description="<alert id>#<sequence>; unique, the deduplication key")
     patch_id: str = Field(pattern=r"^L[0-9]{3}\.[0-9]{2}[NS][0-9]{2}\.[0-9]{2}$")
     passage: str
-    published: str = Field(json_schema_extra={"format": "date-time"},
-                           description="UTC time the service decided the event (committed it for publication); a replay "
+    published: UtcTime = Field(description="UTC time the service decided the event (committed it for publication); a replay "
                                        "of the same frames gives the same event_id and a later time")
     supersedes: str | None = Field(description="the event_id of this alert's previous event (its state until now); null "
                                                "for an opening")
@@ -181,7 +187,7 @@ class PatchSummary(_Model):
     """A patch on the disk now: ``GET /patches``."""
 
     patch_id: str
-    passage_start: str
+    passage_start: UtcTime
     alert: AlertStatus
     alert_id: str | None
     latest: Score | None
@@ -189,7 +195,7 @@ class PatchSummary(_Model):
 
 class HistoryPoint(_Model):
     frame: int
-    frame_time: str
+    frame_time: UtcTime
     median: Probability
     p25: Probability
     p75: Probability
@@ -199,7 +205,7 @@ class PatchDetail(_Model):
     """One patch's latest passage: ``GET /patches/{patch_id}``."""
 
     patch_id: str
-    passage_start: str
+    passage_start: UtcTime
     passage_status: Literal["open", "closed"]
     history: list[HistoryPoint] = Field(description="the masking curve so far, one point per scored frame")
     onset: Onset | None
@@ -242,7 +248,7 @@ class Readiness(_Model):
     ready: bool
     model_version: str
     members: int = Field(description="ensemble members in the bundle")
-    newest_frame: str | None = Field(json_schema_extra={"format": "date-time"}, description="UTC time of the newest frame ingested")
+    newest_frame: UtcTime | None = Field(description="UTC time of the newest frame ingested")
     source: dict | None = Field(description="the live source's poll state (None without one)")
 
 
@@ -250,7 +256,7 @@ class UploadAccepted(_Model):
     """``POST /upload``: the frame was read and is scored after the response."""
 
     accepted: str = Field(description="the file's name in processed/")
-    time: str = Field(json_schema_extra={"format": "date-time"}, description="UTC observation time of the frame")
+    time: UtcTime = Field(description="UTC observation time of the frame")
     slot: int = Field(description="the frame's cadence slot")
 
 

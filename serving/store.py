@@ -353,10 +353,10 @@ class Reader(_Queries):
         limit : at most this many events.
         """
         where: list[tuple[str, list]] = [("1", [])]  # (SQL condition, its parameters)
-        if since is not None:
-            where.append(("frame_time >= ?", [since.isot]))
+        if since is not None:  # frame times are stored as the events give them: RFC 3339, "Z" (serving.events.UtcTime)
+            where.append(("frame_time >= ?", [since.utc.isot + "Z"]))
         if until is not None:
-            where.append(("frame_time < ?", [until.isot]))
+            where.append(("frame_time < ?", [until.utc.isot + "Z"]))
         if kinds:
             where.append((f"json_extract(payload, '$.event') IN ({', '.join('?' * len(kinds))})", list(kinds)))
         if box is not None:

@@ -122,7 +122,7 @@ def test_each_event_supersedes_the_last_of_its_alert_and_endings_say_why(run):
     assert closed, "the far frame ends the passages of open alerts"
     for e in closed:  # patches that left the disk during the test frames, and all that the far frame ends
         closing = read_frame(svc.dir / "processed" / e.provenance.file)
-        assert e.frame_time == slot_time(slot_of_time(closing.time)).isot
+        assert Time(e.frame_time).isot == slot_time(slot_of_time(closing.time)).isot
         visible = on_disk(central_meridian_distance(e.patch.carrington.lon, closing.observer.lon.to_value(u.deg)))
         assert e.reason is (Reason.video_full if visible else Reason.left_disk)
     assert {e.reason for e in closed} == {Reason.video_full, Reason.left_disk}
@@ -137,7 +137,7 @@ def test_the_status_topic_ends_every_passage_with_a_final_closed_status(run):
     finals = {k: s for k, s in statuses if s.final}
     for pid, start in closed:
         if svc.store.latest_score(pid, start) is not None:
-            assert finals[pid].alert == "closed" and finals[pid].passage_start == slot_time(start).isot
+            assert finals[pid].alert == "closed" and Time(finals[pid].passage_start).isot == slot_time(start).isot
     latest = dict(statuses)  # what the compacted topic keeps: the last value per key
     open_now = svc.store.open_alert_patches()
     assert all(s.alert != "open" or pid in open_now for pid, s in latest.items()), "no stale open status"
