@@ -11,7 +11,8 @@ consumers must ignore fields they do not know. Version 2.0 dropped the
 top-level copies ``median`` and ``onset_frame`` of ``probability.median`` and
 ``onset.frame``; 2.1 added ``observed_from``; 3.0 added ``simulated``,
 ``provenance`` (which took over ``model_version``), ``published``,
-``reason``, ``supersedes`` and ``region``, and the status's ``final``.
+``reason``, ``supersedes`` and ``region``, and the status's ``final``;
+its times are RFC 3339 with their zone (``Z``).
 """
 from __future__ import annotations
 
