@@ -209,8 +209,8 @@ def create_app(service: Service) -> FastAPI:
     def schemas() -> list[SchemaRef]:
         """The published JSON Schemas of the topics' payloads: the current version of each, and earlier ones kept
         in ``deploy/schemas``. Within a major version only optional fields are added."""
-        versions = {(name, SCHEMA_VERSION) for name in SCHEMAS}
-        versions |= {tuple(f.name.removesuffix(".schema.json").rsplit("-", 1)) for f in SCHEMA_DIR.glob("*-*.schema.json")}
+        kept = (f.name.removesuffix(".schema.json").rsplit("-", 1) for f in SCHEMA_DIR.glob("*-*.schema.json"))
+        versions = {(name, SCHEMA_VERSION) for name in SCHEMAS} | {(name, version) for name, version in kept}
         return [SchemaRef(name=n, version=v, current=v == SCHEMA_VERSION, url=f"/schemas/{n}/{v}")
                 for n, v in sorted(versions) if n in SCHEMAS]
 

@@ -87,13 +87,22 @@ def _terminated(signum, frame) -> None:
     raise SystemExit(0)
 
 
-def main(argv=None) -> int:
+def configured(prog: str, argv=None) -> ServiceConfig | None:
+    """The settings of a command line (:func:`config_from_args`), with logging set up as they say; None, the error
+    printed as ``prog``'s, when they cannot be used."""
     try:
         config = config_from_args(argv)
     except ConfigError as exc:
-        print(f"fluxwatch-serve: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return None
     configure_logging(config.log_format)
+    return config
+
+
+def main(argv=None) -> int:
+    config = configured("fluxwatch-serve", argv)
+    if config is None:
+        return 2
     if config.upload_token == PLACEHOLDER_UPLOAD_TOKEN and not config.loopback_only:
         print(f"fluxwatch-serve: error: --host {config.http_host} listens beyond this machine, and the upload token is "
               f"the placeholder {PLACEHOLDER_UPLOAD_TOKEN!r} that anyone can read in the source: give --upload-token "

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -100,7 +101,9 @@ class KafkaPublisher:
             self._producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, retries=3,
                                            linger_ms=5, request_timeout_ms=5000, max_block_ms=5000, **self.options)
             self._deduped = False
-        skip = set() if self._deduped else self._already_on_topics(batch)
+        # after a start, the tail of each partition is enough: at most one unacknowledged batch can be on it
+        skip = set() if self._deduped else event_ids_on(self.bootstrap, {m.topic for m in batch}, self.options,
+                                                        tail=2 * len(batch) + 100, timeout_s=10)
         self._deduped = True
         futures = [(m.seq, self._producer.send(m.topic, key=m.key.encode(),
                                                value=json.dumps(m.payload, sort_keys=True).encode(),
@@ -111,28 +114,6 @@ class KafkaPublisher:
             f.get(timeout=10)  # raises if not acknowledged by all in-sync replicas
         return [m.seq for m in batch]
 
-    def _already_on_topics(self, batch: list[Message]) -> set[str]:
-        """Event ids already on the batch's topics (from an acknowledged send before a crash)."""
-        from kafka import KafkaConsumer, TopicPartition
-
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                 consumer_timeout_ms=1500, request_timeout_ms=5000, **self.options)
-        try:
-            parts = [TopicPartition(t, p) for t in {m.topic for m in batch}
-                     for p in (consumer.partitions_for_topic(t) or ())]
-            consumer.assign(parts)
-            ends = consumer.end_offsets(parts)
-            for tp in parts:  # the tail is enough: at most one unacknowledged batch can be on the topic
-                consumer.seek(tp, max(0, ends[tp] - 2 * len(batch) - 100))
-            seen: set[str] = set()
-            for record in consumer:
-                seen.update(v.decode() for k, v in (record.headers or []) if k == "event_id")
-                if all(consumer.position(tp) >= ends[tp] for tp in parts):
-                    break
-            return seen
-        finally:
-            consumer.close()
-
     def _close(self) -> None:
         if self._producer is not None:
             try:
@@ -140,6 +121,34 @@ class KafkaPublisher:
             except Exception:
                 pass
             self._producer = None
+
+
+def event_ids_on(bootstrap: str, topics: set[str], options: dict | None = None, tail: int | None = None,
+                 timeout_s: float = 120.0) -> set[str]:
+    """Every event id (the ``event_id`` header) on ``topics``: in the whole of each partition, or in its last
+    ``tail`` messages. Raises TimeoutError if the topics cannot be read to their ends within ``timeout_s``."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=5000,
+                             **(options or {}))
+    try:
+        parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+        if not parts:
+            return set()
+        consumer.assign(parts)
+        starts, ends = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
+        for tp in parts:
+            consumer.seek(tp, starts[tp] if tail is None else max(starts[tp], ends[tp] - tail))
+        ids: set[str] = set()
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < ends[tp] for tp in parts):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {', '.join(sorted(topics))} to their ends in {timeout_s:.0f} s")
+            for records in consumer.poll(timeout_ms=1000).values():
+                ids.update(v.decode() for r in records for k, v in (r.headers or []) if k == "event_id")
+        return ids
+    finally:
+        consumer.close()
 
 
 def ensure_topics(bootstrap: str, topics: dict[bool, tuple[str, str]], partitions: int = 1, replication: int = 1,

@@ -20,9 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-from common.config import ConfigError, ServiceConfig
+from common.config import ServiceConfig
 from serving.bundle import BundleError
-from serving.main import config_from_args, configure_logging
+from serving.main import configured
+from serving.publisher import event_ids_on
 from serving.service import Service
 from serving.store import StateError
 
@@ -30,30 +31,6 @@ log = logging.getLogger(__name__)
 
 #: What the rebuild moves aside: everything derived from the ingested frames.
 DERIVED = ("state.sqlite", "state.sqlite-wal", "state.sqlite-shm", "alerts.jsonl", "videos")
-
-
-def published_event_ids(bootstrap: str, topics: set[str], options: dict | None = None, timeout_s: float = 120) -> set[str]:
-    """Every event id (``event_id`` header) on ``topics``, read from their first offsets to their ends."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, **(options or {}))
-    try:
-        parts = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-        if not parts:
-            return set()
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        ends = consumer.end_offsets(parts)
-        ids: set[str] = set()
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in parts):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {', '.join(sorted(topics))} to their ends in {timeout_s:.0f} s")
-            for records in consumer.poll(timeout_ms=1000).values():
-                ids.update(v.decode() for r in records for k, v in (r.headers or []) if k == "event_id")
-        return ids
-    finally:
-        consumer.close()
 
 
 def rebuild(config: ServiceConfig) -> tuple[int, int]:
@@ -76,7 +53,7 @@ def rebuild(config: ServiceConfig) -> tuple[int, int]:
     delivered = 0
     if config.kafka_bootstrap:
         waiting = service.store.outbox.pending(limit=-1)
-        on_kafka = published_event_ids(config.kafka_bootstrap, {m.topic for m in waiting}, config.kafka_options)
+        on_kafka = event_ids_on(config.kafka_bootstrap, {m.topic for m in waiting}, config.kafka_options)
         delivered = len(seqs := [m.seq for m in waiting if m.event_id in on_kafka])
         service.store.outbox.mark_delivered(seqs)
     log.info("rebuilt %s: %d frames; %d of %d outbox messages were already on Kafka", data, frames, delivered,
@@ -85,12 +62,9 @@ def rebuild(config: ServiceConfig) -> tuple[int, int]:
 
 
 def main(argv=None) -> int:
-    try:
-        config = config_from_args(argv)
-    except ConfigError as exc:
-        print(f"serving.rebuild: error: {exc}", file=sys.stderr)
+    config = configured("serving.rebuild", argv)
+    if config is None:
         return 2
-    configure_logging(config.log_format)
     try:
         rebuild(config)
     except (BundleError, StateError, OSError) as exc:

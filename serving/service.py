@@ -74,7 +74,9 @@ class Service:
                                           config.probability_step, config.present_at_start))
         self.metrics = metrics or Metrics()
         self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))
-        files = [AlertLog(self.dir / "alerts.jsonl"), *([VOEventSink(self.dir / config.voevent_dir)] if config.voevent_dir else [])]
+        files: list[AlertLog | VOEventSink] = [AlertLog(self.dir / "alerts.jsonl")]
+        if config.voevent_dir:
+            files.append(VOEventSink(self.dir / config.voevent_dir))
         stored = self.store.reader().alerts()
         for sink in files:  # events committed just before the service stopped, before their files were written
             sink.catch_up(stored)

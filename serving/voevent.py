@@ -205,9 +205,9 @@ def to_voevent(event: AlertEvent) -> bytes:
     position = _sub(coords, "Position2D", unit="deg")
     _sub(position, "Name1", "RA")
     _sub(position, "Name2", "Dec")
-    value = _sub(position, "Value2")
-    _sub(value, "C1", f"{ra:.6f}")
-    _sub(value, "C2", f"{dec:.6f}")
+    pair = _sub(position, "Value2")
+    _sub(pair, "C1", f"{ra:.6f}")
+    _sub(pair, "C2", f"{dec:.6f}")
     _sub(position, "Error2Radius", f"{error:.6f}")
     _sub(where, "Description", f"The event's start (onset) time; the region's centre as seen from the Earth's centre "
                                f"at {required['Event_EndTime']}. Heliographic position: the What section's Event_Coord1/2 "
