@@ -33,7 +33,7 @@ import numpy as np
 
 from common.clock import slot_time
 from serving.alerts import AlertState
-from serving.events import AlertEvent, AlertStatus, HistoryPoint, PatchDetail, PatchSummary, Score
+from serving.events import SCHEMA_VERSION, AlertEvent, AlertStatus, HistoryPoint, PatchDetail, PatchSummary, Score
 from serving.faults import fault_point
 
 if TYPE_CHECKING:
@@ -62,6 +62,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL, created REAL NOT NULL, delivered REAL);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered, seq);
 """
+
+
+#: The layout of ``state.sqlite`` and of the payloads it stores (``PRAGMA user_version``); a state of another version
+#: is refused, and rebuilt from ``processed/`` (:mod:`serving.rebuild`). 3: alert events of schema 3.0.
+STATE_VERSION = 3
 
 
 class StateError(RuntimeError):
@@ -139,18 +144,25 @@ class Store(_Queries):
         self.path = self.dir / "state.sqlite"
         # created by the thread that builds the service, used by the scheduler's (one at a time, under its lock)
         self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        rebuild = (f"With the service stopped, rebuild the state from the frames in {self.dir / 'processed'}: python -m "
+                   "serving.rebuild, with the options fluxwatch-serve runs with (the old files are moved aside, nothing is "
+                   "deleted)")
+        version = None
         try:
-            self.db.executescript(SCHEMA)
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]
+            if not self.db.execute("SELECT 1 FROM sqlite_master").fetchone():
+                self.db.executescript(SCHEMA + f"PRAGMA user_version = {STATE_VERSION};")
+                version = STATE_VERSION
             damage = self.db.execute("PRAGMA quick_check(1)").fetchone()[0].replace("\n", "; ")
         except sqlite3.DatabaseError as exc:
             if getattr(exc, "sqlite_errorname", "") not in ("SQLITE_CORRUPT", "SQLITE_NOTADB"):
                 raise
             damage = str(exc)
-        if damage != "ok":
+        if damage != "ok" or version != STATE_VERSION:
             self.db.close()
-            raise StateError(f"{self.path} is damaged ({damage}). With the service stopped, rebuild the state from the "
-                             f"frames in {self.dir / 'processed'}: python -m serving.rebuild, with the options fluxwatch-serve "
-                             "runs with (the damaged files are moved aside, nothing is deleted)")
+            raise StateError(f"{self.path} is damaged ({damage}). {rebuild}" if damage != "ok" else
+                             f"{self.path} holds state version {version}, written by another fluxwatch (this one reads "
+                             f"version {STATE_VERSION}: alert schema {SCHEMA_VERSION}). {rebuild}")
         self.outbox = Outbox(self.db)
         self.n_frames, self.pixels = n_frames, pixels
 

@@ -30,6 +30,7 @@ import errno
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -44,8 +45,9 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from serving.faults import ENV, POINTS
+from serving.rebuild import rebuild
 from serving.service import Service
-from serving.store import StateError, Store
+from serving.store import SCHEMA, StateError, Store
 from tests.support import free_port
 from tests.test_serving import config, drop, wait_for
 
@@ -433,6 +435,24 @@ def test_a_damaged_state_database_is_refused_with_its_name_and_the_way_out(tmp_p
     DAMAGES[damage](checkpointed(tmp_path / "state.sqlite"))
     with pytest.raises(StateError, match=f"{tmp_path / 'state.sqlite'} is damaged .*python -m serving.rebuild"):
         Store(tmp_path, 16, 8)
+
+
+def test_a_state_of_another_version_is_refused_and_rebuilt(tmp_path, tiny_bundle, frames):
+    """A ``state.sqlite`` written by an earlier fluxwatch (its events of another schema) is refused by its version,
+    not misread at the first query; the rebuild replays processed/ into a state of this version."""
+    (tmp_path / "svc").mkdir()
+    old = sqlite3.connect(tmp_path / "svc" / "state.sqlite")
+    old.executescript(SCHEMA)  # the tables as 2.x laid them out, user_version 0
+    old.close()
+    with pytest.raises(StateError, match="holds state version 0, written by another fluxwatch .* version 3: alert "
+                                         "schema 3.0.*python -m serving.rebuild"):
+        Store(tmp_path / "svc", 16, 8)
+    (tmp_path / "svc" / "processed").mkdir()
+    for f in frames[:2]:
+        shutil.copy(f, tmp_path / "svc" / "processed" / f.name)
+    cfg = config(tmp_path, tiny_bundle)
+    assert rebuild(cfg)[0] == 2
+    assert sqlite3.connect(tmp_path / "svc" / "state.sqlite").execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_damaged_source_state_files_are_refused_with_their_names(tmp_path):
