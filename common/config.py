@@ -167,6 +167,8 @@ class ServiceConfig(BaseSettings):
         slot arrives or the slot's window has passed (:mod:`serving.service`). Half of HMI's 12-min cadence.
     voevent_dir : where each alert event is also written as a HEK VOEvent (:mod:`serving.voevent`), under
         ``data_dir`` when relative; ``None`` writes none (``GET /alerts/voevent`` still serves them).
+    hek_institute, hek_contact, hek_url : who runs the detection, as the VOEvents name it (the HEK's
+        ``FRM_Institute``, ``FRM_Contact`` and ``FRM_URL``); a deployment that exports to the HEK sets them.
     log_format : ``"text"`` or ``"json"`` (one JSON object per line, for log collectors).
     """
 
@@ -202,6 +204,9 @@ class ServiceConfig(BaseSettings):
     present_at_start: bool = True
     slot_ready_offset: Minutes = 6 * u.min
     voevent_dir: str | None = "voevents"
+    hek_institute: str = "fluxwatch"
+    hek_contact: str = "fluxwatch operators"
+    hek_url: str = "https://fluxwatch.invalid/"
     log_format: Literal["text", "json"] = "text"
 
     @model_validator(mode="after")

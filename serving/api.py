@@ -52,7 +52,7 @@ from serving.events import (
 )
 from serving.region import cutout_png
 from serving.service import Service
-from serving.voevent import to_voevent
+from serving.voevent import author_of, to_voevent
 
 ALERTS_PAGE_DEFAULT, ALERTS_PAGE_MAX = 100, 1000  # events per page of GET /alerts
 
@@ -353,6 +353,6 @@ def create_app(service: Service) -> FastAPI:
         event = reader.alert(event_id)
         if event is None:
             raise HTTPException(404, f"no alert event {event_id!r}")
-        return Response(to_voevent(event), media_type="application/xml")
+        return Response(to_voevent(event, author_of(config)), media_type="application/xml")
 
     return app

@@ -43,7 +43,7 @@ from serving.metrics import Metrics
 from serving.sinks import AlertLog, MetricsSink, Sink, outbox_messages
 from serving.step import FrameStep
 from serving.store import Store
-from serving.voevent import VOEventSink
+from serving.voevent import VOEventSink, author_of
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class Service:
         self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))
         files: list[AlertLog | VOEventSink] = [AlertLog(self.dir / "alerts.jsonl")]
         if config.voevent_dir:
-            files.append(VOEventSink(self.dir / config.voevent_dir))
+            files.append(VOEventSink(self.dir / config.voevent_dir, author_of(config)))
         stored = self.store.reader().alerts()
         for sink in files:  # events committed just before the service stopped, before their files were written
             sink.catch_up(stored)

@@ -41,6 +41,7 @@ import re
 import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -51,6 +52,7 @@ from astropy.time import Time
 from sunpy.coordinates import HeliographicCarrington
 from sunpy.sun.constants import radius as SUN_RADIUS
 
+from common.config import ServiceConfig
 from serving.events import AlertEvent, Box, EventKind
 from serving.step import FrameResult
 
@@ -108,7 +110,22 @@ def sky_position(event: AlertEvent) -> tuple[float, float, float]:
     return float(centre.ra.deg), float(centre.dec.deg), float(centre.separation(points[1:]).deg.max())
 
 
-def hek_params(event: AlertEvent) -> tuple[dict[str, str], dict[str, str]]:
+@dataclass(frozen=True)
+class Author:
+    """Who runs the detection, as the HEK names it (``FRM_Institute``, ``FRM_Contact``, ``FRM_URL``): the
+    deployment's settings ``hek_institute``, ``hek_contact`` and ``hek_url`` (:func:`author_of`)."""
+
+    institute: str = "fluxwatch"
+    contact: str = "fluxwatch operators"
+    url: str = "https://fluxwatch.invalid/"
+
+
+def author_of(config: ServiceConfig) -> Author:
+    """The :class:`Author` a service's settings name."""
+    return Author(config.hek_institute, config.hek_contact, config.hek_url)
+
+
+def hek_params(event: AlertEvent, author: Author = Author()) -> tuple[dict[str, str], dict[str, str]]:
     """(required, optional) HEK attributes of an alert event, by HEK name, as the strings the VOEvent carries."""
     p, region, box = event.provenance, event.region, event.region.bbox
     observatory, _, instrument = p.instrument.rpartition("/")
@@ -117,13 +134,13 @@ def hek_params(event: AlertEvent) -> tuple[dict[str, str], dict[str, str]]:
         "Event_Type": EVENT_TYPE,
         "FRM_Name": "fluxwatch",
         "FRM_Identifier": "fluxwatch",
-        "FRM_Institute": "fluxwatch",
+        "FRM_Institute": author.institute,
         "FRM_HumanFlag": "F",
         "FRM_ParamSet": (f"threshold={event.threshold:g} field_floor_G={region.field_floor_G:g} "
                          f"model_version={p.model_version} bundle_digest={p.bundle_digest}"),
         "FRM_DateRun": _iso(event.published),
-        "FRM_Contact": "fluxwatch operators",
-        "FRM_URL": "https://fluxwatch.invalid/",
+        "FRM_Contact": author.contact,
+        "FRM_URL": author.url,
         "OBS_Observatory": observatory or instrument,
         "OBS_Instrument": instrument,
         "OBS_ChannelID": p.series or "line-of-sight magnetogram",
@@ -175,9 +192,9 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrib: str) -
     return element
 
 
-def to_voevent(event: AlertEvent) -> bytes:
-    """The VOEvent 2.0 document (UTF-8 XML) of an alert event; the same bytes for the same event."""
-    required, optional = hek_params(event)
+def to_voevent(event: AlertEvent, author: Author = Author()) -> bytes:
+    """The VOEvent 2.0 document (UTF-8 XML) of an alert event by ``author``; the same bytes for the same event."""
+    required, optional = hek_params(event, author)
     name = sol_name(event.onset.time_utc, *box_centre(event.region.bbox)[:2])
     root = ET.Element(f"{{{NAMESPACE}}}VOEvent", {"version": "2.0", "ivorn": ivorn(event.event_id),
                                                   "role": "test" if event.simulated else "observation"})
@@ -244,8 +261,8 @@ class VOEventSink:
     """Writes each alert event of a committed frame result as ``<dir>/<file_name(event_id)>``, atomically (a temporary
     file in the same folder, renamed into place), so a reader never sees part of one."""
 
-    def __init__(self, directory: Path):
-        self.dir = Path(directory)
+    def __init__(self, directory: Path, author: Author = Author()):
+        self.dir, self.author = Path(directory), author
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def consume(self, result: FrameResult) -> None:
@@ -262,5 +279,5 @@ class VOEventSink:
 
     def _write(self, event: AlertEvent) -> None:
         with tempfile.NamedTemporaryFile(dir=self.dir, suffix=".tmp", delete=False) as tmp:
-            tmp.write(to_voevent(event))
+            tmp.write(to_voevent(event, self.author))
         os.replace(tmp.name, self.dir / file_name(event.event_id))

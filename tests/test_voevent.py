@@ -20,7 +20,7 @@ from astropy.time import Time
 from serving.api import create_app
 from serving.events import SCHEMA_DIR, AlertEvent
 from serving.service import Service
-from serving.voevent import NAMESPACE, VOEventSink, file_name, ivorn, sol_name, to_voevent
+from serving.voevent import NAMESPACE, Author, VOEventSink, file_name, ivorn, sol_name, to_voevent
 from tests.support import ServerThread
 from tests.test_serving import config, drop
 
@@ -202,3 +202,14 @@ def test_a_restart_writes_the_files_of_events_committed_before_their_sink_ran(se
     assert {f.name for f in folder.iterdir()} == set(kept) | {f.name for f in lost}
     assert all(f.stat().st_mtime_ns == kept[f.name] for f in folder.iterdir() if f.name in kept), "the others untouched"
     assert again.store.reader().alerts() == service.store.reader().alerts()
+
+
+def test_the_deployment_names_itself_in_the_documents(tmp_path, tiny_bundle):
+    """FRM_Institute, FRM_Contact and FRM_URL (and the Who section's contact) are the service's settings."""
+    author = Author("Observatoire de Paris", "space-weather desk <desk@example.org>", "https://example.org/fluxwatch")
+    p = params(parse(to_voevent(sample(), author)))
+    assert (p["FRM_Institute"], p["FRM_Contact"], p["FRM_URL"]) == (author.institute, author.contact, author.url)
+    assert parse(to_voevent(sample(), author)).find("Who/Author/contactName").text == author.contact  # unqualified
+    svc = Service(config(tmp_path, tiny_bundle, hek_institute=author.institute, hek_contact=author.contact,
+                         hek_url=author.url))
+    assert [s.author for s in svc.sinks if isinstance(s, VOEventSink)] == [author]
