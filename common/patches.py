@@ -27,6 +27,17 @@ def carrington_pixel_area_cm2(lat_deg: np.ndarray, pixel_deg: float) -> np.ndarr
     return side * side * np.cos(np.deg2rad(lat_deg))
 
 
+def polarity_flux_mx(field_G: np.ndarray, row_lat_deg: np.ndarray, pixel_deg: float,
+                     floor_G: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(positive, |negative|) line-of-sight flux (Mx) of patch frames ``field_G`` (..., pixels, pixels; G, its rows
+    at Carrington latitudes ``row_lat_deg``) through the pixels of |B| ≥ ``floor_G``, each weighed by its area on
+    the solar surface (no projection correction): arrays of the frames' leading shape."""
+    b = np.nan_to_num(np.asarray(field_G, dtype=np.float64))
+    b = np.where(np.abs(b) >= floor_G, b, 0.0)
+    area = carrington_pixel_area_cm2(row_lat_deg, pixel_deg)[:, None]
+    return (np.clip(b, 0, None) * area).sum(axis=(-2, -1)), (np.clip(-b, 0, None) * area).sum(axis=(-2, -1))
+
+
 def patch_id(lon_deg: float, lat_deg: float) -> str:
     """Stable id of the patch centred at Carrington (lon, lat), e.g. ``L172.50N07.50``."""
     hemisphere = "N" if lat_deg >= 0 else "S"

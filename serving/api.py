@@ -158,6 +158,20 @@ def create_app(service: Service) -> FastAPI:
             raise HTTPException(404, f"no passage recorded for patch {patch_id!r}")
         return found
 
+    def stored_video(patch_id: str, passage_start: str | None) -> tuple[tuple[int, str, int], np.ndarray]:
+        """(the passage: start slot, status, last scored frame; its video) of a patch's passage from ``passage_start``
+        (ISO UTC; its latest passage when None): 422 for a time that is not one, 404 when there is none."""
+        try:
+            start = int(slot_of_time(Time(passage_start))) if passage_start is not None else None
+        except ValueError:
+            raise HTTPException(422, f"passage_start={passage_start!r} is not an ISO time") from None
+        found = reader.passage(patch_id, start)
+        video = service.store.read_video(patch_id, found[0]) if found else None
+        if found is None or video is None:
+            raise HTTPException(404, f"no video recorded for patch {patch_id!r}"
+                                     + (f" from {passage_start}" if passage_start is not None else ""))
+        return found, video
+
     @app.get("/patches/{patch_id}/video", response_class=Response,
              responses={200: {"content": {"application/x-npy": {}},
                               "description": "NumPy .npy of float32 (n_frames, pixels, pixels), LoS field in G"},
@@ -168,14 +182,7 @@ def create_app(service: Service) -> FastAPI:
         """A patch passage's rolling video as a NumPy ``.npy`` file: float32 (n_frames, pixels, pixels), G, frames
         not yet observed 0 G (the dataset's padding). Headers: ``X-Passage-Start`` (ISO), ``X-Last-Frame`` (the
         newest frame scored, -1 before the first), ``X-Passage-Status`` (open or closed)."""
-        try:
-            start = int(slot_of_time(Time(passage_start))) if passage_start else None
-        except ValueError:
-            raise HTTPException(422, f"passage_start={passage_start!r} is not an ISO time") from None
-        found = reader.passage(patch_id, start)
-        video = service.store.read_video(patch_id, found[0]) if found else None
-        if found is None or video is None:
-            raise HTTPException(404, f"no video recorded for patch {patch_id!r}" + (f" from {passage_start}" if passage_start else ""))
+        found, video = stored_video(patch_id, passage_start or None)
         body = io.BytesIO()
         np.save(body, video, allow_pickle=False)
         return Response(body.getvalue(), media_type="application/x-npy",
@@ -192,14 +199,7 @@ def create_app(service: Service) -> FastAPI:
                      onset: int = Query(ge=0, description="the onset frame to show beside it (an alert's onset.frame)")) -> Response:
         """The cutout an alert's ``region.cutout`` links to: a small PNG of the patch at its onset and at the alert's
         frame, side by side (the patch's pixels, 1/6° each)."""
-        try:
-            start = int(slot_of_time(Time(passage_start)))
-        except ValueError:
-            raise HTTPException(422, f"passage_start={passage_start!r} is not an ISO time") from None
-        found = reader.passage(patch_id, start)
-        video = service.store.read_video(patch_id, start) if found else None
-        if found is None or video is None:
-            raise HTTPException(404, f"no video recorded for patch {patch_id!r} from {passage_start}")
+        found, video = stored_video(patch_id, passage_start)
         if max(frame, onset) > found[2]:
             raise HTTPException(404, f"patch {patch_id!r} from {passage_start} is scored up to frame {found[2]}; "
                                      f"frame {max(frame, onset)} is not observed yet")

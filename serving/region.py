@@ -13,7 +13,7 @@ import numpy as np
 
 from common.clock import slot_time
 from common.figures import sprite
-from common.patches import carrington_pixel_area_cm2
+from common.patches import polarity_flux_mx
 from serving.events import Box, Region
 
 #: Pixels weaker than this count neither in the box nor in the fluxes (G): 2.5 × MDI's 96-min noise (20 G), so noise
@@ -27,11 +27,9 @@ Axes = tuple[np.ndarray, np.ndarray]  # (lon of each pixel column, lat of each p
 def fluxes(frame: np.ndarray, axes: Axes, floor_G: float = FIELD_FLOOR_G) -> tuple[float, float]:
     """(positive, |negative|) line-of-sight flux (Mx) of a patch frame (pixels, pixels; G) through its pixels of
     |B| ≥ ``floor_G``, each weighed by its area on the solar surface."""
-    b = np.nan_to_num(np.asarray(frame, np.float64))
-    b[np.abs(b) < floor_G] = 0.0
     lat = axes[1]
-    area = carrington_pixel_area_cm2(lat, float(lat[1] - lat[0]))[:, None]
-    return float((np.clip(b, 0, None) * area).sum()), float((np.clip(-b, 0, None) * area).sum())
+    positive, negative = polarity_flux_mx(frame, lat, float(lat[1] - lat[0]), floor_G)
+    return float(positive), float(negative)
 
 
 def bounding_box(frame: np.ndarray, axes: Axes, floor_G: float = FIELD_FLOOR_G) -> Box:

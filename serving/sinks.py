@@ -52,19 +52,20 @@ class AlertLog:
             except (ValueError, KeyError):  # a line cut short by a crash mid-write
                 pass
         missing = [e for e in events if e.event_id not in logged]
-        if missing:
-            with self.path.open("a") as f:
-                f.write("" if text.endswith("\n") or not text else "\n")
-                for event in missing:
-                    f.write(json.dumps(event.payload(), sort_keys=True) + "\n")
+        self._append(missing, after_cut_line=bool(text) and not text.endswith("\n"))
         return len(missing)
 
     def consume(self, result: FrameResult) -> None:
         if result.events:
-            with self.path.open("a") as f:
-                for event in result.events:
-                    f.write(json.dumps(event.payload(), sort_keys=True) + "\n")
+            self._append(result.events)
             fault_point("alert-log")
+
+    def _append(self, events: list[AlertEvent], after_cut_line: bool = False) -> None:
+        """Append one sorted-key JSON line per event (on a new line when the last one was cut short)."""
+        if events:
+            with self.path.open("a") as f:
+                f.write("\n" if after_cut_line else "")
+                f.writelines(json.dumps(event.payload(), sort_keys=True) + "\n" for event in events)
 
 
 class MetricsSink:
