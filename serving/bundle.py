@@ -13,7 +13,7 @@ import onnxruntime as ort
 from common.clock import check_cadence
 from common.video import SCALING, STREAM_INPUT, recentre, scale_for_model
 from ingest.instruments import MDI_SPEC, InstrumentSpec, instrument_named
-from serving.streaming import FrameSumMember, Stage, StreamingEnsemble, StreamingMember, max_pool
+from serving.streaming import CausalMember, FrameSumMember, Stage, StreamingEnsemble, StreamingMember, max_pool
 
 REQUIRED_INPUT = ("n_frames", "pixels", "cadence_min", "clip_G", "scaling", "layout")
 #: Bundle schema this service reads (2: members carry streaming graphs).
@@ -34,7 +34,7 @@ class Member:
     fold: str
     seed: int
     session: ort.InferenceSession  # the full graph: (batch, 1, T, P, P) scaled video → probability
-    stream: StreamingMember | FrameSumMember  # the same member cut for streaming
+    stream: StreamingMember | FrameSumMember | CausalMember  # the same member cut for streaming
 
 
 class ModelBundle:
@@ -132,9 +132,10 @@ class ModelBundle:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         return ort.InferenceSession(str(f), options, providers=self.providers)
 
-    def _stream(self, entry: dict) -> StreamingMember | FrameSumMember:
+    def _stream(self, entry: dict) -> StreamingMember | FrameSumMember | CausalMember:
         """The member's streaming graphs: per block a convolution window stage and a time max-pool, then the head;
-        or, for a frames-as-channels member (``stream.kind`` "frame-sum"), its first convolution's weights and the head."""
+        for a frames-as-channels member (``stream.kind`` "frame-sum"), its first convolution's weights and the head;
+        for a causal member ("causal"), its frame encoder and temporal head."""
         if "stream" not in entry:
             raise BundleError(self.path / "manifest.json", f"member {entry['file']} has no streaming graphs")
         if entry["stream"].get("input") != STREAM_INPUT:
@@ -148,6 +149,10 @@ class ModelBundle:
             with np.load(self._file(first), allow_pickle=False) as weights:
                 return FrameSumMember(weights["weight"], weights["bias"], tuple(first["padding"]), run_head,
                                       self.n_frames, self.pixels)
+        if kind == "causal":
+            encoder = self._session(entry["stream"]["encoder"])
+            return CausalMember(lambda pairs: encoder.run(None, {"pairs": pairs})[0], run_head, entry["stream"]["lag"],
+                                entry["stream"]["receptive"], entry["stream"]["features"], self.n_frames, self.pixels)
         if kind != "time-windows":
             raise BundleError(self.path / "manifest.json", f"member {entry['file']}: unknown streaming kind {kind!r}")
         stages = []
@@ -159,12 +164,17 @@ class ModelBundle:
         return StreamingMember(stages, run_head, self.n_frames, self.pixels)
 
     def _check_streaming(self, seed: int = 0) -> None:
-        """Streaming and full graphs must agree on a random video masked half-way (``BundleError`` if not)."""
+        """Streaming and full graphs must agree half-way through a random video (``BundleError`` if not): with the
+        full graph's score of the video masked there, or a causal member's frame probability there."""
         rng = np.random.default_rng(seed)
         video = rng.normal(0.0, 300.0, (self.n_frames, self.pixels, self.pixels)).astype(np.float32)
         k = self.n_frames // 2
         masked = np.concatenate([video[: k + 1], np.repeat(video[k : k + 1], self.n_frames - k - 1, axis=0)])
         full = self.probabilities(masked[None])[:, 0]
+        x = scale_for_model(video, self.clip)[None, None]
+        for m, member in enumerate(self.members):
+            if isinstance(member.stream, CausalMember):
+                full[m] = member.session.run(["frame_probability"], {"video": x})[0][0, k]
         streamed = self.streaming().score([("load-check", k, video[: k + 1])])[:, 0]
         worst = float(np.abs(full - streamed).max())
         if worst > STREAM_TOLERANCE:

@@ -27,6 +27,11 @@ has no time axis to cut, but its first convolution is linear in the frames:
 for the video masked after frame k it is Σ_{t≤k} W_t∗x_t + (Σ_{t>k} W_t)∗x_k + b.
 A stream keeps the running sum, adds one frame's term per new frame and runs
 the rest of the net (a head graph) once per frame.
+
+A causal member (:class:`CausalMember`) is not masked at all: its score at
+frame k depends on frames ≤ k only, by construction. A stream keeps the last
+``lag`` frames and the last ``receptive`` frame encodings; a new frame costs
+one run of the encoder graph and one of the head graph, whatever k is.
 """
 from __future__ import annotations
 
@@ -208,16 +213,60 @@ class FrameSumMember:
         return masked.astype(np.float32).reshape(c, *self.out)
 
 
+@dataclass
+class CausalState:
+    """One stream of a causal member: frame 0, the last ``lag`` frames (oldest first) and the last ``receptive``
+    encodings (F, receptive), zeros before frame 0."""
+
+    codes: np.ndarray
+    first: np.ndarray | None = None
+    recent: list[np.ndarray] = field(default_factory=list)
+
+
+class CausalMember:
+    """A causal member: a frame encoder and a temporal head over the last ``receptive`` encodings.
+
+    Parameters
+    ----------
+    encoder : (N, 2, P, P) recentred frame n and frame n − ``lag`` (frame 0 before the video starts) → (N, F).
+    head : encodings (N, F, receptive) → the probability at the last of them (N,).
+    lag : frames between a frame and the one it is compared with.
+    receptive : encodings the head reads.
+    features : F, the length of one encoding.
+    """
+
+    def __init__(self, encoder: Callable[[np.ndarray], np.ndarray], head: Callable[[np.ndarray], np.ndarray], lag: int,
+                 receptive: int, features: int, n_frames: int, pixels: int):
+        self.encoder, self.head = encoder, head
+        self.lag, self.receptive, self.features = int(lag), int(receptive), int(features)
+        self.n_frames, self.pixels = n_frames, pixels
+
+    def state(self) -> CausalState:
+        return CausalState(np.zeros((self.features, self.receptive), np.float32))
+
+    def advance(self, state: CausalState, first: int, frames: np.ndarray) -> np.ndarray:
+        """Encode recentred frames ``first``.. (m, P, P) into ``state``; the head's input at the last: (F, receptive)."""
+        pairs = np.empty((len(frames), 2) + frames.shape[1:], np.float32)
+        for i, x in enumerate(frames):
+            if first + i == 0:
+                state.first = x
+            pairs[i] = x, state.recent[-self.lag] if len(state.recent) >= self.lag else state.first
+            state.recent = (state.recent + [x])[-self.lag :]
+        codes = np.concatenate([self.encoder(pairs[i : i + CHUNK]) for i in range(0, len(pairs), CHUNK)])
+        state.codes = np.concatenate([state.codes, codes.T.astype(np.float32)], axis=1)[:, -self.receptive :]
+        return state.codes
+
+
 class StreamingEnsemble:
     """Masked streaming scores of every member for many patch streams, one new frame at a time.
 
     Parameters
     ----------
-    members : the members (time-windowed or frames-as-channels), all for the same video shape.
+    members : the members (time-windowed, frames-as-channels or causal), all for the same video shape.
     scale : frames in G → model input (the recentred scaling ``2·scaled − 1``), same shape.
     """
 
-    def __init__(self, members: list[StreamingMember | FrameSumMember], scale: Callable[[np.ndarray], np.ndarray]):
+    def __init__(self, members: list[StreamingMember | FrameSumMember | CausalMember], scale: Callable[[np.ndarray], np.ndarray]):
         self.members, self.scale = members, scale
         self.n_frames, self.video_shape = members[0].n_frames, (1, members[0].pixels, members[0].pixels)
         #: the last time-windowed member, after which a stream's old frames are pruned (None: frames are not kept)
@@ -235,7 +284,7 @@ class StreamingEnsemble:
         self._streams.pop(key, None)
 
     def _new_stream(self) -> tuple[Steps, list]:
-        """The video's steps, and per member its layers' steps (time-windowed) or its running sum (frame-sum)."""
+        """The video's steps, and per member its layers' steps (time-windowed) or its own state (frame-sum, causal)."""
         return (Steps(self.n_frames, np.zeros(self.video_shape, np.float32)),
                 [[Steps(n, np.zeros(shape, np.float32)) for n, shape in zip(m.lengths[1:], m.shapes[1:])]
                  if isinstance(m, StreamingMember) else m.state() for m in self.members])
@@ -277,7 +326,7 @@ class StreamingEnsemble:
             videos.append(video)
         out = np.empty((len(self.members), len(items)), np.float32)
         for m, member in enumerate(self.members):
-            if isinstance(member, FrameSumMember):
+            if isinstance(member, FrameSumMember | CausalMember):
                 features = np.stack([member.advance(self._streams[key][1][m], first, x)
                                      for (key, _, _), first, x in zip(items, firsts, news)])
             else:

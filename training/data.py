@@ -16,6 +16,11 @@ from common.config import VideoConfig
 from common.video import scale_for_model
 from ingest.dataset import DatasetStore
 
+#: Frames after the onset weighted more in the dense loss (a day at 96 min): where alerts are won or lost.
+ONSET_WEIGHT_FRAMES = 15
+#: Their weight, relative to 1 for every other frame.
+ONSET_WEIGHT = 3.0
+
 #: Variants per video with augmentation: identity, NS flip, polarity flip, both.
 N_AUGMENT = 4
 
@@ -44,6 +49,27 @@ def augment(video_scaled: np.ndarray, variant: int) -> np.ndarray:
 AUGMENT_MODES = ("x4", "cycle", "none")
 
 
+def dense_targets(label: int, onset_frame: int, n_frames: int) -> np.ndarray:
+    """Per-frame targets and loss weights of one video for a causal detector: float32 (2, n_frames).
+
+    Row 0: 0 before ``onset_frame``, 1 from it on, when ``label`` is 1; 0 throughout when it is 0 (quiet
+    Sun, decaying or rotating-in regions, small bipoles). Row 1: the weights, :data:`ONSET_WEIGHT` on the
+    first :data:`ONSET_WEIGHT_FRAMES` frames from the onset, 1 elsewhere. An emergence without a known
+    onset (``onset_frame`` < 0: a reviewer's addition to the catalog) is only known to have emerged by
+    the last frame: that frame alone has weight.
+    """
+    out = np.zeros((2, n_frames), np.float32)
+    if label != 1:
+        out[1] = 1.0
+    elif onset_frame < 0:
+        out[:, -1] = 1.0
+    else:
+        out[0, onset_frame:] = 1.0
+        out[1] = 1.0
+        out[1, onset_frame : onset_frame + ONSET_WEIGHT_FRAMES] = ONSET_WEIGHT
+    return out
+
+
 class VideoDataset(Dataset):
     """Scaled videos ``store[indices]`` with labels, optionally augmented (see :data:`AUGMENT_MODES`).
 
@@ -58,10 +84,13 @@ class VideoDataset(Dataset):
     service scores at frame n — labelled 1 only if its label is 1 and n reaches
     the catalog's crude onset (``crude_onset_frame``; an emergence without one,
     a reviewer's addition, is never truncated).
+
+    With ``dense`` the label is instead :func:`dense_targets` of the label and the catalog's crude onset,
+    (2, T): a target and a weight for every frame, for a causal detector.
     """
 
     def __init__(self, store: DatasetStore, indices, labels=None, augment: str = "none", truncate: float = 0.0,
-                 seed: int = 0):
+                 seed: int = 0, dense: bool = False):
         self.store = store
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = np.zeros(len(self.indices), np.float32) if labels is None else np.asarray(labels, np.float32)
@@ -77,7 +106,10 @@ class VideoDataset(Dataset):
         self.epoch = 0
         self.clip = store_clip(store)
         self.truncate, self.seed = float(truncate), int(seed)
-        self.onsets = (store.catalog.crude_onset_frame.to_numpy()[self.indices] if self.truncate
+        self.dense = bool(dense)
+        if self.dense and self.truncate:
+            raise ValueError("dense targets label every frame: truncation has nothing to add")
+        self.onsets = (store.catalog.crude_onset_frame.to_numpy()[self.indices] if self.truncate or self.dense
                        else np.full(len(self.indices), -1))
 
     def set_epoch(self, epoch: int) -> None:
@@ -95,6 +127,8 @@ class VideoDataset(Dataset):
             i, variant = k, (k + self.epoch) % N_AUGMENT if self.augment == "cycle" else 0
         video = augment(scale_for_model(self.store.video(self.indices[i]), self.clip), variant)
         label = self.labels[i]
+        if self.dense:
+            return torch.from_numpy(video)[None], torch.from_numpy(dense_targets(int(label), int(self.onsets[i]), len(video)))
         if self.truncate and not (label == 1 and self.onsets[i] < 0):
             rng = np.random.default_rng([self.seed, self.epoch, k])
             if rng.random() < self.truncate:

@@ -9,6 +9,8 @@ A bundle is a directory::
                                   a 3-D member cut into time windows for streaming (see below)
       member_<fold>_<seed>_first.npz, member_<fold>_<seed>_head.onnx
                                   a 2-D (frames-as-channels) member's first convolution and the rest of it
+      member_<fold>_<seed>_encoder.onnx, member_<fold>_<seed>_head.onnx
+                                  a causal member's frame encoder and temporal head
       manifest.json               schema_version, model_version, input spec, members (fold, seed, file,
                                   sha256, metadata), threshold, aggregation, dataset fingerprint, metrics,
                                   versions, created_utc
@@ -36,6 +38,15 @@ convolution is linear in the frames, so ``first.npz`` holds its ``weight``
 pixels) for serving to sum one frame's contribution at a time, and ``head``
 maps that convolution's output (batch, C, H, W), before its swish, to the
 probability.
+
+A causal member (:class:`training.model.EmergenceCausal`, ``stream.kind``
+"causal") has a second output in its full graph, ``frame_probability``
+(batch, T): the probability at every frame, frame n's from frames ≤ n only
+(``probability`` is its last frame). It streams as two graphs: ``encoder``,
+input ``pairs`` (batch, 2, pixels, pixels), recentred frame n and frame
+n − ``lag`` (frame 0 before the video starts) → ``features`` (batch, F); and
+``head``, the encodings of the last ``receptive`` frames (batch, F,
+receptive), zeros before frame 0 → the probability at the last of them.
 """
 from __future__ import annotations
 
@@ -63,7 +74,7 @@ from training.train import TrainedMember, as_module
 
 SCHEMA_VERSION = 2
 OPSET = 18
-INPUT_NAME, OUTPUT_NAME = "video", "probability"
+INPUT_NAME, OUTPUT_NAME, FRAMES_OUTPUT_NAME = "video", "probability", "frame_probability"
 LAYOUT = "NCTHW"
 #: Largest |ONNX Runtime − torch| probability accepted when exporting.
 EXPORT_TOLERANCE = 1e-4
@@ -78,6 +89,40 @@ class _Probability(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.model(video))
+
+
+class _CausalProbability(nn.Module):
+    """A causal model → (sigmoid of the last frame's logit, sigmoid of every frame's logit)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        frames = torch.sigmoid(self.model.frame_logits(video))
+        return frames[:, -1], frames
+
+
+class _CausalHead(nn.Module):
+    """A causal model's temporal head on one window of encodings, then the sigmoid: (N, F, receptive) → (N,)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.head = model.head
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.head(features))[:, -1]
+
+
+def _export_causal(model: nn.Module, stem: Path) -> dict:
+    """The streaming parts of a causal member: its frame encoder and its temporal head."""
+    pixels, features = model.hparams["pixels"], model.hparams["features"]
+    encoder = _export(model.encoder.eval(), torch.zeros(2, 2, pixels, pixels), stem.with_name(f"{stem.name}_encoder.onnx"),
+                      "pairs", "features")
+    head = _export(_CausalHead(model).eval(), torch.zeros(2, features, model.receptive), stem.with_name(f"{stem.name}_head.onnx"),
+                   "features", OUTPUT_NAME)
+    return {"input": STREAM_INPUT, "kind": "causal", "lag": model.lag, "receptive": model.receptive, "features": features,
+            "encoder": {"file": encoder.name, "sha256": _sha256(encoder)}, "head": {"file": head.name, "sha256": _sha256(head)}}
 
 
 class _StreamConv(nn.Module):
@@ -166,9 +211,10 @@ def _stream_parts(model: nn.Module) -> tuple[list[tuple[nn.Module, nn.Module, nn
     return blocks, _StreamHead(model.classifier).eval()
 
 
-def _export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str) -> Path:
+def _export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, output_name: str | list[str]) -> Path:
     """Export ``module`` (one input, dynamic batch axis) to ONNX at ``path`` and check the file."""
-    torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=[output_name],
+    output_names = [output_name] if isinstance(output_name, str) else output_name
+    torch.onnx.export(module, (example,), str(path), input_names=[input_name], output_names=output_names,
                       opset_version=OPSET, dynamo=True, external_data=False,
                       dynamic_shapes=({0: torch.export.Dim("batch")},), verbose=False)
     onnx.checker.check_model(str(path), full_check=True)
@@ -186,6 +232,8 @@ def export_stream(model: nn.Module | TrainedMember, stem: Path) -> dict:
     hp = model.hparams
     if hp.get("architecture") == "2d":
         return _export_frame_sum(model, stem)
+    if hp.get("architecture") == "causal":
+        return _export_causal(model, stem)
     shape = (1, hp["n_frames"], hp["pixels"], hp["pixels"])  # (C, T, H, W) entering the block
     blocks, head = _stream_parts(model)
     entries = []
@@ -225,7 +273,10 @@ def export_member(model: nn.Module | TrainedMember, path: str | Path, seed: int 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(2, 1, hp["n_frames"], hp["pixels"], hp["pixels"], generator=torch.Generator().manual_seed(seed))
-    _export(_Probability(model).eval(), example, path, INPUT_NAME, OUTPUT_NAME)
+    if hp.get("architecture") == "causal":
+        _export(_CausalProbability(model).eval(), example, path, INPUT_NAME, [OUTPUT_NAME, FRAMES_OUTPUT_NAME])
+    else:
+        _export(_Probability(model).eval(), example, path, INPUT_NAME, OUTPUT_NAME)
     diff = float(np.abs(_session(path).run([OUTPUT_NAME], {INPUT_NAME: example.numpy()})[0]
                         - _torch_probability(model, example.numpy())).max())
     if diff > EXPORT_TOLERANCE:

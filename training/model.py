@@ -37,6 +37,17 @@ serving score masked videos incrementally (:mod:`serving.streaming`).
 Both take the same input and recentre it the same way; :func:`model_from_hparams`
 rebuilds either from its ``hparams`` (which name the ``architecture``; a
 checkpoint from before the 2-D net has none and is 3-D).
+
+:class:`EmergenceCausal` answers the service's question instead of the
+paper's: one pass over a video gives a logit at every frame, and the logit
+at frame n depends on frames ≤ n only. A per-frame encoder sees frame n
+beside frame n − ``lag`` (what changed over hours, signed and unsigned), and
+a causal temporal head (dilated convolutions over the last ``receptive``
+frames' encodings) turns the sequence into "has a region begun to emerge
+here by frame n". Its ``forward`` is the logit at the last frame, so the
+video-level code (relabel loop, threshold, test) treats it like the others;
+:meth:`EmergenceCausal.frame_logits` is what it is trained on and what the
+service streams.
 """
 from __future__ import annotations
 
@@ -166,8 +177,120 @@ class EmergenceCNN2D(nn.Module):
         return self.classifier(self.body(self.first(recentre(video)[:, 0]))).squeeze(-1)
 
 
+class FrameEncoder(nn.Module):
+    """One frame beside the frame ``lag`` earlier → a feature vector.
+
+    Input ``pair`` (N, 2, P, P): recentred frame n and frame n − lag (B/clip). Both are averaged over
+    ``pool``×``pool`` pixels; the encoder sees four maps (B, its change, |B|, the change of |B|) and
+    their tile means, through three 3×3 convolution blocks (batch norm, swish; 2×2 max-pools after the
+    first two), pooled over the tile (maximum and mean) and mapped to ``features`` values.
+    """
+
+    def __init__(self, pool: int, channels: tuple[int, int, int], features: int):
+        super().__init__()
+        self.pool = nn.AvgPool2d(pool)
+        c1, c2, c3 = channels
+        self.convs = nn.Sequential(
+            nn.Conv2d(4, c1, 3, padding=1), nn.BatchNorm2d(c1), nn.SiLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.SiLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c2, c3, 3, padding=1), nn.BatchNorm2d(c3), nn.SiLU())
+        self.out = nn.Sequential(nn.BatchNorm1d(2 * c3 + 4), nn.Linear(2 * c3 + 4, features), nn.SiLU())
+
+    def forward(self, pair: torch.Tensor) -> torch.Tensor:
+        now, before = self.pool(pair[:, :1]), self.pool(pair[:, 1:])
+        maps = torch.cat([now, now - before, now.abs(), now.abs() - before.abs()], dim=1)
+        h = self.convs(maps)
+        return self.out(torch.cat([h.amax(dim=(2, 3)), h.mean(dim=(2, 3)), maps.mean(dim=(2, 3))], dim=1))
+
+
+class CausalHead(nn.Module):
+    """Encodings of consecutive frames (N, F, L) → a logit per frame (N, L − receptive + 1).
+
+    Unpadded ("valid") dilated convolutions of kernel 3, dilations 1, 2, 4, …, each with a swish and a
+    residual connection: the output at step j reads steps j .. j + receptive − 1 of the input, the last
+    of them its own frame.
+    """
+
+    def __init__(self, features: int, hidden: int, dilations: tuple[int, ...], dropout: float):
+        super().__init__()
+        self.inp = nn.Sequential(nn.Dropout(dropout), nn.Conv1d(features, hidden, 1), nn.SiLU())
+        self.dilations = tuple(dilations)
+        self.layers = nn.ModuleList(nn.Conv1d(hidden, hidden, 3, dilation=d) for d in self.dilations)
+        self.out = nn.Conv1d(hidden, 1, 1)
+
+    @property
+    def receptive(self) -> int:
+        """Frames each output reads: 1 + 2·Σ dilations."""
+        return 1 + 2 * sum(self.dilations)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        h = self.inp(features)
+        for d, conv in zip(self.dilations, self.layers):
+            h = h[..., 2 * d :] + nn.functional.silu(conv(h))
+        return self.out(h)[:, 0]
+
+
+class EmergenceCausal(nn.Module):
+    """Causal per-frame emergence detector: scaled patch video → a logit at every frame.
+
+    Parameters
+    ----------
+    n_frames : frames per video (225).
+    pixels : side of a frame in pixels (90).
+    lag : frames between a frame and the earlier one it is compared with (4: 6.4 h at 96 min).
+    pool : pixels averaged (``pool``×``pool``) before the encoder's convolutions.
+    channels : the encoder's three convolution widths.
+    features : the length of one frame's encoding.
+    hidden : the temporal head's width.
+    dilations : the temporal head's dilations; the head reads ``1 + 2·Σ dilations`` frames.
+    dropout : dropout on the encodings while training.
+
+    Before frame 0 the video is its first frame (so the first ``lag`` changes are 0), and the head's
+    window is padded with zero encodings: frame n's logit is the head on the encodings of frames
+    n − receptive + 1 .. n, zeros where those are < 0. That is exactly what a stream computes
+    (:class:`serving.streaming.CausalMember`).
+    """
+
+    def __init__(self, n_frames: int = 225, pixels: int = 90, lag: int = 4, pool: int = 3,
+                 channels: tuple[int, int, int] = (8, 16, 16), features: int = 24, hidden: int = 32,
+                 dilations: tuple[int, ...] = (1, 2, 4, 8, 16), dropout: float = 0.1):
+        super().__init__()
+        if pixels // pool < 4 or n_frames < 1 or lag < 1:
+            raise ValueError(f"video {n_frames}×{pixels}×{pixels} with lag {lag} and pool {pool} is too small")
+        self.hparams = {"architecture": "causal", "n_frames": int(n_frames), "pixels": int(pixels), "lag": int(lag),
+                        "pool": int(pool), "channels": tuple(int(c) for c in channels), "features": int(features),
+                        "hidden": int(hidden), "dilations": tuple(int(d) for d in dilations), "dropout": float(dropout)}
+        self.lag = int(lag)
+        self.encoder = FrameEncoder(pool, self.hparams["channels"], features)
+        self.head = CausalHead(features, hidden, self.hparams["dilations"], dropout)
+        for layer in self.modules():
+            if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
+
+    @property
+    def receptive(self) -> int:
+        return self.head.receptive
+
+    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+        """Recentred frames (N, T, P, P) → encodings (N, features, T), each frame beside the one ``lag`` before."""
+        n, t = frames.shape[:2]
+        before = torch.cat([frames[:, :1].expand(n, min(self.lag, t), *frames.shape[2:]), frames[:, : max(t - self.lag, 0)]], 1)
+        pairs = torch.stack([frames, before], dim=2).flatten(0, 1)
+        return self.encoder(pairs).unflatten(0, (n, t)).transpose(1, 2)
+
+    def frame_logits(self, video: torch.Tensor) -> torch.Tensor:
+        """``video`` (batch, 1, T, pixels, pixels) in [0, 1] → logits (batch, T), frame n's from frames ≤ n."""
+        encodings = self.encode(recentre(video)[:, 0])
+        return self.head(nn.functional.pad(encodings, (self.receptive - 1, 0)))
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """The logit at the last frame (batch,): has a region begun to emerge in this video?"""
+        return self.frame_logits(video)[:, -1]
+
+
 #: The architectures by the name that ``hparams["architecture"]`` and :class:`training.train.TrainConfig` use.
-ARCHITECTURES: dict[str, type[nn.Module]] = {"3d": EmergenceCNN, "2d": EmergenceCNN2D}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"3d": EmergenceCNN, "2d": EmergenceCNN2D, "causal": EmergenceCausal}
 
 
 def model_from_hparams(hparams: dict) -> nn.Module:

@@ -13,6 +13,11 @@ frames up to t, padded by repeating frame t.
 The authors' code (``lower_bound = 30``) also holds the first frames fixed:
 frames before ``hold`` are replaced by frame ``hold``, and n runs from
 ``hold`` (the curve is flat before it). The paper preset does the same.
+
+A causal detector (:class:`training.model.EmergenceCausal`) needs no masking:
+its output at frame n already depends on frames ≤ n only, so its curve is
+its per-frame probability, one pass over the video, which is again what a
+live stream computes.
 """
 from __future__ import annotations
 
@@ -44,12 +49,16 @@ def masking_curves(model: nn.Module | TrainedMember, video_scaled: np.ndarray, d
     (:func:`common.video.scale_for_model`); ``frames`` are the n to evaluate
     (default: ``hold``..T−1, the paper's curve; a stride trades onset
     resolution for time); ``hold`` frames are held fixed (:func:`masked_videos`).
-    The model runs in eval mode on ``device``, ``batch_size`` masked videos at a time.
+    The model runs in eval mode on ``device``, ``batch_size`` masked videos at a time; a causal model
+    (one with ``frame_logits``) runs once over the video held before ``hold``.
     """
     model = as_module(model).to(device).eval()
     video = torch.as_tensor(np.asarray(video_scaled, dtype=np.float32), device=device)
     n = (torch.arange(hold, video.shape[0], device=device) if frames is None
          else torch.as_tensor(frames, device=device))
+    if hasattr(model, "frame_logits"):
+        held = video[torch.arange(video.shape[0], device=device).clamp(min=hold)]
+        return torch.sigmoid(model.frame_logits(held[None, None])[0, n]).cpu().numpy().astype(np.float32)
     probs = [torch.sigmoid(model(masked_videos(video, n[i : i + batch_size], hold))).cpu()
              for i in range(0, len(n), batch_size)]
     return torch.cat(probs).numpy().astype(np.float32)

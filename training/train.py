@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ingest.dataset import DatasetStore
 from training.data import VideoDataset, make_loader
-from training.model import ARCHITECTURES, EmergenceCNN, EmergenceCNN2D, model_from_hparams
+from training.model import ARCHITECTURES, EmergenceCausal, EmergenceCNN, EmergenceCNN2D, model_from_hparams
 
 CHECKPOINT_FORMAT = "fluxwatch.member/1"
 
@@ -54,9 +54,11 @@ class TrainConfig:
     nesterov : Nesterov momentum (the authors' Keras SGD).
     monitor : the validation accuracy that picks the best epoch and stops training: "balanced" (the mean of the
         classes' accuracies) or "accuracy" (plain, the authors' ``val_accuracy``).
-    architecture : "3d" (:class:`~training.model.EmergenceCNN`) or "2d" (:class:`~training.model.EmergenceCNN2D`,
+    architecture : "3d" (:class:`~training.model.EmergenceCNN`), "2d" (:class:`~training.model.EmergenceCNN2D`,
         the authors' frames-as-channels network, which takes ``channels``, ``fc`` and ``dropout`` and ignores
-        ``time_stride``, ``batch_norm`` and ``input_pool``: it always normalises and never pools its input).
+        ``time_stride``, ``batch_norm`` and ``input_pool``: it always normalises and never pools its input) or
+        "causal" (:class:`~training.model.EmergenceCausal`, of its own default shape, trained on dense per-frame
+        targets, :func:`training.data.dense_targets`; ``truncate`` must be 0).
     channels, fc, time_stride, dropout, batch_norm, input_pool : the architecture's shape.
     num_workers : DataLoader worker processes (0 reads videos in the training process).
     """
@@ -94,11 +96,20 @@ class TrainConfig:
             raise ValueError(f"monitor is 'balanced' or 'accuracy', got {self.monitor!r}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture is one of {sorted(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.dense and self.truncate:
+            raise ValueError("a causal member is trained on every frame: truncate must be 0")
         object.__setattr__(self, "channels", tuple(self.channels))
         object.__setattr__(self, "fc", tuple(self.fc))
 
+    @property
+    def dense(self) -> bool:
+        """Whether members train on a target at every frame (the causal detector)."""
+        return self.architecture == "causal"
+
     def build_model(self, n_frames: int, pixels: int) -> nn.Module:
         """A freshly initialised model of this architecture (uses torch's global RNG)."""
+        if self.architecture == "causal":
+            return EmergenceCausal(n_frames, pixels)
         if self.architecture == "2d":
             return EmergenceCNN2D(n_frames, pixels, self.channels, fc=self.fc, dropout=self.dropout)
         return EmergenceCNN(n_frames, pixels, self.channels, self.fc, self.time_stride, self.dropout, self.batch_norm,
@@ -155,7 +166,9 @@ def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True,
 
     Returns (mean BCE loss, accuracy at 0.5, balanced accuracy: the mean over the classes present of their accuracy).
 
-    ``pos_weight`` (a scalar tensor) weights the positive class in the loss.
+    ``pos_weight`` (a scalar tensor) weights the positive class in the loss. Dense targets (batch, 2, T)
+    (:func:`training.data.dense_targets`) train the per-frame logits on the weighted mean BCE over
+    frames; accuracies are then the last frame's, the video's label.
     """
     training = optimizer is not None
     model.train(training)
@@ -164,8 +177,14 @@ def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True,
     with torch.set_grad_enabled(training), tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch") as bar:
         for x, y in bar:
             x, y = x.to(device), y.to(device)
-            logits = model(x)
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+            if y.ndim == 3:
+                frame_logits = model.frame_logits(x)
+                loss = (nn.functional.binary_cross_entropy_with_logits(frame_logits, y[:, 0], weight=y[:, 1], pos_weight=pos_weight,
+                                                                       reduction="sum") / y[:, 1].sum())
+                logits, y = frame_logits[:, -1], y[:, 0, -1]
+            else:
+                logits = model(x)
+                loss = nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -203,8 +222,9 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
         raise ValueError("train_member needs non-empty training and validation sets")
     device = torch.device(device)
     n_frames, pixels, _ = store.video_shape
-    train_set = VideoDataset(store, train_idx, train_labels, augment=config.augment, truncate=config.truncate, seed=seed)
-    val_set = VideoDataset(store, val_idx, val_labels, augment="x4" if config.augment == "x4" else "none")
+    train_set = VideoDataset(store, train_idx, train_labels, augment=config.augment, truncate=config.truncate, seed=seed,
+                             dense=config.dense)
+    val_set = VideoDataset(store, val_idx, val_labels, augment="x4" if config.augment == "x4" else "none", dense=config.dense)
     train_loader = make_loader(train_set, config.batch_size, shuffle=True, seed=seed, num_workers=config.num_workers)
     val_loader = make_loader(val_set, config.batch_size, shuffle=False, seed=seed, num_workers=config.num_workers)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
