@@ -2,7 +2,7 @@
 
 1. the synthetic Sun as FITS files through ingest, and the small training set (``sim.demo``);
 2. the small ensemble (``train-ensemble --preset small``; reused when its bundle exists —
-   ``--bundle`` points elsewhere), and its alert threshold for 0.5 false alerts per disk-day chosen
+   ``--bundle`` points elsewhere), and its alert threshold for 0.2 false alerts per disk-day chosen
    on the validation stream (``fluxwatch-evaluate --calibrate``), once;
 3. a real Kafka broker (KRaft) and the service on the accelerated synthetic feed;
 4. a Kafka consumer prints alerts as they arrive, and the stream's event-level summary against the

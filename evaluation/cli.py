@@ -3,11 +3,14 @@
 Prints the event-level table of the CNN and of the classical baseline (at the
 bundle's operating point, chosen on the validation stream by ``--calibrate``;
 a bundle without one is compared with the baseline tuned on the same stream to
-the CNN's false-alarm rate), the Brier score of the scores, writes
-``report.json``, the operating curves (``operating_curve.png``) and the
-reliability diagram (``reliability.png``), and ends with the line
-``detected_1d=… false_per_disk_day=… onset_median_d=… onset_iqr_d=…
-baseline_detected_1d=… baseline_false_per_disk_day=…``.
+the CNN's false-alarm rate) and of the oracle (:mod:`evaluation.oracle`: the
+simulator's noise-free new flux in a tile reaching ``--oracle-flux``, the
+ceiling), the Brier score of the scores, writes ``report.json``, the operating
+curves of the three (``operating_curve.png``), their delays from onset to alert
+(``delays.png``) and the reliability diagram (``reliability.png``), and ends
+with the line ``detected_1d=… detected_2d=… false_per_disk_day=…
+onset_median_d=… onset_iqr_d=… baseline_detected_1d=…
+baseline_false_per_disk_day=… oracle_detected_1d=… oracle_detected_2d=…``.
 
 A replay is kept in ``--out`` (resumed when rerun); the report is computed from
 the stored scores, so any threshold can be reported without a second replay.
@@ -34,8 +37,9 @@ from evaluation.baseline import FluxRiseDetector
 from evaluation.calibration import forecasts, plot_reliability
 from evaluation.matching import Emergence, Match, MatchRule, match
 from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, VALIDATION, Stream, choose, record
+from evaluation.oracle import MEMORY_DAYS, ORACLE_FLUX_MX, oracle_alerts, stream_tile_flux
 from evaluation.replay import baseline_alerts, baseline_flux, opened, passages, policy_alerts, replay, truth
-from evaluation.report import Exposure, plot_operating_curves, summary, table
+from evaluation.report import Exposure, plot_delays, plot_operating_curves, summary, table
 from serving.bundle import ModelBundle
 from serving.events import AlertEvent, EventKind
 from serving.service import Service
@@ -45,6 +49,8 @@ from sim.settings import EVALUATION
 
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 3)
 KS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
+#: The oracle's levels F on its operating curve, Mx.
+ORACLE_LEVELS_MX = (3e20, 5e20, 7e20, 1e21, 1.5e21, 2e21, 3e21)
 
 
 def stream_slots(stream: Stream) -> tuple[int, int]:
@@ -82,13 +88,14 @@ def replay_stream(bundle: Path, stream: Stream, out: Path, size: int = 1024, set
 
 def report_stream(service: Service, stream: Stream, out: Path, setting: str = "default", threshold: float | None = None,
                   baseline_k: float | None = None, warmup_days: float = 1.0,
-                  detector: FluxRiseDetector = FluxRiseDetector(), log=print) -> dict:
+                  detector: FluxRiseDetector = FluxRiseDetector(), oracle_flux: float = ORACLE_FLUX_MX, log=print) -> dict:
     """Match and report a replayed stream; returns the report (also ``out/report.json``).
 
     The CNN alerts at ``threshold`` (default: the service's, i.e. the bundle's alert threshold), re-run
     over the stored scores (:func:`evaluation.replay.policy_alerts`: exactly the service's alerts). The
     baseline runs at ``baseline_k`` (e.g. chosen on the validation stream), else at the k whose
-    false-alarm rate on this stream is nearest the CNN's (said so in the table).
+    false-alarm rate on this stream is nearest the CNN's (said so in the table). The oracle
+    (:mod:`evaluation.oracle`) alerts at ``oracle_flux`` (Mx) of noise-free new flux in a tile.
     """
     first, end = stream_slots(stream)
     history = passages(service)
@@ -121,6 +128,14 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
         k_op = min(KS, key=lambda k: (abs(base[k][1]["false_per_disk_day"] - cnn_summary["false_per_disk_day"]), -k))
         how = "tuned on this stream to the CNN's false-alarm rate"
     base_match, base_summary = base[k_op]
+    base_curve = [(k, s["false_per_disk_day"], s["detected_1d"]) for k, (_, s) in base.items()]
+    tiles = stream_tile_flux(sun, grid, first, end)
+    oracle = {}
+    for level in sorted({*ORACLE_LEVELS_MX, oracle_flux}):
+        m = match(emergences, oracle_alerts(tiles, level), grid, rule, counted)
+        oracle[level] = (m, summary(m, exposure, 0))
+    oracle_match, oracle_summary = oracle[oracle_flux]
+    oracle_curve = [(level, s["false_per_disk_day"], s["detected_1d"]) for level, (_, s) in oracle.items()]
     f = forecasts(history, emergences, grid, rule)
 
     log(table(f"CNN (alert threshold {policy.threshold:.3f})", cnn, cnn_summary))
@@ -128,20 +143,24 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
         f"(cold start); calibration of the scores: Brier {f.brier:.4f} over {len(f.p)} scored frames (base rate "
         f"{f.base_rate:.4f}; always saying it scores {f.base_rate * (1 - f.base_rate):.4f})")
     log(table(f"baseline (flux rise, k = {k_op:g}, {how})", base_match, base_summary))
+    log(table(f"oracle (noise-free new flux >= {oracle_flux:.3g} Mx in a tile from bipoles of the last {MEMORY_DAYS:g} d: "
+              "the ceiling)", oracle_match, oracle_summary))
     out.mkdir(parents=True, exist_ok=True)
     png = plot_operating_curves(
-        {"CNN (threshold)": cnn_curve, "baseline (k)": [(k, s["false_per_disk_day"], s["detected_1d"]) for k, (_, s) in base.items()]},
+        {"CNN (threshold)": cnn_curve, "baseline (k)": base_curve, "oracle (F, Mx)": oracle_curve},
         {"CNN (threshold)": (cnn_summary["false_per_disk_day"], cnn_summary["detected_1d"]),
-         "baseline (k)": (base_summary["false_per_disk_day"], base_summary["detected_1d"])}, out / "operating_curve.png")
+         "baseline (k)": (base_summary["false_per_disk_day"], base_summary["detected_1d"]),
+         "oracle (F, Mx)": (oracle_summary["false_per_disk_day"], oracle_summary["detected_1d"])}, out / "operating_curve.png")
+    delays_png = plot_delays({"CNN": cnn, "baseline": base_match, "oracle": oracle_match}, out / "delays.png")
     reliability_png = plot_reliability(f, out / "reliability.png",
                                        f"seed {stream.seed}, {stream.days:g} d from {stream.start[:10]}, {setting} (synthetic Sun)")
     report = {"stream": {**asdict(stream), "setting": setting, "bundle": str(service.bundle.path),
                          "counted_onsets_days": counted, "disk_days": exposure.disk_days, "patch_days": exposure.patch_days},
               "cnn": {**cnn_summary, "threshold": policy.threshold, "brier": f.brier, "base_rate": f.base_rate,
                       "reliability": f.reliability()},
-              "cnn_curve": cnn_curve, "baseline": {**base_summary, "k": k_op, "k_chosen": how},
-              "baseline_curve": [(k, s["false_per_disk_day"], s["detected_1d"]) for k, (_, s) in base.items()],
-              "operating_curve_png": str(png), "reliability_png": str(reliability_png),
+              "cnn_curve": cnn_curve, "baseline": {**base_summary, "k": k_op, "k_chosen": how}, "baseline_curve": base_curve,
+              "oracle": {**oracle_summary, "flux_Mx": oracle_flux, "memory_days": MEMORY_DAYS}, "oracle_curve": oracle_curve,
+              "operating_curve_png": str(png), "delays_png": str(delays_png), "reliability_png": str(reliability_png),
               "note": "synthetic Sun: an upper bound for the real Sun"}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     log(last_line(report))
@@ -186,10 +205,12 @@ def score_events(events: list[AlertEvent], emergences: list[Emergence], grid: Pa
 
 
 def last_line(report: dict) -> str:
-    c, b = report["cnn"], report["baseline"]
-    return (f"detected_1d={c['detected_1d']:.2f} false_per_disk_day={c['false_per_disk_day']:.2f} "
+    """The report's last line from its ``cnn``, ``baseline`` and ``oracle`` summaries (those of one stream, or pooled)."""
+    c, b, o = report["cnn"], report["baseline"], report["oracle"]
+    return (f"detected_1d={c['detected_1d']:.2f} detected_2d={c['detected_2d']:.2f} false_per_disk_day={c['false_per_disk_day']:.2f} "
             f"onset_median_d={c['onset_median_d']:+.2f} onset_iqr_d={c['onset_iqr_d']:.2f} "
-            f"baseline_detected_1d={b['detected_1d']:.2f} baseline_false_per_disk_day={b['false_per_disk_day']:.2f}")
+            f"baseline_detected_1d={b['detected_1d']:.2f} baseline_false_per_disk_day={b['false_per_disk_day']:.2f} "
+            f"oracle_detected_1d={o['detected_1d']:.2f} oracle_detected_2d={o['detected_2d']:.2f}")
 
 
 def main(argv=None) -> int:
@@ -206,12 +227,14 @@ def main(argv=None) -> int:
     p.add_argument("--calibrate", action="store_true",
                    help="replay the validation stream instead, choose the alert threshold for --target and record it in the bundle")
     p.add_argument("--target", type=float, default=TARGET_FALSE_PER_DISK_DAY, help="false alerts per disk-day (--calibrate)")
+    p.add_argument("--oracle-flux", type=float, default=ORACLE_FLUX_MX,
+                   help="the oracle's level F: noise-free new flux in a tile that makes it alert, Mx")
     a = p.parse_args(argv)
     if a.calibrate:
         calibrate(a.bundle, a.out, a.size, a.target)
     else:
         k = ModelBundle(a.bundle).manifest.get("operating_point", {}).get("baseline_flux_rise_k")
-        evaluate(a.bundle, Stream(a.seed, a.start, a.days), a.out, a.size, a.setting, baseline_k=k)
+        evaluate(a.bundle, Stream(a.seed, a.start, a.days), a.out, a.size, a.setting, baseline_k=k, oracle_flux=a.oracle_flux)
     return 0
 
 

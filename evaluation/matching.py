@@ -17,12 +17,18 @@ The rule (documented here once; the benches and the demo use it):
   (1×10²¹ Mx) that started emerging on the visible disk, with onset in
   [alert − ``window_days``, alert + ``lead_days``], is in its tile (a region
   that emerged behind the limb and rotated in does not explain an alert).
+* A **new onset** on an open alert (an ``updated`` event whose onset
+  estimate moved later by at least the policy's ``onset_frames``: a second
+  region emerging in a tile whose alert is already open, which opens
+  nothing) detects an emergence as an opening does, but is never itself
+  false: an update is not a new alert, the opening it updates is judged.
 
 Times are days on one axis (e.g. days since :data:`common.clock.EPOCH`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -44,12 +50,14 @@ class Emergence:
 
 @dataclass(frozen=True)
 class OpenedAlert:
-    """An ``opened`` event: its alert id, tile, frame time and onset estimate (days)."""
+    """An alert as the matcher takes it: its id, tile, frame time and onset estimate (days), and its kind:
+    ``"opened"`` (an opening) or ``"new_onset"`` (an update of an open alert reporting a later onset)."""
 
     alert_id: str
     patch_id: str
     opened_days: float
     onset_days: float
+    kind: Literal["opened", "new_onset"] = "opened"
 
 
 @dataclass(frozen=True)
@@ -91,7 +99,7 @@ def tiles_of(region: Emergence, grid: PatchGrid) -> set[str]:
 
 def match(emergences: list[Emergence], alerts: list[OpenedAlert], grid: PatchGrid, rule: MatchRule = MatchRule(),
           counted: tuple[float, float] = (-np.inf, np.inf)) -> Match:
-    """Match opened alerts to true emergences by :data:`the rule <evaluation.matching>`.
+    """Match alerts (openings and new onsets) to true emergences by :data:`the rule <evaluation.matching>`.
 
     Only emergences with onset in ``counted`` (days) are counted (a stream's edges: regions that emerged
     before it began, or too late to be alerted before it ends); all of them can explain an alert.
@@ -106,7 +114,7 @@ def match(emergences: list[Emergence], alerts: list[OpenedAlert], grid: PatchGri
         first = next((a for a in by_time if a.patch_id in tiles[e.region]
                       and e.onset_days - rule.lead_days <= a.opened_days <= e.onset_days + rule.window_days), None)
         (result.detected if e.flux_Mx >= rule.min_flux_Mx else result.small)[e.region] = first
-    for a in by_time:
+    for a in [a for a in by_time if a.kind == "opened"]:  # an update is never a false alert
         explained = any(a.patch_id in tiles[e.region] and e.flux_Mx >= rule.any_flux_Mx and abs(e.cmd_deg) < 90.0
                         and a.opened_days - rule.window_days <= e.onset_days <= a.opened_days + rule.lead_days
                         for e in emergences)

@@ -32,7 +32,7 @@ class Stream:
 #: declining phase of cycle 23.
 VALIDATION = Stream(11, "2003-03-01T00:00:00", 20.0)
 #: What a forecaster will bear: false alerts per disk-day.
-TARGET_FALSE_PER_DISK_DAY = 0.5
+TARGET_FALSE_PER_DISK_DAY = 0.2
 
 
 def choose(curve: list[tuple[float, float, float]], target: float, larger_is_stricter: bool = True) -> float:

@@ -17,6 +17,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -87,14 +88,35 @@ def passages(service: Service) -> list[Passage]:
     return [Passage(pid, start, reader.scores(pid, start)) for pid, start in reader.passages()]
 
 
-def opened(events) -> list[OpenedAlert]:
-    """The ``opened`` events among alert events, as the matcher takes them."""
-    return [OpenedAlert(e.alert_id, e.patch_id, float(days_since_epoch(e.frame_time)), float(days_since_epoch(e.onset.time_utc)))
-            for e in events if e.event == EventKind.opened]
+def _new_onset(kind: EventKind, previous_onset: int | None, onset: int, onset_frames: int) -> bool:
+    """An ``updated`` event whose onset estimate (frame) moved later by ``onset_frames`` or more since the
+    alert's previous event: a new emergence reported on an open alert (:mod:`evaluation.matching`)."""
+    return kind is EventKind.updated and previous_onset is not None and onset - previous_onset >= onset_frames
+
+
+def _alert(alert_id: str, patch_id: str, score: Score, kind: Literal["opened", "new_onset"]) -> OpenedAlert:
+    return OpenedAlert(alert_id, patch_id, float(days_since_epoch(score.frame_time)), float(days_since_epoch(score.onset.time_utc)),
+                       kind)
+
+
+def opened(events, onset_frames: int = AlertPolicy.onset_frames) -> list[OpenedAlert]:
+    """The alerts among a service's alert events as the matcher takes them: the ``opened`` events (by alert id)
+    and the new onsets (by event id): ``updated`` events whose onset moved later by the service policy's
+    ``onset_frames`` or more since the event they supersede."""
+    events = list(events)
+    onset_of = {e.event_id: e.onset.frame for e in events}
+    out = []
+    for e in events:
+        if e.event == EventKind.opened:
+            out.append(_alert(e.alert_id, e.patch_id, e, "opened"))
+        elif _new_onset(e.event, onset_of.get(e.supersedes or ""), e.onset.frame, onset_frames):
+            out.append(_alert(e.event_id, e.patch_id, e, "new_onset"))
+    return out
 
 
 def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[OpenedAlert], int]:
-    """The opened alerts and the number of withdrawals that ``policy`` gives on the score histories.
+    """The alerts (openings and new onsets, as :func:`opened` takes them from the events) and the number of
+    withdrawals that ``policy`` gives on the score histories.
 
     Exact for tiles that do not overlap (the default grid, the one the evaluation streams use): with the
     overlapping-tiles option, alert merging couples neighbouring tiles and only the service's own alerts count.
@@ -103,10 +125,12 @@ def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[Ope
     for p in history:
         state = AlertState(p.patch_id, passage_label(p.start_slot))
         for score in p.scores:
+            previous_onset = state.last_onset
             for t in step(state, policy, score):
                 if t.kind is EventKind.opened:
-                    alerts.append(OpenedAlert(t.alert_id, t.patch_id, float(days_since_epoch(score.frame_time)),
-                                              float(days_since_epoch(score.onset.time_utc))))
+                    alerts.append(_alert(t.alert_id, t.patch_id, score, "opened"))
+                elif _new_onset(t.kind, previous_onset, score.onset.frame, policy.onset_frames):
+                    alerts.append(_alert(t.event_id, t.patch_id, score, "new_onset"))
                 withdrawals += t.kind is EventKind.withdrawn
     return alerts, withdrawals
 

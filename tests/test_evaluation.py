@@ -5,12 +5,13 @@ import shutil
 import numpy as np
 import pytest
 
+from bench.alerts import pooled
 from common.clock import SLOTS_PER_DAY
 from common.config import PatchGridConfig, ServiceConfig
 from common.patches import PatchGrid, carrington_pixel_area_cm2
 from evaluation.baseline import FluxRiseDetector
 from evaluation.calibration import forecasts
-from evaluation.cli import KS, evaluate, replay_stream, report_stream
+from evaluation.cli import KS, ORACLE_LEVELS_MX, evaluate, last_line, replay_stream, report_stream
 from evaluation.matching import Emergence, OpenedAlert, match
 from evaluation.operating import Stream, choose, record
 from evaluation.replay import Passage, opened, passages, policy_alerts
@@ -93,13 +94,30 @@ def test_baseline_fires_on_an_emergence_and_not_on_a_rotating_in_region_or_quiet
     assert detector.trigger_frame(quiet) is None
 
 
+LAST_LINE_KEYS = ["detected_1d", "detected_2d", "false_per_disk_day", "onset_median_d", "onset_iqr_d", "baseline_detected_1d",
+                  "baseline_false_per_disk_day", "oracle_detected_1d", "oracle_detected_2d"]
+
+
+def test_the_pooled_last_line_pools_detections_over_the_streams_emergences():
+    def stream(n: int, d1: int, d2: int, false: int, days: float, errors: list[float]) -> dict:
+        return {"emergences": n, "detected_1d_count": d1, "detected_2d_count": d2, "false_alerts": false, "disk_days": days,
+                "onset_errors_d": errors}
+
+    reports = [{who: stream(4, 1, 3, 6, 60.0, [0.5, 1.5]) for who in ("cnn", "baseline", "oracle")},
+               {who: stream(0, 0, 0, 3, 30.0, []) for who in ("cnn", "baseline", "oracle")}]
+    line = last_line({who: pooled(reports, who) for who in ("cnn", "baseline", "oracle")})
+    assert [kv.split("=")[0] for kv in line.split()] == LAST_LINE_KEYS
+    assert "detected_1d=0.25 detected_2d=0.75 false_per_disk_day=0.10 onset_median_d=+1.00 onset_iqr_d=0.50" in line
+    assert line.endswith("oracle_detected_1d=0.25 oracle_detected_2d=0.75")
+
+
 def test_replay_through_the_service_and_policy_replay_give_the_same_alerts(tmp_path, tiny_bundle):
     """A short held-out stretch through the service's own path; re-running the alert policy over the stored
     scores gives exactly the service's alerts (so the operating curve needs no second replay)."""
     stream = Stream(7, "2002-03-01T00:00:00", 1.0)
     unmarked = {"present_at_start": False}  # the tiny bundle scores ≈ 0.505 everywhere: see tests/test_serving.config
-    report = evaluate(tiny_bundle, stream, tmp_path, size=256, service_options=unmarked, warmup_days=0.0,
-                      log=lambda *a: None)
+    lines: list[str] = []
+    report = evaluate(tiny_bundle, stream, tmp_path, size=256, service_options=unmarked, warmup_days=0.0, log=lines.append)
     service = Service(ServiceConfig(data_dir=str(tmp_path / "service"), bundle=str(tiny_bundle), source="watch", **unmarked))
     events = service.store.reader().alerts()
     assert opened(events), "the low-threshold tiny bundle opens alerts"
@@ -112,9 +130,13 @@ def test_replay_through_the_service_and_policy_replay_give_the_same_alerts(tmp_p
     assert 0 < report["cnn"]["false_alerts"] <= len(opened(events))
     assert (tmp_path / "operating_curve.png").stat().st_size > 10_000
     assert (tmp_path / "reliability.png").stat().st_size > 10_000
+    assert (tmp_path / "delays.png").stat().st_size > 10_000
+    assert lines[-1] == last_line(report) and [kv.split("=")[0] for kv in lines[-1].split()] == LAST_LINE_KEYS
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["baseline"]["k"] in KS and saved["baseline"]["k_chosen"] == "tuned on this stream to the CNN's false-alarm rate"
     assert 0 <= saved["cnn"]["brier"] <= 1 and saved["cnn"]["threshold"] == pytest.approx(0.05)
+    assert saved["oracle"]["flux_Mx"] == 1e21 and [c[0] for c in saved["oracle_curve"]] == list(ORACLE_LEVELS_MX)
+    assert saved["oracle"]["emergences"] == 0
     # a rerun resumes (nothing left to replay) and reports any threshold from the stored scores
     again = report_stream(replay_stream(tiny_bundle, stream, tmp_path, 256, **unmarked), stream, tmp_path, threshold=0.3,
                           warmup_days=0.0, log=lambda *a: None)

@@ -96,6 +96,12 @@ PRESETS = {
     "small": EnsemblePreset(train=TrainConfig(lr=0.01, max_epochs=10, patience=5, augment="cycle", balance=True,
                                               time_stride=5, batch_norm=True, input_pool=True, truncate=0.5),
                             max_passes=3, onset_stride=5, onset_hold=0, test_ensemble="uncertainty"),
+    # The service's question: the causal per-frame detector (training.model.EmergenceCausal) on dense targets from
+    # the catalog's onsets, every model of the loop and the ensemble one of them; CPU-sized like "small" (Adam, one
+    # seed, few epochs, one relabel pass unless --max-passes); models 6-9 tested and bundled.
+    "causal": EnsemblePreset(train=TrainConfig(architecture="causal", optimizer="adam", lr=2e-3, max_epochs=3, patience=2,
+                                               augment="cycle", balance=True),
+                             seeds=(0,), max_passes=1, onset_stride=1, onset_hold=0, test_ensemble="uncertainty"),
 }
 
 

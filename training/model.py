@@ -261,8 +261,8 @@ class EmergenceCausal(nn.Module):
                         "pool": int(pool), "channels": tuple(int(c) for c in channels), "features": int(features),
                         "hidden": int(hidden), "dilations": tuple(int(d) for d in dilations), "dropout": float(dropout)}
         self.lag = int(lag)
-        self.encoder = FrameEncoder(pool, self.hparams["channels"], features)
-        self.head = CausalHead(features, hidden, self.hparams["dilations"], dropout)
+        self.encoder = FrameEncoder(pool, (int(channels[0]), int(channels[1]), int(channels[2])), features)
+        self.head = CausalHead(features, hidden, tuple(int(d) for d in dilations), dropout)
         for layer in self.modules():
             if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")

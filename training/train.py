@@ -61,6 +61,7 @@ class TrainConfig:
         targets, :func:`training.data.dense_targets`; ``truncate`` must be 0).
     channels, fc, time_stride, dropout, batch_norm, input_pool : the architecture's shape.
     num_workers : DataLoader worker processes (0 reads videos in the training process).
+    optimizer : "sgd" (the paper's, with ``momentum`` and ``nesterov``) or "adam" (``lr`` its step size).
     """
 
     lr: float = 1e-4
@@ -82,6 +83,7 @@ class TrainConfig:
     monitor: str = "balanced"
     architecture: str = "3d"
     num_workers: int = 0
+    optimizer: str = "sgd"
 
     def __post_init__(self):
         if self.lr <= 0 or not 0 <= self.momentum < 1 or self.batch_size < 1:
@@ -96,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"monitor is 'balanced' or 'accuracy', got {self.monitor!r}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture is one of {sorted(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ValueError(f"optimizer is 'sgd' or 'adam', got {self.optimizer!r}")
         if self.dense and self.truncate:
             raise ValueError("a causal member is trained on every frame: truncate must be 0")
         object.__setattr__(self, "channels", tuple(self.channels))
@@ -231,8 +235,8 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
     with torch.random.fork_rng(devices=fork_devices), _deterministic():
         torch.manual_seed(int(seed))
         model = config.build_model(n_frames, pixels).to(device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                    nesterov=config.nesterov)
+        optimizer = (torch.optim.Adam(model.parameters(), lr=config.lr) if config.optimizer == "adam" else
+                     torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov))
         labels = np.asarray(train_labels)
         pos_weight = (torch.tensor(max((labels == 0).sum(), 1) / max((labels == 1).sum(), 1), dtype=torch.float32,
                                    device=device) if config.balance else None)
