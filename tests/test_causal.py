@@ -6,7 +6,7 @@ import torch
 
 from serving.bundle import ModelBundle
 from serving.streaming import CausalMember
-from training.data import ONSET_WEIGHT, ONSET_WEIGHT_FRAMES, dense_targets
+from training.data import NEW_FRAMES, ONSET_WEIGHT, ONSET_WEIGHT_FRAMES, dense_targets
 from training.export import make_input_spec, write_bundle
 from training.model import EmergenceCausal
 from training.onset import masking_curves
@@ -43,7 +43,7 @@ def test_output_at_frame_n_ignores_later_frames():
         a, b = model.frame_logits(video)[0], model.frame_logits(changed)[0]
     assert torch.equal(a[:31], b[:31])  # frames ≤ 30 see nothing of the change
     assert (a[31:] - b[31:]).abs().max() > 1e-3  # and the later frames do
-    assert torch.allclose(model(video), a[-1:])  # the video-level logit is the last frame's
+    assert torch.allclose(model(video), a.max())  # the video-level logit is the largest frame's
 
 
 def test_masking_curve_of_a_causal_model_is_its_frame_probability():
@@ -81,17 +81,19 @@ def test_streaming_equals_the_full_model_at_every_frame(causal_bundle):
 def test_dense_targets_of_an_emergence_a_rotating_in_region_and_an_ephemeral_region():
     emergence = dense_targets(1, 40, 225)
     assert (emergence[0, :40] == 0).all() and (emergence[0, 40:] == 1).all()
-    assert (emergence[1, 40 : 40 + ONSET_WEIGHT_FRAMES] == ONSET_WEIGHT).all()
-    assert (emergence[1, :40] == 1).all() and (emergence[1, 40 + ONSET_WEIGHT_FRAMES :] == 1).all()
+    assert (emergence[1, :40] == 1).all()  # not yet: counted
+    assert (emergence[1, 40 : 40 + ONSET_WEIGHT_FRAMES] == ONSET_WEIGHT).all()  # the first day: weighted up
+    assert (emergence[1, 40 + ONSET_WEIGHT_FRAMES : 40 + NEW_FRAMES] == 1).all()
+    assert (emergence[1, 40 + NEW_FRAMES :] == 0).all()  # no longer new: not a target any more
     # a region that rotated in over the east limb: crude label 0 (first seen east of -60°), 0 at every frame
     rotating_in = dense_targets(0, 0, 225)
     assert (rotating_in[0] == 0).all() and (rotating_in[1] == 1).all()
     # an ephemeral region is not in the catalog: label 0, no onset
     ephemeral = dense_targets(0, -1, 225)
     assert (ephemeral[0] == 0).all() and (ephemeral[1] == 1).all()
-    # a reviewer's emergence without a catalog onset: only the last frame is known
+    # a reviewer's emergence without a catalog onset: an emergence at some frame, no frame known
     added = dense_targets(1, -1, 225)
-    assert added[0, -1] == 1 and added[1, :-1].sum() == 0 and added[1, -1] == 1
+    assert added[0].max() == 1 and added[1].sum() == 0
 
 
 def test_a_causal_member_is_trained_on_every_frame():

@@ -42,7 +42,7 @@ probability.
 A causal member (:class:`training.model.EmergenceCausal`, ``stream.kind``
 "causal") has a second output in its full graph, ``frame_probability``
 (batch, T): the probability at every frame, frame n's from frames ≤ n only
-(``probability`` is its last frame). It streams as two graphs: ``encoder``,
+(``probability`` is their maximum, the video's). It streams as two graphs: ``encoder``,
 input ``pairs`` (batch, 2, pixels, pixels), recentred frame n and frame
 n − ``lag`` (frame 0 before the video starts) → ``features`` (batch, F); and
 ``head``, the encodings of the last ``receptive`` frames (batch, F,
@@ -92,7 +92,7 @@ class _Probability(nn.Module):
 
 
 class _CausalProbability(nn.Module):
-    """A causal model → (sigmoid of the last frame's logit, sigmoid of every frame's logit)."""
+    """A causal model → (sigmoid of its video logit, the largest over the frames; sigmoid of every frame's logit)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
@@ -100,7 +100,7 @@ class _CausalProbability(nn.Module):
 
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         frames = torch.sigmoid(self.model.frame_logits(video))
-        return frames[:, -1], frames
+        return frames.amax(dim=1), frames
 
 
 class _CausalHead(nn.Module):

@@ -44,8 +44,9 @@ at frame n depends on frames ≤ n only. A per-frame encoder sees frame n
 beside frame n − ``lag`` (what changed over hours, signed and unsigned), and
 a causal temporal head (dilated convolutions over the last ``receptive``
 frames' encodings) turns the sequence into "has a region begun to emerge
-here by frame n". Its ``forward`` is the logit at the last frame, so the
-video-level code (relabel loop, threshold, test) treats it like the others;
+here by frame n". Its ``forward`` is its largest logit over the frames (did
+a region begin to emerge at any time in this video?), so the video-level code
+(relabel loop, threshold, test) treats it like the others;
 :meth:`EmergenceCausal.frame_logits` is what it is trained on and what the
 service streams.
 """
@@ -285,8 +286,8 @@ class EmergenceCausal(nn.Module):
         return self.head(nn.functional.pad(encodings, (self.receptive - 1, 0)))
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        """The logit at the last frame (batch,): has a region begun to emerge in this video?"""
-        return self.frame_logits(video)[:, -1]
+        """The largest logit over the frames (batch,): did a region begin to emerge in this video?"""
+        return self.frame_logits(video).amax(dim=1)
 
 
 #: The architectures by the name that ``hparams["architecture"]`` and :class:`training.train.TrainConfig` use.

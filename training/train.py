@@ -172,7 +172,7 @@ def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True,
 
     ``pos_weight`` (a scalar tensor) weights the positive class in the loss. Dense targets (batch, 2, T)
     (:func:`training.data.dense_targets`) train the per-frame logits on the weighted mean BCE over
-    frames; accuracies are then the last frame's, the video's label.
+    frames; accuracies are then the video's (its largest logit against its largest target).
     """
     training = optimizer is not None
     model.train(training)
@@ -185,7 +185,7 @@ def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True,
                 frame_logits = model.frame_logits(x)
                 loss = (nn.functional.binary_cross_entropy_with_logits(frame_logits, y[:, 0], weight=y[:, 1], pos_weight=pos_weight,
                                                                        reduction="sum") / y[:, 1].sum())
-                logits, y = frame_logits[:, -1], y[:, 0, -1]
+                logits, y = frame_logits.amax(dim=1), y[:, 0].amax(dim=1)
             else:
                 logits = model(x)
                 loss = nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
