@@ -35,13 +35,21 @@ def main(argv=None) -> int:
                    "train --max-epochs epochs, none chosen on the block it audits)")
     p.add_argument("--device", default="cpu", help="torch device(s), comma-separated, e.g. cuda:0,cuda:1")
     p.add_argument("--workers", type=int, default=1, help="members trained at once (one per device is natural)")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="forward pass in float32 or under bfloat16 autocast (default: bf16 on a GPU, fp32 on the CPU)")
+    p.add_argument("--data", choices=["resident", "loader"],
+                   help="videos held on the device (resident: augmented and masked there) or read by a loader each epoch "
+                        "(default: resident on a GPU, loader on the CPU; bench/gpu.py measures both)")
+    p.add_argument("--loader-workers", type=int, default=0, help="loader processes reading videos (--data loader)")
     p.add_argument("--max-epochs", type=int, help="override the preset's epochs per member")
     p.add_argument("--lr", type=float, help="override the preset's learning rate")
     p.add_argument("--max-passes", type=int, help="override the preset's cap on relabel passes")
     p.add_argument("--seeds", type=int, nargs="+", help="override the seeds per uncertainty model")
     args = p.parse_args(argv)
     preset = PRESETS[args.preset]
-    train = preset.train
+    gpu = args.device.startswith("cuda")
+    train = replace(preset.train, precision=args.precision or ("bf16" if gpu else "fp32"),
+                    resident=(args.data or ("resident" if gpu else "loader")) == "resident", num_workers=args.loader_workers)
     if args.max_epochs:
         train = replace(train, max_epochs=args.max_epochs)
     if args.lr:

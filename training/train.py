@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ingest.dataset import DatasetStore
-from training.data import VideoDataset, make_loader
+from training.data import ResidentLoader, VideoDataset, make_loader
 from training.model import ARCHITECTURES, EmergenceCausal, EmergenceCNN, EmergenceCNN2D, model_from_hparams
 
 CHECKPOINT_FORMAT = "fluxwatch.member/1"
@@ -62,6 +63,11 @@ class TrainConfig:
     channels, fc, time_stride, dropout, batch_norm, input_pool : the architecture's shape.
     num_workers : DataLoader worker processes (0 reads videos in the training process).
     optimizer : "sgd" (the paper's, with ``momentum`` and ``nesterov``) or "adam" (``lr`` its step size).
+    precision : "fp32", or "bf16": the forward pass under bfloat16 autocast (the loss and the weights stay
+        float32; on a GPU the 2-D net also runs channels-last).
+    resident : hold the training and validation videos on the device (:class:`training.data.ResidentLoader`)
+        instead of reading them from the store each epoch (:func:`training.data.make_loader`, ``num_workers``
+        processes, pinned memory on a GPU).
     """
 
     lr: float = 1e-4
@@ -84,6 +90,8 @@ class TrainConfig:
     architecture: str = "3d"
     num_workers: int = 0
     optimizer: str = "sgd"
+    precision: str = "fp32"
+    resident: bool = False
 
     def __post_init__(self):
         if self.lr <= 0 or not 0 <= self.momentum < 1 or self.batch_size < 1:
@@ -98,6 +106,8 @@ class TrainConfig:
             raise ValueError(f"monitor is 'balanced' or 'accuracy', got {self.monitor!r}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture is one of {sorted(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision is 'fp32' or 'bf16', got {self.precision!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer is 'sgd' or 'adam', got {self.optimizer!r}")
         if self.dense and self.truncate:
@@ -165,12 +175,13 @@ def _deterministic():
 
 
 def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True,
-               pos_weight=None) -> tuple[float, float, float]:
+               pos_weight=None, bf16: bool = False) -> tuple[float, float, float]:
     """One pass over ``loader``; trains when ``optimizer`` is given.
 
     Returns (mean BCE loss, accuracy at 0.5, balanced accuracy: the mean over the classes present of their accuracy).
 
-    ``pos_weight`` (a scalar tensor) weights the positive class in the loss. Dense targets (batch, 2, T)
+    ``pos_weight`` (a scalar tensor) weights the positive class in the loss; ``bf16`` runs the forward pass
+    under bfloat16 autocast. Dense targets (batch, 2, T)
     (:func:`training.data.dense_targets`) train the per-frame logits on the weighted mean BCE over
     frames; accuracies are then the video's (its largest logit against its largest target).
     """
@@ -180,14 +191,16 @@ def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True,
     class_correct, class_seen = np.zeros(2), np.zeros(2)
     with torch.set_grad_enabled(training), tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch") as bar:
         for x, y in bar:
-            x, y = x.to(device), y.to(device)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model.frame_logits(x) if y.ndim == 3 else model(x)
+            logits = logits.float()
             if y.ndim == 3:
-                frame_logits = model.frame_logits(x)
+                frame_logits = logits
                 loss = (nn.functional.binary_cross_entropy_with_logits(frame_logits, y[:, 0], weight=y[:, 1], pos_weight=pos_weight,
                                                                        reduction="sum") / y[:, 1].sum())
                 logits, y = frame_logits.amax(dim=1), y[:, 0].amax(dim=1)
             else:
-                logits = model(x)
                 loss = nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
             if training:
                 optimizer.zero_grad(set_to_none=True)
@@ -229,12 +242,19 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
     train_set = VideoDataset(store, train_idx, train_labels, augment=config.augment, truncate=config.truncate, seed=seed,
                              dense=config.dense)
     val_set = VideoDataset(store, val_idx, val_labels, augment="x4" if config.augment == "x4" else "none", dense=config.dense)
-    train_loader = make_loader(train_set, config.batch_size, shuffle=True, seed=seed, num_workers=config.num_workers)
-    val_loader = make_loader(val_set, config.batch_size, shuffle=False, seed=seed, num_workers=config.num_workers)
+    if config.resident:
+        train_loader: DataLoader | ResidentLoader = ResidentLoader(train_set, config.batch_size, True, seed, device)
+        val_loader: DataLoader | ResidentLoader = ResidentLoader(val_set, config.batch_size, False, seed, device)
+    else:
+        pin = device.type == "cuda"
+        train_loader = make_loader(train_set, config.batch_size, True, seed, config.num_workers, pin)
+        val_loader = make_loader(val_set, config.batch_size, False, seed, config.num_workers, pin)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices), _deterministic():
         torch.manual_seed(int(seed))
         model = config.build_model(n_frames, pixels).to(device)
+        if config.architecture == "2d" and device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
         optimizer = (torch.optim.Adam(model.parameters(), lr=config.lr) if config.optimizer == "adam" else
                      torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov))
         labels = np.asarray(train_labels)
@@ -247,9 +267,10 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
         for epoch in epochs:
             t0 = time.perf_counter()
             train_set.set_epoch(epoch)
+            bf16 = config.precision == "bf16"
             train_loss, train_acc, _ = _run_epoch(model, train_loader, device, optimizer, f"epoch {epoch} train",
-                                                  progress, pos_weight)
-            val_loss, val_acc, val_bal = _run_epoch(model, val_loader, device, None, f"epoch {epoch} val", progress)
+                                                  progress, pos_weight, bf16)
+            val_loss, val_acc, val_bal = _run_epoch(model, val_loader, device, None, f"epoch {epoch} val", progress, bf16=bf16)
             history.append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
                             "val_accuracy": val_acc, "val_balanced_accuracy": val_bal,
                             "seconds": time.perf_counter() - t0})
