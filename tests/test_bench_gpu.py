@@ -1,0 +1,12 @@
+"""bench/gpu.py runs on the CPU with --tiny: builds its set, times both data paths, trains a member, prints its line."""
+from bench import gpu
+
+
+def test_bench_gpu_tiny_runs_on_the_cpu(tmp_path, capsys):
+    gpu.main(["--tiny", "--device", "cpu", "--store", str(tmp_path / "tiny.zarr")])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    figures = dict(kv.split("=") for kv in last.split())
+    assert list(figures) == ["loader_videos_per_s", "resident_videos_per_s", "member_s", "paper_preset_min"]
+    values = {k: float(v) for k, v in figures.items()}
+    assert all(v > 0 for v in values.values())
+    assert abs(values["paper_preset_min"] - values["member_s"] * gpu.PAPER_MEMBERS / 60) < 0.06
