@@ -92,11 +92,13 @@ class VideoDataset(Dataset):
     a reviewer's addition, is never truncated).
 
     With ``dense`` the label is instead :func:`dense_targets` of the label and the catalog's crude onset,
-    (2, T): a target and a weight for every frame, for a causal detector.
+    (2, T): a target and a weight for every frame, for a causal detector. ``onsets`` names the catalog
+    column of the onsets: ``crude_onset_frame`` (what a real archive has) or ``true_onset_frame`` (the
+    synthetic truth: for upper bounds only).
     """
 
     def __init__(self, store: DatasetStore, indices, labels=None, augment: str = "none", truncate: float = 0.0,
-                 seed: int = 0, dense: bool = False):
+                 seed: int = 0, dense: bool = False, onsets: str = "crude_onset_frame"):
         self.store = store
         self.indices = np.asarray(indices, dtype=np.int64)
         self.labels = np.zeros(len(self.indices), np.float32) if labels is None else np.asarray(labels, np.float32)
@@ -115,7 +117,7 @@ class VideoDataset(Dataset):
         self.dense = bool(dense)
         if self.dense and self.truncate:
             raise ValueError("dense targets label every frame: truncation has nothing to add")
-        self.onsets = (store.catalog.crude_onset_frame.to_numpy()[self.indices] if self.truncate or self.dense
+        self.onsets = (store.catalog[onsets].to_numpy()[self.indices] if self.truncate or self.dense
                        else np.full(len(self.indices), -1))
 
     def set_epoch(self, epoch: int) -> None:

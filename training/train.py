@@ -65,6 +65,8 @@ class TrainConfig:
     optimizer : "sgd" (the paper's, with ``momentum`` and ``nesterov``) or "adam" (``lr`` its step size).
     precision : "fp32", or "bf16": the forward pass under bfloat16 autocast (the loss and the weights stay
         float32; on a GPU the 2-D net also runs channels-last).
+    onsets : the catalog column of the onsets behind truncated and dense targets: "crude_onset_frame" (the
+        catalog's, what a real archive has) or "true_onset_frame" (the synthetic truth: upper bounds only).
     resident : hold the training and validation videos on the device (:class:`training.data.ResidentLoader`)
         instead of reading them from the store each epoch (:func:`training.data.make_loader`, ``num_workers``
         processes, pinned memory on a GPU).
@@ -92,6 +94,7 @@ class TrainConfig:
     optimizer: str = "sgd"
     precision: str = "fp32"
     resident: bool = False
+    onsets: str = "crude_onset_frame"
 
     def __post_init__(self):
         if self.lr <= 0 or not 0 <= self.momentum < 1 or self.batch_size < 1:
@@ -106,6 +109,8 @@ class TrainConfig:
             raise ValueError(f"monitor is 'balanced' or 'accuracy', got {self.monitor!r}")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"architecture is one of {sorted(ARCHITECTURES)}, got {self.architecture!r}")
+        if self.onsets not in ("crude_onset_frame", "true_onset_frame"):
+            raise ValueError(f"onsets is 'crude_onset_frame' or 'true_onset_frame', got {self.onsets!r}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision is 'fp32' or 'bf16', got {self.precision!r}")
         if self.optimizer not in ("sgd", "adam"):
@@ -186,6 +191,7 @@ def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True,
     frames; accuracies are then the video's (its largest logit against its largest target).
     """
     training = optimizer is not None
+    device = torch.device(device)
     model.train(training)
     loss_sum, correct, seen = 0.0, 0, 0
     class_correct, class_seen = np.zeros(2), np.zeros(2)
@@ -240,8 +246,9 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
     device = torch.device(device)
     n_frames, pixels, _ = store.video_shape
     train_set = VideoDataset(store, train_idx, train_labels, augment=config.augment, truncate=config.truncate, seed=seed,
-                             dense=config.dense)
-    val_set = VideoDataset(store, val_idx, val_labels, augment="x4" if config.augment == "x4" else "none", dense=config.dense)
+                             dense=config.dense, onsets=config.onsets)
+    val_set = VideoDataset(store, val_idx, val_labels, augment="x4" if config.augment == "x4" else "none", dense=config.dense,
+                           onsets=config.onsets)
     if config.resident:
         train_loader: DataLoader | ResidentLoader = ResidentLoader(train_set, config.batch_size, True, seed, device)
         val_loader: DataLoader | ResidentLoader = ResidentLoader(val_set, config.batch_size, False, seed, device)
