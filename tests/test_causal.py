@@ -101,3 +101,18 @@ def test_a_causal_member_is_trained_on_every_frame():
         TrainConfig(architecture="causal", truncate=0.5)
     assert TrainConfig(architecture="causal").dense and not TrainConfig().dense
     assert isinstance(TrainConfig(architecture="causal").build_model(225, 90), EmergenceCausal)
+
+
+def test_a_batch_without_weight_trains_on_nothing_and_a_diverged_loss_stops_training():
+    from training.train import _run_epoch
+
+    model = EmergenceCausal(n_frames=12)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    unknown = torch.from_numpy(dense_targets(1, -1, 12))[None]  # an emergence whose onset nobody knows: no weight
+    before = [p.detach().clone() for p in model.parameters()]
+    loss, _, _ = _run_epoch(model, [(torch.rand(1, 1, 12, 90, 90), unknown)], "cpu", optimizer, progress=False)
+    assert loss == 0.0 and all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    broken = torch.full((2, 1, 12, 90, 90), float("nan"))
+    with pytest.raises(FloatingPointError, match="diverged"):
+        _run_epoch(model, [(broken, torch.from_numpy(np.stack([dense_targets(0, -1, 12)] * 2)))], "cpu", optimizer, progress=False)

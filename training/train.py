@@ -203,11 +203,14 @@ def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True,
             logits = logits.float()
             if y.ndim == 3:
                 frame_logits = logits
+                # a batch of emergences whose onsets are unknown has no weight at all: its loss is 0, not 0/0
                 loss = (nn.functional.binary_cross_entropy_with_logits(frame_logits, y[:, 0], weight=y[:, 1], pos_weight=pos_weight,
-                                                                       reduction="sum") / y[:, 1].sum())
+                                                                       reduction="sum") / y[:, 1].sum().clamp(min=1.0))
                 logits, y = frame_logits.amax(dim=1), y[:, 0].amax(dim=1)
             else:
                 loss = nn.functional.binary_cross_entropy_with_logits(logits, y, pos_weight=pos_weight)
+            if training and not torch.isfinite(loss):
+                raise FloatingPointError(f"{desc}: the training loss is {loss.item()} (diverged)")
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
