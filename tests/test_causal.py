@@ -6,7 +6,7 @@ import torch
 
 from serving.bundle import ModelBundle
 from serving.streaming import CausalMember
-from training.data import NEW_FRAMES, OLD_WEIGHT, ONSET_WEIGHT, ONSET_WEIGHT_FRAMES, dense_targets
+from training.data import NEW_FRAMES, ONSET_WEIGHT, ONSET_WEIGHT_FRAMES, dense_targets
 from training.export import make_input_spec, write_bundle
 from training.model import EmergenceCausal
 from training.onset import masking_curves
@@ -84,16 +84,16 @@ def test_dense_targets_of_an_emergence_a_rotating_in_region_and_an_ephemeral_reg
     assert (emergence[1, :40] == 1).all()  # not yet: counted
     assert (emergence[1, 40 : 40 + ONSET_WEIGHT_FRAMES] == ONSET_WEIGHT).all()  # the first day: weighted up
     assert (emergence[1, 40 + ONSET_WEIGHT_FRAMES : 40 + NEW_FRAMES] == 1).all()
-    assert (emergence[1, 40 + NEW_FRAMES :] == OLD_WEIGHT).all()  # no longer new: still an emergence, weighted down
+    assert (emergence[1, 40 + NEW_FRAMES :] == 0).all()  # no longer new: not a target any more
     # a region that rotated in over the east limb: crude label 0 (first seen east of -60°), 0 at every frame
     rotating_in = dense_targets(0, 0, 225)
     assert (rotating_in[0] == 0).all() and (rotating_in[1] == 1).all()
     # an ephemeral region is not in the catalog: label 0, no onset
     ephemeral = dense_targets(0, -1, 225)
     assert (ephemeral[0] == 0).all() and (ephemeral[1] == 1).all()
-    # a reviewer's emergence without a catalog onset: only known to have emerged by the last frame
+    # a reviewer's emergence without a catalog onset: an emergence at some frame, no frame known
     added = dense_targets(1, -1, 225)
-    assert added[0, -1] == 1 and added[1, -1] == 1 and added[1, :-1].sum() == 0
+    assert added[0].max() == 1 and added[1].sum() == 0
 
 
 def test_a_causal_member_is_trained_on_every_frame():
@@ -108,7 +108,7 @@ def test_a_batch_without_weight_trains_on_nothing_and_a_diverged_loss_stops_trai
 
     model = EmergenceCausal(n_frames=12)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    unknown = torch.from_numpy(dense_targets(0, -1, 12) * 0)[None]  # no frame of any weight
+    unknown = torch.from_numpy(dense_targets(1, -1, 12))[None]  # an emergence whose onset nobody knows: no weight
     before = [p.detach().clone() for p in model.parameters()]
     loss, _, _ = _run_epoch(model, [(torch.rand(1, 1, 12, 90, 90), unknown)], "cpu", optimizer, progress=False)
     assert loss == 0.0 and all(torch.isfinite(p).all() for p in model.parameters())

@@ -20,10 +20,8 @@ from ingest.dataset import DatasetStore
 ONSET_WEIGHT_FRAMES = 15
 #: Their weight, relative to 1 for every other frame.
 ONSET_WEIGHT = 3.0
-#: Frames an emergence is new from its onset (three days at 96 min).
+#: Frames an emergence is new from its onset (three days at 96 min): within the causal detector's view.
 NEW_FRAMES = 45
-#: The weight of an emergence's later frames: still an emergence, no longer where alerts are decided.
-OLD_WEIGHT = 0.25
 
 #: Variants per video with augmentation: identity, NS flip, polarity flip, both.
 N_AUGMENT = 4
@@ -56,23 +54,24 @@ AUGMENT_MODES = ("x4", "cycle", "none")
 def dense_targets(label: int, onset_frame: int, n_frames: int) -> np.ndarray:
     """Per-frame targets and loss weights of one video for a causal detector: float32 (2, n_frames).
 
-    Row 0, the target: for an emergence (``label`` 1), 0 before ``onset_frame`` and 1 from it on (a region
-    has begun to emerge here); for anything else (quiet Sun, decaying or rotating-in regions, small
-    bipoles), 0 throughout. Row 1, the weight: :data:`ONSET_WEIGHT` on the first
-    :data:`ONSET_WEIGHT_FRAMES` frames from the onset, where alerts are won or lost, 1 on the others of
-    its first :data:`NEW_FRAMES` and before it, :data:`OLD_WEIGHT` once the emergence is no longer new.
-    An emergence whose onset is not known (``onset_frame`` < 0: a reviewer's addition to the catalog) is
-    only known to have emerged by the last frame: that frame alone has weight.
+    Row 0, the target: for an emergence (``label`` 1), 0 before ``onset_frame`` and 1 for the
+    :data:`NEW_FRAMES` frames from it (the region is new: alert now); for anything else (quiet Sun,
+    decaying or rotating-in regions, small bipoles), 0 throughout. Row 1, the weight: 1, and
+    :data:`ONSET_WEIGHT` on the first :data:`ONSET_WEIGHT_FRAMES` frames from the onset, where alerts
+    are won or lost. After its new frames an emergence is no longer new but is still there, and a
+    detector that sees the last few days cannot tell it from a region that rotated in: those frames
+    have target 1 (the video holds an emergence) and weight 0. So has an emergence whose onset is not
+    known (``onset_frame`` < 0: a reviewer's addition to the catalog) at every frame.
     """
     out = np.zeros((2, n_frames), np.float32)
     if label != 1:
         out[1] = 1.0
     elif onset_frame < 0:
-        out[:, -1] = 1.0
+        out[0] = 1.0
     else:
         out[0, onset_frame:] = 1.0
-        out[1] = OLD_WEIGHT
-        out[1, : onset_frame + NEW_FRAMES] = 1.0
+        out[1, :onset_frame] = 1.0
+        out[1, onset_frame : onset_frame + NEW_FRAMES] = 1.0
         out[1, onset_frame : onset_frame + ONSET_WEIGHT_FRAMES] = ONSET_WEIGHT
     return out
 

@@ -43,9 +43,8 @@ paper's: one pass over a video gives a logit at every frame, and the logit
 at frame n depends on frames ≤ n only. A per-frame encoder sees frame n
 beside frame n − ``lag`` (what changed over hours, signed and unsigned), and
 a causal temporal head (dilated convolutions over the last ``receptive``
-frames' encodings: 255 by default, a whole passage, so that a region seen
-emerging days ago is not mistaken for one that rotated in) turns the
-sequence into "has a region begun to emerge here by frame n". Its ``forward`` is its largest logit over the frames (did
+frames' encodings) turns the sequence into "has a region begun to emerge
+here by frame n". Its ``forward`` is its largest logit over the frames (did
 a region begin to emerge at any time in this video?), so the video-level code
 (relabel loop, threshold, test) treats it like the others;
 :meth:`EmergenceCausal.frame_logits` is what it is trained on and what the
@@ -255,7 +254,7 @@ class EmergenceCausal(nn.Module):
 
     def __init__(self, n_frames: int = 225, pixels: int = 90, lag: int = 4, pool: int = 3,
                  channels: tuple[int, int, int] = (8, 16, 16), features: int = 24, hidden: int = 32,
-                 dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64), dropout: float = 0.1):
+                 dilations: tuple[int, ...] = (1, 2, 4, 8, 16), dropout: float = 0.1):
         super().__init__()
         if pixels // pool < 4 or n_frames < 1 or lag < 1:
             raise ValueError(f"video {n_frames}×{pixels}×{pixels} with lag {lag} and pool {pool} is too small")
