@@ -1,8 +1,8 @@
 """``make demo``: fluxwatch end to end on the embedded default, on one machine.
 
 1. the synthetic Sun as FITS files through ingest, and the small training set (``sim.demo``);
-2. the small ensemble (``train-ensemble --preset small``; reused when its bundle exists —
-   ``--bundle`` points elsewhere), and its alert threshold for 0.2 false alerts per disk-day chosen
+2. the default bundle, the causal detector (``train-ensemble --preset causal --reviewer simulated``; reused
+   when its bundle exists — ``--bundle`` points elsewhere), and its alert threshold for 0.2 false alerts per disk-day chosen
    on the validation stream (``fluxwatch-evaluate --calibrate``), once;
 3. a real Kafka broker (KRaft) and the service on the accelerated synthetic feed;
 4. a Kafka consumer prints alerts as they arrive, and the stream's event-level summary against the
@@ -32,7 +32,7 @@ from sim import demo as data_demo
 
 
 def ensure_bundle(store: Path, run: Path) -> Path:
-    """The small ensemble's bundle under ``run``: reused if the service can load it, else (re)made by
+    """The default bundle under ``run``: reused if the service can load it, else (re)made by
     train-ensemble (which resumes from the run's checkpoints, so an outdated bundle is only re-exported)."""
     bundle = run / "bundle"
     try:
@@ -41,16 +41,16 @@ def ensure_bundle(store: Path, run: Path) -> Path:
         return bundle
     except BundleError as exc:
         print(f"no usable bundle ({exc})")
-    print("training the small ensemble (train-ensemble --preset small); this takes most of an hour on 2 cores")
-    subprocess.run([sys.executable, "-m", "training.cli", "--store", str(store), "--out", str(run), "--preset", "small"],
-                   check=True)
+    print("training the causal detector (train-ensemble --preset causal --reviewer simulated); about 25 minutes on 2 cores")
+    subprocess.run([sys.executable, "-m", "training.cli", "--store", str(store), "--out", str(run), "--preset", "causal",
+                    "--reviewer", "simulated"], check=True)
     return bundle
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("data/demo"))
-    p.add_argument("--bundle", type=Path, help="an existing model bundle (default: train or reuse runs/small)")
+    p.add_argument("--bundle", type=Path, help="an existing model bundle (default: train or reuse runs/causal)")
     p.add_argument("--start", default="2000-06-20T00:00:00", help="synthetic feed start (UTC)")
     p.add_argument("--frames", type=int, default=20, help="96-min frames to stream")
     p.add_argument("--tick", type=float, default=12.0, help="wall seconds per 96-min cadence")
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     data_demo.main(["--out", str(args.out)])
-    bundle = args.bundle or ensure_bundle(args.out / "small.zarr", Path("runs/small"))
+    bundle = args.bundle or ensure_bundle(args.out / data_demo.STORE, Path("runs/causal"))
     if "operating_point" not in ModelBundle(bundle).manifest:
         from evaluation.cli import calibrate
 

@@ -30,7 +30,7 @@ def bundle_or_untrained(path: Path, scratch: Path) -> tuple[Path, str]:
         torch.manual_seed(k)
         members.append((config.build_model(225, 90).eval(), f"model{6 + k // 2}", k % 2, {}))
     out = write_bundle(scratch / "untrained_bundle", members, 0.6, "untrained", {}, make_input_spec(225, 90))
-    return out, "8 untrained members (no trained bundle at runs/small/bundle)"
+    return out, "8 untrained members (no trained bundle at runs/causal/bundle)"
 
 
 def render_frames(folder: Path, n: int, size: int = 1024) -> list[Path]:
@@ -51,7 +51,7 @@ def bench_setup(doc: str, frames: int):
     (scratch, bundle, rendered frames: one more than asked, the first being the cold start)."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=frames)
-    p.add_argument("--bundle", type=Path, default=Path("runs/small/bundle"))
+    p.add_argument("--bundle", type=Path, default=Path("runs/causal/bundle"))
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)

@@ -5,7 +5,7 @@ alerts go to the API tables and the JSON-lines log), measures frames per
 second over the steady state and extrapolates to a year (5,479 slots).
 Last line: ``frames_per_s=<x> year_minutes=<y>``.
 
-Usage: python -m bench.backfill [--frames 12] [--bundle runs/small/bundle]
+Usage: python -m bench.backfill [--frames 12] [--bundle runs/causal/bundle]
 """
 from __future__ import annotations
 

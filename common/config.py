@@ -175,7 +175,7 @@ class ServiceConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLUXWATCH_", frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     data_dir: str = "data/service"
-    bundle: str = "runs/small/bundle"
+    bundle: str = "runs/causal/bundle"
     speedup: float = Field(1.0, gt=0)
     source: Literal["synthetic", "watch", "jsoc"] = "synthetic"
     synthetic_start: str = "2000-06-01T00:00:00"

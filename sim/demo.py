@@ -5,7 +5,8 @@ Run by ``make demo``:
 1. renders a day and a half of 1024² SoHO/MDI-format magnetograms of the
    synthetic Sun (missing slots left out, as MDI misses some), ingests them
    with ``fluxwatch-ingest`` and plots the most active patch videos;
-2. builds the ``small`` dataset (reused when already complete), prints how
+2. builds the training set of the default bundle (the ``small`` preset with 500 + 80 tiles of the
+   service's grid, :data:`TILES`; reused when already complete), prints how
    often the paper's crude labels agree with the synthetic truth, and plots
    two emergence and two non-emergence videos in the style of the paper's
    Figure 1 (every 5th frame).
@@ -26,6 +27,10 @@ from ingest.dataset import DatasetError, DatasetStore
 from sim import SunConfig, SyntheticSun, build_dataset, write_fits_series
 
 START = Time("2000-06-01T00:00:00")
+#: Tile videos (train+validation, test) of the default bundle's training set, beside the small preset's regions.
+TILES = (500, 80)
+#: Its folder under the demo folder.
+STORE = "causal.zarr"
 
 
 def fits_demo(out: Path, n_slots: int, seed: int) -> int:
@@ -38,16 +43,16 @@ def fits_demo(out: Path, n_slots: int, seed: int) -> int:
 
 
 def dataset_demo(out: Path, seed: int, workers: int) -> Path:
-    """Build (or reuse) the small dataset and plot videos of both classes."""
+    """Build (or reuse) the default bundle's training set and plot videos of both classes."""
     try:
-        store = DatasetStore(out / "small.zarr")
+        store = DatasetStore(out / STORE)
         print(f"reusing {store.path}")
     except DatasetError:
-        build_dataset.main(["--preset", "small", "--out", str(out / "small.zarr"), "--seed", str(seed),
+        build_dataset.main(["--preset", "small", "--tiles", *map(str, TILES), "--out", str(out / STORE), "--seed", str(seed),
                             "--workers", str(workers)])
-        store = DatasetStore(out / "small.zarr")
+        store = DatasetStore(out / STORE)
     q = build_dataset.label_quality(store.catalog)
-    print(f"small dataset: {q['videos']} videos, {q['true_emergence']} true emergences; crude labels right "
+    print(f"training set: {q['videos']} videos, {q['true_emergence']} true emergences; crude labels right "
           f"{q['crude_accuracy']:.0%} (false emergence {q['false_emergence']}, false non-emergence {q['false_non_emergence']})")
     cat = store.catalog
     picks = list(cat[cat.true_class == 1].video_id[:2]) + list(cat[cat.true_class == 0].video_id[:2])
