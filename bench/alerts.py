@@ -59,8 +59,9 @@ def curves_side_by_side(report: dict) -> str:
     rows = {who: [best_within(report[f"{who}_curve"], r) for r in RATES] for who in ("cnn", "baseline", "oracle")}
     lines = ["  best alerted within 1 d at false alerts per disk-day <= " + " ".join(f"{r:>5g}" for r in RATES)]
     lines += [f"  {who:<9}" + " " * 46 + " ".join(f"{v:>5.2f}" for v in values) for who, values in rows.items()]
-    above = all(c > b for c, b in zip(rows["cnn"], rows["baseline"]))
-    lines.append(f"  CNN above the baseline at every rate: {'yes' if above else 'no'}")
+    if report["cnn"]["emergences"]:
+        above = all(c > b for c, b in zip(rows["cnn"], rows["baseline"]))
+        lines.append(f"  CNN above the baseline at every rate: {'yes' if above else 'no'}")
     return "\n".join(lines)
 
 
