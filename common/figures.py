@@ -40,6 +40,16 @@ def sprite(video: np.ndarray, clip_G: float = CLIP_G) -> Sprite:
 
 
 
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (imported on first use: most callers never plot)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def video_montage(videos, titles, path: str | Path, every: int = 5, columns: int = 15, clip_gauss: float = 500.0) -> Path:
     """Save a PNG montage: one block of rows per video, every ``every``-th frame.
 
@@ -51,10 +61,7 @@ def video_montage(videos, titles, path: str | Path, every: int = 5, columns: int
     columns : frames per row.
     clip_gauss : colour scale saturates at ±clip_gauss (polarity colour map: white positive, black negative).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     picks = [np.arange(0, len(v), every) for v in videos]
     columns = min(columns, max(len(p) for p in picks))

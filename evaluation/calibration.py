@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from common.clock import CADENCE_DAYS, slot_days
+from common.figures import pyplot
 from common.patches import PatchGrid
 from evaluation.matching import Emergence, MatchRule, tiles_of
 from evaluation.replay import Passage
@@ -66,10 +67,7 @@ def forecasts(history: list[Passage], emergences: list[Emergence], grid: PatchGr
 
 def plot_reliability(f: Forecasts, path: Path, title: str) -> Path:
     """The reliability diagram: observed frequency against forecast probability, with the forecasts per bin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rel = f.reliability()
     fig, (ax, hist) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})

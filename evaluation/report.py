@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.figures import pyplot
 from evaluation.matching import Match
 
 
@@ -72,19 +73,10 @@ def table(name: str, m: Match, s: dict) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_operating_curves(curves: dict[str, list[tuple[float, float, float]]], marks: dict[str, tuple[float, float]],
                           path: Path) -> Path:
     """Detection within 1 d vs false alerts per disk-day, one curve per detector: (knob, false/day, detected) points."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, points in curves.items():
         pts = sorted(points, key=lambda p: p[1])
@@ -108,7 +100,7 @@ def plot_operating_curves(curves: dict[str, list[tuple[float, float, float]]], m
 def plot_delays(matches: dict[str, Match], path: Path, max_days: float = 5.0) -> Path:
     """The fraction of counted emergences (≥ 3×10²¹ Mx) alerted within x days of onset against x in [0, ``max_days``]
     (days), one curve per detector at its operating point: how soon a forecaster hears of a new region."""
-    plt = _pyplot()
+    plt = pyplot()
     days = np.linspace(0.0, max_days, 501)
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, m in matches.items():

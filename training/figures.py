@@ -5,19 +5,12 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from common.figures import pyplot
 
 
 def relabel_passes(records, n_videos: int, path: Path) -> Path:
     """Fig. 3 top: per pass, disagreements split into already reviewed, new relabels and new model mistakes."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = np.arange(1, len(records) + 1)
     seen = np.array([r.fp + r.fn - r.new_fp - r.new_fn for r in records])
@@ -38,7 +31,7 @@ def relabel_passes(records, n_videos: int, path: Path) -> Path:
 
 def ensemble_histogram(probabilities: np.ndarray, threshold: float, path: Path, title: str) -> Path:
     """Fig. 4: members' outputs per video (sorted by median) as a 2D histogram, median and 25–75th band."""
-    plt = _plt()
+    plt = pyplot()
     order = np.argsort(np.median(probabilities, axis=0))
     p = probabilities[:, order]
     bins = np.linspace(0, 1, 21)
@@ -62,7 +55,7 @@ def masking_curves(curves: list[np.ndarray], frames: np.ndarray, true_onsets, es
 
     ``curves`` are (n_members, len(frames)) arrays, evaluated at the masking frames ``frames``.
     """
-    plt = _plt()
+    plt = pyplot()
     n = len(curves)
     fig, axes = plt.subplots(1, max(n, 1), figsize=(3.2 * max(n, 1), 2.8), squeeze=False)
     for ax, c, t, e in zip(axes[0], curves, true_onsets, estimated):
@@ -79,7 +72,7 @@ def masking_curves(curves: list[np.ndarray], frames: np.ndarray, true_onsets, es
 
 def onset_errors(errors_days: np.ndarray, path: Path) -> Path:
     """Fig. 6 bottom: estimated − true onset (days), with the median and 25–75 / 5–95 ranges."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3))
     if errors_days.size:
         ax.hist(errors_days, bins=np.arange(np.floor(errors_days.min()) - 0.25, np.ceil(errors_days.max()) + 0.5, 0.5),
@@ -99,5 +92,5 @@ def _save(fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     return path
