@@ -170,11 +170,9 @@ class ModelBundle:
         video = rng.normal(0.0, 300.0, (self.n_frames, self.pixels, self.pixels)).astype(np.float32)
         k = self.n_frames // 2
         masked = np.concatenate([video[: k + 1], np.repeat(video[k : k + 1], self.n_frames - k - 1, axis=0)])
-        full = self.probabilities(masked[None])[:, 0]
-        x = scale_for_model(video, self.clip)[None, None]
-        for m, member in enumerate(self.members):
-            if isinstance(member.stream, CausalMember):
-                full[m] = member.session.run(["frame_probability"], {"video": x})[0][0, k]
+        x, x_masked = (scale_for_model(v, self.clip)[None, None] for v in (video, masked))
+        full = np.array([m.session.run(["frame_probability"], {"video": x})[0][0, k] if isinstance(m.stream, CausalMember)
+                         else m.session.run(None, {"video": x_masked})[0][0] for m in self.members])
         streamed = self.streaming().score([("load-check", k, video[: k + 1])])[:, 0]
         worst = float(np.abs(full - streamed).max())
         if worst > STREAM_TOLERANCE:
