@@ -30,10 +30,10 @@ import torch
 from ingest.dataset import DatasetStore
 from sim.build_dataset import PRESETS as DATASETS
 from sim.build_dataset import TEST_MONTHS, build
-from training.data import ResidentLoader, VideoDataset, make_loader
+from training.data import VideoDataset
 from training.ensemble import PRESETS
 from training.splits import relabel_folds
-from training.train import _run_epoch, train_member
+from training.train import _run_epoch, batches, new_model, train_member
 
 #: Members a paper-preset run trains: three relabel passes × 5, models 6–9 × 2 seeds, models 1–5 × 2 seeds.
 PAPER_MEMBERS = 3 * 5 + 4 * 2 + 5 * 2
@@ -44,16 +44,10 @@ def epoch_videos_per_s(store: DatasetStore, idx: np.ndarray, labels: np.ndarray,
     """(videos per second of one ×4-augmented training epoch, seconds spent first copying the videos to the device)."""
     dataset = VideoDataset(store, idx, labels, augment=config.augment, seed=0)
     t0 = time.perf_counter()
-    if resident:
-        loader = ResidentLoader(dataset, config.batch_size, True, 0, device)
-    else:
-        loader = make_loader(dataset, config.batch_size, True, 0, config.num_workers, device.type == "cuda")
+    loader = batches(dataset, replace(config, resident=resident), True, 0, device)
     load_s = time.perf_counter() - t0
     torch.manual_seed(0)
-    model = config.build_model(*store.video_shape[:2]).to(device)
-    if device.type == "cuda" and config.architecture == "2d":
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    model, optimizer = new_model(config, *store.video_shape[:2], device)
     _sync(device)
     t0 = time.perf_counter()
     _run_epoch(model, loader, device, optimizer, progress=False, bf16=config.precision == "bf16")

@@ -227,6 +227,25 @@ def _run_epoch(model, loader, device, optimizer=None, desc="", progress=True,
     return loss_sum / seen, correct / seen, float(np.mean(class_correct[present] / class_seen[present]))
 
 
+def batches(dataset: VideoDataset, config: TrainConfig, shuffle: bool, seed: int, device: torch.device) -> DataLoader | ResidentLoader:
+    """The batches of ``dataset`` as ``config`` reads them: held on ``device`` (``config.resident``), or by a loader with
+    ``config.num_workers`` processes (pinned memory on a GPU)."""
+    if config.resident:
+        return ResidentLoader(dataset, config.batch_size, shuffle, seed, device)
+    return make_loader(dataset, config.batch_size, shuffle, seed, config.num_workers, device.type == "cuda")
+
+
+def new_model(config: TrainConfig, n_frames: int, pixels: int, device: torch.device) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """A freshly initialised model of ``config`` on ``device`` (the 2-D net channels-last on a GPU) and its optimiser
+    (uses torch's global RNG)."""
+    model = config.build_model(n_frames, pixels).to(device)
+    if config.architecture == "2d" and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = (torch.optim.Adam(model.parameters(), lr=config.lr) if config.optimizer == "adam" else
+                 torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov))
+    return model, optimizer
+
+
 def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labels, seed: int,
                  config: TrainConfig = TrainConfig(), device: str | torch.device = "cpu", progress: bool = True,
                  checkpoint: str | Path | None = None) -> TrainedMember:
@@ -252,21 +271,11 @@ def train_member(store: DatasetStore, train_idx, train_labels, val_idx, val_labe
                              dense=config.dense, onsets=config.onsets)
     val_set = VideoDataset(store, val_idx, val_labels, augment="x4" if config.augment == "x4" else "none", dense=config.dense,
                            onsets=config.onsets)
-    if config.resident:
-        train_loader: DataLoader | ResidentLoader = ResidentLoader(train_set, config.batch_size, True, seed, device)
-        val_loader: DataLoader | ResidentLoader = ResidentLoader(val_set, config.batch_size, False, seed, device)
-    else:
-        pin = device.type == "cuda"
-        train_loader = make_loader(train_set, config.batch_size, True, seed, config.num_workers, pin)
-        val_loader = make_loader(val_set, config.batch_size, False, seed, config.num_workers, pin)
+    train_loader, val_loader = batches(train_set, config, True, seed, device), batches(val_set, config, False, seed, device)
     fork_devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices), _deterministic():
         torch.manual_seed(int(seed))
-        model = config.build_model(n_frames, pixels).to(device)
-        if config.architecture == "2d" and device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
-        optimizer = (torch.optim.Adam(model.parameters(), lr=config.lr) if config.optimizer == "adam" else
-                     torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov))
+        model, optimizer = new_model(config, n_frames, pixels, device)
         labels = np.asarray(train_labels)
         pos_weight = (torch.tensor(max((labels == 0).sum(), 1) / max((labels == 1).sum(), 1), dtype=torch.float32,
                                    device=device) if config.balance else None)
