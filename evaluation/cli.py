@@ -40,10 +40,10 @@ from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, VALIDATION, Stream, 
 from evaluation.oracle import MEMORY_DAYS, ORACLE_FLUX_MX, oracle_alerts, stream_tile_flux
 from evaluation.replay import baseline_alerts, baseline_flux, opened, passages, policy_alerts, replay, truth
 from evaluation.report import Exposure, plot_delays, plot_operating_curves, summary, table
+from serving.alerts import passage_label
 from serving.bundle import ModelBundle
 from serving.events import AlertEvent, EventKind
 from serving.service import Service
-from serving.store import passage_label
 from sim import SyntheticSun
 from sim.settings import EVALUATION
 
@@ -104,7 +104,7 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
     emergences = stream_truth(sun, first, end, rule)
     counted = (float(slot_days(first)) + warmup_days, float(slot_days(end)) - 2.0)
     exposure = Exposure(disk_days=(end - first) * CADENCE_DAYS, patch_days=sum(len(p.scores) for p in history) * CADENCE_DAYS)
-    grid = service.step.grid
+    grid = service.grid
     policy = replace(service.step.policy, threshold=service.step.policy.threshold if threshold is None else threshold)
 
     alerts, withdrawals = policy_alerts(history, policy)

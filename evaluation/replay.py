@@ -24,13 +24,11 @@ import numpy as np
 from common.clock import CADENCE_DAYS, days_since_epoch, slot_days, slot_of_time, slot_time
 from common.observer import central_meridian_distance
 from common.patches import carrington_pixel_area_cm2
-from common.video import fill_gaps
 from evaluation.baseline import FluxRiseDetector
 from evaluation.matching import Emergence, OpenedAlert
-from serving.alerts import AlertPolicy, AlertState, step
+from serving.alerts import AlertPolicy, AlertState, passage_label, step
 from serving.events import EventKind, Score
 from serving.service import Service
-from serving.store import passage_label
 from sim import SyntheticSun, ephemeris, write_fits_series
 from sim.catalog import heliocentric_z
 
@@ -147,17 +145,14 @@ class FluxSeries:
 
 def baseline_flux(service: Service, history: list[Passage], detector: FluxRiseDetector) -> list[FluxSeries]:
     """:meth:`FluxRiseDetector.flux` of every stored passage video up to its last scored frame (gaps filled)."""
-    grid, store = service.step.grid, service.store
+    grid = service.grid
     area_deg = float(grid.config.pixel_size.to_value("deg"))
     out = []
     for p in history:
         if not p.scores:
             continue
         last = p.scores[-1].frame
-        frames = np.array(store.video(p.patch_id, p.start_slot)[: last + 1], dtype=np.float64)
-        observed = np.zeros(last + 1, bool)
-        observed[store.observed_slots(p.start_slot, p.start_slot + last + 1) - p.start_slot] = True
-        fill_gaps(frames, observed)
+        frames = service.store.filled_video(p.patch_id, p.start_slot, last + 1).astype(np.float64)
         slots = p.start_slot + np.arange(last + 1)
         l0, b0, _ = ephemeris(slots)
         lon, lat = grid.pixel_axes([grid.index(p.patch_id)])

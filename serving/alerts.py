@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from common.clock import slot_time
 from common.ensemble import detects
 from serving.events import AlertEvent, AlertStatus, EventKind, Reason, Region, Score
 
@@ -48,6 +49,11 @@ class AlertPolicy:
     onset_frames: int = 3
     probability_step: float = 0.1
     present_at_start: bool = True
+
+
+def passage_label(start_slot: int) -> str:
+    """The passage part of alert ids: the UTC start time as ``YYYYMMDDTHHMM``."""
+    return slot_time(start_slot).strftime("%Y%m%dT%H%M")
 
 
 @dataclass

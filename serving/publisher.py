@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from serving.faults import fault_point
-from serving.step import FrameResult
+from serving.results import FrameResult
 from serving.store import Message, Outbox
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ moves to ``superseded/``, counted apart from rejections. A pending frame is
 scored once it is within ``slot_ready_offset`` of its slot's time, once a
 frame of a later slot has arrived, or once the slot's window (± half a
 cadence) has passed by the wall clock when the caller gives one. Scoring
-turns it into a :class:`~serving.step.FrameResult` by the frame step, commits
+turns it into a :class:`~serving.results.FrameResult` by the frame step on a
+snapshot of the store's state (:meth:`~serving.store.Store.snapshot`), commits
 it with its outbox messages in one transaction, hands it to the alert log and
 the metrics, and moves the file to ``processed/``. A slot is scored once: a
 better frame arriving after that is superseded (the alerts already published
@@ -69,7 +70,8 @@ class Service:
         self.dir = Path(config.data_dir)
         self.inbox = Inbox(self.dir)
         self.store = Store(self.dir, self.bundle.n_frames, self.bundle.pixels)
-        self.step = FrameStep(self.bundle, PatchGrid(config.patch_grid),
+        self.grid = PatchGrid(config.patch_grid)
+        self.step = FrameStep(self.bundle, self.grid,
                               AlertPolicy(self.bundle.alert_threshold, config.hysteresis, config.onset_step_frames,
                                           config.probability_step, config.present_at_start))
         self.metrics = metrics or Metrics()
@@ -94,7 +96,8 @@ class Service:
     def warm(self) -> int:
         """Rebuild the scoring state of every open passage (see :meth:`FrameStep.warm`); returns passages."""
         with self.lock:
-            return self.step.warm(self.store)
+            newest = self.store.newest_frame()
+            return self.step.warm(self.store.snapshot(0 if newest is None else newest[0] + 1))
 
     def run_cycle(self, now: float | None = None) -> int:
         """Take every file waiting in the inbox, oldest name first, and score the slots that are ready; returns
@@ -167,7 +170,7 @@ class Service:
 
     def _score(self, c: Candidate) -> int:
         t0 = time.perf_counter()
-        result = self.step.execute(c.mag, c.path.name, self.store)
+        result = self.step.execute(c.mag, c.path.name, self.store.snapshot(int(slot_of_time(c.mag.time))))
         try:
             self.store.commit(result, outbox_messages(result, self.config.topics))
         except BaseException:

@@ -16,7 +16,7 @@ from typing import Protocol
 from serving.events import AlertEvent
 from serving.faults import fault_point
 from serving.metrics import Metrics
-from serving.step import FrameResult
+from serving.results import FrameResult
 from serving.store import Message
 
 

@@ -1,12 +1,13 @@
-"""The frame step: one full-disk magnetogram in, one :class:`FrameResult` out.
+"""The frame step: one full-disk magnetogram and the state before it in, one :class:`FrameResult` out.
 
 For the frame's slot on the clock the step decides the passage changes
 (patches whose centre came over the east limb open a passage, those that
 passed the west limb or filled their video close it, with a ``closed``
 event for an open alert), projects the frame onto every open passage it
 belongs to, scores the patches it extends with the streaming ensemble, and
-advances their alert states. It reads the store and writes nothing: the
-result is committed by the store and handed to the sinks
+advances their alert states. It reads a snapshot of the state taken before
+it runs (:class:`~serving.results.StepState`) and writes nothing: the result
+is committed by the state's keeper and handed to the sinks
 (:mod:`serving.sinks`). Its only side effect is on the scorer's in-memory
 streams.
 
@@ -23,7 +24,6 @@ its slot and used by later scores, not scored itself.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import astropy.units as u
@@ -35,13 +35,11 @@ from common.observer import central_meridian_distance
 from common.onset import member_onset_frames
 from common.passage import on_disk, passage_over, passage_start_slot
 from common.patches import PatchGrid
-from common.video import fill_gaps
 from ingest.magnetogram import Magnetogram
 from ingest.projection import project_patches
-from serving.alerts import AlertPolicy, AlertState, step
+from serving.alerts import AlertPolicy, step
 from serving.bundle import ModelBundle
 from serving.events import (
-    AlertEvent,
     AlertStatus,
     EnsembleProbability,
     LonLat,
@@ -53,47 +51,8 @@ from serving.events import (
     Score,
 )
 from serving.region import region
-from serving.store import Store
+from serving.results import FrameResult, Key, Origin, ScoreRecord, StepState
 from serving.streaming import StreamingEnsemble
-
-Key = tuple[str, int]  # (patch id, passage start slot)
-
-
-@dataclass(frozen=True)
-class Origin:
-    """What every score and event of one frame shares: its provenance, whether it is simulated, and when the
-    service decided its events (ISO UTC)."""
-
-    provenance: Provenance
-    simulated: bool
-    published: str
-
-
-@dataclass(frozen=True)
-class ScoreRecord:
-    """A patch passage's score at one frame, with every member's probability (the masking curves' new point)."""
-
-    key: Key
-    members: list[float]
-    score: Score
-
-
-@dataclass
-class FrameResult:
-    """What one frame changes. Committed atomically by :meth:`serving.store.Store.commit`."""
-
-    slot: int
-    time: str  # observation time, ISO UTC
-    source: str  # the file's name
-    latest: bool  # newer than every frame before it (else a late frame: filed, not scored)
-    opened: list[Key] = field(default_factory=list)
-    closed: list[Key] = field(default_factory=list)
-    video_frames: list[tuple[Key, int, np.ndarray]] = field(default_factory=list)  # (passage, frame index, (P, P) G)
-    scores: list[ScoreRecord] = field(default_factory=list)
-    alert_states: dict[Key, AlertState] = field(default_factory=dict)
-    events: list[AlertEvent] = field(default_factory=list)
-    statuses: list[PatchStatus] = field(default_factory=list)
-    scoring_seconds: float = 0.0
 
 
 class FrameStep:
@@ -103,19 +62,20 @@ class FrameStep:
         self.bundle, self.grid, self.policy = bundle, grid, policy
         self.streams: StreamingEnsemble = bundle.streaming()  # in memory: rebuilt from the stored videos
 
-    def execute(self, mag: Magnetogram, source: str, store: Store) -> FrameResult:
-        """The result of ingesting ``mag`` (read from the file named ``source``) on top of ``store``'s state."""
+    def execute(self, mag: Magnetogram, source: str, state: StepState) -> FrameResult:
+        """The result of ingesting ``mag`` (read from the file named ``source``) on top of ``state``, the snapshot
+        taken before it (for the frame's slot)."""
         slot = int(slot_of_time(mag.time))
-        newest = store.newest_frame()
-        result = FrameResult(slot, mag.time.isot, source, latest=newest is None or slot > newest[0])
-        passages = store.open_passages()
+        assert state.slot == slot, f"a snapshot for slot {state.slot} given with the frame of slot {slot}"
+        result = FrameResult(slot, mag.time.isot, source, latest=state.newest_slot is None or slot > state.newest_slot)
+        passages = dict(state.passages)
         origin = self._origin(mag, source)
         if result.latest:
-            self._passages(mag, store, passages, result, origin)
+            self._passages(mag, state, passages, result, origin)
         self._project(mag, passages, result)
         if result.latest and result.video_frames:
             t0 = time.perf_counter()
-            self._score(mag, store, result, origin)
+            self._score(mag, state, result, origin)
             result.scoring_seconds = time.perf_counter() - t0
         return result
 
@@ -131,20 +91,20 @@ class FrameStep:
         for key, _, _ in result.video_frames:
             self.streams.forget(key)
 
-    def warm(self, store: Store) -> int:
-        """Rebuild the streams of every open passage from its stored video; returns passages rebuilt.
+    def warm(self, state: StepState) -> int:
+        """Rebuild the streams of every open passage scored so far from its stored video; returns passages rebuilt.
 
         Run at start so that the first frame after a restart is scored as fast as the others.
         """
-        items = [self._stream_item(store, key, k) for key, k in store.last_scored_frames().items()
-                 if self.streams.frontier(key) is None]
+        items = [self._stream_item(state, key, int(p.frames[-1])) for key, p in state.open.items()
+                 if p.frames.size and self.streams.frontier(key) is None]
         if items:
             self.streams.score(items)
         return len(items)
 
     # ---- passages and frames ---------------------------------------------------------------------
 
-    def _passages(self, mag: Magnetogram, store: Store, passages: dict[str, int], result: FrameResult,
+    def _passages(self, mag: Magnetogram, state: StepState, passages: dict[str, int], result: FrameResult,
                   origin: Origin) -> None:
         """Close the passages that are over, open those of centres that came on the disk (``passages`` updated)."""
         obs = mag.observer
@@ -152,7 +112,7 @@ class FrameStep:
         for pid, start in list(passages.items()):
             centre_visible = visible[self.grid.index(pid)]
             if passage_over(start, result.slot, centre_visible, self.bundle.n_frames):
-                self._close(store, (pid, start), result, origin, Reason.video_full if centre_visible else Reason.left_disk)
+                self._close(state, (pid, start), result, origin, Reason.video_full if centre_visible else Reason.left_disk)
                 del passages[pid]
         new = [i for i in np.flatnonzero(visible) if self.grid.ids[i] not in passages]
         if not new:
@@ -164,23 +124,23 @@ class FrameStep:
 
         for i, start in zip(new, passage_start_slot(self.grid.lon[new], result.slot, l0)):
             pid, start = self.grid.ids[i], int(start)
-            if not store.has_passage(pid, start):  # a passage closed early (full video) is not reopened
+            if (pid, start) not in state.recorded:  # a passage closed early (full video) is not reopened
                 result.opened.append((pid, start))
                 passages[pid] = start
 
-    def _close(self, store: Store, key: Key, result: FrameResult, origin: Origin, reason: Reason) -> None:
+    def _close(self, state: StepState, key: Key, result: FrameResult, origin: Origin, reason: Reason) -> None:
         """End a passage: a ``closed`` event for an open alert, and the patch's final status."""
         self.streams.forget(key)
         result.closed.append(key)
-        last = store.latest_score(*key)
+        last = state.open[key].latest
         if last is None:
             return
         # the closing event and final status carry the patch's last score, stamped with the closing frame
         pid, start = key
         closing = last.model_copy(update={"frame_time": slot_time(result.slot).isot, "provenance": origin.provenance,
                                           "simulated": origin.simulated})
-        alert = store.alert_state(*key)
-        result.events += [t.event(closing, origin.published, region(store.video(pid, start), last.frame, last.onset.frame,
+        alert = state.alert(key)
+        result.events += [t.event(closing, origin.published, region(state.video(key), last.frame, last.onset.frame,
                                                                     pid, self._axes(pid), start))
                           for t in step(alert, self.policy, closing, ended=reason)]
         result.alert_states[key] = alert
@@ -204,31 +164,26 @@ class FrameStep:
 
     # ---- scores and alerts -----------------------------------------------------------------------
 
-    def _stream_item(self, store: Store, key: Key, k: int, new_frame: np.ndarray | None = None):
+    def _stream_item(self, state: StepState, key: Key, k: int, new_frame: np.ndarray | None = None):
         """The scorer's item for frame k of a passage: the frames after its last scored one, gaps filled.
 
-        ``new_frame`` is frame k when it is not stored yet.
+        ``new_frame`` is frame k when it is not in ``state`` yet.
         """
-        pid, start = key
         last = self.streams.frontier(key)
         lo = 0 if last is None else last  # the last scored frame was observed: it anchors the interpolation
-        frames = np.array(store.video(pid, start)[lo : k + 1])
-        observed = np.zeros(len(frames), bool)
-        observed[store.observed_slots(start + lo, start + k + 1) - start - lo] = True
-        if new_frame is not None:
-            frames[-1], observed[-1] = new_frame, True
-        fill_gaps(frames, observed)
+        frames = state.frames(key, lo, k + 1, now=new_frame)
         return key, k, frames if last is None else frames[1:]
 
-    def _score(self, mag: Magnetogram, store: Store, result: FrameResult, origin: Origin) -> None:
+    def _score(self, mag: Magnetogram, state: StepState, result: FrameResult, origin: Origin) -> None:
         extended = result.video_frames
-        probs = self.streams.score([self._stream_item(store, key, k, frame) for key, k, frame in extended])
+        probs = self.streams.score([self._stream_item(state, key, k, frame) for key, k, frame in extended])
         idx = [self.grid.index(pid) for (pid, _), _, _ in extended]
         stony_lon, stony_lat = mag.observer.stonyhurst(self.grid.lon[idx], self.grid.lat[idx])
-        # every slot ingested since the oldest passage began (this frame is not stored yet): one query per frame
-        seen = store.observed_slots(min(start for (_, start), _, _ in extended), result.slot)
+        seen = state.observed  # every slot ingested since the oldest passage began (this frame is not in it yet)
         for j, (key, k, _) in enumerate(extended):
-            frames, history = store.curves(*key)
+            passage = state.open.get(key)
+            history = np.zeros((0, 0)) if passage is None else passage.curves
+            frames = np.zeros(0, np.int64) if passage is None else passage.frames
             curves = probs[:, j : j + 1] if history.size == 0 else np.c_[history, probs[:, j]]
             first_seen = np.searchsorted(seen, key[1])  # the passage's first ingested slot, if before this frame
             score = self._score_of(key, k, result.slot, probs[:, j], np.r_[frames, k], curves,
@@ -236,14 +191,14 @@ class FrameStep:
                                    observed_from=int(seen[first_seen] - key[1]) if first_seen < seen.size else k)
             result.scores.append(ScoreRecord(key, [float(p) for p in probs[:, j]], score))
         # Alerts advance strongest first, so that of overlapping tiles over one region the likeliest opens.
-        alerting = store.open_alert_patches()
+        alerting = state.open_alert_patches()
         new_frames = {key: frame for key, _, frame in extended}
         for record in sorted(result.scores, key=lambda r: -r.score.probability.median):
             key, score = record.key, record.score
-            alert = result.alert_states.get(key) or store.alert_state(*key)
+            alert = result.alert_states.get(key) or state.alert(key)
             neighbour_open = any(self.grid.ids[n] in alerting for n in self.grid.sharing_area[self.grid.index(key[0])])
             for t in step(alert, self.policy, score, neighbour_open=neighbour_open):
-                where = region(store.video(*key), score.frame, score.onset.frame, key[0], self._axes(key[0]), key[1],
+                where = region(state.video(key), score.frame, score.onset.frame, key[0], self._axes(key[0]), key[1],
                                now=new_frames[key])
                 result.events.append(t.event(score, origin.published, where))
             result.alert_states[key] = alert

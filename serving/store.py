@@ -31,15 +31,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from common.clock import slot_time
-from serving.alerts import AlertState
+from common.clock import SLOTS_PER_DAY, slot_time
+from common.passage import SEARCH_DAYS
+from serving.alerts import AlertState, passage_label
 from serving.events import SCHEMA_VERSION, AlertEvent, AlertStatus, HistoryPoint, PatchDetail, PatchSummary, Score
 from serving.faults import fault_point
+from serving.results import FrameResult, PassageState, StepState, filled_frames
 
 if TYPE_CHECKING:
     from astropy.time import Time
-
-    from serving.step import FrameResult
 
 SCHEMA = """
 PRAGMA journal_mode = WAL;
@@ -82,11 +82,6 @@ class Message:
     event_id: str
     payload: dict
     seq: int = 0  # assigned by the outbox
-
-
-def passage_label(start_slot: int) -> str:
-    """The passage part of alert ids: the UTC start time as ``YYYYMMDDTHHMM``."""
-    return slot_time(start_slot).strftime("%Y%m%dT%H%M")
 
 
 class _Queries:
@@ -166,7 +161,46 @@ class Store(_Queries):
         self.outbox = Outbox(self.db)
         self.n_frames, self.pixels = n_frames, pixels
 
-    # ---- reads for the frame step ---------------------------------------------------------------
+    # ---- the frame step's snapshot ------------------------------------------------------------------
+
+    def snapshot(self, slot: int) -> StepState:
+        """What the frame step reads before the frame of ``slot``, in one read transaction (:class:`StepState`)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            newest = self.newest_frame()
+            passages = self.open_passages()
+            earliest = slot - SEARCH_DAYS * SLOTS_PER_DAY  # no passage open at slot began before (common.passage)
+            recorded = {(pid, start) for pid, start in self.db.execute(
+                "SELECT patch_id, start_slot FROM passages WHERE start_slot >= ?", (earliest,))}
+            observed = self.observed_slots(min([*passages.values(), earliest]), slot)
+            alerts = {(pid, start): AlertState(**json.loads(state)) for pid, start, state in self.db.execute(
+                "SELECT a.patch_id, a.start_slot, a.state FROM alert_states a JOIN passages p "
+                "USING (patch_id, start_slot) WHERE p.status = 'open'")}
+            scores: dict[tuple[str, int], list[tuple[int, str, str]]] = {}
+            for pid, start, frame, probs, summary in self.db.execute(
+                    "SELECT s.patch_id, s.start_slot, s.frame, s.probs, s.summary FROM scores s JOIN passages p "
+                    "USING (patch_id, start_slot) WHERE p.status = 'open' ORDER BY s.frame"):
+                scores.setdefault((pid, start), []).append((frame, probs, summary))
+        open_ = {}
+        for pid, start in passages.items():
+            key = (pid, start)
+            rows = scores.get(key, [])
+            open_[key] = PassageState(
+                video=self._mapped(pid, start),
+                frames=np.array([r[0] for r in rows], np.int64),
+                curves=np.array([json.loads(r[1]) for r in rows]).T if rows else np.zeros((0, 0)),
+                alert=alerts.get(key) or AlertState(pid, passage_label(start)),
+                latest=Score.model_validate_json(rows[-1][2]) if rows else None)
+        return StepState(slot, None if newest is None else newest[0], passages, recorded, observed, open_,
+                         (self.n_frames, self.pixels, self.pixels))
+
+    def _mapped(self, patch_id: str, start_slot: int) -> np.ndarray:
+        """A passage's video mapped read only (all 0 G when it has none yet)."""
+        path = self.video_path(patch_id, start_slot)
+        shape = (self.n_frames, self.pixels, self.pixels)
+        return np.memmap(path, dtype=np.float32, mode="r", shape=shape) if path.exists() else np.zeros(shape, np.float32)
+
+    # ---- videos and frames ---------------------------------------------------------------------------
 
     def video_path(self, patch_id: str, start_slot: int) -> Path:
         """The file of a patch passage's rolling video."""
@@ -191,10 +225,6 @@ class Store(_Queries):
         row = self.db.execute("SELECT source FROM frames WHERE slot = ?", (slot,)).fetchone()
         return None if row is None else row[0]
 
-    def has_passage(self, patch_id: str, start_slot: int) -> bool:
-        return self.db.execute("SELECT 1 FROM passages WHERE patch_id = ? AND start_slot = ?",
-                               (patch_id, start_slot)).fetchone() is not None
-
     def read_video(self, patch_id: str, start_slot: int) -> np.ndarray | None:
         """A copy of a patch passage's rolling video (n_frames, pixels, pixels) float32, G (frames not yet
         observed are 0 G), or None if it has none; never creates one (the API's read)."""
@@ -208,26 +238,10 @@ class Store(_Queries):
         return np.array([r[0] for r in self.db.execute("SELECT slot FROM frames WHERE slot >= ? AND slot < ?", (lo, hi))],
                         dtype=np.int64)
 
-    def curves(self, patch_id: str, start_slot: int) -> tuple[np.ndarray, np.ndarray]:
-        """(frames (k,), member probabilities (n_members, k)) of a passage so far: its masking curves."""
-        rows = self.db.execute("SELECT frame, probs FROM scores WHERE patch_id = ? AND start_slot = ? ORDER BY frame",
-                               (patch_id, start_slot)).fetchall()
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros((0, 0))
-        return np.array([r[0] for r in rows]), np.array([json.loads(r[1]) for r in rows]).T
-
-    def last_scored_frames(self) -> dict[tuple[str, int], int]:
-        """{(patch id, start slot): last scored frame} of every open passage scored at least once."""
-        return {(pid, start): k for pid, start, k in self.db.execute(
-            "SELECT s.patch_id, s.start_slot, MAX(s.frame) FROM scores s JOIN passages p "
-            "ON s.patch_id = p.patch_id AND s.start_slot = p.start_slot WHERE p.status = 'open' "
-            "GROUP BY s.patch_id, s.start_slot")}
-
-    def open_alert_patches(self) -> set[str]:
-        """Patches of open passages whose alert is open."""
-        return {r[0] for r in self.db.execute(
-            "SELECT a.patch_id FROM alert_states a JOIN passages p ON a.patch_id = p.patch_id AND a.start_slot = p.start_slot "
-            "WHERE p.status = 'open' AND json_extract(a.state, '$.status') = ?", (AlertStatus.open.value,))}
+    def filled_video(self, patch_id: str, start_slot: int, hi: int) -> np.ndarray:
+        """Frames [0, hi) of a passage's video, gaps filled as the step fills them (:func:`serving.results.filled_frames`)."""
+        return filled_frames(self._mapped(patch_id, start_slot), start_slot, 0, hi,
+                             self.observed_slots(start_slot, start_slot + hi))
 
     def open_alert_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM alert_states WHERE json_extract(state, '$.status') = ?",

@@ -54,7 +54,7 @@ from sunpy.sun.constants import radius as SUN_RADIUS
 
 from common.config import ServiceConfig
 from serving.events import AlertEvent, Box, EventKind
-from serving.step import FrameResult
+from serving.results import FrameResult
 
 NAMESPACE = "http://www.ivoa.net/xml/VOEvent/v2.0"
 AUTHOR_IVORN = "ivo://fluxwatch/alerts"

@@ -139,7 +139,7 @@ def test_the_status_topic_ends_every_passage_with_a_final_closed_status(run):
         if svc.store.latest_score(pid, start) is not None:
             assert finals[pid].alert == "closed" and Time(finals[pid].passage_start).isot == slot_time(start).isot
     latest = dict(statuses)  # what the compacted topic keeps: the last value per key
-    open_now = svc.store.open_alert_patches()
+    open_now = svc.store.snapshot(svc.store.newest_frame()[0] + 1).open_alert_patches()
     assert all(s.alert != "open" or pid in open_now for pid, s in latest.items()), "no stale open status"
 
 
@@ -153,7 +153,7 @@ def flux_by_hand(frame: np.ndarray, lat_deg: np.ndarray, pixel_deg: float) -> tu
 
 def test_region_fluxes_box_and_change_since_onset_match_the_patch_video(run):
     svc, events, _, _ = run
-    grid = svc.step.grid
+    grid = svc.grid
     pixel = grid.config.pixel_size.to_value(u.deg)
     checked = 0
     for e in (e for e in events if e.event is not EventKind.closed):

@@ -10,8 +10,7 @@ from evaluation.matching import Emergence, OpenedAlert, match
 from evaluation.oracle import oracle_alerts, tile_flux
 from evaluation.replay import Passage, opened, policy_alerts
 from evaluation.report import Exposure, plot_delays, summary
-from serving.alerts import AlertState, step
-from serving.store import passage_label
+from serving.alerts import AlertState, passage_label, step
 from sim import ephemeris
 from sim.bmr import BMRTable
 from sim.config import SunConfig

@@ -215,7 +215,7 @@ def test_a_cold_start_marks_the_frames_it_did_not_see_and_alerts_only_on_later_r
 
 def test_overlapping_tiles_give_one_alert_per_region(tmp_path, tiny_bundle, frames):
     service = Service(config(tmp_path, tiny_bundle, tile_overlap=7.5 * u.deg))
-    grid = service.step.grid
+    grid = service.grid
     assert len(grid) == 48 * 11 and all(len(n) == 8 for n in grid.sharing_area[48:-48])  # half-tile steps
     drop(frames, service.dir)
     service.run_cycle()

@@ -149,13 +149,12 @@ def test_a_2d_bundle_scores_in_the_service(tmp_path, paper_bundle, frames):
     service.run_cycle()
     bundle = service.bundle
     checked = 0
-    for key, k in list(service.store.last_scored_frames().items())[:5]:
-        service.step.streams.forget(key)  # so that the scorer's item holds every frame 0..k
-        _, _, video = service.step._stream_item(service.store, key, k)
-        assert len(video) == k + 1
+    state = service.store.snapshot(service.store.newest_frame()[0] + 1)
+    for key, passage in [(key, p) for key, p in state.open.items() if p.frames.size][:5]:
+        k = int(passage.frames[-1])
+        video = state.frames(key, 0, k + 1)
         full = bundle.probabilities(masked(np.concatenate([video, np.zeros((16 - k - 1, 90, 90), np.float32)]), k)[None])
-        _, history = service.store.curves(*key)
-        assert np.abs(history[:, -1] - full[:, 0]).max() <= 1e-5
+        assert np.abs(passage.curves[:, -1] - full[:, 0]).max() <= 1e-5
         checked += 1
     assert checked == 5
 
