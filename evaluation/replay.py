@@ -26,7 +26,7 @@ from common.observer import central_meridian_distance
 from common.patches import carrington_pixel_area_cm2
 from evaluation.baseline import FluxRiseDetector
 from evaluation.matching import Emergence, OpenedAlert
-from serving.alerts import AlertPolicy, AlertState, passage_label, step
+from serving.alerts import AlertPolicy, AlertState, emergence_events, is_new_onset, passage_label, step
 from serving.events import EventKind, Score
 from serving.service import Service
 from sim import SyntheticSun, ephemeris, write_fits_series
@@ -86,12 +86,6 @@ def passages(service: Service) -> list[Passage]:
     return [Passage(pid, start, reader.scores(pid, start)) for pid, start in reader.passages()]
 
 
-def _new_onset(kind: EventKind, previous_onset: int | None, onset: int, onset_frames: int) -> bool:
-    """An ``updated`` event whose onset estimate (frame) moved later by ``onset_frames`` or more since the
-    alert's previous event: a new emergence reported on an open alert (:mod:`evaluation.matching`)."""
-    return kind is EventKind.updated and previous_onset is not None and onset - previous_onset >= onset_frames
-
-
 def _alert(alert_id: str, patch_id: str, score: Score, kind: Literal["opened", "new_onset"]) -> OpenedAlert:
     return OpenedAlert(alert_id, patch_id, float(days_since_epoch(score.frame_time)), float(days_since_epoch(score.onset.time_utc)),
                        kind)
@@ -101,15 +95,8 @@ def opened(events, onset_frames: int = AlertPolicy.onset_frames) -> list[OpenedA
     """The alerts among a service's alert events as the matcher takes them: the ``opened`` events (by alert id)
     and the new onsets (by event id): ``updated`` events whose onset moved later by the service policy's
     ``onset_frames`` or more since the event they supersede."""
-    events = list(events)
-    onset_of = {e.event_id: e.onset.frame for e in events}
-    out = []
-    for e in events:
-        if e.event == EventKind.opened:
-            out.append(_alert(e.alert_id, e.patch_id, e, "opened"))
-        elif _new_onset(e.event, onset_of.get(e.supersedes or ""), e.onset.frame, onset_frames):
-            out.append(_alert(e.event_id, e.patch_id, e, "new_onset"))
-    return out
+    return [_alert(e.alert_id, e.patch_id, e, "opened") if e.event is EventKind.opened
+            else _alert(e.event_id, e.patch_id, e, "new_onset") for e in emergence_events(list(events), onset_frames)]
 
 
 def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[OpenedAlert], int]:
@@ -127,7 +114,7 @@ def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[Ope
             for t in step(state, policy, score):
                 if t.kind is EventKind.opened:
                     alerts.append(_alert(t.alert_id, t.patch_id, score, "opened"))
-                elif _new_onset(t.kind, previous_onset, score.onset.frame, policy.onset_frames):
+                elif is_new_onset(t.kind, previous_onset, score.onset.frame, policy.onset_frames):
                     alerts.append(_alert(t.event_id, t.patch_id, score, "new_onset"))
                 withdrawals += t.kind is EventKind.withdrawn
     return alerts, withdrawals

@@ -144,3 +144,18 @@ def _transition(state: AlertState, kind: EventKind, score: Score, reason: Reason
     state.history.append({"event": kind.value, "event_id": transition.event_id, "median": state.last_median,
                           "onset_frame": state.last_onset})
     return transition
+
+
+def is_new_onset(kind: EventKind, previous_onset: int | None, onset: int, onset_frames: int) -> bool:
+    """Whether an event of ``kind`` with onset estimate ``onset`` (frame) reports a new emergence on an open alert:
+    an ``updated`` event whose onset moved later by ``onset_frames`` or more since the alert's previous event
+    (``previous_onset``), as when a region emerges in a tile whose alert an earlier, smaller one opened."""
+    return kind is EventKind.updated and previous_onset is not None and onset - previous_onset >= onset_frames
+
+
+def emergence_events(events: list[AlertEvent], onset_frames: int = AlertPolicy.onset_frames) -> list[AlertEvent]:
+    """The events among ``events`` that report an emergence: every ``opened`` event, and every new onset
+    (:func:`is_new_onset`, against the event it supersedes)."""
+    onset_of = {e.event_id: e.onset.frame for e in events}
+    return [e for e in events if e.event is EventKind.opened
+            or is_new_onset(e.event, onset_of.get(e.supersedes or ""), e.onset.frame, onset_frames)]

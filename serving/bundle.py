@@ -49,8 +49,9 @@ class ModelBundle:
     on a random video. CUDA is used when ONNX Runtime offers it, the CPU otherwise.
     """
 
-    def __init__(self, path: str | Path, providers: list[str] | None = None):
+    def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
         self.path = Path(path)
+        self.threads = threads  # ONNX Runtime's threads per session (its default, all cores, when None)
         manifest_path = self.path / "manifest.json"
         if not manifest_path.is_file():
             raise BundleError(self.path, "no manifest.json (run train-ensemble, or point --bundle at its bundle/)")
@@ -130,6 +131,8 @@ class ModelBundle:
         options = ort.SessionOptions()
         # Python prepares the next windows between runs: idle ONNX Runtime threads must not spin on the cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if self.threads is not None:
+            options.intra_op_num_threads = options.inter_op_num_threads = self.threads
         return ort.InferenceSession(str(f), options, providers=self.providers)
 
     def _stream(self, entry: dict) -> StreamingMember | FrameSumMember | CausalMember:

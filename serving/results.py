@@ -52,7 +52,8 @@ class FrameResult:
     alert_states: dict[Key, AlertState] = field(default_factory=dict)
     events: list[AlertEvent] = field(default_factory=list)
     statuses: list[PatchStatus] = field(default_factory=list)
-    scoring_seconds: float = 0.0
+    projection_seconds: float = 0.0  # projecting the frame onto the passages' patches
+    scoring_seconds: float = 0.0  # the ensemble's streams
 
 
 @dataclass

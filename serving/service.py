@@ -32,17 +32,15 @@ import astropy.units as u
 
 from common.clock import CADENCE, slot_of_time, slot_time
 from common.config import ServiceConfig
-from common.patches import PatchGrid
 from ingest.errors import IngestError
 from ingest.magnetogram import Magnetogram, read_frame
-from serving.alerts import AlertPolicy
 from serving.bundle import ModelBundle
 from serving.faults import fault_point
 from serving.inbox import Inbox
 from serving.jsoc import SourceState
 from serving.metrics import Metrics
 from serving.sinks import AlertLog, MetricsSink, Sink, outbox_messages
-from serving.step import FrameStep
+from serving.step import frame_step
 from serving.store import Store
 from serving.voevent import VOEventSink, author_of
 
@@ -70,10 +68,8 @@ class Service:
         self.dir = Path(config.data_dir)
         self.inbox = Inbox(self.dir)
         self.store = Store(self.dir, self.bundle.n_frames, self.bundle.pixels)
-        self.grid = PatchGrid(config.patch_grid)
-        self.step = FrameStep(self.bundle, self.grid,
-                              AlertPolicy(self.bundle.alert_threshold, config.hysteresis, config.onset_step_frames,
-                                          config.probability_step, config.present_at_start))
+        self.step = frame_step(self.bundle, config)
+        self.grid = self.step.grid
         self.metrics = metrics or Metrics()
         self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))
         files: list[AlertLog | VOEventSink] = [AlertLog(self.dir / "alerts.jsonl")]

@@ -30,6 +30,7 @@ import astropy.units as u
 import numpy as np
 
 from common.clock import slot_of_time, slot_time
+from common.config import ServiceConfig
 from common.ensemble import is_stable, percentiles
 from common.observer import central_meridian_distance
 from common.onset import member_onset_frames
@@ -55,6 +56,13 @@ from serving.results import FrameResult, Key, Origin, ScoreRecord, StepState
 from serving.streaming import StreamingEnsemble
 
 
+def frame_step(bundle: ModelBundle, config: ServiceConfig) -> FrameStep:
+    """The frame step of ``bundle`` with the patch grid and alert policy that ``config`` sets."""
+    return FrameStep(bundle, PatchGrid(config.patch_grid),
+                     AlertPolicy(bundle.alert_threshold, config.hysteresis, config.onset_step_frames,
+                                 config.probability_step, config.present_at_start))
+
+
 class FrameStep:
     """Turns magnetograms into frame results for one bundle, patch grid and alert policy."""
 
@@ -72,7 +80,9 @@ class FrameStep:
         origin = self._origin(mag, source)
         if result.latest:
             self._passages(mag, state, passages, result, origin)
+        t0 = time.perf_counter()
         self._project(mag, passages, result)
+        result.projection_seconds = time.perf_counter() - t0
         if result.latest and result.video_frames:
             t0 = time.perf_counter()
             self._score(mag, state, result, origin)

@@ -1,0 +1,133 @@
+"""The archive backfill on Dask: the same alerts and scores as the live service, resumable, and a catalog that
+matches its alerts."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.time import Time
+
+from archive.chunk import REPORT, plan
+from archive.cli import backfill
+from archive.frames import FileFrames, input_paths
+from common.clock import slot_of_time, slot_time
+from common.config import ServiceConfig
+from serving.alerts import emergence_events
+from serving.events import AlertEvent
+from serving.service import Service
+from sim import SunConfig, SyntheticSun, write_fits_series
+from tests.conftest import START
+
+DAYS = 20
+#: Fewer tiles than the service's default (±45°): the test is about the mechanism.
+LAT_LIMIT = 30 * u.deg
+
+
+@pytest.fixture(scope="module")
+def stretch(tmp_path_factory) -> Path:
+    """20 days of 128² synthetic full-disk frames (missing slots skipped)."""
+    slot0 = int(slot_of_time(START))
+    folder = tmp_path_factory.mktemp("stretch")
+    write_fits_series(SyntheticSun(SunConfig(), seed=1), range(slot0, slot0 + DAYS * 15), folder, shape=(128, 128))
+    return folder
+
+
+def service_config(tmp: Path, bundle: Path) -> ServiceConfig:
+    return ServiceConfig(data_dir=str(tmp / "svc"), bundle=str(bundle), lat_limit=LAT_LIMIT, source="watch")
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory, stretch, tiny_bundle) -> Service:
+    """The live service, fed the stretch's files one at a time in slot order."""
+    service = Service(service_config(tmp_path_factory.mktemp("sequential"), tiny_bundle))
+    for f in sorted(stretch.iterdir()):
+        shutil.copy(f, service.dir / "incoming" / f.name)
+        service.run_cycle()
+    return service
+
+
+def without_publication_time(e: AlertEvent) -> dict:
+    return e.model_dump(exclude={"published"})
+
+
+def test_the_distributed_backfill_gives_the_sequential_services_alerts_and_scores(tmp_path, stretch, tiny_bundle,
+                                                                                sequential):
+    frames = FileFrames.scan(input_paths([str(stretch)]), progress=False)
+    assert len(frames.slots()) > 0.9 * DAYS * 15 and not frames.refused
+    config = service_config(tmp_path, tiny_bundle)
+    report = backfill(frames, tmp_path / "out", str(tiny_bundle), config, chunk_days=4, workers=2, progress=False,
+                      log=lambda *_: None)
+    assert report["chunks"] == 5 and report["frames"] == len(frames.slots())
+    assert report["warmup_frames"] >= 4 * 15, "each later chunk replays its passages' past (16 slots)"
+
+    expected = sequential.store.reader().alerts()
+    got = [AlertEvent.model_validate_json(line) for line in (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()]
+    assert len(expected) >= 10, "the stretch must exercise the alerts"
+    assert [e.event_id for e in got] == [e.event_id for e in expected]
+    assert [without_publication_time(e) for e in got] == [without_publication_time(e) for e in expected]
+
+    stored = pd.read_sql("SELECT patch_id, start_slot AS passage_start_slot, frame, slot, summary FROM scores",
+                         sequential.store.db)
+    stored["median"] = [json.loads(s)["probability"]["median"] for s in stored.summary]
+    scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
+    keys = ["patch_id", "passage_start_slot", "frame"]
+    joined = stored.merge(scores, on=keys, how="outer", suffixes=("_svc", "_backfill"), indicator=True)
+    assert (joined["_merge"] == "both").all(), "the same patch passages scored at the same frames"
+    assert (joined.slot_svc == joined.slot_backfill).all()
+    assert np.abs(joined.median_svc - joined.median_backfill).max() <= 1e-6
+
+
+def test_the_catalog_has_one_row_per_alerted_emergence_with_its_alerts_values(tmp_path, stretch, tiny_bundle):
+    frames = FileFrames.scan(input_paths([str(stretch)]), progress=False)
+    frames = FileFrames({s: p for s, p in frames.files.items() if s < frames.slots()[0] + 150})
+    backfill(frames, tmp_path / "out", str(tiny_bundle), service_config(tmp_path, tiny_bundle), chunk_days=5, workers=1,
+             progress=False, log=lambda *_: None)
+    events = [AlertEvent.model_validate_json(line) for line in (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()]
+    catalog = pd.read_parquet(tmp_path / "out" / "catalog.parquet")
+    emergences = emergence_events(events)
+    assert len(catalog) == len(emergences) > 0
+    for (_, row), e in zip(catalog.iterrows(), emergences):
+        assert row.region_id in (e.alert_id, e.event_id) and row.patch_id == e.patch_id
+        assert row.first_alert_time == pd.Timestamp(e.frame_time) and row.onset_time == pd.Timestamp(e.onset.time_utc)
+        assert (row.carrington_lon, row.carrington_lat) == (e.patch.carrington.lon, e.patch.carrington.lat)
+        assert row.flux_at_alert_mx == pytest.approx(e.region.flux_positive_mx + e.region.flux_negative_mx)
+        assert row.peak_probability >= e.probability.median and row.bundle_digest == e.provenance.bundle_digest
+    assert (tmp_path / "out" / "butterfly.png").stat().st_size > 10_000
+
+
+def test_a_killed_backfill_rerun_skips_its_finished_chunks_and_ends_the_same(tmp_path, stretch, tiny_bundle, sequential):
+    listing = tmp_path / "files.txt"
+    files = sorted(stretch.iterdir())[:120]
+    listing.write_text("\n".join(map(str, files)))
+    out = tmp_path / "out"
+    env = {**os.environ, "FLUXWATCH_LAT_LIMIT": str(LAT_LIMIT.to_value(u.deg))}
+    command = [sys.executable, "-m", "archive.cli", f"@{listing}", "--out", str(out), "--bundle", str(tiny_bundle),
+               "--chunk-days", "1", "--workers", "1"]
+    job = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob(f"chunks/*/{REPORT}"))) < 2 and job.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(job.pid, signal.SIGKILL)  # the client, the scheduler and the worker at once
+    job.wait()
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob(f"chunks/*/{REPORT}")}
+    n_chunks = len(plan(FileFrames.scan(files, progress=False).slots(), 15, 16))
+    assert 2 <= len(finished) < n_chunks, "killed part-way"
+    assert not (out / "alerts.jsonl").exists()
+
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    assert {name: (out / "chunks" / name / REPORT).stat().st_mtime_ns for name in finished} == finished, "not redone"
+    assert len(list(out.glob(f"chunks/*/{REPORT}"))) == n_chunks
+    got = [AlertEvent.model_validate_json(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
+    last = slot_time(FileFrames.scan(files, progress=False).slots()[-1])
+    expected = [e for e in sequential.store.reader().alerts() if Time(e.frame_time) <= last]
+    assert got and [without_publication_time(e) for e in got] == [without_publication_time(e) for e in expected]
