@@ -20,7 +20,7 @@ from astropy.time import Time
 from archive.chunk import REPORT, plan
 from archive.cli import backfill
 from archive.frames import FileFrames, input_paths
-from common.clock import slot_of_time, slot_time
+from common.clock import slot_of_time
 from common.config import ServiceConfig
 from serving.alerts import emergence_events
 from serving.events import AlertEvent
@@ -60,18 +60,28 @@ def without_publication_time(e: AlertEvent) -> dict:
     return e.model_dump(exclude={"published"})
 
 
-def test_the_distributed_backfill_gives_the_sequential_services_alerts_and_scores(tmp_path, stretch, tiny_bundle,
-                                                                                sequential):
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory, stretch, tiny_bundle) -> tuple[Path, dict, FileFrames]:
+    """The stretch backfilled on a LocalCluster of 2 workers in chunks of 4 days: (output folder, report, frames)."""
+    tmp = tmp_path_factory.mktemp("backfill")
     frames = FileFrames.scan(input_paths([str(stretch)]), progress=False)
+    report = backfill(frames, tmp / "out", str(tiny_bundle), service_config(tmp, tiny_bundle), chunk_days=4, workers=2,
+                      progress=False, log=lambda *_: None)
+    return tmp / "out", report, frames
+
+
+def events_in(out: Path) -> list[AlertEvent]:
+    return [AlertEvent.model_validate_json(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
+
+
+def test_the_distributed_backfill_gives_the_sequential_services_alerts_and_scores(backfilled, sequential):
+    out, report, frames = backfilled
     assert len(frames.slots()) > 0.9 * DAYS * 15 and not frames.refused
-    config = service_config(tmp_path, tiny_bundle)
-    report = backfill(frames, tmp_path / "out", str(tiny_bundle), config, chunk_days=4, workers=2, progress=False,
-                      log=lambda *_: None)
     assert report["chunks"] == 5 and report["frames"] == len(frames.slots())
     assert report["warmup_frames"] >= 4 * 15, "each later chunk replays its passages' past (16 slots)"
 
     expected = sequential.store.reader().alerts()
-    got = [AlertEvent.model_validate_json(line) for line in (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()]
+    got = events_in(out)
     assert len(expected) >= 10, "the stretch must exercise the alerts"
     assert [e.event_id for e in got] == [e.event_id for e in expected]
     assert [without_publication_time(e) for e in got] == [without_publication_time(e) for e in expected]
@@ -79,7 +89,7 @@ def test_the_distributed_backfill_gives_the_sequential_services_alerts_and_score
     stored = pd.read_sql("SELECT patch_id, start_slot AS passage_start_slot, frame, slot, summary FROM scores",
                          sequential.store.db)
     stored["median"] = [json.loads(s)["probability"]["median"] for s in stored.summary]
-    scores = pd.read_parquet(tmp_path / "out" / "scores.parquet")
+    scores = pd.read_parquet(out / "scores.parquet")
     keys = ["patch_id", "passage_start_slot", "frame"]
     joined = stored.merge(scores, on=keys, how="outer", suffixes=("_svc", "_backfill"), indicator=True)
     assert (joined["_merge"] == "both").all(), "the same patch passages scored at the same frames"
@@ -87,13 +97,10 @@ def test_the_distributed_backfill_gives_the_sequential_services_alerts_and_score
     assert np.abs(joined.median_svc - joined.median_backfill).max() <= 1e-6
 
 
-def test_the_catalog_has_one_row_per_alerted_emergence_with_its_alerts_values(tmp_path, stretch, tiny_bundle):
-    frames = FileFrames.scan(input_paths([str(stretch)]), progress=False)
-    frames = FileFrames({s: p for s, p in frames.files.items() if s < frames.slots()[0] + 150})
-    backfill(frames, tmp_path / "out", str(tiny_bundle), service_config(tmp_path, tiny_bundle), chunk_days=5, workers=1,
-             progress=False, log=lambda *_: None)
-    events = [AlertEvent.model_validate_json(line) for line in (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()]
-    catalog = pd.read_parquet(tmp_path / "out" / "catalog.parquet")
+def test_the_catalog_has_one_row_per_alerted_emergence_with_its_alerts_values(backfilled):
+    out, report, _ = backfilled
+    events = events_in(out)
+    catalog = pd.read_parquet(out / "catalog.parquet")
     emergences = emergence_events(events)
     assert len(catalog) == len(emergences) > 0
     for (_, row), e in zip(catalog.iterrows(), emergences):
@@ -102,15 +109,15 @@ def test_the_catalog_has_one_row_per_alerted_emergence_with_its_alerts_values(tm
         assert (row.carrington_lon, row.carrington_lat) == (e.patch.carrington.lon, e.patch.carrington.lat)
         assert row.flux_at_alert_mx == pytest.approx(e.region.flux_positive_mx + e.region.flux_negative_mx)
         assert row.peak_probability >= e.probability.median and row.bundle_digest == e.provenance.bundle_digest
-    assert (tmp_path / "out" / "butterfly.png").stat().st_size > 10_000
+    assert report["catalog_rows"] == len(catalog) and (out / "butterfly.png").stat().st_size > 10_000
 
 
 def test_a_killed_backfill_rerun_skips_its_finished_chunks_and_ends_the_same(tmp_path, stretch, tiny_bundle, sequential):
     listing = tmp_path / "files.txt"
-    files = sorted(stretch.iterdir())[:120]
+    files = sorted(stretch.iterdir())[:80]
     listing.write_text("\n".join(map(str, files)))
     out = tmp_path / "out"
-    env = {**os.environ, "FLUXWATCH_LAT_LIMIT": str(LAT_LIMIT.to_value(u.deg))}
+    env = {**os.environ, "FLUXWATCH_LAT_LIMIT": str(LAT_LIMIT)}
     command = [sys.executable, "-m", "archive.cli", f"@{listing}", "--out", str(out), "--bundle", str(tiny_bundle),
                "--chunk-days", "1", "--workers", "1"]
     job = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -127,7 +134,7 @@ def test_a_killed_backfill_rerun_skips_its_finished_chunks_and_ends_the_same(tmp
     assert subprocess.run(command, env=env, capture_output=True).returncode == 0
     assert {name: (out / "chunks" / name / REPORT).stat().st_mtime_ns for name in finished} == finished, "not redone"
     assert len(list(out.glob(f"chunks/*/{REPORT}"))) == n_chunks
-    got = [AlertEvent.model_validate_json(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
-    last = slot_time(FileFrames.scan(files, progress=False).slots()[-1])
-    expected = [e for e in sequential.store.reader().alerts() if Time(e.frame_time) <= last]
+    got = events_in(out)
+    last = FileFrames.scan(files, progress=False).slots()[-1]
+    expected = [e for e in sequential.store.reader().alerts() if slot_of_time(Time(e.frame_time)) <= last]
     assert got and [without_publication_time(e) for e in got] == [without_publication_time(e) for e in expected]
