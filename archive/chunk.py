@@ -55,11 +55,13 @@ class Chunk:
         return f"{self.first:07d}-{self.end:07d}"
 
 
-def plan(slots: list[int], chunk_slots: int, warmup: int) -> list[Chunk]:
-    """The chunks of ``chunk_slots`` slots that cover ``slots``, each replaying up to ``warmup`` slots before it
-    (never before the first slot: the sequential service starts there too)."""
-    first, end = min(slots), max(slots) + 1
-    return [Chunk(a, min(a + chunk_slots, end), max(first, a - warmup)) for a in range(first, end, chunk_slots)]
+def plan(slots: list[int], chunk_slots: int, warmup: int, first: int | None = None) -> list[Chunk]:
+    """The chunks of ``chunk_slots`` slots that cover ``slots`` from slot ``first`` on (from the first of
+    ``slots`` when None), each replaying up to ``warmup`` slots before it, never before the first of ``slots``:
+    a sequential service fed ``slots`` starts there too. Returns them in time order."""
+    start, end = min(slots), max(slots) + 1
+    first = start if first is None else max(start, first)
+    return [Chunk(a, min(a + chunk_slots, end), max(start, a - warmup)) for a in range(first, end, chunk_slots)]
 
 
 @dataclass
@@ -71,7 +73,10 @@ class ChunkReport:
     warmup_frames: int = 0
     events: int = 0
     refused: list[dict] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(("read", "project", "score", "alerts", "store"), 0.0))
+    #: read: reading the FITS file; project: onto the passages' patches; score: the ensemble's streams, onsets and
+    #: alert decisions; passages: opening and closing them; store: the state's snapshot and the commit
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(
+        ("read", "project", "score", "passages", "store"), 0.0))
     elapsed_s: float = 0.0
 
 
@@ -100,7 +105,7 @@ def run_chunk(chunk: Chunk, frames: Frames, bundle: str, config: ServiceConfig, 
     step = frame_step(model, config)
     report, events, rows = ChunkReport(chunk.name), [], []
     with tempfile.TemporaryDirectory(prefix="fluxwatch-chunk-") as scratch, threadpool_limits(threads):
-        store = Store(scratch, model.n_frames, model.pixels)
+        store = Store(scratch, model.n_frames, model.pixels, durable=False)
         for slot in [s for s in frames.slots() if chunk.warm_from <= s < chunk.end]:
             kept = slot >= chunk.first
             t0 = time.perf_counter()
@@ -111,10 +116,12 @@ def run_chunk(chunk: Chunk, frames: Frames, bundle: str, config: ServiceConfig, 
                     report.refused.append({"file": frames.name(slot), "problem": str(exc)})
                 continue
             t1 = time.perf_counter()
-            result = step.execute(mag, frames.name(slot), store.snapshot(slot))
+            state = store.snapshot(slot)
             t2 = time.perf_counter()
-            store.commit(result, [])
+            result = step.execute(mag, frames.name(slot), state)
             t3 = time.perf_counter()
+            store.commit(result, [])
+            t4 = time.perf_counter()
             if not kept:
                 report.warmup_frames += 1
                 continue
@@ -123,8 +130,8 @@ def run_chunk(chunk: Chunk, frames: Frames, bundle: str, config: ServiceConfig, 
             s["read"] += t1 - t0
             s["project"] += result.projection_seconds
             s["score"] += result.scoring_seconds
-            s["alerts"] += t2 - t1 - result.projection_seconds - result.scoring_seconds
-            s["store"] += t3 - t2
+            s["passages"] += t3 - t2 - result.projection_seconds - result.scoring_seconds
+            s["store"] += t2 - t1 + t4 - t3
             events += result.events
             rows += score_rows(result)
         report.events = len(events)

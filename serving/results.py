@@ -69,7 +69,12 @@ class PassageState:
     frames: np.ndarray
     curves: np.ndarray
     alert: AlertState
-    latest: Score | None  # the score of its last scored frame
+    latest_json: str | None  # the score of its last scored frame, as stored (parsed when a closing needs it)
+
+    @property
+    def latest(self) -> Score | None:
+        """The score of its last scored frame (None before its first)."""
+        return None if self.latest_json is None else Score.model_validate_json(self.latest_json)
 
 
 @dataclass

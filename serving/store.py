@@ -133,8 +133,11 @@ class Outbox:
 class Store(_Queries):
     """The writer: the service's state under ``data_dir``, for videos of ``n_frames`` × ``pixels``²."""
 
-    def __init__(self, data_dir: str | Path, n_frames: int, pixels: int):
+    def __init__(self, data_dir: str | Path, n_frames: int, pixels: int, durable: bool = True):
+        """``durable=False``: a scratch store (a backfill chunk's) that does not flush its videos to disk before
+        each commit, as nothing needs to survive a crash of its process."""
         self.dir = Path(data_dir)
+        self.durable = durable
         (self.dir / "videos").mkdir(parents=True, exist_ok=True)
         self.path = self.dir / "state.sqlite"
         # created by the thread that builds the service, used by the scheduler's (one at a time, under its lock)
@@ -188,9 +191,9 @@ class Store(_Queries):
             open_[key] = PassageState(
                 video=self._mapped(pid, start),
                 frames=np.array([r[0] for r in rows], np.int64),
-                curves=np.array([json.loads(r[1]) for r in rows]).T if rows else np.zeros((0, 0)),
+                curves=np.array(json.loads(f"[{','.join(r[1] for r in rows)}]")).T if rows else np.zeros((0, 0)),
                 alert=alerts.get(key) or AlertState(pid, passage_label(start)),
-                latest=Score.model_validate_json(rows[-1][2]) if rows else None)
+                latest_json=rows[-1][2] if rows else None)
         return StepState(slot, None if newest is None else newest[0], passages, recorded, observed, open_,
                          (self.n_frames, self.pixels, self.pixels))
 
@@ -254,7 +257,8 @@ class Store(_Queries):
         for (pid, start), k, frame in result.video_frames:
             video = self.video(pid, start)
             video[k] = frame
-            video.flush()
+            if self.durable:
+                video.flush()
         fault_point("video")
         with self.db:
             db = self.db
