@@ -89,7 +89,7 @@ def plot_butterfly(catalog: pd.DataFrame, path: Path, truth: pd.DataFrame | None
     fig, ax = plt.subplots(figsize=(10, 4.5))
     if truth is not None and len(truth):
         ax.scatter(truth.onset_time, truth.lat, s=np.clip(truth.flux_mx / 1e20, 4, 300), facecolors="none",
-                   edgecolors="0.6", linewidths=0.8, label="true emergences (simulator)")
+                   edgecolors="0.6", linewidths=0.8, label="true emergences on the near side (simulator)")
     points = ax.scatter(catalog.onset_time, catalog.carrington_lat, s=np.clip(catalog.flux_at_alert_mx / 1e20, 4, 300),
                         c=catalog.peak_probability, cmap="viridis", vmin=0, vmax=1, label="catalog (onset estimate)")
     fig.colorbar(points, ax=ax, label="peak probability")

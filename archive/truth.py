@@ -50,9 +50,10 @@ def compare(events: list[AlertEvent], frames: SyntheticFrames, grid: PatchGrid, 
             "counted_onsets_days": counted, "note": "synthetic Sun: an upper bound for the real archive"}
 
 
-def truth_table(frames: SyntheticFrames) -> pd.DataFrame:
-    """The period's true emergences of at least 10²¹ Mx (onset_time UTC, lat deg, flux_mx) for the butterfly plot."""
-    rows = truth(frames.sun, frames.first, frames.end, 1e21)
+def truth_table(frames: SyntheticFrames, rule: MatchRule = MatchRule()) -> pd.DataFrame:
+    """The period's true emergences that count (at least ``rule.any_flux_Mx``, within ``rule.max_cmd_deg`` of the
+    central meridian at onset): onset_time UTC, lat deg, flux_mx, for the butterfly plot."""
+    rows = [e for e in truth(frames.sun, frames.first, frames.end, rule.any_flux_Mx) if abs(e.cmd_deg) <= rule.max_cmd_deg]
     epoch = pd.Timestamp(EPOCH.isot, tz="UTC")
     return pd.DataFrame({"onset_time": [epoch + pd.Timedelta(days=e.onset_days) for e in rows],
                          "lat": [e.lat for e in rows], "flux_mx": [e.flux_Mx for e in rows]})
