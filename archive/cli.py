@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from archive.catalog import emergence_catalog, plot_butterfly
 from archive.chunk import EVENTS, SCORES, ChunkReport, plan, run_chunk
-from archive.frames import FileFrames, Frames, SyntheticFrames, input_paths
+from archive.frames import FileFrames, Frames, SyntheticFrames, input_paths, slots_of_files
 from archive.truth import compare, truth_table
 from common.clock import SLOTS_PER_DAY, slot_of_time
 from common.config import ServiceConfig
@@ -37,16 +37,32 @@ from common.patches import PatchGrid
 from serving.bundle import ModelBundle
 from serving.events import AlertEvent
 
+#: Files per task of the header scan.
+SCAN_BATCH = 200
+
+
+def _scan(client, paths: list[Path], progress: bool) -> FileFrames:
+    """The files' slots, their headers read on the cluster (an archive holds millions of files)."""
+    from distributed import as_completed
+
+    batches = [[str(p) for p in paths[i : i + SCAN_BATCH]] for i in range(0, len(paths), SCAN_BATCH)]
+    futures = client.map(slots_of_files, batches, pure=False)
+    for _ in tqdm(as_completed(futures), total=len(futures), desc="reading headers", unit="batch", disable=not progress):
+        pass
+    return FileFrames.choose([f for batch in client.gather(futures) for f in batch])
+
+
 #: Days of frames per task: each also replays the video's length (225 slots, 15 days) before it, 16% more work at
 #: 91 days, and a year splits into four.
 CHUNK_DAYS = 91.5
 
 
-def backfill(frames: Frames, out: Path, bundle: str, config: ServiceConfig = ServiceConfig(), chunk_days: float = CHUNK_DAYS,
+def backfill(inputs: Frames | list[Path], out: Path, bundle: str, config: ServiceConfig = ServiceConfig(), chunk_days: float = CHUNK_DAYS,
              scheduler: str | None = None, workers: int = 2, first: int | None = None, progress: bool = True,
              log=print) -> dict:
-    """Run the backfill of ``frames`` into ``out`` on the Dask cluster at ``scheduler`` (a new LocalCluster of
-    ``workers`` single-threaded processes when None); returns the report (also ``out/report.json``).
+    """Run the backfill of ``inputs`` (frames, or FITS files whose headers the cluster reads first) into ``out`` on
+    the Dask cluster at ``scheduler`` (a new LocalCluster of ``workers`` single-threaded processes when None);
+    returns the report (also ``out/report.json``).
 
     ``first``: the first slot to catalog (default: the first frame's); earlier frames only warm the passages up.
     """
@@ -54,23 +70,27 @@ def backfill(frames: Frames, out: Path, bundle: str, config: ServiceConfig = Ser
 
     out.mkdir(parents=True, exist_ok=True)
     model = ModelBundle(bundle, threads=1)  # checked here, before any worker loads it
-    slots = frames.slots()
-    if not slots:
-        raise ValueError("no frames to backfill")
-    chunks = plan(slots, max(1, int(round(chunk_days * SLOTS_PER_DAY))), model.n_frames, first)
     t0 = time.perf_counter()
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0",
                                                   processes=True)
-    with Client(scheduler or cluster) as client:
-        log(f"{len(slots)} frames in {len(chunks)} chunks of {chunk_days:g} d on {len(client.scheduler_info()['workers'])} "
-            f"workers; progress: {client.dashboard_link}")
-        futures = client.map(run_chunk, chunks, frames=frames, bundle=str(Path(bundle).resolve()), config=config,
-                             out=str(out.resolve()), pure=False)
-        for _ in tqdm(as_completed(futures), total=len(futures), desc="chunks", unit="chunk", disable=not progress):
-            pass
-        reports: list[ChunkReport] = client.gather(futures)
-    if cluster is not None:
-        cluster.close()
+    try:
+        with Client(scheduler or cluster) as client:
+            log(f"Dask: {len(client.scheduler_info()['workers'])} workers; progress: {client.dashboard_link}")
+            frames = inputs if not isinstance(inputs, list) else _scan(client, inputs, progress)
+            slots = frames.slots()
+            if not slots:
+                raise ValueError(f"no readable frames among the inputs ({len(frames.refused)} refused)")
+            chunks = plan(slots, max(1, int(round(chunk_days * SLOTS_PER_DAY))), model.n_frames, first)
+            log(f"{len(slots)} frames in {len(chunks)} chunks of {chunk_days:g} d; {len(frames.refused)} files refused "
+                "(listed in report.json)")
+            futures = client.map(run_chunk, chunks, frames=frames, bundle=str(Path(bundle).resolve()), config=config,
+                                 out=str(out.resolve()), pure=False)
+            for _ in tqdm(as_completed(futures), total=len(futures), desc="chunks", unit="chunk", disable=not progress):
+                pass
+            reports: list[ChunkReport] = client.gather(futures)
+    finally:
+        if cluster is not None:
+            cluster.close()
     elapsed = time.perf_counter() - t0
     report = merge(out, [c.name for c in chunks], frames, model, config)
     kept = sum(r.frames for r in reports)
@@ -142,12 +162,10 @@ def main(argv=None) -> int:
     if args.synthetic == bool(args.inputs):
         p.error("give input files or --synthetic, not both or neither")
     config = ServiceConfig()
-    frames: Frames = (SyntheticFrames.period(args.seed, args.start, args.days, (args.size, args.size)) if args.synthetic
-                      else FileFrames.scan(input_paths(args.inputs)))
-    for refused in frames.refused:
-        print(f"refused {refused.file}: {refused.problem}", file=sys.stderr)
+    inputs: Frames | list[Path] = (SyntheticFrames.period(args.seed, args.start, args.days, (args.size, args.size))
+                                   if args.synthetic else input_paths(args.inputs))
     try:
-        backfill(frames, args.out, args.bundle or config.bundle, config, args.chunk_days, args.scheduler, args.workers,
+        backfill(inputs, args.out, args.bundle or config.bundle, config, args.chunk_days, args.scheduler, args.workers,
                  None if args.first is None else int(slot_of_time(Time(args.first))))
     except ValueError as exc:
         p.error(str(exc))

@@ -50,6 +50,31 @@ def input_paths(inputs: list[str]) -> list[Path]:
 
 
 @dataclass(frozen=True)
+class SlotOfFile:
+    """A file's slot and its distance from the slot's time (s), or the reason its header is refused."""
+
+    path: str
+    slot: int | None
+    offset_s: float = 0.0
+    problem: str | None = None
+
+
+def slot_of_file(path: str | Path) -> SlotOfFile:
+    """The slot of a full-disk FITS file from its header (the observation time as the reader takes it)."""
+    try:
+        t = observation_time(path, read_header(path))
+    except IngestError as exc:
+        return SlotOfFile(str(path), None, problem=str(exc))
+    slot = int(slot_of_time(t))
+    return SlotOfFile(str(path), slot, abs((t - slot_time(slot)).to_value(u.s)))
+
+
+def slots_of_files(paths: list[str]) -> list[SlotOfFile]:
+    """:func:`slot_of_file` of each of ``paths`` (one task of a distributed header scan)."""
+    return [slot_of_file(p) for p in paths]
+
+
+@dataclass(frozen=True)
 class FileFrames:
     """Full-disk FITS files by slot: of a slot's files, the one observed closest to the slot's time (the live
     service's slot selection, :mod:`serving.service`)."""
@@ -59,20 +84,20 @@ class FileFrames:
 
     @classmethod
     def scan(cls, paths: list[Path], progress: bool = True) -> FileFrames:
-        """Read the headers of ``paths`` and keep each slot's closest frame; unreadable headers are refused."""
+        """Read the headers of ``paths`` here and keep each slot's closest frame (:meth:`choose`)."""
+        return cls.choose([slot_of_file(p) for p in tqdm(paths, desc="reading headers", unit="file",
+                                                          disable=not progress)])
+
+    @classmethod
+    def choose(cls, found: list[SlotOfFile]) -> FileFrames:
+        """Of each slot's files (:func:`slot_of_file` of each), the one closest to the slot's time; the refused
+        files listed with their problems."""
         best: dict[int, tuple[float, str]] = {}
-        refused = []
-        for path in tqdm(paths, desc="reading headers", unit="file", disable=not progress):
-            try:
-                t = observation_time(path, read_header(path))
-            except IngestError as exc:
-                refused.append(Refused(str(path), str(exc)))
-                continue
-            slot = int(slot_of_time(t))
-            offset = abs((t - slot_time(slot)).to_value(u.s))
-            if slot not in best or offset < best[slot][0]:
-                best[slot] = (offset, str(path))
-        return cls({slot: p for slot, (_, p) in sorted(best.items())}, refused)
+        for f in found:
+            if f.slot is not None and (f.slot not in best or f.offset_s < best[f.slot][0]):
+                best[f.slot] = (f.offset_s, f.path)
+        return cls({slot: p for slot, (_, p) in sorted(best.items())},
+                   [Refused(f.path, f.problem) for f in found if f.problem is not None])
 
     def slots(self) -> list[int]:
         return sorted(self.files)

@@ -85,7 +85,8 @@ class StepState:
     passages : {patch id: start slot} of every open passage.
     recorded : every passage recorded (open or closed) that may begin again at this slot: a passage closed early
         (full video) is not reopened.
-    observed : (n,) sorted slots ingested before this frame, from the oldest open passage's start on.
+    observed : (n,) sorted slots ingested before this frame, from the oldest open passage's start or the earliest
+        start a passage opening now can have (:data:`common.passage.SEARCH_DAYS` back), whichever is earlier.
     open : the state of every open passage, by key.
     video_shape : (n_frames, pixels, pixels) of a passage's video.
     """

@@ -115,7 +115,9 @@ def test_the_catalog_has_one_row_per_alerted_emergence_with_its_alerts_values(ba
 def test_a_killed_backfill_rerun_skips_its_finished_chunks_and_ends_the_same(tmp_path, stretch, tiny_bundle, sequential):
     listing = tmp_path / "files.txt"
     files = sorted(stretch.iterdir())[:80]
-    listing.write_text("\n".join(map(str, files)))
+    broken = tmp_path / "broken.fits"
+    broken.write_bytes(b"SIMPLE  =                    T" + b" " * 50 + b"END" + b" " * 77)
+    listing.write_text("\n".join(map(str, [*files, broken])))
     out = tmp_path / "out"
     env = {**os.environ, "FLUXWATCH_LAT_LIMIT": str(LAT_LIMIT)}
     command = [sys.executable, "-m", "archive.cli", f"@{listing}", "--out", str(out), "--bundle", str(tiny_bundle),
@@ -138,3 +140,5 @@ def test_a_killed_backfill_rerun_skips_its_finished_chunks_and_ends_the_same(tmp
     last = FileFrames.scan(files, progress=False).slots()[-1]
     expected = [e for e in sequential.store.reader().alerts() if slot_of_time(Time(e.frame_time)) <= last]
     assert got and [without_publication_time(e) for e in got] == [without_publication_time(e) for e in expected]
+    (refused,) = json.loads((out / "report.json").read_text())["refused"]
+    assert refused["file"] == str(broken) and str(broken) in refused["problem"], "a clear error naming the file"
