@@ -142,3 +142,11 @@ def test_a_killed_backfill_rerun_skips_its_finished_chunks_and_ends_the_same(tmp
     assert got and [without_publication_time(e) for e in got] == [without_publication_time(e) for e in expected]
     (refused,) = json.loads((out / "report.json").read_text())["refused"]
     assert refused["file"] == str(broken) and str(broken) in refused["problem"], "a clear error naming the file"
+
+
+def test_chunks_cover_the_period_once_and_replay_the_video_length_before_them():
+    slots = list(range(1000, 1400))
+    chunks = plan(slots, 150, 225)
+    assert [(c.first, c.end, c.warm_from) for c in chunks] == [(1000, 1150, 1000), (1150, 1300, 1000), (1300, 1400, 1075)]
+    later = plan(slots, 150, 225, first=1250)  # --from: earlier frames only warm up
+    assert [(c.first, c.end, c.warm_from) for c in later] == [(1250, 1400, 1025)]
