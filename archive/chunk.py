@@ -40,6 +40,8 @@ from serving.store import Store
 
 #: What a finished chunk folder holds.
 EVENTS, SCORES, REPORT = "events.jsonl", "scores.parquet", "report.json"
+SCORE_COLUMNS = ["patch_id", "passage_start_slot", "frame", "slot", "frame_time", "median", "p25", "p75", "members",
+                 "onset_frame", "onset_uncertainty_h", "stonyhurst_lon", "stonyhurst_lat"]
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ def run_chunk(chunk: Chunk, frames: Frames, bundle: str, config: ServiceConfig, 
             result = step.execute(mag, frames.name(slot), state)
             t3 = time.perf_counter()
             store.commit(result, [])
+            for key in result.closed:  # never read again: the scratch disk holds the open passages' videos only
+                store.video_path(*key).unlink(missing_ok=True)
             t4 = time.perf_counter()
             if not kept:
                 report.warmup_frames += 1
@@ -148,6 +152,3 @@ def run_chunk(chunk: Chunk, frames: Frames, bundle: str, config: ServiceConfig, 
             shutil.rmtree(staging, ignore_errors=True)
     return report
 
-
-SCORE_COLUMNS = ["patch_id", "passage_start_slot", "frame", "slot", "frame_time", "median", "p25", "p75", "members",
-                 "onset_frame", "onset_uncertainty_h", "stonyhurst_lon", "stonyhurst_lat"]
