@@ -70,6 +70,7 @@ def backfill(inputs: Frames | list[Path], out: Path, bundle: str, config: Servic
 
     out.mkdir(parents=True, exist_ok=True)
     model = ModelBundle(bundle, threads=1)  # checked here, before any worker loads it
+    _claim(out, model, config)
     t0 = time.perf_counter()
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0",
                                                   processes=True)
@@ -106,6 +107,27 @@ def backfill(inputs: Frames | list[Path], out: Path, bundle: str, config: Servic
         + f"; {len(report['refused'])} files refused")
     log(f"{report['catalog_rows']} emergences in {out / 'catalog.parquet'}; butterfly diagram {out / 'butterfly.png'}")
     return report
+
+
+#: The settings the frame step depends on (:func:`serving.step.frame_step`): the patch grid and the alert policy.
+STEP_SETTINGS = ("lat_limit", "tile_overlap", "hysteresis", "onset_step_frames", "probability_step", "present_at_start")
+
+
+def _claim(out: Path, model: ModelBundle, config: ServiceConfig) -> None:
+    """Record in ``out/backfill.json`` the bundle and settings its chunks are made with, or check that a folder being
+    resumed was made with the same: chunks of another model or grid must not be mixed into one catalog."""
+    identity = {"bundle_digest": model.digest,
+                "settings": {k: str(getattr(config, k)) for k in STEP_SETTINGS}}
+    path = out / "backfill.json"
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != identity:
+            changed = sorted(k for k in {*before["settings"], *identity["settings"]}
+                             if before["settings"].get(k) != identity["settings"].get(k))
+            what = ["the bundle"] * (before["bundle_digest"] != identity["bundle_digest"]) + changed
+            raise ValueError(f"{out} holds a backfill made with another {', '.join(what)} ({path}): give another --out")
+    else:
+        _write_atomically(path, json.dumps(identity, indent=2))
 
 
 def merge(out: Path, names: list[str], frames: Frames, model: ModelBundle, config: ServiceConfig) -> dict:

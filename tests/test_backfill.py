@@ -142,6 +142,8 @@ def test_a_killed_backfill_rerun_skips_its_finished_chunks_and_ends_the_same(tmp
     assert got and [without_publication_time(e) for e in got] == [without_publication_time(e) for e in expected]
     (refused,) = json.loads((out / "report.json").read_text())["refused"]
     assert refused["file"] == str(broken) and str(broken) in refused["problem"], "a clear error naming the file"
+    with pytest.raises(ValueError, match="lat_limit"):  # chunks of another grid are not mixed into this catalog
+        backfill(files, out, str(tiny_bundle), ServiceConfig(bundle=str(tiny_bundle)), progress=False)
 
 
 def test_chunks_cover_the_period_once_and_replay_the_video_length_before_them():
