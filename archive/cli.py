@@ -116,15 +116,14 @@ STEP_SETTINGS = ("lat_limit", "tile_overlap", "hysteresis", "onset_step_frames",
 def _claim(out: Path, model: ModelBundle, config: ServiceConfig) -> None:
     """Record in ``out/backfill.json`` the bundle and settings its chunks are made with, or check that a folder being
     resumed was made with the same: chunks of another model or grid must not be mixed into one catalog."""
-    identity = {"bundle_digest": model.digest,
-                "settings": {k: str(getattr(config, k)) for k in STEP_SETTINGS}}
+    settings = {k: str(getattr(config, k)) for k in STEP_SETTINGS}
+    identity = {"bundle_digest": model.digest, "settings": settings}
     path = out / "backfill.json"
     if path.exists():
         before = json.loads(path.read_text())
         if before != identity:
-            changed = sorted(k for k in {*before["settings"], *identity["settings"]}
-                             if before["settings"].get(k) != identity["settings"].get(k))
-            what = ["the bundle"] * (before["bundle_digest"] != identity["bundle_digest"]) + changed
+            changed = sorted(k for k in {*before["settings"], *settings} if before["settings"].get(k) != settings.get(k))
+            what = ["the bundle"] * (before["bundle_digest"] != model.digest) + changed
             raise ValueError(f"{out} holds a backfill made with another {', '.join(what)} ({path}): give another --out")
     else:
         _write_atomically(path, json.dumps(identity, indent=2))
