@@ -14,7 +14,7 @@ from common.clock import EPOCH, SLOTS_PER_DAY, slot_days
 from common.patches import PatchGrid
 from evaluation.matching import Emergence, MatchRule, match
 from evaluation.replay import opened, truth
-from serving.events import AlertEvent
+from serving.events import AlertEvent, EventKind
 
 #: Regions whose onset falls this close to the period's start are not counted: a cold start sees them mid-way.
 COLD_START_DAYS = 1.0
@@ -23,7 +23,8 @@ END_DAYS = 2.0
 
 
 def compare(events: list[AlertEvent], frames: SyntheticFrames, grid: PatchGrid, rule: MatchRule = MatchRule()) -> dict:
-    """Recall (by flux bin and |CMD| bin), precision and onset error of ``events`` against the truth of ``frames``."""
+    """Recall (by true flux and |CMD| at onset), precision (by the tile's flux and |CMD| at the alert) and onset
+    error of ``events`` against the truth of ``frames``."""
     emergences = truth(frames.sun, frames.first - int(rule.window_days * SLOTS_PER_DAY), frames.end, rule.any_flux_Mx)
     counted = (float(slot_days(frames.first)) + COLD_START_DAYS, float(slot_days(frames.end)) - END_DAYS)
     alerts = opened(events)
@@ -40,12 +41,25 @@ def compare(events: list[AlertEvent], frames: SyntheticFrames, grid: PatchGrid, 
     by_cmd = {f"|CMD| {lo}-{hi} deg": recall([e for e in counted_regions if lo <= abs(e.cmd_deg) < hi])
               for lo, hi in ((0, 30), (30, 60))}
     false = {a.alert_id for a in m.false_alerts}
-    openings = [a for a in alerts if a.kind == "opened"]
+    openings = [e for e in events if e.event is EventKind.opened]
+
+    def precision(chosen: list[AlertEvent]) -> dict:
+        return {"n": len(chosen), "precision": float(np.mean([e.alert_id not in false for e in chosen]))
+                if chosen else float("nan")}
+
+    def flux(e: AlertEvent) -> float:
+        return e.region.flux_positive_mx + e.region.flux_negative_mx
+
+    precision_by_flux = {f"{lo:.0e}-{hi:.0e} Mx": precision([e for e in openings if lo <= flux(e) < hi])
+                         for lo, hi in ((0, 3e21), (3e21, 1e22), (1e22, np.inf))}
+    precision_by_cmd = {f"|CMD| {lo}-{hi} deg": precision([e for e in openings
+                                                          if lo <= abs(e.patch.stonyhurst.lon) < hi])
+                        for lo, hi in ((0, 30), (30, 60), (60, 90))}
     errors = np.array([a.onset_days - m.emergences[r].onset_days for r, a in found.items() if a is not None])
     q25, q50, q75 = np.percentile(errors, [25, 50, 75]) if errors.size else (np.nan,) * 3
     return {"emergences_counted": len(found), "catalog_rows": len(alerts),
-            "precision": 1 - len(false) / len(openings) if openings else float("nan"),
-            "recall_by_flux": by_flux, "recall_by_cmd": by_cmd,
+            "precision": precision(openings)["precision"], "precision_by_flux": precision_by_flux,
+            "precision_by_cmd": precision_by_cmd, "recall_by_flux": by_flux, "recall_by_cmd": by_cmd,
             "onset_error_median_d": float(q50), "onset_error_iqr_d": float(q75 - q25),
             "counted_onsets_days": counted, "note": "synthetic Sun: an upper bound for the real archive"}
 
