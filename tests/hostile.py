@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import resource
 import signal
 import tempfile
 import time
@@ -225,6 +226,10 @@ def check_read(path: Path) -> Magnetogram | IngestError:
     signal.alarm(TIME_LIMIT_S)
     t0 = time.monotonic()
     before_kb = _reset_peak_rss()
+    # A read that would allocate far past the limit fails with MemoryError here instead of taking the whole test
+    # run down with the machine's OOM killer; the assertion below then names it.
+    limit = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (_status_kb("VmData") * 1024 + 4 * MEMORY_LIMIT_KB * 1024, limit[1]))
     try:
         outcomes = []
         for read in (read_magnetogram, lambda p: read_frame(p, MDI_SPEC)):
@@ -232,12 +237,14 @@ def check_read(path: Path) -> Magnetogram | IngestError:
                 mag = read(path)
             except IngestError as exc:
                 assert exc.path == path and str(path) in str(exc) and exc.problem.strip(), f"unclear error: {exc!r}"
+                assert "MemoryError" not in exc.problem, f"reading tried to allocate several GiB: {exc!r}"
                 outcomes.append(exc)
             else:
                 assert mag.data.ndim == 2 and mag.data.dtype == np.float32 and np.isfinite(mag.data).all()
                 assert mag.on_disk.shape == mag.data.shape and mag.on_disk.any()
                 outcomes.append(mag)
     finally:
+        resource.setrlimit(resource.RLIMIT_DATA, limit)
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
     assert time.monotonic() - t0 < TIME_LIMIT_S

@@ -50,7 +50,8 @@ class Counts:
         REPORT.write_text(json.dumps(report, indent=1, sort_keys=True))
 
 
-def fuzz_reader(tmp_path, examples: int, part: str) -> None:
+def fuzz_reader(tmp_path, examples: int, part: str, seeded: int | None = None) -> None:
+    """``examples`` hostile files through :func:`check_read`: a fresh draw each run, or the draw of seed ``seeded``."""
     counts = Counts()
     path = tmp_path / "hostile.fits"
 
@@ -60,6 +61,9 @@ def fuzz_reader(tmp_path, examples: int, part: str) -> None:
         path.write_bytes(case[1])
         counts.check(check_read, path)
 
+    if seeded is not None:
+        property_ = seed(seeded)(property_)
+
     try:
         property_()
     finally:
@@ -68,7 +72,8 @@ def fuzz_reader(tmp_path, examples: int, part: str) -> None:
 
 
 def test_hostile_files_are_read_or_refused_with_a_clear_error(tmp_path):
-    fuzz_reader(tmp_path, FAST_EXAMPLES, "reader_fast")
+    """``make test``'s draw is seeded, so that it is the same each run; the reliability suite draws afresh."""
+    fuzz_reader(tmp_path, FAST_EXAMPLES, "reader_fast", seeded=29)
 
 
 @pytest.mark.reliability
