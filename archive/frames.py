@@ -23,6 +23,7 @@ from ingest.errors import IngestError
 from ingest.instruments import InstrumentSpec
 from ingest.magnetogram import Magnetogram, observation_time, read_frame, read_header
 from sim import SunConfig, SyntheticSun, write_fits_series
+from sim.observe import mdi_file_name
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ class SyntheticFrames:
         return [int(s) for s in slots[self.sun.observed(slots)]]
 
     def name(self, slot: int) -> str:
-        return f"mdi.fd_M_96m_lev182.{slot_time(slot).strftime('%Y%m%d_%H%M%S')}.fits"
+        return mdi_file_name(slot)
 
     def read(self, slot: int, instrument: InstrumentSpec) -> Magnetogram:
         staging = Path(tempfile.mkdtemp(prefix="fluxwatch-frame-"))

@@ -102,7 +102,7 @@ class StepState:
     def video(self, key: Key) -> np.ndarray:
         """A passage's video (all 0 G for a passage this frame opens)."""
         state = self.open.get(key)
-        return np.zeros(self.video_shape, np.float32) if state is None else state.video
+        return blank_video(self.video_shape) if state is None else state.video
 
     def alert(self, key: Key) -> AlertState:
         """A copy of a passage's alert state (idle for a passage this frame opens), for the step to advance."""
@@ -117,6 +117,11 @@ class StepState:
         """Frames [lo, hi) of a passage's video, gaps filled (:func:`filled_frames`); ``now``: frame hi − 1, the
         one the step is ingesting (not in the snapshot yet)."""
         return filled_frames(self.video(key), key[1], lo, hi, self.observed, now)
+
+
+def blank_video(shape: tuple[int, int, int]) -> np.ndarray:
+    """A read-only all-0 G video of ``shape`` that takes no memory (a passage that has no frame yet)."""
+    return np.broadcast_to(np.zeros(1, np.float32), shape)
 
 
 def filled_frames(video: np.ndarray, start: int, lo: int, hi: int, observed_slots: np.ndarray,

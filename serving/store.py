@@ -36,7 +36,7 @@ from common.passage import SEARCH_DAYS
 from serving.alerts import AlertState, passage_label
 from serving.events import SCHEMA_VERSION, AlertEvent, AlertStatus, HistoryPoint, PatchDetail, PatchSummary, Score
 from serving.faults import fault_point
-from serving.results import FrameResult, PassageState, StepState, filled_frames
+from serving.results import FrameResult, PassageState, StepState, blank_video, filled_frames
 
 if TYPE_CHECKING:
     from astropy.time import Time
@@ -201,7 +201,7 @@ class Store(_Queries):
         """A passage's video mapped read only (all 0 G when it has none yet)."""
         path = self.video_path(patch_id, start_slot)
         shape = (self.n_frames, self.pixels, self.pixels)
-        return np.memmap(path, dtype=np.float32, mode="r", shape=shape) if path.exists() else np.zeros(shape, np.float32)
+        return np.memmap(path, dtype=np.float32, mode="r", shape=shape) if path.exists() else blank_video(shape)
 
     # ---- videos and frames ---------------------------------------------------------------------------
 

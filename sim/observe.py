@@ -104,6 +104,11 @@ def _patch_frame(sun: SyntheticSun, br: np.ndarray, fine: np.ndarray, lon_c: flo
     return sample_bilinear(cut, col - c0, row - r0, visible)
 
 
+def mdi_file_name(slot: int) -> str:
+    """The name :func:`write_fits_series` gives the frame of ``slot`` (MDI's level-1.8 naming)."""
+    return f"mdi.fd_M_96m_lev182.{slot_time(slot).strftime('%Y%m%d_%H%M%S')}.fits"
+
+
 def write_fits_series(sun: SyntheticSun, slots, folder, shape=(1024, 1024), noise: bool = True) -> list[Path]:
     """Write full-disk MDI-format FITS files of the observed slots among ``slots``; missing slots are skipped.
 
@@ -121,8 +126,7 @@ def write_fits_series(sun: SyntheticSun, slots, folder, shape=(1024, 1024), nois
         t = slot_time(int(slot))
         data = render_full_disk(partial(sun.radial_field, time=t), sun.config, sun.seed, int(slot), obs,
                                 mdi_geometry(shape), noise)
-        name = f"mdi.fd_M_96m_lev182.{t.strftime('%Y%m%d_%H%M%S')}.fits"
-        paths.append(write_mdi(folder / name, data, obs, cards=SIMULATED))
+        paths.append(write_mdi(folder / mdi_file_name(int(slot)), data, obs, cards=SIMULATED))
     return paths
 
 

@@ -129,7 +129,8 @@ def test_a_killed_backfill_rerun_skips_its_finished_chunks_and_ends_the_same(tmp
     os.killpg(job.pid, signal.SIGKILL)  # the client, the scheduler and the worker at once
     job.wait()
     finished = {p.parent.name: p.stat().st_mtime_ns for p in out.glob(f"chunks/*/{REPORT}")}
-    n_chunks = len(plan(FileFrames.scan(files, progress=False).slots(), 15, 16))
+    slots = FileFrames.scan(files, progress=False).slots()
+    n_chunks = len(plan(slots, 15, 16))
     assert 2 <= len(finished) < n_chunks, "killed part-way"
     assert not (out / "alerts.jsonl").exists()
 
@@ -137,8 +138,7 @@ def test_a_killed_backfill_rerun_skips_its_finished_chunks_and_ends_the_same(tmp
     assert {name: (out / "chunks" / name / REPORT).stat().st_mtime_ns for name in finished} == finished, "not redone"
     assert len(list(out.glob(f"chunks/*/{REPORT}"))) == n_chunks
     got = events_in(out)
-    last = FileFrames.scan(files, progress=False).slots()[-1]
-    expected = [e for e in sequential.store.reader().alerts() if slot_of_time(Time(e.frame_time)) <= last]
+    expected = [e for e in sequential.store.reader().alerts() if slot_of_time(Time(e.frame_time)) <= slots[-1]]
     assert got and [without_publication_time(e) for e in got] == [without_publication_time(e) for e in expected]
     (refused,) = json.loads((out / "report.json").read_text())["refused"]
     assert refused["file"] == str(broken) and str(broken) in refused["problem"], "a clear error naming the file"
