@@ -9,6 +9,8 @@ records the cadence it was trained for and serving refuses one that differs
 """
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import astropy.units as u
 import numpy as np
 from astropy.time import Time
@@ -32,6 +34,16 @@ def slot_days(slot) -> np.ndarray:
 def slot_time(slot) -> Time:
     """The UTC time of slot number(s) ``slot`` (int or int array; Time of the same shape)."""
     return Time(EPOCH_MJD + slot_days(slot), format="mjd", scale="utc")
+
+
+def slot_isot(slot: int) -> str:
+    """The UTC time of one slot as ISO text with milliseconds, as ``slot_time(slot).isot`` writes it, without astropy's
+    cost (every slot is a round UTC minute)."""
+    return (_EPOCH_DATETIME + timedelta(minutes=_CADENCE_MIN * int(slot))).strftime("%Y-%m-%dT%H:%M:%S.000")
+
+
+_EPOCH_DATETIME = datetime.fromisoformat(EPOCH.isot)
+_CADENCE_MIN = round(CADENCE.to_value(u.min))
 
 
 def days_since_epoch(time) -> np.ndarray:

@@ -28,7 +28,7 @@ from fastapi import FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from common.clock import CADENCE_DAYS, slot_of_time, slot_time
+from common.clock import CADENCE_DAYS, slot_isot, slot_of_time
 from common.figures import Sprite, sprite
 from ingest.dataset import DatasetStore
 from review import media
@@ -244,7 +244,7 @@ def create_app(decisions: Decisions, show_model: bool = False, alerts: AlertSour
 <section class="player">
 <canvas id="video" width="360" height="360" data-sprite="/media/{seq}/sprite.png?v={version}&amp;m={int(shown)}"
   data-columns="{sprite.columns}" data-frames="{sprite.frames}" data-pixels="{sprite.pixels}" data-fps="{fps}"
-  data-start="{slot_time(start).isot}" data-cadence-min="{CADENCE_DAYS * 1440:g}"></canvas>
+  data-start="{slot_isot(start)}" data-cadence-min="{CADENCE_DAYS * 1440:g}"></canvas>
 <div class="controls"><button id="play" type="button">pause</button>
 <input id="scrubber" type="range" min="0" max="{sprite.frames - 1}" value="0" step="1">
 frame <span id="frame-index">0</span> / {sprite.frames - 1} · <span id="frame-time"></span></div>

@@ -32,7 +32,7 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message
 
-from common.clock import slot_of_time, slot_time
+from common.clock import slot_isot, slot_of_time
 from ingest.errors import IngestError
 from ingest.magnetogram import read_frame
 from serving.events import (
@@ -186,7 +186,7 @@ def create_app(service: Service) -> FastAPI:
         body = io.BytesIO()
         np.save(body, video, allow_pickle=False)
         return Response(body.getvalue(), media_type="application/x-npy",
-                        headers={"X-Passage-Start": slot_time(found[0]).isot, "X-Last-Frame": str(found[2]),
+                        headers={"X-Passage-Start": slot_isot(found[0]), "X-Last-Frame": str(found[2]),
                                  "X-Passage-Status": found[1]})
 
     @app.get("/patches/{patch_id}/cutout.png", response_class=Response,

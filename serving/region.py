@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 
-from common.clock import slot_time
+from common.clock import slot_isot
 from common.figures import sprite
 from common.patches import polarity_flux_mx
 from serving.events import Box, Region
@@ -45,7 +45,7 @@ def bounding_box(frame: np.ndarray, axes: Axes, floor_G: float = FIELD_FLOOR_G) 
 
 def cutout_path(patch_id: str, start_slot: int, frame: int, onset: int) -> str:
     """The API path of :func:`cutout_png` for a passage's frame and its onset frame."""
-    query = urlencode({"passage_start": slot_time(start_slot).isot, "frame": frame, "onset": onset})
+    query = urlencode({"passage_start": slot_isot(start_slot), "frame": frame, "onset": onset})
     return f"/patches/{patch_id}/cutout.png?{query}"
 
 

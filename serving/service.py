@@ -30,7 +30,7 @@ from pathlib import Path
 
 import astropy.units as u
 
-from common.clock import CADENCE, slot_of_time, slot_time
+from common.clock import CADENCE, slot_isot, slot_of_time, slot_time
 from common.config import ServiceConfig
 from ingest.errors import IngestError
 from ingest.magnetogram import Magnetogram, read_frame
@@ -132,7 +132,7 @@ class Service:
             self.inbox.done(path)  # stored, but the service stopped before filing it in processed/
             return
         if self.store.has_frame(slot):
-            self._supersede(path, f"slot {slot} ({slot_time(slot).isot}) was already scored")
+            self._supersede(path, f"slot {slot} ({slot_isot(slot)}) was already scored")
             return
         current = self.pending.get(slot)
         if current is not None and current.offset_s <= offset:

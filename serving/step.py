@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 import astropy.units as u
 import numpy as np
 
-from common.clock import slot_of_time, slot_time
+from common.clock import slot_isot, slot_of_time, slot_time
 from common.config import ServiceConfig
 from common.ensemble import is_stable, percentiles
 from common.observer import central_meridian_distance
@@ -147,7 +147,7 @@ class FrameStep:
             return
         # the closing event and final status carry the patch's last score, stamped with the closing frame
         pid, start = key
-        closing = last.model_copy(update={"frame_time": slot_time(result.slot).isot, "provenance": origin.provenance,
+        closing = last.model_copy(update={"frame_time": slot_isot(result.slot), "provenance": origin.provenance,
                                           "simulated": origin.simulated})
         alert = state.alert(key)
         result.events += [t.event(closing, origin.published, region(state.video(key), last.frame, last.onset.frame,
@@ -228,12 +228,12 @@ class FrameStep:
             simulated=origin.simulated,
             provenance=origin.provenance,
             patch=PatchPosition(id=pid, carrington=LonLat(lon=patch.lon, lat=patch.lat), stonyhurst=stonyhurst),
-            passage_start=slot_time(start).isot,
+            passage_start=slot_isot(start),
             frame=int(k),
-            frame_time=slot_time(slot).isot,
+            frame_time=slot_isot(slot),
             probability=EnsembleProbability(median=median, p25=p25, p75=p75, members=[float(p) for p in member_probs],
                                             stable=bool(is_stable(p25, p75, self.bundle.alert_threshold))),
-            onset=Onset(frame=int(round(onset)), time_utc=slot_time(start + int(round(onset))).isot,
+            onset=Onset(frame=int(round(onset)), time_utc=slot_isot(start + int(round(onset))),
                         uncertainty_hours=float((o75 - o25) / 2 * self.bundle.cadence.to_value(u.h))),
             threshold=self.bundle.alert_threshold,
             observed_from=observed_from,

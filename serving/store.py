@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from common.clock import SLOTS_PER_DAY, slot_time
+from common.clock import SLOTS_PER_DAY, slot_isot
 from common.passage import SEARCH_DAYS
 from serving.alerts import AlertState, passage_label
 from serving.events import SCHEMA_VERSION, AlertEvent, AlertStatus, HistoryPoint, PatchDetail, PatchSummary, Score
@@ -317,7 +317,7 @@ class Reader(_Queries):
         out = []
         for pid, start in sorted(self.open_passages().items()):
             alert = self.alert_state(pid, start)
-            out.append(PatchSummary(patch_id=pid, passage_start=slot_time(start).isot, alert=alert.status,
+            out.append(PatchSummary(patch_id=pid, passage_start=slot_isot(start), alert=alert.status,
                                     alert_id=alert.alert_id, latest=self.latest_score(pid, start)))
         return out
 
@@ -332,7 +332,7 @@ class Reader(_Queries):
         scores = self.scores(pid, start)
         history = [HistoryPoint(frame=s.frame, frame_time=s.frame_time, median=s.probability.median,
                                 p25=s.probability.p25, p75=s.probability.p75) for s in scores]
-        return PatchDetail(patch_id=pid, passage_start=slot_time(start).isot, passage_status=status, history=history,
+        return PatchDetail(patch_id=pid, passage_start=slot_isot(start), passage_status=status, history=history,
                            onset=scores[-1].onset if scores else None, alert=self.alert_state(pid, start).to_dict())
 
     @_one_snapshot

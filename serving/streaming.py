@@ -31,7 +31,9 @@ the rest of the net (a head graph) once per frame.
 A causal member (:class:`CausalMember`) is not masked at all: its score at
 frame k depends on frames ≤ k only, by construction. A stream keeps the last
 ``lag`` frames and the last ``receptive`` frame encodings; a new frame costs
-one run of the encoder graph and one of the head graph, whatever k is.
+one encoding and one head output, whatever k is. The new frames of every
+stream scored together (all tiles of a frame, and all past frames of the
+streams being rebuilt) share the encoder's runs.
 """
 from __future__ import annotations
 
@@ -244,17 +246,32 @@ class CausalMember:
     def state(self) -> CausalState:
         return CausalState(np.zeros((self.features, self.receptive), np.float32))
 
-    def advance(self, state: CausalState, first: int, frames: np.ndarray) -> np.ndarray:
-        """Encode recentred frames ``first``.. (m, P, P) into ``state``; the head's input at the last: (F, receptive)."""
-        pairs = np.empty((len(frames), 2) + frames.shape[1:], np.float32)
+    def advance(self, streams: list[tuple[CausalState, int, np.ndarray]]) -> np.ndarray:
+        """Encode the new frames of many streams into their states; the head's inputs at their last frames.
+
+        ``streams`` are ``(state, first, frames)``: recentred frames ``first``.. (m, P, P). The frames of all streams
+        go to the encoder together, :data:`CHUNK` to a run. Returns (len(streams), F, receptive).
+        """
+        pairs = [self._pairs(state, first, frames) for state, first, frames in streams]
+        flat = [pair for stream in pairs for pair in stream]
+        codes = np.concatenate([self.encoder(np.array(flat[i : i + CHUNK], np.float32))
+                                for i in range(0, len(flat), CHUNK)])
+        out = []
+        for (state, _, _), new in zip(streams, np.split(codes, np.cumsum([len(p) for p in pairs])[:-1])):
+            state.codes = np.concatenate([state.codes, new.T.astype(np.float32)], axis=1)[:, -self.receptive :]
+            out.append(state.codes)
+        return np.stack(out)
+
+    def _pairs(self, state: CausalState, first: int, frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each new frame with the frame ``lag`` before it (frame 0 before the video starts); ``state``'s recent
+        frames advanced past them."""
+        pairs = []
         for i, x in enumerate(frames):
             if first + i == 0:
                 state.first = x
-            pairs[i] = x, state.recent[-self.lag] if len(state.recent) >= self.lag else state.first
+            pairs.append((x, state.recent[-self.lag] if len(state.recent) >= self.lag else state.first))
             state.recent = (state.recent + [x])[-self.lag :]
-        codes = np.concatenate([self.encoder(pairs[i : i + CHUNK]) for i in range(0, len(pairs), CHUNK)])
-        state.codes = np.concatenate([state.codes, codes.T.astype(np.float32)], axis=1)[:, -self.receptive :]
-        return state.codes
+        return pairs
 
 
 class StreamingEnsemble:
@@ -326,7 +343,10 @@ class StreamingEnsemble:
             videos.append(video)
         out = np.empty((len(self.members), len(items)), np.float32)
         for m, member in enumerate(self.members):
-            if isinstance(member, FrameSumMember | CausalMember):
+            if isinstance(member, CausalMember):  # every stream's new frames encoded together
+                features = member.advance([(self._streams[key][1][m], first, x)
+                                           for (key, _, _), first, x in zip(items, firsts, news)])
+            elif isinstance(member, FrameSumMember):
                 features = np.stack([member.advance(self._streams[key][1][m], first, x)
                                      for (key, _, _), first, x in zip(items, firsts, news)])
             else:
