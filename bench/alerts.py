@@ -17,7 +17,7 @@ figures of the two default-setting held-out streams:
 baseline_false_per_disk_day=… oracle_detected_1d=… oracle_detected_2d=…``.
 Numbers from the synthetic Sun are upper bounds for the real Sun.
 
-Usage: python -m bench.alerts [--bundle runs/causal/bundle] [--max-days 60] [--min-days 30] [--setting-days 30]
+Usage: python -m bench.alerts [--bundle models/default] [--max-days 60] [--min-days 30] [--setting-days 30]
                               [--size 1024] [--workers 2]
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.config import DEFAULT_BUNDLE
 from evaluation.cli import calibrate, last_line, replay_stream, report_stream
 from evaluation.operating import VALIDATION, Stream
 
@@ -71,7 +72,7 @@ def _replay(job: tuple[Path, Stream, Path, int, str]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", type=Path, default=Path("runs/causal/bundle"))
+    p.add_argument("--bundle", type=Path, default=Path(DEFAULT_BUNDLE))
     p.add_argument("--max-days", type=float, default=60.0)
     p.add_argument("--min-days", type=float, default=30.0)
     p.add_argument("--setting-days", type=float, default=30.0,

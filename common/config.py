@@ -17,6 +17,9 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 
 from common.clock import CADENCE
 
+#: The shipped default model bundle (``make train`` reproduces it).
+DEFAULT_BUNDLE = "models/default"
+
 
 class ConfigError(ValueError):
     """Settings that cannot be used: the message names where they came from and what is wrong."""
@@ -175,7 +178,7 @@ class ServiceConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLUXWATCH_", frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     data_dir: str = "data/service"
-    bundle: str = "runs/causal/bundle"
+    bundle: str = DEFAULT_BUNDLE
     speedup: float = Field(1.0, gt=0)
     source: Literal["synthetic", "watch", "jsoc"] = "synthetic"
     synthetic_start: str = "2000-06-01T00:00:00"

@@ -31,7 +31,7 @@ from astropy.time import Time
 from tqdm import tqdm
 
 from common.clock import CADENCE_DAYS, SLOTS_PER_DAY, slot_days, slot_of_time
-from common.config import ServiceConfig
+from common.config import DEFAULT_BUNDLE, ServiceConfig
 from common.patches import PatchGrid
 from evaluation.baseline import FluxRiseDetector
 from evaluation.calibration import forecasts, plot_reliability
@@ -216,7 +216,7 @@ def last_line(report: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="fluxwatch-evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", type=Path, default=Path("runs/causal/bundle"))
+    p.add_argument("--bundle", type=Path, default=Path(DEFAULT_BUNDLE))
     p.add_argument("--seed", type=int, default=7, help="synthetic Sun seed (held out: training and the demo use 0)")
     p.add_argument("--start", default="2002-03-01T00:00:00", help="first frame (UTC)")
     p.add_argument("--days", type=float, default=60.0)
