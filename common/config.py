@@ -145,6 +145,8 @@ class ServiceConfig(BaseSettings):
     jsoc_series, jsoc_email, jsoc_url, jsoc_poll : the JSOC source: the DRMS series (``hmi.M_720s_nrt``), the
         JSOC-registered e-mail address exports need, the server (``None``: JSOC itself; another DRMS server that
         answers like it, e.g. the tests' stand-in) and how often to poll.
+    warm_start : before the first live frame, fill the last video length (15 days) that the state lacks from the
+        source's archive (:mod:`serving.warm`), so that regions already on the disk can be alerted at once.
     synthetic_start : first slot time of the synthetic feed (ISO UTC).
     synthetic_seed : seed of the synthetic Sun.
     kafka_bootstrap : Kafka bootstrap servers; ``None`` publishes to the API and the local log only.
@@ -181,6 +183,7 @@ class ServiceConfig(BaseSettings):
     bundle: str = DEFAULT_BUNDLE
     speedup: float = Field(1.0, gt=0)
     source: Literal["synthetic", "watch", "jsoc"] = "synthetic"
+    warm_start: bool = True
     synthetic_start: str = "2000-06-01T00:00:00"
     synthetic_seed: int = 0
     jsoc_series: str = "hmi.M_720s_nrt"

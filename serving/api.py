@@ -132,14 +132,18 @@ def create_app(service: Service) -> FastAPI:
 
     @app.get("/ready", response_model=Readiness, responses=problems(503))
     def ready(request: Request) -> JSONResponse:
-        """Readiness: the model bundle is loaded, at least one frame has been ingested, and the live source (when
-        there is one) has not failed its last polls. Not ready: 503, a problem with the same fields besides."""
+        """Readiness: the model bundle is loaded, the warm start is not under way, at least one frame has been
+        ingested, and the live source (when there is one) has not failed its last polls. Not ready: 503, a problem with the same fields besides."""
         newest = reader.newest_frame()
         source = service.source_state
         body = Readiness(ready=False, model_version=service.bundle.model_version, members=len(service.bundle.members),
                          newest_frame=newest[1] if newest else None,
-                         source=source.as_dict() if source is not None else None).model_dump(mode="json")
-        waiting = (["no frame ingested yet"] if newest is None else []) + \
+                         source=source.as_dict() if source is not None else None,
+                         warm_start=service.warm_start.as_dict()).model_dump(mode="json")
+        warm = service.warm_start
+        waiting = ([f"warming up from the archive ({warm.frames} of {warm.end_slot - warm.first_slot} history frames)"]
+                   if warm.state == "warming" and warm.end_slot is not None and warm.first_slot is not None else []) + \
+                  (["no frame ingested yet"] if newest is None else []) + \
                   ([f"the {source.name} source is failing its polls"] if source is not None and not source.healthy else [])
         if waiting:
             return problem(request, 503, "not ready: " + "; ".join(waiting), **body)

@@ -3,9 +3,13 @@
 :func:`build` assembles them from a :class:`~common.config.ServiceConfig`;
 :meth:`App.start` rebuilds the scoring state, creates the Kafka topics and
 starts the publisher and the scheduler; :meth:`App.stop` stops them in
-reverse order. The scheduler runs one cycle per cadence / ``speedup``: the
-synthetic feed (when configured) delivers its next frame, then the inbox is
-processed; the publisher, a sink of the pipeline, is woken by every committed frame.
+reverse order. The scheduler's first cycle is the warm start
+(:mod:`serving.warm`: the source's recent past, while the API already
+answers and ``/ready`` shows its progress); then it runs one cycle per
+cadence / ``speedup``: the synthetic feed (when configured) delivers its
+next frame, then the inbox is processed; the JSOC source polls once the warm
+start is done. The publisher, a sink of the pipeline, is woken by every
+committed frame.
 """
 from __future__ import annotations
 
@@ -16,11 +20,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from astropy.time import Time
 
+from common.clock import slot_of_time, slot_time
 from common.config import ServiceConfig
 from serving.jsoc import JsocSource
 from serving.publisher import KafkaPublisher, ensure_topics
 from serving.service import Service
+from serving.warm import warm_start
 from serving.watcher import IncomingWatcher
 
 if TYPE_CHECKING:
@@ -38,7 +45,25 @@ class App:
     watcher: IncomingWatcher | None = None
     source: JsocSource | None = None
 
+    def warm_start(self) -> None:
+        """Fill the recent past from the source's archive (:mod:`serving.warm`), once."""
+        status = self.service.warm_start
+        if status.state != "pending":
+            return
+        if self.feed is not None:
+            warm_start(self.service, self.feed.history, self.feed.next_slot, status)
+        elif self.source is not None:
+            source = self.source
+            warm_start(self.service, lambda a, b: source.history(slot_time(a), slot_time(b)),
+                       int(slot_of_time(Time.now())), status)
+
+    def poll(self) -> None:
+        """Poll the live source, once the warm start has filled the past (its frames come first, in slot order)."""
+        if self.source is not None and self.service.warm_start.finished:
+            self.source.tick()
+
     def cycle(self) -> None:
+        self.warm_start()
         if self.feed is not None:
             self.feed.tick()
         # Live frames: a slot whose window has passed on the wall clock is scored without waiting for a later frame.
@@ -60,7 +85,7 @@ class App:
             self.scheduler.add_job(self.cycle, "interval", seconds=config.tick_seconds, max_instances=1, coalesce=True,
                                    id="cycle", next_run_time=datetime.now())
             if self.source is not None:  # polls when due; backs off by itself after errors
-                self.scheduler.add_job(self.source.tick, "interval", seconds=15, max_instances=1, coalesce=True,
+                self.scheduler.add_job(self.poll, "interval", seconds=15, max_instances=1, coalesce=True,
                                        id="source", next_run_time=datetime.now())
             self.scheduler.start()
         return self
@@ -95,4 +120,6 @@ def build(config: ServiceConfig) -> App:
                             service.dir / "jsoc_state.json", service.metrics, server_url=config.jsoc_url,
                             poll=config.jsoc_poll)
         service.source_state = source.state
+    if config.warm_start and (feed is not None or source is not None):
+        service.warm_start.state = "pending"
     return App(service, BackgroundScheduler(), publisher, feed, source=source)

@@ -20,12 +20,14 @@ import logging
 import os
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import astropy.units as u
 from astropy.time import Time
 
+from common.clock import CADENCE
 from serving.metrics import Metrics
 from serving.store import StateError
 
@@ -33,6 +35,11 @@ log = logging.getLogger(__name__)
 
 #: Consecutive failed polls after which the service reports itself not ready.
 UNREADY_AFTER_ERRORS = 3
+
+
+def _tai(t: Time) -> str:
+    """A time as DRMS writes a T_REC: ``2026.12.05_00:00:00_TAI``."""
+    return t.tai.strftime("%Y.%m.%d_%H:%M:%S_TAI")
 
 
 @dataclass
@@ -125,23 +132,30 @@ class JsocSource:
 
     def fetch_new(self, now: float) -> int:
         """Query the lookback window and fetch every record not fetched before; returns files fetched."""
+        start = Time(now - self.lookback.to_value(u.s), format="unix")
+        return sum(1 for _ in self._fetch(f"{self.series}[{_tai(start)}/{self.lookback.to_value(u.min):.0f}m]", now))
+
+    def history(self, first: Time, end: Time) -> Iterator[Path]:
+        """Fetch the series' records at 96-min cadence over [first, end) into ``incoming/`` (the warm start's
+        archive); yields each file as it arrives."""
+        minutes = (end - first).to_value(u.min)
+        yield from self._fetch(f"{self.series}[{_tai(first)}/{minutes:.0f}m@{CADENCE.to_value(u.min):.0f}m]", time.time())
+
+    def _fetch(self, query: str, now: float) -> Iterator[Path]:
+        """Export and download every record of ``query`` not fetched before, oldest first."""
         client = self._client()
-        start = Time(now - self.lookback.to_value(u.s), format="unix").tai.strftime("%Y.%m.%d_%H:%M:%S_TAI")
-        keys = client.query(f"{self.series}[{start}/{self.lookback.to_value(u.min):.0f}m]", key="T_REC,QUALITY",
-                            convert_numeric=False)
-        fetched = 0
-        for t_rec in keys.get("T_REC", []):
+        keys = client.query(query, key="T_REC,QUALITY", convert_numeric=False)
+        for t_rec in sorted(keys.get("T_REC", [])):
             if t_rec in self._seen:
                 continue
             export = client.export(f"{self.series}[{t_rec}]{{{self.segment}}}", method="url_quick", protocol="as-is")
             for url in export.urls.url:
-                self._download(url, t_rec)
-                fetched += 1
+                path = self._download(url, t_rec)
+                self.state.fetched += 1
+                self.metrics.source_fetched.inc()
+                yield path
             self._seen[t_rec] = now
             self._save(now)
-        self.state.fetched += fetched
-        self.metrics.source_fetched.inc(fetched)
-        return fetched
 
     def _download(self, url: str, t_rec: str) -> Path:
         name = f"{self.series}.{t_rec.replace('.', '').replace(':', '').replace('_TAI', '')}.{self.segment}.fits"

@@ -22,6 +22,8 @@ name                                        type       labels                 me
 ``fluxwatch_source_errors_total``           counter                           failed polls of the live source
 ``fluxwatch_source_consecutive_errors``     gauge                             failed polls in a row (0 when healthy)
 ``fluxwatch_source_last_success_timestamp_seconds`` gauge                     Unix time of the last good poll
+``fluxwatch_warm_start_frames``             gauge                             history frames ingested before going live
+``fluxwatch_warm_start_seconds``            gauge                             time the warm start took (0 until done)
 ``fluxwatch_active_patches``                gauge                             patches on the disk with a rolling video
 ``fluxwatch_open_alerts``                   gauge                             emergence alerts currently open
 ``fluxwatch_alerts_published_total``        counter    ``event``              alert events published (see :data:`ALERT_EVENTS`)
@@ -151,6 +153,9 @@ class Metrics:
             "source_consecutive_errors", "Failed polls of the live source in a row (0 when healthy).", **kw)
         self.source_last_success = Gauge(
             "source_last_success_timestamp_seconds", "Unix time of the live source's last good poll.", **kw)
+        self.warm_start_frames = Gauge(
+            "warm_start_frames", "History frames ingested by the warm start before the first live frame.", **kw)
+        self.warm_start_seconds = Gauge("warm_start_seconds", "Time the warm start took (0 until it is done).", **kw)
         self.active_patches = Gauge("active_patches", "Patches on the visible disk with a rolling video.", **kw)
         self.open_alerts = Gauge("open_alerts", "Emergence alerts currently open.", **kw)
         self.alerts_published = Counter(

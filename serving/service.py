@@ -43,6 +43,7 @@ from serving.sinks import AlertLog, MetricsSink, Sink, outbox_messages
 from serving.step import frame_step
 from serving.store import Store
 from serving.voevent import VOEventSink, author_of
+from serving.warm import WarmStart
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,9 @@ class Service:
         self.pending: dict[int, Candidate] = {}
         #: The live source's state (:class:`serving.jsoc.SourceState`), when there is one; shown by ``/ready``.
         self.source_state: SourceState | None = None
+        #: The warm start's progress (:mod:`serving.warm`), run by the app before the first live frame (off unless the
+        #: app has a source with an archive); shown by ``/ready``.
+        self.warm_start = WarmStart("off")
         for path in self.inbox.held():  # frames that were waiting when the service stopped
             self.take(path)
         self.refresh_gauges()

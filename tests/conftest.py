@@ -5,6 +5,7 @@ Helpers that are not fixtures are in :mod:`tests.support`.
 """
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,10 @@ from ingest.dataset import DatasetStore
 from sim import SunConfig, SyntheticSun, write_fits_series
 from sim.build_dataset import main as build_main
 from tests.support import write_real_mdi
+
+# A warm start renders or fetches 15 days of frames before the first live one: the services the tests start (in this
+# process or as fluxwatch-serve) start cold unless a test asks for it (tests/test_warm_start.py).
+os.environ.setdefault("FLUXWATCH_WARM_START", "false")
 
 #: The first slot of the ``frames`` fixture.
 START = Time("2000-06-01T00:00:00")

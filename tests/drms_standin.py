@@ -4,7 +4,7 @@ It answers the three requests ``drms`` makes for the source, with the response
 shapes JSOC documents (http://jsoc.stanford.edu/jsocwiki/AjaxJsocConnect):
 
 * ``checkAddress.sh?address=…&checkonly=1`` → ``{"status": 2}`` for a registered address (4 otherwise);
-* ``jsoc_info?op=rs_list&ds=<series>[<T_REC>/<minutes>m]&key=T_REC,QUALITY`` → ``{"status": 0, "count": n,
+* ``jsoc_info?op=rs_list&ds=<series>[<T_REC>/<minutes>m(@<step>m)]&key=T_REC,QUALITY`` → ``{"status": 0, "count": n,
   "keywords": [{"name": "T_REC", "values": […]}, {"name": "QUALITY", "values": […]}]}``;
 * ``jsoc_fetch?op=exp_request&ds=<series>[<T_REC>]{magnetogram}&method=url_quick&protocol=as-is…`` →
   ``{"status": 0, "method": "url_quick", "protocol": "as-is", "dir": null, "count": 1,
@@ -27,7 +27,7 @@ import astropy.units as u
 from astropy.io import fits
 from astropy.time import Time
 
-_WINDOW = re.compile(r"^(?P<series>[\w.]+)\[(?P<start>[\d._:]+)_TAI/(?P<minutes>\d+)m\]$")
+_WINDOW = re.compile(r"^(?P<series>[\w.]+)\[(?P<start>[\d._:]+)_TAI/(?P<minutes>\d+)m(@(?P<step>\d+)m)?\]$")
 _RECORD = re.compile(r"^(?P<series>[\w.]+)\[(?P<t_rec>[\d._:]+_TAI)\]\{(?P<segment>\w+)\}$")
 
 
@@ -89,6 +89,11 @@ class DrmsStandIn:
             start = _tai(m["start"] + "_TAI")
             end = start + int(m["minutes"]) * u.min
             chosen = sorted(t for t in self.records if start <= _tai(t) < end)
+            if m["step"]:  # ``@<step>m``: the first record of each step
+                firsts: dict[int, str] = {}
+                for t in chosen:
+                    firsts.setdefault(int((_tai(t) - start).to_value(u.min) // int(m["step"])), t)
+                chosen = sorted(firsts.values())
             return self._json(h, {"status": 0, "count": len(chosen), "keywords": [
                 {"name": "T_REC", "values": chosen}, {"name": "QUALITY", "values": [self.records[t][0] for t in chosen]}]})
         if name == "jsoc_fetch" and q.get("op") == "exp_request":
