@@ -38,8 +38,9 @@ UNREADY_AFTER_ERRORS = 3
 
 
 def _tai(t: Time) -> str:
-    """A time as DRMS writes a T_REC: ``2026.12.05_00:00:00_TAI``."""
-    return t.tai.strftime("%Y.%m.%d_%H:%M:%S_TAI")
+    """A time as DRMS writes a T_REC, floored to the TAI minute (records fall on whole TAI minutes, slots on UTC
+    ones): ``2026.12.05_00:00:00_TAI``."""
+    return t.tai.strftime("%Y.%m.%d_%H:%M:00_TAI")
 
 
 @dataclass

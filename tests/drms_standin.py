@@ -92,7 +92,7 @@ class DrmsStandIn:
             if m["step"]:  # ``@<step>m``: the first record of each step
                 firsts: dict[int, str] = {}
                 for t in chosen:
-                    firsts.setdefault(int((_tai(t) - start).to_value(u.min) // int(m["step"])), t)
+                    firsts.setdefault(round((_tai(t) - start).to_value(u.s)) // (60 * int(m["step"])), t)
                 chosen = sorted(firsts.values())
             return self._json(h, {"status": 0, "count": len(chosen), "keywords": [
                 {"name": "T_REC", "values": chosen}, {"name": "QUALITY", "values": [self.records[t][0] for t in chosen]}]})

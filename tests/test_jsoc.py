@@ -57,6 +57,21 @@ def test_fetches_new_records_once_across_restarts(tmp_path, records):
         assert again.state.fetched == 1 and again.metrics.source_fetched._value.get() == 1
 
 
+def test_history_fetches_one_record_per_slot_over_a_span(tmp_path):
+    # the warm start's archive: two 12-min records in each of two 96-min slots; the one at each slot's time comes
+    t0 = Time("2026-11-27T00:00:00")
+    frames = hmi_frames(tmp_path / "frames", t0 + [0, 12, 96, 108] * u.min)
+    with DrmsStandIn(SERIES, {EMAIL}) as server:
+        for path in frames:
+            server.add(path)
+        src = source(tmp_path, server)
+        got = list(src.history(t0, t0 + 2 * CADENCE))
+        assert [read_magnetogram(p).time.isot[:16] for p in got] == ["2026-11-27T00:00", "2026-11-27T01:36"]
+        assert server.requests["jsoc_fetch"] == 2 and src.state.fetched == 2
+        # the live poll that follows does not fetch them again
+        assert src.tick((t0 + 110 * u.min).unix) == 2 and server.requests["jsoc_fetch"] == 4
+
+
 def test_backs_off_on_server_errors_and_reports_itself_unready(tmp_path, records):
     with DrmsStandIn(SERIES, {EMAIL}) as server:
         server.add(records[0])
