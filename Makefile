@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 SYSTEM := .system-packages
 
-.PHONY: demo train test lint test-slow test-reliability bench clean
+.PHONY: demo train docs test lint test-slow test-reliability bench clean
 
 # Debian packages: Java 17 and Maven fetch and run the Kafka broker; prometheus checks the dashboards;
 # chromium and its driver run the review desk's browser tests.
@@ -30,7 +30,11 @@ demo: $(STAMP)
 train: $(STAMP)
 	$(PY) -m training.default
 
-test: lint
+# The documentation site (mkdocs.yml, docs/) into build/site, in strict mode: a broken link or reference fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --quiet
+
+test: lint docs
 	$(PY) -m pytest -m "not slow and not reliability"
 
 # ruff (lint and import order), the published alert schema against its model, and mypy.

@@ -32,6 +32,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--source", choices=["synthetic", "watch", "jsoc"],
                    help="synthetic: the synthetic Sun (its alerts are simulated ones, on their own topics); watch: "
                         "files dropped into incoming/ or uploaded; jsoc: JSOC's near-real-time series as well (needs --jsoc-email)")
+    p.add_argument("--warm-start", action=argparse.BooleanOptionalAction,
+                   help="before the first live frame, fill the last 15 days from the source's archive (default on)")
     p.add_argument("--jsoc-series", help=f"DRMS series polled by --source jsoc (default {d['jsoc_series'].default})")
     p.add_argument("--jsoc-email", help="e-mail address registered for JSOC exports")
     p.add_argument("--jsoc-url", help="base URL of another DRMS server (default: JSOC)")

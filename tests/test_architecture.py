@@ -1,4 +1,4 @@
-"""The layout keeps its shape: each package imports only the first-party packages the README's table allows."""
+"""The layout keeps its shape: each package imports only the first-party packages the architecture guide (docs/guides/architecture.md) allows."""
 import ast
 from pathlib import Path
 
