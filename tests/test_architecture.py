@@ -1,25 +1,31 @@
 """The layout keeps its shape: each package imports only the first-party packages the architecture guide (docs/guides/architecture.md) allows."""
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).parents[1]
+GUIDE = ROOT / "docs" / "guides" / "architecture.md"
 FIRST_PARTY = {"common", "ingest", "sim", "training", "serving", "evaluation", "devtools", "bench", "tests", "demo", "review",
                "archive"}
-ALLOWED = {
-    "common": set(),
-    "ingest": {"common"},
-    "sim": {"common", "ingest"},
-    "training": {"common", "ingest"},
-    "serving": {"common", "ingest"},
-    "evaluation": {"common", "ingest", "sim", "serving"},
-    "devtools": {"common"},
-    "review": {"common", "ingest"},  # the desk reads the service over HTTP, not through serving
-    "archive": {"common", "ingest", "sim", "serving", "evaluation"},
-}
-#: The synthetic feed is serving's one door to the simulator (imported only when it is the source).
-EXCEPTIONS = {"serving/feed.py": {"sim"}, "training/cli.py": {"review"}}  # train-ensemble --reviewer web serves the desk
+
+
+def layout() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """The guide's table: each package's allowed first-party imports, and the modules allowed more."""
+    allowed, exceptions = {}, {}
+    for row in GUIDE.read_text().splitlines():
+        m = re.match(r"^\| `(\w+)/` \|.*\| (?P<rule>[^|]*) \|$", row)
+        if not m or m[1] in ("tests", "bench", "deploy"):
+            continue
+        rule, _, more = m["rule"].partition(";")
+        allowed[m[1]] = set(re.findall(r"`(\w+)`", rule)) & FIRST_PARTY
+        for module, names in re.findall(r"`([\w/]+\.py)` also ((?:`\w+`(?:, )?)+)", more):
+            exceptions[module] = set(re.findall(r"`(\w+)`", names))
+    return allowed, exceptions
+
+
+ALLOWED, EXCEPTIONS = layout()
 #: serving runs without these (checked at import time too, in test_serving).
 SERVING_FORBIDDEN = {"torch", "onnx", "sim", "training"}
 
@@ -47,6 +53,12 @@ def test_serving_needs_neither_torch_nor_the_simulator():
     used = {str(f.relative_to(ROOT)): sorted(imports(f) & SERVING_FORBIDDEN) for f in (ROOT / "serving").rglob("*.py")}
     assert used.pop("serving/feed.py") == ["sim"]
     assert not {f: u for f, u in used.items() if u}
+
+
+def test_the_guide_names_every_package_and_its_exceptions():
+    assert set(ALLOWED) == {"common", "ingest", "sim", "training", "serving", "evaluation", "devtools", "review", "archive"}
+    assert ALLOWED["common"] == set() and ALLOWED["serving"] == {"common", "ingest"}
+    assert EXCEPTIONS == {"serving/feed.py": {"sim"}, "training/cli.py": {"review"}}
 
 
 def test_the_cadence_is_defined_once():
