@@ -11,12 +11,12 @@ reads its alert threshold (:attr:`serving.bundle.ModelBundle.alert_threshold`).
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from common.manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,5 @@ def choose(curve: list[tuple[float, float, float]], target: float, larger_is_str
 
 
 def record(bundle: Path, point: dict) -> None:
-    """Write ``point`` as the manifest's ``operating_point`` (atomically; the rest of the manifest unchanged)."""
-    path = Path(bundle) / "manifest.json"
-    manifest = json.loads(path.read_text())
-    manifest["operating_point"] = point
-    tmp = path.with_name("manifest.json.partial")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path)
+    """Write ``point`` as the manifest's ``operating_point`` (checked, atomically; the rest of the manifest unchanged)."""
+    Manifest.read(bundle).with_operating_point(point, bundle).write(bundle)

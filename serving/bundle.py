@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,22 +10,17 @@ import numpy as np
 import onnxruntime as ort
 
 from common.clock import check_cadence
+from common.manifest import FILE, Manifest, ManifestError
 from common.video import SCALING, STREAM_INPUT, recentre, scale_for_model
 from ingest.instruments import MDI_SPEC, InstrumentSpec, instrument_named
 from serving.streaming import CausalMember, FrameSumMember, Stage, StreamingEnsemble, StreamingMember, max_pool
 
-REQUIRED_INPUT = ("n_frames", "pixels", "cadence_min", "clip_G", "scaling", "layout")
-#: Bundle schema this service reads (2: members carry streaming graphs).
-SCHEMA_VERSION = 2
 #: Largest |streaming − full member| probability accepted on load.
 STREAM_TOLERANCE = 1e-4
 
 
-class BundleError(ValueError):
+class BundleError(ManifestError):
     """A model bundle that cannot be served; names the path and the problem."""
-
-    def __init__(self, path, problem):
-        super().__init__(f"{path}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -40,9 +34,8 @@ class Member:
 class ModelBundle:
     """Load and validate ``bundle/manifest.json`` and its members.
 
-    Checks: the manifest parses, has schema version 2, the input spec (frames, pixels,
-    the clock's cadence, clip, the scaling of :func:`common.video.scale_for_model`, layout NCTHW), a threshold in (0, 1)
-    (and an operating-point threshold, when present) and members; each
+    Checks: the manifest (:class:`common.manifest.Manifest`: schema version, input spec, thresholds in (0, 1),
+    members), the clock's cadence, the scaling of :func:`common.video.scale_for_model`, the instrument; each
     member file (full and streaming graphs) exists and matches its SHA-256;
     the full graph takes input ``video`` of shape (batch, 1, n_frames, pixels,
     pixels); and the streaming graphs reproduce the full graph's masked score
@@ -52,63 +45,48 @@ class ModelBundle:
     def __init__(self, path: str | Path, providers: list[str] | None = None, threads: int | None = None):
         self.path = Path(path)
         self.threads = threads  # ONNX Runtime's threads per session (its default, all cores, when None)
-        manifest_path = self.path / "manifest.json"
-        if not manifest_path.is_file():
-            raise BundleError(self.path, "no manifest.json (run train-ensemble, or point --bundle at its bundle/)")
+        manifest_path = self.path / FILE
         try:
-            self.manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise BundleError(manifest_path, f"not valid JSON ({exc})") from None
-        if self.manifest.get("schema_version") != SCHEMA_VERSION:
-            raise BundleError(manifest_path, f"schema version {self.manifest.get('schema_version')} is not "
-                                             f"{SCHEMA_VERSION} (re-export it with train-ensemble)")
-        spec = self.manifest.get("input", {})
-        missing = [k for k in REQUIRED_INPUT if k not in spec]
-        if missing:
-            raise BundleError(manifest_path, f"input spec lacks {missing}")
-        if spec["layout"] != "NCTHW":
-            raise BundleError(manifest_path, f"input layout {spec['layout']!r} is not NCTHW")
-        self.n_frames, self.pixels = int(spec["n_frames"]), int(spec["pixels"])
-        self.cadence = spec["cadence_min"] * u.min
+            manifest = Manifest.read(self.path)
+        except ManifestError as exc:
+            raise BundleError(exc.path, exc.problem) from None
+        #: The manifest as written (a dict: what the evaluation recorded, versions, metrics).
+        self.manifest = manifest.model_dump(mode="json", exclude_unset=True)
+        spec = manifest.input
+        self.n_frames, self.pixels = spec.n_frames, spec.pixels
+        self.cadence = spec.cadence_min * u.min
         try:
             check_cadence(self.cadence, "the bundle's videos")
         except ValueError as exc:
             raise BundleError(manifest_path, str(exc)) from None
-        if spec["scaling"] != SCALING:
-            raise BundleError(manifest_path, f"input scaling {spec['scaling']!r} is not this service's {SCALING!r}")
-        self.clip = spec["clip_G"] * u.G
+        if spec.scaling != SCALING:
+            raise BundleError(manifest_path, f"input scaling {spec.scaling!r} is not this service's {SCALING!r}")
+        self.clip = spec.clip_G * u.G
         try:  # bundles from before the instrument was recorded were all trained on MDI-like videos
             #: The instrument the model was trained for; frames are brought to it (:func:`ingest.magnetogram.read_frame`).
-            self.instrument = InstrumentSpec.from_dict(spec.get("instrument", MDI_SPEC.as_dict()))
+            self.instrument = InstrumentSpec.from_dict(spec.instrument or MDI_SPEC.as_dict())
             instrument_named(self.instrument.name)
         except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(manifest_path, f"input instrument {spec.get('instrument')!r} is not usable ({exc})") from None
-        self.threshold = float(self.manifest.get("threshold", -1))
-        if not 0 < self.threshold < 1:
-            raise BundleError(manifest_path, f"threshold {self.threshold} is not in (0, 1)")
-        point = self.manifest.get("operating_point") or {}
+            raise BundleError(manifest_path, f"input instrument {spec.instrument!r} is not usable ({exc})") from None
+        self.threshold = manifest.threshold
         #: Alerts open above this: the operating point chosen on a validation stream for a target false-alarm
         #: rate (:mod:`evaluation.operating`), else the training threshold.
-        self.alert_threshold = float(point.get("threshold", self.threshold))
-        if not 0 < self.alert_threshold < 1:
-            raise BundleError(manifest_path, f"operating-point threshold {self.alert_threshold} is not in (0, 1)")
-        self.model_version = str(self.manifest.get("model_version", "unknown"))
+        self.alert_threshold = manifest.alert_threshold
+        self.model_version = manifest.model_version
         #: The bundle's identity: SHA-256 of its manifest, which holds every member file's SHA-256.
         self.digest = "sha256:" + hashlib.sha256(manifest_path.read_bytes()).hexdigest()
         #: Frames held fixed when the bundle's onsets were estimated (0 for bundles from before it was recorded):
         #: the live onset is looked for from this frame on (:func:`common.onset.member_onset_frames`).
-        self.onset_hold = int((self.manifest.get("onset") or {}).get("hold_frames", 0))
+        self.onset_hold = int(manifest.onset.get("hold_frames", 0))
         available = ort.get_available_providers()
         self.providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         self.members = []
-        for entry in self.manifest.get("members", []):
+        for entry in manifest.members:
             session = self._session(entry)
             shape = session.get_inputs()[0].shape
             if session.get_inputs()[0].name != "video" or list(shape[1:]) != [1, self.n_frames, self.pixels, self.pixels]:
                 raise BundleError(self.path / entry["file"], f"input {session.get_inputs()[0].name} {shape} does not match the manifest")
             self.members.append(Member(str(entry["fold"]), int(entry["seed"]), session, self._stream(entry)))
-        if not self.members:
-            raise BundleError(manifest_path, "no members")
         self._check_streaming()
 
     def streaming(self) -> StreamingEnsemble:

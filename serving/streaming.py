@@ -269,7 +269,9 @@ class CausalMember:
         for i, x in enumerate(frames):
             if first + i == 0:
                 state.first = x
-            pairs.append((x, state.recent[-self.lag] if len(state.recent) >= self.lag else state.first))
+            before = state.recent[-self.lag] if len(state.recent) >= self.lag else state.first
+            assert before is not None  # frame 0 comes first: a stream starts at the video's start
+            pairs.append((x, before))
             state.recent = (state.recent + [x])[-self.lag :]
         return pairs
 

@@ -8,6 +8,7 @@ import pytest
 from bench.alerts import pooled
 from common.clock import SLOTS_PER_DAY
 from common.config import PatchGridConfig, ServiceConfig
+from common.manifest import ManifestError
 from common.patches import PatchGrid, carrington_pixel_area_cm2
 from evaluation.baseline import FluxRiseDetector
 from evaluation.calibration import forecasts
@@ -178,6 +179,10 @@ def test_operating_point_is_the_most_sensitive_knob_within_the_target_and_the_se
     assert loaded.threshold == pytest.approx(0.05) and loaded.alert_threshold == 0.4
     service = Service(ServiceConfig(data_dir=str(tmp_path / "service"), bundle=str(bundle), source="watch"))
     assert service.step.policy.threshold == 0.4
-    record(bundle, {"threshold": 1.5})
-    with pytest.raises(BundleError, match="operating-point threshold 1.5"):
+    with pytest.raises(ManifestError, match=r"operating_point.threshold = 1.5: Input should be less than 1"):
+        record(bundle, {"threshold": 1.5})  # refused before it is written
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["operating_point"]["threshold"] = 1.5  # written by hand
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"manifest.json: operating_point.threshold = 1.5"):
         ModelBundle(bundle)

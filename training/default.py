@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from common.config import DEFAULT_BUNDLE
+from common.manifest import Manifest
 
 #: What the shipped bundle's validation numbers may differ by in a retrain (threads make training inexact).
 TOLERANCE = {"detected_1d": 0.15, "false_per_disk_day": 0.1}
@@ -36,7 +37,7 @@ MODULES = {"build-dataset": "sim.build_dataset", "train-ensemble": "training.cli
 
 
 def manifest(bundle: Path) -> dict:
-    return json.loads((bundle / "manifest.json").read_text())
+    return Manifest.read(bundle).model_dump(mode="json")
 
 
 def validation(bundle: Path) -> dict:

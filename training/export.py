@@ -53,7 +53,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 import platform
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,16 +65,15 @@ import torch
 from torch import nn
 
 from common.config import VideoConfig
+from common.manifest import LAYOUT, SCHEMA_VERSION, Manifest
 from common.video import SCALING, STREAM_INPUT
 from ingest.dataset import DatasetStore
 from ingest.instruments import MDI_SPEC, InstrumentSpec
 from training.data import store_clip
 from training.train import TrainedMember, as_module
 
-SCHEMA_VERSION = 2
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME, FRAMES_OUTPUT_NAME = "video", "probability", "frame_probability"
-LAYOUT = "NCTHW"
 #: Largest |ONNX Runtime − torch| probability accepted when exporting.
 EXPORT_TOLERANCE = 1e-4
 
@@ -343,13 +341,9 @@ def write_bundle(out_dir: str | Path, members: list[tuple], threshold: float, da
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    missing = {"n_frames", "pixels", "cadence_min", "clip_G", "scaling", "layout"} - set(input_spec)
-    if missing:
-        raise ValueError(f"input_spec lacks {sorted(missing)}")
     if not members:
         raise ValueError("a bundle needs at least one member")
-    manifest_path = out_dir / "manifest.json"
-    manifest_path.unlink(missing_ok=True)
+    (out_dir / "manifest.json").unlink(missing_ok=True)
     entries = []
     for model, fold, seed, metadata in members:
         hp = as_module(model).hparams
@@ -377,9 +371,8 @@ def write_bundle(out_dir: str | Path, members: list[tuple], threshold: float, da
         "metrics": metrics,
         "versions": _versions(),
     }
-    tmp = manifest_path.with_name("manifest.json.partial")
-    tmp.write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
-    os.replace(tmp, manifest_path)
+    # through JSON first: numpy scalars and paths in the metrics become plain values
+    Manifest.validated(json.loads(json.dumps(manifest, default=_json_default)), out_dir / "manifest.json").write(out_dir)
     return out_dir
 
 
@@ -391,7 +384,7 @@ def check_bundle(path: str | Path, videos: np.ndarray, models: list) -> float:
     checks each member file's SHA-256 against the manifest (``ValueError`` if not).
     """
     path = Path(path)
-    manifest = json.loads((path / "manifest.json").read_text())
+    manifest = Manifest.read(path).model_dump()
     if len(models) != len(manifest["members"]):
         raise ValueError(f"{len(models)} torch models for {len(manifest['members'])} bundle members")
     x = np.ascontiguousarray(np.asarray(videos, dtype=np.float32)[:, None])
