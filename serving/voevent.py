@@ -53,6 +53,7 @@ from sunpy.coordinates import HeliographicCarrington
 from sunpy.sun.constants import radius as SUN_RADIUS
 
 from common.config import ServiceConfig
+from ingest.instruments import instrument_named
 from serving.events import AlertEvent, Box, EventKind
 from serving.results import FrameResult
 
@@ -62,10 +63,15 @@ EVENT_TYPE = "EF: EmergingFlux"
 COORD_SYSTEM = "UTC-HGC-TOPO"  # the HEK's Carrington heliographic system (Event_CoordSys)
 SKY_SYSTEM = "UTC-ICRS-GEO"  # VOEvent 2.0's geocentric ICRS-aligned system, for <WhereWhen>
 
-#: The line each instrument's magnetograms are measured in (OBS_MeanWavel, Å): HMI Fe I 6173 Å, MDI Ni I 6768 Å.
-WAVELENGTH_A = {"HMI": 6173.3, "MDI": 6767.8}
-
 ET.register_namespace("voe", NAMESPACE)
+
+
+def _wavelength(instrument: str) -> float | None:
+    """The line the instrument's magnetograms are measured in, Å (None for one with no adapter)."""
+    try:
+        return instrument_named(instrument).wavelength_A
+    except ValueError:
+        return None
 
 
 def ivorn(event_id: str) -> str:
@@ -144,7 +150,7 @@ def hek_params(event: AlertEvent, author: Author = Author()) -> tuple[dict[str, 
         "OBS_Observatory": observatory or instrument,
         "OBS_Instrument": instrument,
         "OBS_ChannelID": p.series or "line-of-sight magnetogram",
-        **({"OBS_MeanWavel": f"{WAVELENGTH_A[instrument]:g}"} if instrument in WAVELENGTH_A else {}),
+        **({"OBS_MeanWavel": f"{_wavelength(p.instrument):g}"} if _wavelength(p.instrument) else {}),
         "OBS_WavelUnit": "Angstroms",
         "Event_StartTime": _iso(event.onset.time_utc),
         "Event_EndTime": _iso(event.frame_time),

@@ -1,6 +1,6 @@
 """SoHO's view of the Sun for many times at once, from sunpy's ephemeris.
 
-The same computation as :func:`ingest.mdi.soho_observer` (the Earth from
+The same computation as :func:`ingest.instruments.mdi.soho_observer` (the Earth from
 ``sunpy.coordinates.get_earth``, 1% sunward, in the Carrington frame with
 ``observer='self'``), done in one vectorised call for an array of times.
 
@@ -26,7 +26,7 @@ from scipy.interpolate import CubicSpline
 
 from common.clock import EPOCH_MJD, slot_days, slot_time
 from common.observer import Observer
-from ingest.mdi import MDI_RSUN_REF, SOHO_DISTANCE_FACTOR
+from ingest.instruments.mdi import MDI_RSUN_REF, SOHO_DISTANCE_FACTOR
 
 #: Days covered by one cached sunpy call, and extra nodes on each side so the spline is accurate at the edges.
 _BLOCK_NODES = 64

@@ -23,10 +23,10 @@ from scipy.ndimage import map_coordinates
 from common.clock import slot_time
 from common.observer import Observer
 from common.video import fill_gaps
-from ingest.hmi import HMI_SHAPE, hmi_geometry, write_hmi
 from ingest.instruments import HMI
+from ingest.instruments.hmi import HMI_SHAPE, hmi_geometry, write_hmi
+from ingest.instruments.mdi import MDI_RSUN_REF, MDI_SHAPE, SOHO_DISTANCE_FACTOR, mdi_geometry, write_mdi
 from ingest.magnetogram import SIMULATED_CARD
-from ingest.mdi import MDI_RSUN_REF, MDI_SHAPE, SOHO_DISTANCE_FACTOR, mdi_geometry, write_mdi
 from ingest.projection import ImageGeometry, carrington_to_pixel, sample_bilinear
 from sim.ephemeris import ephemeris, observer_at
 from sim.physics import wrap180
@@ -112,7 +112,7 @@ def mdi_file_name(slot: int) -> str:
 def write_fits_series(sun: SyntheticSun, slots, folder, shape=(1024, 1024), noise: bool = True) -> list[Path]:
     """Write full-disk MDI-format FITS files of the observed slots among ``slots``; missing slots are skipped.
 
-    Each file is a level-1.8-like 96-min magnetogram (``ingest.mdi.write_mdi``:
+    Each file is a level-1.8-like 96-min magnetogram (``ingest.instruments.mdi.write_mdi``:
     real MDI keywords, scaled int32, BLANK off the disk) formed by
     :func:`sim.render.form_image` at the slot time seen from SoHO, with noise
     unless ``noise=False``. Returns the paths written, in slot order.
@@ -140,7 +140,7 @@ def hmi_observer_at(time: Time) -> Observer:
 def write_hmi_series(sun: SyntheticSun, times: Time, folder, shape=HMI_SHAPE, noise: bool = True) -> list[Path]:
     """Write full-disk ``hmi.M_720s``-format FITS files of the synthetic Sun at ``times`` (any cadence, e.g. 12 min).
 
-    The same truth as the MDI frames, observed by HMI (:mod:`ingest.hmi`):
+    The same truth as the MDI frames, observed by HMI (:mod:`ingest.instruments.hmi`):
     0.504″ pixels (for 4096²), HMI's 1″ point-spread function and per-pixel
     noise (:class:`ingest.instruments.HMI`), and the MDI-to-HMI
     cross-calibration applied in reverse (the synthetic field is what MDI

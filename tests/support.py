@@ -14,7 +14,7 @@ from astropy.time import Time
 from astropy.wcs import WCS
 from sunpy.data.test import get_test_filepath
 
-from ingest.mdi import mdi_header, soho_observer, write_mdi
+from ingest.instruments.mdi import mdi_header, soho_observer, write_mdi
 from ingest.projection import ImageGeometry
 from sim.config import SunConfig
 from sim.render import render_full_disk

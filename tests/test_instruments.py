@@ -10,8 +10,8 @@ from common.clock import slot_of_time, slot_time
 from common.observer import Observer
 from common.patches import PatchGrid
 from ingest.errors import ImageSizeError, InstrumentError
-from ingest.hmi import hmi_geometry, hmi_header
 from ingest.instruments import HMI, MDI, MDI_SPEC, bin_geometry, harmonise, instrument_for
+from ingest.instruments.hmi import hmi_geometry, hmi_header
 from ingest.magnetogram import read_magnetogram, to_instrument
 from ingest.projection import ImageGeometry, project_patches
 from sim import SunConfig, SyntheticSun, ephemeris, write_fits_series, write_hmi_series

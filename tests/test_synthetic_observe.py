@@ -9,8 +9,8 @@ from common.clock import slot_of_time, slot_time
 from common.config import VideoConfig
 from common.patches import PatchGrid
 from ingest.cli import ingest_series
+from ingest.instruments.mdi import mdi_geometry, mdi_header, soho_observer
 from ingest.magnetogram import read_magnetogram
-from ingest.mdi import mdi_geometry, mdi_header, soho_observer
 from ingest.projection import ImageGeometry
 from ingest.videos import VideoStore
 from sim import (

@@ -1,7 +1,7 @@
-"""Write full-disk magnetograms as SDO/HMI line-of-sight FITS files, as JSOC exports ``hmi.M_720s(_nrt)``.
+"""SDO/HMI: the instrument (:class:`HMI`: its header, quality word, pixels, resolution, noise and line), and its
+line-of-sight full-disk FITS files as JSOC exports ``hmi.M_720s(_nrt)`` and the synthetic Sun writes them.
 
-Used by the synthetic Sun so that simulated HMI frames travel the same ingest
-path as real ones. The layout follows JSOC's exports: an empty primary HDU and
+The writer lets simulated HMI frames travel the same ingest path as real ones. The layout follows JSOC's exports: an empty primary HDU and
 a Rice-compressed image HDU of 32-bit integers (``BSCALE = 0.1``,
 ``BLANK = -2147483648``), solar north down (``CROTA2`` ≈ 180°), 0.504″
 pixels, the observer in ``DSUN_OBS``/``CRLN_OBS``/``CRLT_OBS``, the record
@@ -11,7 +11,6 @@ real HMI header that sunpy ships (``resampled_hmi.fits``).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import astropy.units as u
@@ -20,11 +19,38 @@ from astropy.io import fits
 from astropy.time import Time
 
 from common.observer import Observer
+from ingest.instruments.base import (
+    Instrument,
+    InstrumentSpec,
+    centred_geometry,
+    header_words,
+    record_time,
+    rsun_obs_arcsec,
+    write_atomically,
+)
 from ingest.projection import ImageGeometry
+
+
+class HMI(Instrument):
+    """SDO/HMI line-of-sight magnetograms (``hmi.M_720s``, ``hmi.M_45s`` and their ``_nrt`` series): 0.504″
+    pixels, ~1″ resolution, ~6 G noise at 720 s (Schou et al. 2012, Sol. Phys. 275, 229; Liu et al. 2012,
+    Sol. Phys. 279, 295). ``QUALITY`` ≠ 0 marks a frame HMI's pipeline flags."""
+
+    spec = InstrumentSpec("SDO/HMI", 0.504, 1.0, 6.3)
+    to_mdi_factor = 1.0 / 0.701
+    wavelength_A = 6173.3  # Fe I
+    #: JSOC: QUALITY = 0 is a good HMI record; any set bit (missing or degraded data, eclipse, calibration,
+    #: thermal recovery…) refuses it, as JSOC's own selections (``[? QUALITY=0 ?]``) do.
+    bad_quality_bits = 0xFFFFFFFF
+
+    @classmethod
+    def is_source_for(cls, header: fits.Header) -> bool:
+        return "HMI" in header_words(header, "TELESCOP", "INSTRUME")
+
 
 #: HMI full-disk geometry: 4096² pixels of 0.504″.
 HMI_SHAPE = (4096, 4096)
-HMI_PLATE_SCALE = 0.504 * u.arcsec
+HMI_PLATE_SCALE = HMI.spec.plate_scale_arcsec * u.arcsec
 #: The 720-s series' record step (``hmi.M_720s``; the 45-s series steps by 45 s).
 HMI_CADENCE = 720 * u.s
 #: Position angle of solar north in HMI images (the camera is mounted upside down); real frames differ by ~0.1°.
@@ -41,10 +67,10 @@ def hmi_header(observer: Observer, shape=HMI_SHAPE, quality: int = 0) -> fits.He
     """
     ny, nx = shape
     scale = HMI_PLATE_SCALE.to_value(u.arcsec) * 4096 / nx
-    rsun_obs = np.rad2deg(np.arcsin((observer.rsun / observer.distance).decompose().value)) * 3600
+    rsun_obs = rsun_obs_arcsec(observer)
     t = Time(observer.time, scale="utc")
     step = HMI_CADENCE.to_value(u.s)
-    t_rec = Time(round(t.tai.unix_tai / step) * step, format="unix_tai").tai
+    t_rec = record_time(t, step)
     h = fits.Header()
     cards = [
         ("T_REC", t_rec.strftime("%Y.%m.%d_%H:%M:%S_TAI"), "[TAI] Slot time"),
@@ -82,12 +108,7 @@ def hmi_header(observer: Observer, shape=HMI_SHAPE, quality: int = 0) -> fits.He
 
 def hmi_geometry(shape=HMI_SHAPE) -> ImageGeometry:
     """The image geometry of :func:`hmi_header`: Sun-centred, rotated by :data:`HMI_CROTA2`, HMI's plate scale."""
-    ny, nx = shape
-    scale_rad = (HMI_PLATE_SCALE * 4096 / nx).to_value(u.rad)
-    c, s = np.cos(np.deg2rad(HMI_CROTA2)), np.sin(np.deg2rad(HMI_CROTA2))
-    plane_from_pixel = scale_rad * np.array([[c, -s], [s, c]])  # CDELT · PC, PC from CROTA2
-    return ImageGeometry(shape=(ny, nx), crpix=np.array([(nx - 1) / 2, (ny - 1) / 2]), crval=np.zeros(2),
-                         pixel_from_plane=np.linalg.inv(plane_from_pixel))
+    return centred_geometry(shape, HMI_PLATE_SCALE * 4096 / shape[1], HMI_CROTA2)
 
 
 def write_hmi(path: str | Path, data_gauss: np.ndarray, observer: Observer, quality: int = 0,
@@ -106,7 +127,4 @@ def write_hmi(path: str | Path, data_gauss: np.ndarray, observer: Observer, qual
     header.update(cards or {})
     image = fits.CompImageHDU(raw, header=header, compression_type="RICE_1")
     image.header["BSCALE"], image.header["BZERO"] = BSCALE, 0.0
-    tmp = path.with_name(path.name + ".tmp")
-    fits.HDUList([fits.PrimaryHDU(), image]).writeto(tmp, overwrite=True, output_verify="silentfix")
-    os.replace(tmp, path)
-    return path
+    return write_atomically(fits.HDUList([fits.PrimaryHDU(), image]), path)

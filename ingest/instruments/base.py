@@ -1,9 +1,11 @@
-"""Instruments: one small adapter per magnetograph, chosen from the FITS header, that brings a frame to the
-instrument a model was trained for.
+"""What every instrument shares: its spec, the adapter base class and its registry, the harmonisation to a model's
+instrument, and the FITS writers' common parts.
 
-As sunpy's map sources do, each adapter says from the header whether a file is
-its instrument (``TELESCOP``/``INSTRUME``/``CAMERA``), reads its quality flag,
-and knows its pixel scale, resolution and noise. :func:`harmonise` brings a
+As sunpy's map sources do, each adapter (one module per instrument in this
+package) says from the header whether a file is its instrument
+(``TELESCOP``/``INSTRUME``/``CAMERA``), reads its quality flag, knows its
+pixel scale, resolution, noise and line, and writes its files for the
+synthetic Sun. :func:`harmonise` brings a
 cleaned magnetogram to a target :class:`InstrumentSpec` (the model's; every
 bundle so far: SoHO/MDI) in four documented steps:
 
@@ -28,15 +30,19 @@ a way these steps cannot undo, is refused with an error naming the file.
 """
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import astropy.units as u
 import numpy as np
 from astropy.io import fits
+from astropy.time import Time
 from scipy.ndimage import gaussian_filter
 
+from common.observer import Observer
 from ingest.errors import InstrumentError
 from ingest.projection import ImageGeometry
 
@@ -62,14 +68,24 @@ class InstrumentSpec:
         return cls(str(d["name"]), float(d["plate_scale_arcsec"]), float(d["psf_fwhm_arcsec"]), float(d["noise_G"]))
 
 
+#: Every instrument, in the order they are tried on a header (registered by defining a subclass).
+INSTRUMENTS: list[type[Instrument]] = []
+
+
 class Instrument(ABC):
-    """A magnetograph: how to recognise its files and what its frames are like."""
+    """A magnetograph: how to recognise its files and what its frames are like. Defining a subclass registers it."""
 
     spec: ClassVar[InstrumentSpec]
+    #: The line its magnetograms are measured in, Å (the HEK's ``OBS_MeanWavel``).
+    wavelength_A: ClassVar[float]
     #: Factor taking this instrument's LoS field to SoHO/MDI's (MDI = factor × this).
     to_mdi_factor: ClassVar[float]
     #: Bits of the quality word that make a frame unusable.
     bad_quality_bits: ClassVar[int]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        INSTRUMENTS.append(cls)
 
     @classmethod
     @abstractmethod
@@ -91,44 +107,37 @@ class Instrument(ABC):
         return bool(quality & cls.bad_quality_bits)
 
 
-def _words(header: fits.Header, *keys: str) -> str:
+def header_words(header: fits.Header, *keys: str) -> str:
+    """The values of ``keys`` in ``header``, upper case, joined by spaces (for :meth:`Instrument.is_source_for`)."""
     return " ".join(str(header.get(k, "")) for k in keys).upper()
 
 
-class MDI(Instrument):
-    """SoHO/MDI full-disk 96-min magnetograms (level 1.8): 1.98″ pixels, ~4″ resolution, ~20 G noise per pixel
-    (Scherrer et al. 1995, Sol. Phys. 162, 129; Liu, Norton & Scherrer 2004, Sol. Phys. 219, 39)."""
-
-    spec = InstrumentSpec("SOHO/MDI", 1.98, 4.0, 20.0)
-    to_mdi_factor = 1.0
-    #: Level 1.8's quality word describes rather than condemns (e.g. 0x200 with missing pixels, which are BLANK,
-    #: counted in MISSVALS and cleaned to 0 G): no bit refuses a frame.
-    bad_quality_bits = 0
-
-    @classmethod
-    def is_source_for(cls, header: fits.Header) -> bool:
-        return "MDI" in _words(header, "INSTRUME", "CAMERA", "TELESCOP") or _words(header, "TELESCOP").strip() == "SOHO"
+def rsun_obs_arcsec(observer: Observer) -> float:
+    """The Sun's apparent radius seen by ``observer``, ″ (``RSUN_OBS``)."""
+    return float(np.rad2deg(np.arcsin((observer.rsun / observer.distance).decompose().value)) * 3600)
 
 
-class HMI(Instrument):
-    """SDO/HMI line-of-sight magnetograms (``hmi.M_720s``, ``hmi.M_45s`` and their ``_nrt`` series): 0.504″
-    pixels, ~1″ resolution, ~6 G noise at 720 s (Schou et al. 2012, Sol. Phys. 275, 229; Liu et al. 2012,
-    Sol. Phys. 279, 295). ``QUALITY`` ≠ 0 marks a frame HMI's pipeline flags."""
-
-    spec = InstrumentSpec("SDO/HMI", 0.504, 1.0, 6.3)
-    to_mdi_factor = 1.0 / 0.701
-    #: JSOC: QUALITY = 0 is a good HMI record; any set bit (missing or degraded data, eclipse, calibration,
-    #: thermal recovery…) refuses it, as JSOC's own selections (``[? QUALITY=0 ?]``) do.
-    bad_quality_bits = 0xFFFFFFFF
-
-    @classmethod
-    def is_source_for(cls, header: fits.Header) -> bool:
-        return "HMI" in _words(header, "TELESCOP", "INSTRUME")
+def record_time(t: Time, step_s: float) -> Time:
+    """The series' record time (``T_REC``) of an observation at ``t``: the nearest multiple of ``step_s`` in TAI."""
+    return Time(round(t.tai.unix_tai / step_s) * step_s, format="unix_tai").tai
 
 
-#: Adapters, tried in order.
-INSTRUMENTS: tuple[type[Instrument], ...] = (HMI, MDI)
-MDI_SPEC = MDI.spec
+def centred_geometry(shape: tuple[int, int], scale: u.Quantity, crota2_deg: float = 0.0) -> ImageGeometry:
+    """A Sun-centred image's geometry: pixels of ``scale`` (angle), solar north at ``crota2_deg``."""
+    ny, nx = shape
+    c, s = np.cos(np.deg2rad(crota2_deg)), np.sin(np.deg2rad(crota2_deg))
+    plane_from_pixel = scale.to_value(u.rad) * np.array([[c, -s], [s, c]])  # CDELT · PC, PC from CROTA2
+    return ImageGeometry(shape=(ny, nx), crpix=np.array([(nx - 1) / 2, (ny - 1) / 2]), crval=np.zeros(2),
+                         pixel_from_plane=np.linalg.inv(plane_from_pixel))
+
+
+def write_atomically(hdus: fits.HDUList, path: str | Path) -> Path:
+    """Write ``hdus`` to ``path`` through a temporary file renamed into place: a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    hdus.writeto(tmp, overwrite=True, output_verify="silentfix")
+    os.replace(tmp, path)
+    return path
 
 
 def instrument_for(path: str | Path, header: fits.Header) -> type[Instrument]:

@@ -1,14 +1,13 @@
-"""Write full-disk magnetograms as SoHO/MDI level-1.8 96-minute FITS files.
+"""SoHO/MDI: the instrument (:class:`MDI`: its header, quality word, pixels, resolution, noise and line), and its
+level-1.8 96-minute full-disk FITS files as the synthetic Sun writes them.
 
-Used by the synthetic Sun so that simulated frames travel the same ingest
-path as real ones. The keywords, their units and the integer encoding
+The writer lets simulated frames travel the same ingest path as real ones. The keywords, their units and the integer encoding
 (``BITPIX = 32``, ``BSCALE = 0.01``, ``BLANK = -2147483648``) follow the real
 MDI header that sunpy ships
 (``sunpy/data/test/mdi.fd_M_96m_lev182.20101015_191200_TAI.data.header``).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import astropy.units as u
@@ -19,11 +18,37 @@ from astropy.time import Time
 
 from common.clock import CADENCE
 from common.observer import Observer
+from ingest.instruments.base import (
+    Instrument,
+    InstrumentSpec,
+    centred_geometry,
+    header_words,
+    record_time,
+    rsun_obs_arcsec,
+    write_atomically,
+)
 from ingest.projection import ImageGeometry
+
+
+class MDI(Instrument):
+    """SoHO/MDI full-disk 96-min magnetograms (level 1.8): 1.98″ pixels, ~4″ resolution, ~20 G noise per pixel
+    (Scherrer et al. 1995, Sol. Phys. 162, 129; Liu, Norton & Scherrer 2004, Sol. Phys. 219, 39)."""
+
+    spec = InstrumentSpec("SOHO/MDI", 1.98, 4.0, 20.0)
+    to_mdi_factor = 1.0
+    wavelength_A = 6767.8  # Ni I
+    #: Level 1.8's quality word describes rather than condemns (e.g. 0x200 with missing pixels, which are BLANK,
+    #: counted in MISSVALS and cleaned to 0 G): no bit refuses a frame.
+    bad_quality_bits = 0
+
+    @classmethod
+    def is_source_for(cls, header: fits.Header) -> bool:
+        return "MDI" in header_words(header, "INSTRUME", "CAMERA", "TELESCOP") or header_words(header, "TELESCOP").strip() == "SOHO"
+
 
 #: MDI full-disk geometry: 1024² pixels of 1.98″.
 MDI_SHAPE = (1024, 1024)
-MDI_PLATE_SCALE = 1.98 * u.arcsec
+MDI_PLATE_SCALE = MDI.spec.plate_scale_arcsec * u.arcsec
 #: Photospheric radius MDI headers use (RSUN_REF).
 MDI_RSUN_REF = 696.0e6 * u.m
 #: SoHO orbits L1, about 1% of the Earth's distance sunward.
@@ -59,11 +84,11 @@ def mdi_header(observer: Observer, shape=MDI_SHAPE, missing: int = 0) -> fits.He
     """
     ny, nx = shape
     scale = MDI_PLATE_SCALE.to_value(u.arcsec) * 1024 / nx
-    rsun_obs = np.rad2deg(np.arcsin((observer.rsun / observer.distance).decompose().value)) * 3600
+    rsun_obs = rsun_obs_arcsec(observer)
     t_start = Time(observer.time, scale="utc")
     t_obs = (t_start + HALF_INTEGRATION).tai
     step = CADENCE.to_value(u.s)  # the 96-min series is the clock's cadence
-    t_rec = Time(round(t_obs.unix_tai / step) * step, format="unix_tai").tai
+    t_rec = record_time(t_obs, step)
     car_rot = int(np.floor((t_start.jd - 2398167.4) / 27.2753)) + 1
     h = fits.Header()
     cards = [
@@ -110,10 +135,7 @@ def mdi_header(observer: Observer, shape=MDI_SHAPE, missing: int = 0) -> fits.He
 def mdi_geometry(shape=MDI_SHAPE) -> ImageGeometry:
     """The image geometry of :func:`mdi_header` (Sun-centred, north up, MDI's plate scale for 1024²), without
     building a WCS: the same for every frame, whatever the observer."""
-    ny, nx = shape
-    scale_rad = (MDI_PLATE_SCALE * 1024 / nx).to_value(u.rad)
-    return ImageGeometry(shape=(ny, nx), crpix=np.array([(nx - 1) / 2, (ny - 1) / 2]), crval=np.zeros(2),
-                         pixel_from_plane=np.eye(2) / scale_rad)
+    return centred_geometry(shape, MDI_PLATE_SCALE * 1024 / shape[1])
 
 
 def write_mdi(path: str | Path, data_gauss: np.ndarray, observer: Observer, cards: dict | None = None) -> Path:
@@ -131,7 +153,4 @@ def write_mdi(path: str | Path, data_gauss: np.ndarray, observer: Observer, card
     hdu.header["BZERO"] = 0.0
     hdu.header["BSCALE"] = BSCALE
     hdu.header.update(cards or {})
-    tmp = path.with_name(path.name + ".tmp")
-    hdu.writeto(tmp, overwrite=True, output_verify="silentfix")
-    os.replace(tmp, path)
-    return path
+    return write_atomically(fits.HDUList([hdu]), path)
