@@ -12,8 +12,8 @@ onset_uncertainty_h      half the members' onset interquartile range, hours
 first_alert_time         the time of the frame the event was decided on (UTC)
 carrington_lon, _lat     the tile's centre, Carrington deg
 stonyhurst_lon, _lat     the tile's centre at the first alert, Stonyhurst deg
-flux_at_onset_mx         unsigned flux of the tile's strong-field pixels at the onset frame, Mx
-flux_at_alert_mx         the same at the alert's frame, Mx
+flux_at_onset_Mx         unsigned flux of the tile's strong-field pixels at the onset frame, Mx
+flux_at_alert_Mx         the same at the alert's frame, Mx
 peak_probability         the ensemble median's highest value from the alert until it was withdrawn or closed
 instrument               the instrument of the frame it was decided on
 bundle_digest            the model bundle's identity (SHA-256 of its manifest)
@@ -35,7 +35,7 @@ from serving.alerts import AlertPolicy, emergence_events
 from serving.events import AlertEvent, EventKind
 
 COLUMNS = ["region_id", "patch_id", "kind", "onset_time", "onset_uncertainty_h", "first_alert_time", "carrington_lon",
-           "carrington_lat", "stonyhurst_lon", "stonyhurst_lat", "flux_at_onset_mx", "flux_at_alert_mx",
+           "carrington_lat", "stonyhurst_lon", "stonyhurst_lat", "flux_at_onset_Mx", "flux_at_alert_Mx",
            "peak_probability", "instrument", "bundle_digest"]
 
 
@@ -55,8 +55,8 @@ def emergence_catalog(events: list[AlertEvent], scores: pd.DataFrame,
     rows = []
     for e in emergence_events(events, onset_frames):
         r = e.region
-        at_alert = r.flux_positive_mx + r.flux_negative_mx
-        at_onset = at_alert - r.flux_positive_change_mx - r.flux_negative_change_mx
+        at_alert = r.flux_positive_Mx + r.flux_negative_Mx
+        at_onset = at_alert - r.flux_positive_change_Mx - r.flux_negative_change_Mx
         passage = series.get((e.patch_id, _passage_slot(e)))
         peak = e.probability.median
         if passage is not None:
@@ -68,7 +68,7 @@ def emergence_catalog(events: list[AlertEvent], scores: pd.DataFrame,
             "onset_uncertainty_h": e.onset.uncertainty_hours, "first_alert_time": e.frame_time,
             "carrington_lon": e.patch.carrington.lon, "carrington_lat": e.patch.carrington.lat,
             "stonyhurst_lon": e.patch.stonyhurst.lon, "stonyhurst_lat": e.patch.stonyhurst.lat,
-            "flux_at_onset_mx": at_onset, "flux_at_alert_mx": at_alert, "peak_probability": peak,
+            "flux_at_onset_Mx": at_onset, "flux_at_alert_Mx": at_alert, "peak_probability": peak,
             "instrument": e.provenance.instrument, "bundle_digest": e.provenance.bundle_digest})
     catalog = pd.DataFrame(rows, columns=COLUMNS)
     for column in ("onset_time", "first_alert_time"):
@@ -84,13 +84,13 @@ def _passage_slot(e: AlertEvent) -> int:
 def plot_butterfly(catalog: pd.DataFrame, path: Path, truth: pd.DataFrame | None = None) -> Path:
     """The catalog's butterfly diagram: Carrington latitude of each emergence against its onset time, marker area
     by the flux at the alert, colour by peak probability; the true emergences (``truth``: onset_time, lat,
-    flux_mx), when given, as open circles."""
+    flux_Mx), when given, as open circles."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(10, 4.5))
     if truth is not None and len(truth):
-        ax.scatter(truth.onset_time, truth.lat, s=np.clip(truth.flux_mx / 1e20, 4, 300), facecolors="none",
+        ax.scatter(truth.onset_time, truth.lat, s=np.clip(truth.flux_Mx / 1e20, 4, 300), facecolors="none",
                    edgecolors="0.6", linewidths=0.8, label="true emergences on the near side (simulator)")
-    points = ax.scatter(catalog.onset_time, catalog.carrington_lat, s=np.clip(catalog.flux_at_alert_mx / 1e20, 4, 300),
+    points = ax.scatter(catalog.onset_time, catalog.carrington_lat, s=np.clip(catalog.flux_at_alert_Mx / 1e20, 4, 300),
                         c=catalog.peak_probability, cmap="viridis", vmin=0, vmax=1, label="catalog (onset estimate)")
     fig.colorbar(points, ax=ax, label="peak probability")
     ax.set(xlabel="onset (UTC)", ylabel="Carrington latitude (deg)", ylim=(-60, 60),

@@ -48,7 +48,7 @@ def compare(events: list[AlertEvent], frames: SyntheticFrames, grid: PatchGrid, 
                 if chosen else float("nan")}
 
     def flux(e: AlertEvent) -> float:
-        return e.region.flux_positive_mx + e.region.flux_negative_mx
+        return e.region.flux_positive_Mx + e.region.flux_negative_Mx
 
     precision_by_flux = {f"{lo:.0e}-{hi:.0e} Mx": precision([e for e in openings if lo <= flux(e) < hi])
                          for lo, hi in ((0, 3e21), (3e21, 1e22), (1e22, np.inf))}
@@ -66,8 +66,8 @@ def compare(events: list[AlertEvent], frames: SyntheticFrames, grid: PatchGrid, 
 
 def truth_table(frames: SyntheticFrames, rule: MatchRule = MatchRule()) -> pd.DataFrame:
     """The period's true emergences that count (at least ``rule.any_flux_Mx``, within ``rule.max_cmd_deg`` of the
-    central meridian at onset): onset_time UTC, lat deg, flux_mx, for the butterfly plot."""
+    central meridian at onset): onset_time UTC, lat deg, flux_Mx, for the butterfly plot."""
     rows = [e for e in truth(frames.sun, frames.first, frames.end, rule.any_flux_Mx) if abs(e.cmd_deg) <= rule.max_cmd_deg]
     epoch = pd.Timestamp(EPOCH.isot, tz="UTC")
     return pd.DataFrame({"onset_time": [epoch + pd.Timedelta(days=e.onset_days) for e in rows],
-                         "lat": [e.lat for e in rows], "flux_mx": [e.flux_Mx for e in rows]})
+                         "lat": [e.lat for e in rows], "flux_Mx": [e.flux_Mx for e in rows]})

@@ -27,7 +27,7 @@ def carrington_pixel_area_cm2(lat_deg: np.ndarray, pixel_deg: float) -> np.ndarr
     return side * side * np.cos(np.deg2rad(lat_deg))
 
 
-def polarity_flux_mx(field_G: np.ndarray, row_lat_deg: np.ndarray, pixel_deg: float,
+def polarity_flux_Mx(field_G: np.ndarray, row_lat_deg: np.ndarray, pixel_deg: float,
                      floor_G: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(positive, |negative|) line-of-sight flux (Mx) of patch frames ``field_G`` (..., pixels, pixels; G, its rows
     at Carrington latitudes ``row_lat_deg``) through the pixels of |B| ≥ ``floor_G``, each weighed by its area on

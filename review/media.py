@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from common.clock import CADENCE_DAYS, slot_time
 from common.config import PatchGridConfig
 from common.observer import heliocentric
-from common.patches import polarity_flux_mx
+from common.patches import polarity_flux_Mx
 
 
 def pixel_latitudes(lat_deg: float, pixels: int, pixel_deg: float) -> np.ndarray:
@@ -31,7 +31,7 @@ def flux_curves(video: np.ndarray, lat_deg: float, pixel_deg: float | None = Non
     ``positive`` and ``negative`` (|Σ B<0|·area), each float (n_frames,). Areas are the Carrington pixels' on the
     solar surface; the field is not corrected for projection (a region near the limb shows less flux)."""
     pixel_deg = pixel_deg if pixel_deg is not None else PatchGridConfig().pixel_size.to_value(u.deg)
-    positive, negative = polarity_flux_mx(video, pixel_latitudes(lat_deg, video.shape[1], pixel_deg), pixel_deg)
+    positive, negative = polarity_flux_Mx(video, pixel_latitudes(lat_deg, video.shape[1], pixel_deg), pixel_deg)
     return {"unsigned": positive + negative, "positive": positive, "negative": negative}
 
 

@@ -148,10 +148,16 @@ class Region(_Model):
 
     bbox: Box = Field(description="the pixels of |B| ≥ field_floor_G at the event's frame; the whole patch if none")
     field_floor_G: float = Field(gt=0, description="the field below which a pixel counts neither in bbox nor in the fluxes, G")
-    flux_positive_mx: float = Field(ge=0, description="positive flux at the event's frame, Mx")
-    flux_negative_mx: float = Field(ge=0, description="negative flux at the event's frame (magnitude), Mx")
-    flux_positive_change_mx: float = Field(description="positive flux at the event's frame minus at the onset frame, Mx")
-    flux_negative_change_mx: float = Field(description="negative flux (magnitude) at the event's frame minus at onset, Mx")
+    # Python names spell the unit as everywhere else (Mx); the published 3.0 contract spells it "mx" until a major version
+    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    flux_positive_Mx: float = Field(ge=0, alias="flux_positive_mx", description="positive flux at the event's frame, Mx")
+    flux_negative_Mx: float = Field(ge=0, alias="flux_negative_mx",
+                                    description="negative flux at the event's frame (magnitude), Mx")
+    flux_positive_change_Mx: float = Field(alias="flux_positive_change_mx",
+                                           description="positive flux at the event's frame minus at the onset frame, Mx")
+    flux_negative_change_Mx: float = Field(alias="flux_negative_change_mx",
+                                           description="negative flux (magnitude) at the event's frame minus at onset, Mx")
     cutout: str = Field(description="path of a PNG of the patch at onset and at the event's frame, on this service's API")
 
 

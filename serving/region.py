@@ -13,7 +13,7 @@ import numpy as np
 
 from common.clock import slot_isot
 from common.figures import sprite
-from common.patches import polarity_flux_mx
+from common.patches import polarity_flux_Mx
 from serving.events import Box, Region
 
 #: Pixels weaker than this count neither in the box nor in the fluxes (G): 2.5 × MDI's 96-min noise (20 G), so noise
@@ -28,7 +28,7 @@ def fluxes(frame: np.ndarray, axes: Axes, floor_G: float = FIELD_FLOOR_G) -> tup
     """(positive, |negative|) line-of-sight flux (Mx) of a patch frame (pixels, pixels; G) through its pixels of
     |B| ≥ ``floor_G``, each weighed by its area on the solar surface."""
     lat = axes[1]
-    positive, negative = polarity_flux_mx(frame, lat, float(lat[1] - lat[0]), floor_G)
+    positive, negative = polarity_flux_Mx(frame, lat, float(lat[1] - lat[0]), floor_G)
     return float(positive), float(negative)
 
 
@@ -57,8 +57,8 @@ def region(video: np.ndarray, frame: int, onset: int, patch_id: str, axes: Axes,
     at_onset = current if onset >= frame else video[onset]
     pos, neg = fluxes(current, axes)
     pos0, neg0 = fluxes(at_onset, axes)
-    return Region(bbox=bounding_box(current, axes), field_floor_G=FIELD_FLOOR_G, flux_positive_mx=pos,
-                  flux_negative_mx=neg, flux_positive_change_mx=pos - pos0, flux_negative_change_mx=neg - neg0,
+    return Region(bbox=bounding_box(current, axes), field_floor_G=FIELD_FLOOR_G, flux_positive_Mx=pos,
+                  flux_negative_Mx=neg, flux_positive_change_Mx=pos - pos0, flux_negative_change_Mx=neg - neg0,
                   cutout=cutout_path(patch_id, start_slot, frame, onset))
 
 

@@ -165,14 +165,14 @@ def hek_params(event: AlertEvent, author: Author = Author()) -> tuple[dict[str, 
         "BoundBox_C1UR": f"{box.lon_max:.4f}",
         "BoundBox_C2UR": f"{box.lat_max:.4f}",
         "Event_Probability": f"{event.probability.median:.4f}",
-        "EF_SumPosSignedFlux": f"{region.flux_positive_mx:.6e}",
-        "EF_SumNegSignedFlux": f"{-region.flux_negative_mx:.6e}",
+        "EF_SumPosSignedFlux": f"{region.flux_positive_Mx:.6e}",
+        "EF_SumNegSignedFlux": f"{-region.flux_negative_Mx:.6e}",
         "EF_FluxUnit": "Mx",
     }
     seconds = (_time(event.frame_time) - _time(event.onset.time_utc)).total_seconds()
     if seconds > 0:
-        required |= {"EF_PosPeakFluxOnsetRate": f"{region.flux_positive_change_mx / seconds:.6e}",
-                     "EF_NegPeakFluxOnsetRate": f"{-region.flux_negative_change_mx / seconds:.6e}",
+        required |= {"EF_PosPeakFluxOnsetRate": f"{region.flux_positive_change_Mx / seconds:.6e}",
+                     "EF_NegPeakFluxOnsetRate": f"{-region.flux_negative_change_Mx / seconds:.6e}",
                      "EF_OnsetRateUnit": "Mx/s"}
     optional = {
         "FRM_SpecificID": event.alert_id,

@@ -163,9 +163,9 @@ def test_region_fluxes_box_and_change_since_onset_match_the_patch_video(run):
         pos, neg = flux_by_hand(video[e.frame], lat, pixel)
         pos0, neg0 = flux_by_hand(video[e.onset.frame], lat, pixel)
         r = e.region
-        assert r.flux_positive_mx == pytest.approx(pos, rel=1e-6) and r.flux_negative_mx == pytest.approx(neg, rel=1e-6)
-        assert r.flux_positive_change_mx == pytest.approx(pos - pos0, rel=1e-6, abs=1e12)
-        assert r.flux_negative_change_mx == pytest.approx(neg - neg0, rel=1e-6, abs=1e12)
+        assert r.flux_positive_Mx == pytest.approx(pos, rel=1e-6) and r.flux_negative_Mx == pytest.approx(neg, rel=1e-6)
+        assert r.flux_positive_change_Mx == pytest.approx(pos - pos0, rel=1e-6, abs=1e12)
+        assert r.flux_negative_change_Mx == pytest.approx(neg - neg0, rel=1e-6, abs=1e12)
         rows, cols = np.nonzero(np.abs(video[e.frame]) >= FIELD_FLOOR_G)
         if rows.size:
             assert r.bbox.lat_min <= lat[rows].min() and lat[rows].max() <= r.bbox.lat_max

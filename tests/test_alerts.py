@@ -19,8 +19,8 @@ from serving.events import (
 POLICY = AlertPolicy(threshold=0.5, hysteresis=0.1, onset_frames=3, probability_step=0.1)
 PROVENANCE = Provenance(instrument="SDO/HMI", series="hmi.M_720s_nrt", file="x.fits", t_obs="2000-06-02T08:00:00.000",
                         t_rec=None, quality=0, model_version="test", bundle_digest="sha256:" + "0" * 64)
-REGION = Region(bbox=Box(lon_min=0, lon_max=15, lat_min=0, lat_max=15), field_floor_G=50, flux_positive_mx=1e21,
-                flux_negative_mx=1e21, flux_positive_change_mx=0, flux_negative_change_mx=0, cutout="/x.png")
+REGION = Region(bbox=Box(lon_min=0, lon_max=15, lat_min=0, lat_max=15), field_floor_G=50, flux_positive_Mx=1e21,
+                flux_negative_Mx=1e21, flux_positive_change_Mx=0, flux_negative_change_Mx=0, cutout="/x.png")
 
 
 def score(median: float, onset: int = 10, frame: int = 20, observed_from: int = 0) -> Score:

@@ -107,7 +107,7 @@ def test_the_catalog_has_one_row_per_alerted_emergence_with_its_alerts_values(ba
         assert row.region_id in (e.alert_id, e.event_id) and row.patch_id == e.patch_id
         assert row.first_alert_time == pd.Timestamp(e.frame_time) and row.onset_time == pd.Timestamp(e.onset.time_utc)
         assert (row.carrington_lon, row.carrington_lat) == (e.patch.carrington.lon, e.patch.carrington.lat)
-        assert row.flux_at_alert_mx == pytest.approx(e.region.flux_positive_mx + e.region.flux_negative_mx)
+        assert row.flux_at_alert_Mx == pytest.approx(e.region.flux_positive_Mx + e.region.flux_negative_Mx)
         assert row.peak_probability >= e.probability.median and row.bundle_digest == e.provenance.bundle_digest
     assert report["catalog_rows"] == len(catalog) and (out / "butterfly.png").stat().st_size > 10_000
 
