@@ -133,87 +133,78 @@ class ServiceConfig(BaseSettings):
     ``FLUXWATCH_<FIELD>`` (e.g. ``FLUXWATCH_KAFKA_BOOTSTRAP=broker:9092``, ``FLUXWATCH_LAT_LIMIT="40 deg"``,
     ``FLUXWATCH_KAFKA_OPTIONS='{"security_protocol": "SASL_SSL"}'``) and by a TOML file (:meth:`load`); angles and
     times are astropy Quantities, given as strings with their unit outside Python.
-
-    Attributes
-    ----------
-    data_dir : state (SQLite), rolling videos, incoming/processed/rejected FITS, alert log, VOEvents.
-    bundle : the model bundle written by ``train-ensemble`` (a directory with ``manifest.json``).
-    speedup : clock acceleration: the scheduler runs once per cadence / ``speedup`` (1 = real time).
-    source : ``"synthetic"`` (the synthetic Sun as a live feed), ``"watch"`` (only files dropped
-        into ``data_dir/incoming`` or uploaded) or ``"jsoc"`` (JSOC's near-real-time series, :mod:`serving.jsoc`,
-        besides dropped and uploaded files).
-    jsoc_series, jsoc_email, jsoc_url, jsoc_poll : the JSOC source: the DRMS series (``hmi.M_720s_nrt``), the
-        JSOC-registered e-mail address exports need, the server (``None``: JSOC itself; another DRMS server that
-        answers like it, e.g. the tests' stand-in) and how often to poll.
-    warm_start : before the first live frame, fill the last video length (15 days) that the state lacks from the
-        source's archive (:mod:`serving.warm`), so that regions already on the disk can be alerted at once.
-    synthetic_start : first slot time of the synthetic feed (ISO UTC).
-    synthetic_seed : seed of the synthetic Sun.
-    kafka_bootstrap : Kafka bootstrap servers; ``None`` publishes to the API and the local log only.
-    alerts_topic, status_topic : Kafka topics of events from observations (events; compacted, keyed by patch id).
-    simulated_alerts_topic, simulated_status_topic : the same for events from simulated frames (the synthetic Sun),
-        kept apart so that a simulated alert is never read as a real one.
-    kafka_partitions, kafka_replication : of the topics the service creates when they do not exist. Every message
-        is keyed by patch id, so a patch's events stay in order on one partition.
-    kafka_options : further kafka-python client settings, passed as they are to the producer, consumer and admin
-        client: ``security_protocol``, ``sasl_mechanism``, ``sasl_plain_username``, ``sasl_plain_password``,
-        ``ssl_cafile``, ``ssl_certfile``, ``ssl_keyfile``, ...
-    http_host, http_port : the HTTP API.
-    upload_token : bearer token required by ``POST /upload``; the default is a placeholder
-        (:data:`PLACEHOLDER_UPLOAD_TOKEN`) that ``fluxwatch-serve`` accepts only on a loopback host.
-    upload_max_bytes : largest accepted upload.
-    lat_limit : patches cover latitudes within ±lat_limit (BMRs emerge within ±40°).
-    tile_overlap : overlap of neighbouring tiles (0° edge to edge; 7.5°, half a tile, puts every region well
-        inside some tile). With overlap a tile opens no alert while a tile sharing area with it has one open,
-        so one region gives one alert (:func:`serving.alerts.step`).
-    hysteresis, onset_step_frames, probability_step, present_at_start : alert policy (see :mod:`serving.alerts`).
-    slot_ready_offset : a frame observed within this of its slot's time is the best the slot can get and is
-        scored at once; a frame further off waits (in ``pending/``) for a closer one until a frame of a later
-        slot arrives or the slot's window has passed (:mod:`serving.service`). Half of HMI's 12-min cadence.
-    voevent_dir : where each alert event is also written as a HEK VOEvent (:mod:`serving.voevent`), under
-        ``data_dir`` when relative; ``None`` writes none (``GET /alerts/voevent`` still serves them).
-    hek_institute, hek_contact, hek_url : who runs the detection, as the VOEvents name it (the HEK's
-        ``FRM_Institute``, ``FRM_Contact`` and ``FRM_URL``); a deployment that exports to the HEK sets them.
-    log_format : ``"text"`` or ``"json"`` (one JSON object per line, for log collectors).
+    Each field's meaning is its description (``fluxwatch-serve --help``, the settings reference page).
     """
 
     model_config = SettingsConfigDict(env_prefix="FLUXWATCH_", frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
-    data_dir: str = "data/service"
-    bundle: str = DEFAULT_BUNDLE
-    speedup: float = Field(1.0, gt=0)
-    source: Literal["synthetic", "watch", "jsoc"] = "synthetic"
-    warm_start: bool = True
-    synthetic_start: str = "2000-06-01T00:00:00"
-    synthetic_seed: int = 0
-    jsoc_series: str = "hmi.M_720s_nrt"
-    jsoc_email: str | None = None
-    jsoc_url: str | None = None
-    jsoc_poll: Seconds = 2 * u.min
-    kafka_bootstrap: str | None = None
-    alerts_topic: str = "fluxwatch.alerts"
-    status_topic: str = "fluxwatch.patch-status"
-    simulated_alerts_topic: str = "fluxwatch.simulated.alerts"
-    simulated_status_topic: str = "fluxwatch.simulated.patch-status"
-    kafka_partitions: int = Field(1, ge=1)
-    kafka_replication: int = Field(1, ge=1)
-    kafka_options: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    http_host: str = "127.0.0.1"
-    http_port: int = Field(8000, ge=0, le=65535)
-    upload_token: str = PLACEHOLDER_UPLOAD_TOKEN
-    upload_max_bytes: int = Field(80 * 2**20, gt=0)
-    lat_limit: Degrees = 45 * u.deg
-    tile_overlap: Degrees = 0 * u.deg
-    hysteresis: float = Field(0.1, ge=0, lt=1)
-    onset_step_frames: int = Field(3, ge=1)
-    probability_step: float = Field(0.1, gt=0, le=1)
-    present_at_start: bool = True
-    slot_ready_offset: Minutes = 6 * u.min
-    voevent_dir: str | None = "voevents"
-    hek_institute: str = "fluxwatch"
-    hek_contact: str = "fluxwatch operators"
-    hek_url: str = "https://fluxwatch.invalid/"
-    log_format: Literal["text", "json"] = "text"
+    data_dir: str = Field("data/service", description=(
+        "state (SQLite), rolling videos, incoming/processed/rejected FITS, alert log, VOEvents"))
+    bundle: str = Field(DEFAULT_BUNDLE, description=(
+        "the model bundle: a directory with manifest.json (train-ensemble's bundle/)"))
+    speedup: float = Field(1.0, gt=0, description="clock acceleration: one cycle per cadence / speedup (1 = real time)")
+    source: Literal["synthetic", "watch", "jsoc"] = Field("synthetic", description=(
+        "synthetic: the synthetic Sun as a live feed (its alerts are simulated ones, on their own topics); "
+        "watch: only files dropped into incoming/ or uploaded; jsoc: JSOC's near-real-time series as well "
+        "(needs jsoc_email)"))
+    warm_start: bool = Field(True, description=(
+        "before the first live frame, fill the last video length (15 days) that the state lacks from the "
+        "source's archive, so regions already on the disk can be alerted at once"))
+    synthetic_start: str = Field("2000-06-01T00:00:00", description="first slot time of the synthetic feed (ISO UTC)")
+    synthetic_seed: int = Field(0, description="seed of the synthetic Sun")
+    jsoc_series: str = Field("hmi.M_720s_nrt", description="the DRMS series the jsoc source polls")
+    jsoc_email: str | None = Field(None, description=(
+        "an e-mail address registered for JSOC exports (http://jsoc.stanford.edu/ajax/register_email.html)"))
+    jsoc_url: str | None = Field(None, description=(
+        "base URL of another DRMS server that answers like JSOC (None: JSOC itself)"))
+    jsoc_poll: Seconds = Field(2 * u.min, description="how often the jsoc source polls")
+    kafka_bootstrap: str | None = Field(None, description=(
+        "Kafka bootstrap servers; None publishes to the API and the local log only"))
+    alerts_topic: str = Field("fluxwatch.alerts", description="Kafka topic of the alert events from observations")
+    status_topic: str = Field("fluxwatch.patch-status", description=(
+        "Kafka topic of the patch statuses from observations (compacted, keyed by patch id)"))
+    simulated_alerts_topic: str = Field("fluxwatch.simulated.alerts", description=(
+        "the alerts topic of events from simulated frames, kept apart so that a simulated alert is never read"
+        " as a real one"))
+    simulated_status_topic: str = Field("fluxwatch.simulated.patch-status", description=(
+        "the status topic of events from simulated frames"))
+    kafka_partitions: int = Field(1, ge=1, description=(
+        "partitions of the topics the service creates (every message is keyed by patch id: a patch's events "
+        "stay in order)"))
+    kafka_replication: int = Field(1, ge=1, description="replication factor of the topics the service creates")
+    kafka_options: dict[str, str | int | float | bool] = Field(default_factory=dict, description=(
+        "further kafka-python client settings (security_protocol, sasl_*, ssl_*...), passed as they are to "
+        "the producer, consumer and admin client"))
+    http_host: str = Field("127.0.0.1", description="HTTP host of the API")
+    http_port: int = Field(8000, ge=0, le=65535, description="HTTP port of the API")
+    upload_token: str = Field(PLACEHOLDER_UPLOAD_TOKEN, description=(
+        "bearer token of POST /upload; the default placeholder is accepted only on a loopback host"))
+    upload_max_bytes: int = Field(80 * 2**20, gt=0, description="largest accepted upload, bytes")
+    lat_limit: Degrees = Field(45 * u.deg, description="patches cover latitudes within ± this (BMRs emerge within ±40°)")
+    tile_overlap: Degrees = Field(0 * u.deg, description=(
+        "overlap of neighbouring tiles (7.5 deg, half a tile, puts every region well inside some tile); "
+        "overlapping alerts are merged: a tile opens none while a tile sharing area with it has one open"))
+    hysteresis: float = Field(0.1, ge=0, lt=1, description=(
+        "an open alert is withdrawn when the median falls this far below the threshold (serving.alerts)"))
+    onset_step_frames: int = Field(3, ge=1, description=(
+        "an open alert is updated when its onset estimate moves by this many frames"))
+    probability_step: float = Field(0.1, gt=0, le=1, description=(
+        "an open alert is updated when its median probability moves by this much"))
+    present_at_start: bool = Field(True, description=(
+        "mark passages seen only from mid-passage whose first frame already scores above the threshold: no "
+        "alert until the score falls back (serving.alerts)"))
+    slot_ready_offset: Minutes = Field(6 * u.min, description=(
+        "a frame observed within this of its slot's time is scored at once; one further off waits in pending/"
+        " for a closer one (half of HMI's 12-min cadence)"))
+    voevent_dir: str | None = Field("voevents", description=(
+        "where each alert event is also written as a HEK VOEvent (under data_dir when relative); None writes "
+        "none"))
+    hek_institute: str = Field("fluxwatch", description=(
+        "who runs the detection, as the VOEvents name it (the HEK's FRM_Institute)"))
+    hek_contact: str = Field("fluxwatch operators", description="the VOEvents' FRM_Contact")
+    hek_url: str = Field("https://fluxwatch.invalid/", description="the VOEvents' FRM_URL")
+    log_format: Literal["text", "json"] = Field("text", description=(
+        "text, or json: one JSON object per log line, for log collectors"))
 
     @model_validator(mode="after")
     def _jsoc_needs_email(self) -> ServiceConfig:

@@ -50,16 +50,14 @@ def http_api() -> str:
 def settings() -> str:
     from common.config import ServiceConfig
 
-    doc = ServiceConfig.__doc__ or ""
     out = ["# Settings\n", "`fluxwatch-serve`'s settings (`common.config.ServiceConfig`): a flag, then the environment "
-           "(`FLUXWATCH_<FIELD>`), then a TOML file (`--config`), then the default.\n",
-           "| setting | type | default |", "| --- | --- | --- |"]
+           "(`FLUXWATCH_<FIELD>`), then a TOML file (`--config`), then the default. Angles and times are astropy "
+           "quantities, given as text with their unit (`FLUXWATCH_LAT_LIMIT=\"40 deg\"`).\n",
+           "| setting | default | what |", "| --- | --- | --- |"]
     for name, field in ServiceConfig.model_fields.items():
         default = field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
-        kind = getattr(field.annotation, "__name__", str(field.annotation)).replace("|", "\\|")
-        out.append(f"| `{name}` | `{kind}` | `{default}` |")
-    out += ["\n## What each means\n", "```text", doc[doc.index("Attributes"):].rstrip() if "Attributes" in doc else doc,
-            "```"]
+        what = (field.description or "").replace("|", "\\|")
+        out.append(f"| `{name}` | `{default}` | {what} |")
     return "\n".join(out)
 
 

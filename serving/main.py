@@ -22,41 +22,30 @@ from serving.store import StateError
 log = logging.getLogger(__name__)
 
 
+def _help(field: str, unit: str = "") -> str:
+    """A flag's help: the setting's description and default (:class:`common.config.ServiceConfig`)."""
+    f = ServiceConfig.model_fields[field]
+    default = f.default.to_value() if hasattr(f.default, "to_value") else f.default
+    return f"{f.description} (default {default}{unit})"
+
+
 def parser() -> argparse.ArgumentParser:
     """The flags; each defaults to None (not given), so that the environment and the file can set it."""
-    d = ServiceConfig.model_fields
     p = argparse.ArgumentParser(prog="fluxwatch-serve", description=__doc__.splitlines()[0], argument_default=None)
     p.add_argument("--config", help="TOML file of settings (ServiceConfig's fields as top-level keys)")
-    p.add_argument("--data-dir", help=f"state, videos and files (default {d['data_dir'].default})")
-    p.add_argument("--bundle", help="model bundle directory (train-ensemble's bundle/)")
-    p.add_argument("--source", choices=["synthetic", "watch", "jsoc"],
-                   help="synthetic: the synthetic Sun (its alerts are simulated ones, on their own topics); watch: "
-                        "files dropped into incoming/ or uploaded; jsoc: JSOC's near-real-time series as well (needs --jsoc-email)")
-    p.add_argument("--warm-start", action=argparse.BooleanOptionalAction,
-                   help="before the first live frame, fill the last 15 days from the source's archive (default on)")
-    p.add_argument("--jsoc-series", help=f"DRMS series polled by --source jsoc (default {d['jsoc_series'].default})")
-    p.add_argument("--jsoc-email", help="e-mail address registered for JSOC exports")
-    p.add_argument("--jsoc-url", help="base URL of another DRMS server (default: JSOC)")
-    p.add_argument("--speedup", type=float, help="clock acceleration (cadence / speedup per cycle)")
-    p.add_argument("--synthetic-start", help="first slot time of the synthetic feed (ISO UTC)")
-    p.add_argument("--kafka", dest="kafka_bootstrap", help="bootstrap servers; none = no Kafka")
-    for kind, what in (("alerts", "the alert events"), ("status", "the patch statuses (compacted)")):
-        for simulated in (False, True):
-            prefix = "simulated-" if simulated else ""
-            default = d[f"{prefix.replace('-', '_')}{kind}_topic"].default
-            p.add_argument(f"--{prefix}{kind}-topic", help=f"Kafka topic of {what}{' from simulated frames' if simulated else ''} "
-                                                           f"(default {default})")
-    p.add_argument("--host", dest="http_host", help=f"HTTP host (default {d['http_host'].default})")
-    p.add_argument("--port", dest="http_port", type=int, help=f"HTTP port (default {d['http_port'].default})")
-    p.add_argument("--upload-token",
-                   help="bearer token of POST /upload; the default placeholder is refused unless --host is loopback")
-    p.add_argument("--lat-limit-deg", type=float, help="patches cover latitudes within ± this (default 45)")
-    p.add_argument("--tile-overlap-deg", type=float,
-                   help="overlap of neighbouring tiles (7.5 = half a tile); overlapping alerts are merged")
-    p.add_argument("--present-at-start", action=argparse.BooleanOptionalAction,
-                   help="mark passages seen only from mid-passage whose first frame already scores above the threshold "
-                        "(no alert until the score falls back; see serving.alerts)")
-    p.add_argument("--log-format", choices=["text", "json"], help="json: one JSON object per log line")
+    for field in ("data_dir", "bundle", "jsoc_series", "jsoc_email", "jsoc_url", "synthetic_start", "alerts_topic",
+                  "status_topic", "simulated_alerts_topic", "simulated_status_topic", "upload_token"):
+        p.add_argument("--" + field.replace("_", "-"), help=_help(field))
+    p.add_argument("--source", choices=["synthetic", "watch", "jsoc"], help=_help("source"))
+    p.add_argument("--speedup", type=float, help=_help("speedup"))
+    p.add_argument("--kafka", dest="kafka_bootstrap", help=_help("kafka_bootstrap"))
+    p.add_argument("--host", dest="http_host", help=_help("http_host"))
+    p.add_argument("--port", dest="http_port", type=int, help=_help("http_port"))
+    p.add_argument("--lat-limit-deg", type=float, help=_help("lat_limit", " deg"))
+    p.add_argument("--tile-overlap-deg", type=float, help=_help("tile_overlap", " deg"))
+    for field in ("warm_start", "present_at_start"):
+        p.add_argument("--" + field.replace("_", "-"), action=argparse.BooleanOptionalAction, help=_help(field))
+    p.add_argument("--log-format", choices=["text", "json"], help=_help("log_format"))
     return p
 
 
