@@ -61,6 +61,18 @@ def settings() -> str:
     return "\n".join(out)
 
 
+def metrics() -> str:
+    from serving.metrics import Metrics
+
+    out = ["# Metrics\n", "What `GET /metrics` exports, from the service's registry (`serving.metrics.Metrics`).\n",
+           "| name | type | labels | what |", "| --- | --- | --- | --- |"]
+    for family in Metrics().registry.collect():
+        labels = sorted({k for sample in family.samples for k in sample.labels if k != "le"})
+        name = family.name + ("_total" if family.type == "counter" else "")
+        out.append(f"| `{name}` | {family.type} | {', '.join(labels)} | {family.documentation} |")
+    return "\n".join(out)
+
+
 def schemas() -> str:
     out = ["# Alert schemas\n", "The JSON Schemas of the Kafka messages (`deploy/schemas/`, written from "
            "`serving.events`), and the VOEvent schema the HEK exports are checked against.\n"]
@@ -69,6 +81,7 @@ def schemas() -> str:
     return "\n".join(out)
 
 
-for page, make in (("cli.md", cli), ("http-api.md", http_api), ("settings.md", settings), ("alert-schemas.md", schemas)):
+for page, make in (("cli.md", cli), ("http-api.md", http_api), ("settings.md", settings), ("metrics.md", metrics),
+                   ("alert-schemas.md", schemas)):
     with mkdocs_gen_files.open(f"reference/{page}", "w") as f:
         f.write(make())

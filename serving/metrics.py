@@ -3,36 +3,7 @@
 One :class:`Metrics` object owns its own ``CollectorRegistry`` (so tests and
 several service instances in one process never collide in the global
 registry) and every metric the service exports. All names start with
-``fluxwatch_``:
-
-==========================================  =========  =====================  ============================================
-name                                        type       labels                 meaning
-==========================================  =========  =====================  ============================================
-``fluxwatch_frames_ingested_total``         counter                           frames accepted, projected and stored
-``fluxwatch_frames_rejected_total``         counter    ``reason``             files refused (see :data:`REJECT_REASONS`)
-``fluxwatch_frames_superseded_total``       counter                           good frames not used: their slot has a
-                                                                              better one (:mod:`serving.service`)
-``fluxwatch_ingest_latency_seconds``        histogram                         read, harmonise, project, store the frame
-``fluxwatch_scoring_latency_seconds``       histogram                         one cadence's scoring of all active patches
-``fluxwatch_frame_to_publish_seconds``      histogram                         frame arrival -> its alerts/status handed to
-                                                                              Kafka (outbox) or the alert log
-``fluxwatch_observation_to_publish_seconds`` histogram                        observation time -> alerts/status handed on
-                                                                              (live sources only; buckets to 12 h)
-``fluxwatch_source_fetched_total``          counter                           files a live source (JSOC) fetched
-``fluxwatch_source_errors_total``           counter                           failed polls of the live source
-``fluxwatch_source_consecutive_errors``     gauge                             failed polls in a row (0 when healthy)
-``fluxwatch_source_last_success_timestamp_seconds`` gauge                     Unix time of the last good poll
-``fluxwatch_warm_start_frames``             gauge                             history frames ingested before going live
-``fluxwatch_warm_start_seconds``            gauge                             time the warm start took (0 until done)
-``fluxwatch_active_patches``                gauge                             patches on the disk with a rolling video
-``fluxwatch_open_alerts``                   gauge                             emergence alerts currently open
-``fluxwatch_alerts_published_total``        counter    ``event``              alert events published (see :data:`ALERT_EVENTS`)
-``fluxwatch_outbox_depth``                  gauge                             messages in the outbox not yet on Kafka
-``fluxwatch_kafka_errors_total``            counter                           failed Kafka deliveries / connections
-``fluxwatch_newest_frame_age_seconds``      gauge                             seconds since the newest frame was accepted
-``fluxwatch_model_info``                    info       ``model_version``,     the loaded ONNX ensemble (value always 1)
-                                                       ``members``
-==========================================  =========  =====================  ============================================
+``fluxwatch_``; each metric's help text says what it counts (the metrics reference page lists them).
 
 Histograms share :data:`LATENCY_BUCKETS` (0.05 s ... 120 s). Every label value
 of ``reason`` and ``event`` is created at start-up with value 0, so rates and

@@ -8,94 +8,9 @@ from dataclasses import dataclass
 class SunConfig:
     """Parameters of the synthetic Sun. Units are in the names (``_deg``, ``_Mx``, ``_day`` ...).
 
-    Rotation (Howard et al. 1990, small magnetic features, as sunpy's ``howard`` model; sidereal)
-        ``rot_a/b/c_urad_s``: Ω(φ) = A + B sin²φ + C sin⁴φ in µrad/s.
-        ``carrington_deg_day``: sidereal rate of the Carrington frame (14.1844 °/day).
-        Features drift in Carrington longitude at Ω(φ) − Ω_Carrington: magnetic
-        features near the equator rotate faster than the Carrington frame (+0.14 °/day
-        at the equator), those above ~16° slower. (Until this version the synthetic Sun used
-        the slower ``snodgrass`` rates, 2.851 − 0.343 sin²φ − 0.474 sin⁴φ, under which
-        every feature lagged the Carrington frame.)
-    Solar cycle
-        Each cycle's BMR emergence rate has Hathaway's (1994) shape
-        ``A (τ/b)³ / (exp((τ/b)²) − 0.71)``, normalised to peak 1, with τ the
-        years since ``cycle_starts_year[i]``, b = ``cycle_width_yr`` and A =
-        ``cycle_amplitudes[i]``; cycles after the last listed one follow every
-        ``cycle_period_yr`` with amplitude 1. ``bmr_peak_rate_per_day`` is the
-        rate at the peak of an amplitude-1 cycle. Overlapping cycles add.
-        Cycle ``first_cycle_number + i`` has northern leading polarity
-        ``+1`` if its number is odd (cycle 23: north leading positive; Hale's law),
-        the opposite in the south; a fraction ``anti_hale_fraction`` of BMRs break it.
-    Butterfly
-        Mean |latitude| of a cycle's BMRs is ``butterfly_lat0_deg · exp(−τ / butterfly_decay_yr)``
-        (Hathaway 2011), scattered normally with sd ``lat_sd_frac · mean + lat_sd_min_deg``.
-    BMR flux, growth, geometry, decay
-        Final total unsigned flux: lognormal (median ``flux_median_Mx``, log-width
-        ``flux_sigma_ln``) truncated to [``flux_min_Mx``, ``flux_max_Mx``].
-        Growth law ``growth_law``: ``"flux-rate"`` (the default): the mean emergence rate grows with
-        the flux, R = ``emergence_rate_ref_Mx_h`` · (Φ / 1e22 Mx)^``emergence_rate_exponent``
-        × lognormal(``emergence_rate_sigma_ln``), and the growth time is Φ / R,
-        clipped to [``growth_min_h``, ``growth_max_h``]: large regions take days
-        to emerge, small ones hours. Rates of order 1e19–1e20 Mx/h for active
-        regions (Norton et al. 2017, ApJ 842, 3) and dΦ/dt ∝ Φ^0.57 (Otsuji et al.
-        2011, PASJ 63, 1047) set the reference and the exponent. ``"populations"``
-        (the simulator's law before, now part of the held-out setting, :mod:`sim.settings`):
-        a fraction ``fast_fraction`` grows fast (growth time lognormal around
-        ``fast_growth_median_h``, clipped below 13 h), the rest gradually (around
-        ``gradual_growth_median_h``, clipped above 13 h), whatever their flux.
-        ``BMRTable.kind`` says which side of 13 h a region's growth time falls.
-        Tilt (Joy's law): ``joy_slope · |lat|`` plus normal scatter ``tilt_scatter_deg``;
-        positive tilt puts the leading footpoint closer to the equator.
-        Final footpoint separation (heliographic degrees):
-        ``separation_ref_deg · (flux / 1e22 Mx)^separation_exponent`` × lognormal(``separation_sigma_ln``),
-        growing from ``separation_start_deg`` over 1.5 growth times.
-        Footpoints are Gaussian concentrations of B_r with width
-        ``footpoint_sigma_ref_deg · (pole flux / 1e21 Mx)^footpoint_sigma_exponent``,
-        the following footpoint ``follow_spread`` times wider than the leading one.
-        After peak flux, the flux decays exponentially with e-folding time
-        ``decay_days`` (lognormal around ``decay_median_day · (flux / 3e21 Mx)^decay_flux_exponent``,
-        clipped to [``decay_min_day``, ``decay_max_day``]), the footpoints spread by
-        surface diffusion ``diffusion_km2_s`` (σ² grows by 2Dt) and the BMR is
-        removed after ``decay_efolds`` e-foldings (below 2% of its flux).
-    Activity nests (Castenmiller, Zwaan & van der Zalm 1986, Sol. Phys. 105, 237; Harvey & Zwaan 1993,
-    Sol. Phys. 148, 85: a large share of active regions emerge within or beside existing ones)
-        Nests are born at ``nests_per_rotation`` per 27 days at the peak of an amplitude-1 cycle (in
-        proportion to the BMR rate), at a butterfly latitude of that time and a random longitude, live
-        uniform in ``nest_life_day`` and drift with differential rotation. A fraction ``nest_fraction``
-        of BMRs emerges within ``nest_scatter_deg`` (normal sd, each axis) of a nest alive then, so they
-        emerge into the decaying flux of the nest's earlier regions.
-    Multi-bipole regions
-        A BMR of at least ``multi_min_flux_Mx`` brings, with probability ``multi_fraction``, one or two
-        companion bipoles that start emerging within ``multi_delay_day`` of it, within half its final
-        separation (normal sd) of its centre, with ``multi_flux_share`` (uniform range) of its flux and its
-        polarity order; together they are one region (``BMRTable.region``), counted once.
-    Small bipoles and ephemeral regions (below the catalog's and the alerts' size)
-        Born at ``small_rate_per_day`` over the whole Sun whatever the cycle phase, uniform in sin φ within
-        ±``small_max_lat_deg``, in any orientation and polarity order, with flux lognormal (median
-        ``small_flux_median_Mx``, log-width ``small_flux_sigma_ln``) in [``small_flux_min_Mx``,
-        ``small_flux_max_Mx``]; they grow in hours (lognormal around ``small_growth_median_h``, whatever
-        the growth law) and decay with e-folding ``small_decay_median_day``. Ephemeral
-        regions emerge at hundreds a day over the Sun (Harvey 1993, PhD thesis Utrecht; Hagenaar 2001, ApJ
-        555, 448); only the tail above ``small_flux_min_Mx`` stands out of MDI's noise and is kept.
-    Quiet Sun (procedural, per ``cell_deg`` × ``cell_deg`` × 1 day cell)
-        Network families are born at ``network_rate_per_deg2_day``: a unipolar
-        element of random sign (flux lognormal, median ``network_flux_median_Mx``;
-        life lognormal, median ``network_life_median_day``; width uniform in
-        ``network_sigma_deg``) moving at a random velocity (rms ``network_speed_deg_day``
-        per component, clipped at 2.5 rms) on top of differential rotation; with probability
-        ``fragment_probability`` it fragments at the end of its life into two
-        same-sign children splitting its flux and moving apart at ±``fragment_speed_deg_day``.
-        Cancelling pairs are born at ``cancel_rate_per_deg2_day``: two equal and
-        opposite elements ``cancel_separation_deg`` apart that converge and
-        lose their flux linearly until they meet.
-    Observation (SoHO/MDI-like; :mod:`sim.render` forms the images)
-        A Gaussian point-spread function of FWHM ``psf_fwhm_arcsec`` (MDI full disk: 2″ pixels,
-        ~4″ resolution; Scherrer et al. 1995, Sol. Phys. 162, 129), then Gaussian noise per image
-        pixel, ``noise_G`` at disk centre, × (1 + ``noise_limb_increase`` (1 − μ)) toward the limb;
-        saturation at ±``saturation_G``. A fraction ``missing_single_fraction`` of slots
-        is missing singly; multi-day gaps (length uniform in ``gap_days``) start
-        ``gaps_per_year`` times a year.
-    ``rsun_cm``: solar radius turning flux (Mx) into field (G = Mx/cm²) (MDI's 696 Mm).
+    Rotation, the solar cycle, the butterfly, BMR flux, growth, geometry and decay, activity nests, multi-bipole
+    regions, small bipoles, the quiet Sun and the observation: what each parameter sets, with its sources, is in
+    the synthetic Sun's guide (``docs/guides/synthetic-sun.md``, "The model, parameter by parameter").
     """
 
     rot_a_urad_s: float = 2.894
