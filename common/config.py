@@ -193,6 +193,10 @@ class ServiceConfig(BaseSettings):
     present_at_start: bool = Field(True, description=(
         "mark passages seen only from mid-passage whose first frame already scores above the threshold: no "
         "alert until the score falls back (serving.alerts)"))
+    refused_quality_bits: list[str] | None = Field(None, description=(
+        "the QUALITY bits that refuse a frame, by name (e.g. QUAL_ECLIPSE, QUAL_NODATA; see ingest.instruments); "
+        "None: each instrument's default as its documentation reads (HMI: no usable observable, and eclipses); "
+        "the other bits are recorded in the provenance and fluxwatch_frame_quality_bits_total"))
     slot_ready_offset: Minutes = Field(6 * u.min, description=(
         "a frame observed within this of its slot's time is scored at once; one further off waits in pending/"
         " for a closer one (half of HMI's 12-min cadence)"))

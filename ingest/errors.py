@@ -46,7 +46,12 @@ class InstrumentError(IngestError):
 
 
 class QualityError(IngestError):
-    """The instrument's pipeline flags the frame (a non-zero ``QUALITY`` word)."""
+    """The instrument's pipeline flags the frame: its ``QUALITY`` word sets bits that refuse it (``bits``, named as
+    ``instrument``'s documentation names them)."""
+
+    def __init__(self, path, problem, bits: list[str] | None = None, instrument: str = ""):
+        super().__init__(path, problem)
+        self.bits, self.instrument = bits or [], instrument
 
 
 class ImageSizeError(IngestError):

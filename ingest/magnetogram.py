@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import re
 import warnings
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -291,14 +292,18 @@ def _origin(path: Path, header: fits.Header, instrument: str, quality: int) -> O
                   quality if "QUALITY" in header else None, header.get(SIMULATED_CARD) is True)
 
 
-def read_frame(path: str | Path, instrument: InstrumentSpec = MDI_SPEC) -> Magnetogram:
+def read_frame(path: str | Path, instrument: InstrumentSpec = MDI_SPEC,
+               refused_quality: Collection[str] | None = None) -> Magnetogram:
     """A magnetogram ready for a model trained on ``instrument``: read and cleaned (:func:`read_magnetogram`),
-    refused if its instrument's quality word flags it (:meth:`ingest.instruments.Instrument.is_bad`), and brought
-    to ``instrument`` (:func:`to_instrument`)."""
+    refused if its quality word sets a bit of ``refused_quality`` (names; its instrument's default set when None,
+    :meth:`ingest.instruments.Instrument.refusing`), and brought to ``instrument`` (:func:`to_instrument`)."""
     mag = read_magnetogram(path)
-    if instrument_named(mag.instrument).is_bad(mag.quality):
-        raise QualityError(path, f"QUALITY is 0x{mag.quality & 0xFFFFFFFF:08X}: the {mag.instrument} pipeline flags "
-                                 "this frame")
+    source = instrument_named(mag.instrument)
+    refusing = source.refusing(mag.quality, refused_quality)
+    if refusing:
+        meanings = "; ".join(f"{b} ({source.quality_bits[b][1]})" if b in source.quality_bits else b for b in refusing)
+        raise QualityError(path, f"QUALITY is 0x{mag.quality & 0xFFFFFFFF:08X}: {meanings}", bits=refusing,
+                           instrument=mag.instrument)
     return to_instrument(mag, instrument)
 
 

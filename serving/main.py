@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         return 2
     try:
         app = build(config)
-    except (BundleError, StateError) as exc:
+    except (BundleError, StateError, ConfigError) as exc:
         print(f"fluxwatch-serve: error: {exc}", file=sys.stderr)
         return 2
     app.start()

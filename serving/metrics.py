@@ -124,6 +124,10 @@ class Metrics:
             "source_consecutive_errors", "Failed polls of the live source in a row (0 when healthy).", **kw)
         self.source_last_success = Gauge(
             "source_last_success_timestamp_seconds", "Unix time of the live source's last good poll.", **kw)
+        self.frame_quality_bits = Counter(
+            "frame_quality_bits_total", "Frames read whose QUALITY word sets a bit, by instrument, bit and action: "
+            "refused (the bit refuses frames) or recorded (the frame was used; the bit is in its provenance).",
+            ["instrument", "bit", "action"], **kw)
         self.warm_start_frames = Gauge(
             "warm_start_frames", "History frames ingested by the warm start before the first live frame.", **kw)
         self.warm_start_seconds = Gauge("warm_start_seconds", "Time the warm start took (0 until it is done).", **kw)

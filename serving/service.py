@@ -31,8 +31,9 @@ from pathlib import Path
 import astropy.units as u
 
 from common.clock import CADENCE, slot_isot, slot_of_time, slot_time
-from common.config import ServiceConfig
-from ingest.errors import IngestError
+from common.config import ConfigError, ServiceConfig
+from ingest.errors import IngestError, QualityError
+from ingest.instruments import INSTRUMENTS, instrument_named
 from ingest.magnetogram import Magnetogram, read_frame
 from serving.bundle import ModelBundle
 from serving.faults import fault_point
@@ -66,6 +67,12 @@ class Service:
     def __init__(self, config: ServiceConfig | None = None, metrics: Metrics | None = None):
         self.config = config = config or ServiceConfig()
         self.bundle = ModelBundle(config.bundle)
+        if config.refused_quality_bits is not None:  # names no instrument knows are a mistake, said at start
+            known = {name for i in INSTRUMENTS for name in i.quality_bits}
+            unknown = sorted(set(config.refused_quality_bits) - known)
+            if unknown:
+                raise ConfigError(f"refused_quality_bits: no instrument has a QUALITY bit {', '.join(unknown)}; "
+                                  f"known: {', '.join(sorted(known))}")
         self.dir = Path(config.data_dir)
         self.inbox = Inbox(self.dir)
         self.store = Store(self.dir, self.bundle.n_frames, self.bundle.pixels)
@@ -114,10 +121,19 @@ class Service:
         """Read one file and make it its slot's candidate, supersede it, or reject it; call under :attr:`lock`."""
         t0 = time.perf_counter()
         try:
-            mag = read_frame(path, self.bundle.instrument)
+            mag = read_frame(path, self.bundle.instrument, self.config.refused_quality_bits)
+        except QualityError as exc:
+            for bit in exc.bits:
+                self.metrics.frame_quality_bits.labels(exc.instrument, bit, "refused").inc()
+            self._reject(path, exc, str(exc))
+            return
         except IngestError as exc:
             self._reject(path, exc, str(exc))
             return
+        origin = mag.origin
+        if origin.quality:
+            for bit in instrument_named(origin.instrument).flags(origin.quality):
+                self.metrics.frame_quality_bits.labels(origin.instrument, bit, "recorded").inc()
         fault_point("read")
         self._candidate(path, mag, time.perf_counter() - t0)
 

@@ -124,6 +124,7 @@ def test_observer_of_hmi_is_at_the_earths_distance():
 
 
 def test_the_service_brings_hmi_to_its_model_and_refuses_flagged_or_unknown_frames(tmp_path, tiny_bundle):
+    from common.config import ConfigError
     from serving.bundle import ModelBundle
     from serving.service import Service
     from tests.test_serving import config
@@ -133,10 +134,13 @@ def test_the_service_brings_hmi_to_its_model_and_refuses_flagged_or_unknown_fram
     sun = SyntheticSun(SunConfig(), seed=0)
     t = slot_time(int(slot_of_time(Time("2000-06-01"))))
     incoming = service.inbox.incoming
-    hmi = write_hmi_series(sun, t, incoming, shape=(2048, 2048))[0]  # 1.008″ pixels, 2×2 binned to MDI's
+    hmi = write_hmi_series(sun, t, tmp_path / "used", shape=(2048, 2048))[0]  # 1.008″ pixels, 2×2 binned to MDI's
+    with fits.open(hmi, mode="update") as hdul:  # as a real frame of 2011-12-17: made in sub-optimal conditions
+        hdul[1].header["QUALITY"] = 0x00010400
+    hmi = hmi.rename(incoming / hmi.name)
     flagged = write_hmi_series(sun, t + 12 * u.min, tmp_path / "flagged", shape=(2048, 2048))[0]
     with fits.open(flagged, mode="update") as hdul:
-        hdul[1].header["QUALITY"] = 0x00000400
+        hdul[1].header["QUALITY"] = 0x00000100  # taken during an eclipse
     flagged.rename(incoming / "flagged.fits")
     gong = incoming / "gong.fits"
     with fits.open(hmi) as hdul:
@@ -148,9 +152,46 @@ def test_the_service_brings_hmi_to_its_model_and_refuses_flagged_or_unknown_fram
     assert metric("fluxwatch_frames_rejected_total", {"reason": "bad_quality"}) == 1
     assert metric("fluxwatch_frames_rejected_total", {"reason": "instrument"}) == 1
     reasons = {p.name: p.read_text() for p in (service.dir / "rejected").glob("*.error.txt")}
-    assert any("QUALITY is 0x00000400" in r for r in reasons.values())
+    assert any("QUALITY is 0x00000100: QUAL_ECLIPSE" in r for r in reasons.values())
     assert any("unknown instrument" in r and "GONG" in r for r in reasons.values())
     assert service.store.has_frame(int(slot_of_time(t)))
+    bits = "fluxwatch_frame_quality_bits_total"
+    assert metric(bits, {"instrument": "SDO/HMI", "bit": "QUAL_ECLIPSE", "action": "refused"}) == 1
+    for bit in ("QUAL_LOWINTERPNUM", "QUAL_NOCOSMICRAY"):
+        assert metric(bits, {"instrument": "SDO/HMI", "bit": bit, "action": "recorded"}) == 1
+    reader = service.store.reader()
+    assert {s[-1].provenance.quality for key in reader.passages() if (s := reader.scores(*key))} == {0x00010400}
+    with pytest.raises(ConfigError, match="no instrument has a QUALITY bit QUAL_TYPO"):
+        Service(config(tmp_path / "typo", tiny_bundle, refused_quality_bits=["QUAL_ECLIPSE", "QUAL_TYPO"]))
+
+
+@pytest.mark.parametrize("name", sorted(HMI.quality_bits))
+def test_each_hmi_quality_bit_refuses_or_is_recorded_as_its_documentation_reads(name):
+    mask, meaning = HMI.quality_bits[name]
+    assert HMI.flags(mask) == [name] and meaning
+    no_observable = mask >= 0x00020000  # JSOC's first group: no usable line-of-sight observable was made
+    refused = no_observable or name in ("QUAL_ECLIPSE", "QUAL_NOCOEFFKEYWORD", "QUAL_NOCOEFFPRECORD")
+    assert HMI.refusing(mask) == ([name] if refused else [])
+    assert HMI.refusing(mask, refused=[name]) == [name] and HMI.refusing(mask, refused=[]) == []
+
+
+def test_the_real_feeds_flags_are_recorded_and_the_refused_set_is_a_setting(tmp_path):
+    from ingest.errors import QualityError
+    from ingest.instruments.hmi import write_hmi
+    from ingest.magnetogram import read_frame
+
+    # the two HMI frames of 2011-12-17 and 2019-06-21 that any set bit refused before
+    assert HMI.flags(0x00010400) == ["QUAL_LOWINTERPNUM", "QUAL_NOCOSMICRAY"] and HMI.refusing(0x00010400) == []
+    assert HMI.refusing(0x00010000) == [] and HMI.refusing(0x80000000) == ["QUAL_NODATA"]
+    assert HMI.flags(0x00000001) == ["0x00000001"]  # an undocumented bit is named by its mask, and recorded
+    assert MDI.refusing(0xFFFFFFFF) == []  # MDI's level-1.8 word describes, it never refuses
+    rng = np.random.default_rng(0)
+    path = write_hmi(tmp_path / "hmi.fits", rng.normal(0, 6, (1024, 1024)), hmi_observer_at(Time("2019-06-21")),
+                     quality=0x00010000)
+    assert read_frame(path, MDI_SPEC).origin.quality == 0x00010000
+    with pytest.raises(QualityError, match="QUAL_LOWINTERPNUM") as refused:
+        read_frame(path, MDI_SPEC, refused_quality=["QUAL_LOWINTERPNUM"])
+    assert refused.value.bits == ["QUAL_LOWINTERPNUM"] and refused.value.instrument == "SDO/HMI"
 
 
 def test_a_compressed_file_claiming_a_huge_image_is_refused_before_decompression(tmp_path):

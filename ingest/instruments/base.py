@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -80,8 +81,10 @@ class Instrument(ABC):
     wavelength_A: ClassVar[float]
     #: Factor taking this instrument's LoS field to SoHO/MDI's (MDI = factor × this).
     to_mdi_factor: ClassVar[float]
-    #: Bits of the quality word that make a frame unusable.
-    bad_quality_bits: ClassVar[int]
+    #: The documented bits of its quality word: name → (mask, meaning).
+    quality_bits: ClassVar[dict[str, tuple[int, str]]] = {}
+    #: The bits that refuse a frame unless the operator sets others (``refused_quality_bits``); the rest are recorded.
+    refused_by_default: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -102,9 +105,20 @@ class Instrument(ABC):
             return int(str(value), 16) if str(value).lower().startswith("0x") else -1
 
     @classmethod
-    def is_bad(cls, quality: int) -> bool:
-        """True if the quality word flags the frame as unusable."""
-        return bool(quality & cls.bad_quality_bits)
+    def flags(cls, quality: int) -> list[str]:
+        """The names of the bits set in ``quality`` (an undocumented bit by its mask, ``0x…``), highest first."""
+        word = quality & 0xFFFFFFFF
+        named = [name for name, (mask, _) in cls.quality_bits.items() if word & mask]
+        known = sum(mask for mask, _ in cls.quality_bits.values())
+        return named + [f"0x{1 << b:08X}" for b in range(31, -1, -1) if word & ~known & (1 << b)]
+
+    @classmethod
+    def refusing(cls, quality: int, refused: Collection[str] | None = None) -> list[str]:
+        """The bits set in ``quality`` that refuse the frame: those in ``refused`` (names, or ``0x…`` masks of
+        undocumented bits), the instrument's :attr:`refused_by_default` when None."""
+        chosen = cls.refused_by_default if refused is None else set(refused)
+        return [name for name in cls.flags(quality) if name in chosen]
+
 
 
 def header_words(header: fits.Header, *keys: str) -> str:

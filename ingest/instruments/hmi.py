@@ -39,9 +39,43 @@ class HMI(Instrument):
     spec = InstrumentSpec("SDO/HMI", 0.504, 1.0, 6.3)
     to_mdi_factor = 1.0 / 0.701
     wavelength_A = 6173.3  # Fe I
-    #: JSOC: QUALITY = 0 is a good HMI record; any set bit (missing or degraded data, eclipse, calibration,
-    #: thermal recovery…) refuses it, as JSOC's own selections (``[? QUALITY=0 ?]``) do.
-    bad_quality_bits = 0xFFFFFFFF
+    #: The level-1.5 line-of-sight observables' QUALITY word, as JSOC documents it
+    #: (http://jsoc.stanford.edu/doc/data/hmi/Quality_Bits/QUALITY.txt, from the observables code, HMI_observables.c).
+    #: The first group means no usable observable was made; the second that it was made in sub-optimal conditions.
+    quality_bits = {
+        "QUAL_NODATA": (0x80000000, "no line-of-sight observable was produced (empty record)"),
+        "QUAL_TARGETFILTERGRAMMISSING": (0x40000000, "no target filtergram near the target time"),
+        "QUAL_NOINTERPOLATEDKEYWORDS": (0x20000000, "CROTA2, DSUN_OBS or CRLT_OBS could not be interpolated"),
+        "QUAL_NOFRAMELISTINFO": (0x10000000, "the framelist used is unknown or not an observables one"),
+        "QUAL_WRONGCADENCE": (0x08000000, "the framelist's cadence is not the expected one"),
+        "QUAL_WRONGTARGET": (0x04000000, "the target filtergram is not in the framelist"),
+        "QUAL_MISSINGLEV1D": (0x02000000, "not enough level-1d filtergrams for an observable"),
+        "QUAL_MISSINGKEYWORDLEV1D": (0x01000000, "needed keywords unreadable in the level-1d data"),
+        "QUAL_WRONGWAVELENGTHNUM": (0x00800000, "wrong number of wavelengths in the level-1d records"),
+        "QUAL_MISSINGKEYWORDLEV1P": (0x00400000, "needed keywords unreadable in the level-1p data"),
+        "QUAL_NOLOOKUPRECORD": (0x00200000, "no look-up tables for the MDI-like algorithm"),
+        "QUAL_NOLOOKUPKEYWORD": (0x00100000, "the look-up tables' keywords unreadable"),
+        "QUAL_NOTENOUGHINTERPOLANTS": (0x00080000, "not enough points for the temporal interpolation"),
+        "QUAL_INTERPOLATIONFAILED": (0x00040000, "the temporal interpolation failed"),
+        "QUAL_MISSINGLEV1P": (0x00020000, "not enough level-1p records for an observable"),
+        "QUAL_LOWINTERPNUM": (0x00010000, "fewer temporal interpolation points than expected, or a gap over the cadence"),
+        "QUAL_LOWKEYWORDNUM": (0x00008000, "some keywords taken from the nearest record instead of interpolated"),
+        "QUAL_ISSTARGET": (0x00004000, "the image-stabilisation loop was open for some filtergrams"),
+        "QUAL_NOTEMP": (0x00002000, "default temperatures used in the polarisation calibration"),
+        "QUAL_NOGAPFILL": (0x00001000, "not every level-1 filtergram could be gap-filled"),
+        "QUAL_LIMBFITISSUE": (0x00000800, "level-1 records discarded for their limb fit (jitter)"),
+        "QUAL_NOCOSMICRAY": (0x00000400, "some cosmic-ray lists could not be read"),
+        "QUAL_NOCOEFFKEYWORD": (0x00000200, "the MDI-like correction's coefficient keywords unreadable"),
+        "QUAL_ECLIPSE": (0x00000100, "at least one level-1 record taken during an eclipse"),
+        "QUAL_NOCOEFFPRECORD": (0x00000080, "no coefficients for the MDI-like correction"),
+        "QUAL_LARGEFTSID": (0x00000040, "a large HFTSACID, which adds noise"),
+        "QUAL_POORQUALITY": (0x00000020, "poor quality: eclipse, lunar transit, thermal recovery, open ISS..."),
+    }
+    #: Refused: no usable observable (the first group), and an eclipse, whose shadow moves flux across the disk as
+    #: no emergence does (HARP tracking refuses it too; an earlier version of the list gave the eclipse 0x200, so both
+    #: are refused). The rest make a noisier frame: recorded, not refused.
+    refused_by_default = frozenset(name for name, (mask, _) in quality_bits.items() if mask >= 0x00020000) | {
+        "QUAL_ECLIPSE", "QUAL_NOCOEFFKEYWORD", "QUAL_NOCOEFFPRECORD"}
 
     @classmethod
     def is_source_for(cls, header: fits.Header) -> bool:

@@ -37,9 +37,8 @@ class MDI(Instrument):
     spec = InstrumentSpec("SOHO/MDI", 1.98, 4.0, 20.0)
     to_mdi_factor = 1.0
     wavelength_A = 6767.8  # Ni I
-    #: Level 1.8's quality word describes rather than condemns (e.g. 0x200 with missing pixels, which are BLANK,
-    #: counted in MISSVALS and cleaned to 0 G): no bit refuses a frame.
-    bad_quality_bits = 0
+    # Level 1.8's quality word describes rather than condemns (e.g. 0x200 with missing pixels, which are BLANK,
+    # counted in MISSVALS and cleaned to 0 G): no bit refuses a frame, every set bit is recorded.
 
     @classmethod
     def is_source_for(cls, header: fits.Header) -> bool:
