@@ -87,6 +87,10 @@ def exercise(m: Metrics) -> None:
     for reason in ("too_large", "unauthorized", "other"):
         m.reject(reason)
     m.frames_superseded.inc(7)
+    m.frame_quality_bits.labels("SDO/HMI", "QUAL_ECLIPSE", "refused").inc()
+    m.frame_quality_bits.labels("SDO/HMI", "QUAL_LOWINTERPNUM", "recorded").inc()
+    m.warm_start_frames.set(219)
+    m.warm_start_seconds.set(123.0)
     m.source_fetched.inc(8)
     m.source_errors.inc()
     m.source_consecutive_errors.set(1)
