@@ -124,6 +124,7 @@ def _in(unit: u.UnitBase):
 Degrees = Annotated[u.Quantity, _in(u.deg)]
 Minutes = Annotated[u.Quantity, _in(u.min)]
 Seconds = Annotated[u.Quantity, _in(u.s)]
+Days = Annotated[u.Quantity, _in(u.day)]
 
 
 class ServiceConfig(BaseSettings):
@@ -197,6 +198,15 @@ class ServiceConfig(BaseSettings):
         "the QUALITY bits that refuse a frame, by name (e.g. QUAL_ECLIPSE, QUAL_NODATA; see ingest.instruments); "
         "None: each instrument's default as its documentation reads (HMI: no usable observable, and eclipses); "
         "the other bits are recorded in the provenance and fluxwatch_frame_quality_bits_total"))
+    retain_superseded: Days = Field(2 * u.day, description="superseded files (and their notes) are removed after this")
+    retain_rejected: Days = Field(30 * u.day, description="rejected files (and their error notes) are removed after this")
+    retain_processed: Days | None = Field(30 * u.day, description=(
+        "processed files are moved to archive_dir (removed when none) after this; None keeps them (a rebuild replays "
+        "what is kept)"))
+    archive_dir: str | None = Field(None, description="where processed files go when retain_processed lets them go")
+    retain_videos: Days = Field(30 * u.day, description=(
+        "a closed passage's video is removed this long after its last frame (its alerts are final); its video and "
+        "cutouts then answer 410 Gone"))
     slot_ready_offset: Minutes = Field(6 * u.min, description=(
         "a frame observed within this of its slot's time is scored at once; one further off waits in pending/"
         " for a closer one (half of HMI's 12-min cadence)"))

@@ -164,13 +164,18 @@ def create_app(service: Service) -> FastAPI:
 
     def stored_video(patch_id: str, passage_start: str | None) -> tuple[tuple[int, str, int], np.ndarray]:
         """(the passage: start slot, status, last scored frame; its video) of a patch's passage from ``passage_start``
-        (ISO UTC; its latest passage when None): 422 for a time that is not one, 404 when there is none."""
+        (ISO UTC; its latest passage when None): 422 for a time that is not one, 404 when there is none, 410 when the
+        retention policy removed it."""
         try:
             start = int(slot_of_time(Time(passage_start))) if passage_start is not None else None
         except ValueError:
             raise HTTPException(422, f"passage_start={passage_start!r} is not an ISO time") from None
         found = reader.passage(patch_id, start)
         video = service.store.read_video(patch_id, found[0]) if found else None
+        if found is not None and video is None and found[1] == "closed" and found[2] >= 0:
+            raise HTTPException(410, f"the video of patch {patch_id!r} from {slot_isot(found[0])} was removed by the "
+                                     f"retention policy: closed passages' videos are kept {config.retain_videos} after "
+                                     "their last frame (retain_videos); the alerts and scores stand")
         if found is None or video is None:
             raise HTTPException(404, f"no video recorded for patch {patch_id!r}"
                                      + (f" from {passage_start}" if passage_start is not None else ""))
@@ -179,7 +184,7 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/patches/{patch_id}/video", response_class=Response,
              responses={200: {"content": {"application/x-npy": {}},
                               "description": "NumPy .npy of float32 (n_frames, pixels, pixels), LoS field in G"},
-                        **problems(404, 422)})
+                        **problems(404, 410, 422)})
     def patch_video(patch_id: str, passage_start: str | None = Query(
             None, description="ISO UTC time of the passage's frame 0 (an alert's passage_start); the latest passage when absent")
                     ) -> Response:
@@ -196,7 +201,7 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/patches/{patch_id}/cutout.png", response_class=Response,
              responses={200: {"content": {"image/png": {}}, "description": "grey PNG, black -300 G to white +300 G, "
                                                                           "north up: the onset frame left, the frame right"},
-                        **problems(404, 422)})
+                        **problems(404, 410, 422)})
     def patch_cutout(patch_id: str,
                      passage_start: str = Query(description="ISO UTC time of the passage's frame 0 (an alert's passage_start)"),
                      frame: int = Query(ge=0, description="the frame to show (an alert's frame)"),

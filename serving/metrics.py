@@ -128,6 +128,9 @@ class Metrics:
             "frame_quality_bits_total", "Frames read whose QUALITY word sets a bit, by instrument, bit and action: "
             "refused (the bit refuses frames) or recorded (the frame was used; the bit is in its provenance).",
             ["instrument", "bit", "action"], **kw)
+        self.disk_bytes = Gauge("disk_bytes", "Bytes the service keeps on disk, by kind (its folders, videos, "
+                                "state database); bounded by the retention settings.", ["kind"], **kw)
+        self.disk_free_bytes = Gauge("disk_free_bytes", "Free bytes on the file system of the data directory.", **kw)
         self.warm_start_frames = Gauge(
             "warm_start_frames", "History frames ingested by the warm start before the first live frame.", **kw)
         self.warm_start_seconds = Gauge("warm_start_seconds", "Time the warm start took (0 until it is done).", **kw)

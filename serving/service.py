@@ -35,6 +35,7 @@ from common.config import ConfigError, ServiceConfig
 from ingest.errors import IngestError, QualityError
 from ingest.instruments import INSTRUMENTS, instrument_named
 from ingest.magnetogram import Magnetogram, read_frame
+from serving import retention
 from serving.bundle import ModelBundle
 from serving.faults import fault_point
 from serving.inbox import Inbox
@@ -114,6 +115,7 @@ class Service:
             for path in self.inbox.waiting():
                 self.take(path)
             done = self.flush(now)
+            retention.apply(self.config, self.store, self.dir, time.time())
             self.refresh_gauges()
         return done
 
@@ -225,3 +227,4 @@ class Service:
         newest = self.store.newest_frame()
         if newest:
             self.metrics.set_newest_frame_time(newest[2])
+        retention.measure(self.metrics, self.dir)

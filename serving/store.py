@@ -93,6 +93,10 @@ class _Queries:
         """(slot, observation time ISO, arrival Unix time) of the newest ingested frame."""
         return self.db.execute("SELECT slot, time, ingested FROM frames ORDER BY slot DESC LIMIT 1").fetchone()
 
+    def closed_passages(self) -> list[tuple[str, int]]:
+        """(patch id, start slot) of every closed passage."""
+        return list(self.db.execute("SELECT patch_id, start_slot FROM passages WHERE status = 'closed'"))
+
     def open_passages(self) -> dict[str, int]:
         """{patch id: passage start slot} of every open passage."""
         return dict(self.db.execute("SELECT patch_id, start_slot FROM passages WHERE status = 'open'"))

@@ -90,6 +90,8 @@ def exercise(m: Metrics) -> None:
     m.frame_quality_bits.labels("SDO/HMI", "QUAL_ECLIPSE", "refused").inc()
     m.frame_quality_bits.labels("SDO/HMI", "QUAL_LOWINTERPNUM", "recorded").inc()
     m.warm_start_frames.set(219)
+    m.disk_bytes.labels(kind="processed").set(2e9)
+    m.disk_free_bytes.set(5e10)
     m.warm_start_seconds.set(123.0)
     m.source_fetched.inc(8)
     m.source_errors.inc()
@@ -260,6 +262,8 @@ def test_alert_rules_fire_when_they_should(tmp_path):
                _m("fluxwatch_observation_to_publish_seconds_bucket", le="14400.0"): "0+1x30 30+1x200",
                _m("fluxwatch_observation_to_publish_seconds_bucket", le="+Inf"): "0+1x30 30+1x200"},
               _firing("60m"), _firing("230m", "FluxwatchAlertsLate")),  # 2 h until 30 min, then 3–4 h
+        _case({_m("fluxwatch_disk_free_bytes"): "1e9x100 1e9-1e6x300"},  # 1 GB free, then 1.4 GB a day written
+              _firing("90m"), _firing("200m", "FluxwatchDiskFilling")),
     ]
     spec = {"rule_files": [str(RULES)], "evaluation_interval": "1m", "tests": cases}
     test_file = tmp_path / "rules_test.yml"

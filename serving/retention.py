@@ -1,0 +1,96 @@
+"""Retention: how long the service keeps what it writes, so that a year beside a live feed does not fill its disk.
+
+Once per cycle the service applies the operator's policy (settings, by age of the file):
+
+* ``superseded/`` and ``rejected/`` files, with the note beside each, after ``retain_superseded`` and
+  ``retain_rejected``;
+* ``processed/`` files after ``retain_processed``: moved to ``archive_dir`` when one is set, removed otherwise
+  (:mod:`serving.rebuild` then replays the period still kept);
+* a closed passage's video ``retain_videos`` after its last frame: its alerts are final by then; the API's
+  ``/patches/{id}/video`` and cutouts answer 410 Gone for it.
+
+An open passage's video is never removed, whatever its age, nor a file still waiting in ``incoming/`` or
+``pending/``. Disk use by kind is in ``fluxwatch_disk_bytes{kind}``, with the file system's free space beside it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import astropy.units as u
+
+from common.config import ServiceConfig
+from serving.metrics import Metrics
+from serving.store import Store
+
+log = logging.getLogger(__name__)
+
+#: The kinds of ``fluxwatch_disk_bytes``: the service's folders, its videos and its database.
+KINDS = ("incoming", "pending", "processed", "superseded", "rejected", "videos", "state")
+NOTES = (".superseded.txt", ".error.txt")
+
+
+@dataclass
+class Removed:
+    """What one pass of the policy removed (or archived), by kind."""
+
+    files: dict[str, int] = field(default_factory=dict)
+
+    def add(self, kind: str, n: int = 1) -> None:
+        self.files[kind] = self.files.get(kind, 0) + n
+
+
+def _old(folder: Path, cutoff: float, pattern: str = "*") -> list[Path]:
+    """Files of ``folder`` matching ``pattern`` last modified before ``cutoff`` (Unix s)."""
+    return [p for p in folder.glob(pattern) if p.is_file() and p.stat().st_mtime < cutoff]
+
+
+def apply(config: ServiceConfig, store: Store, data_dir: Path, now: float) -> Removed:
+    """Remove (or archive) what the policy of ``config`` lets go at Unix time ``now``."""
+    removed = Removed()
+    for kind, keep in (("superseded", config.retain_superseded), ("rejected", config.retain_rejected)):
+        for path in _old(data_dir / kind, now - keep.to_value(u.s), "*.fits"):
+            path.unlink(missing_ok=True)
+            for note in NOTES:
+                path.with_name(path.name + note).unlink(missing_ok=True)
+            removed.add(kind)
+    if config.retain_processed is not None:
+        archive = Path(config.archive_dir) if config.archive_dir else None
+        for path in _old(data_dir / "processed", now - config.retain_processed.to_value(u.s), "*.fits"):
+            if archive is not None:
+                archive.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(path), archive / path.name)
+            else:
+                path.unlink(missing_ok=True)
+            removed.add("processed")
+    cutoff = now - config.retain_videos.to_value(u.s)
+    for pid, start in store.closed_passages():
+        path = store.video_path(pid, start)
+        if path.exists() and path.stat().st_mtime < cutoff:
+            path.unlink()
+            removed.add("videos")
+    if removed.files:
+        log.info("retention removed %s", ", ".join(f"{n} {k}" for k, n in sorted(removed.files.items())))
+    return removed
+
+
+def disk_use(data_dir: Path) -> dict[str, int]:
+    """Bytes on disk by kind (:data:`KINDS`)."""
+    use = {}
+    for kind in KINDS:
+        if kind == "state":
+            use[kind] = sum(p.stat().st_size for p in data_dir.glob("state.sqlite*") if p.is_file())
+        else:
+            folder = data_dir / kind
+            use[kind] = sum(e.stat().st_size for e in os.scandir(folder) if e.is_file()) if folder.is_dir() else 0
+    return use
+
+
+def measure(metrics: Metrics, data_dir: Path) -> None:
+    """Set the disk gauges: bytes by kind, and the file system's free bytes."""
+    for kind, size in disk_use(data_dir).items():
+        metrics.disk_bytes.labels(kind=kind).set(size)
+    metrics.disk_free_bytes.set(shutil.disk_usage(data_dir).free)

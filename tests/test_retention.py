@@ -1,0 +1,84 @@
+"""Retention: files and videos go on the operator's schedule, nothing an open passage needs goes, and an API route
+whose data aged out answers 410 Gone."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import httpx
+import pytest
+from astropy.time import Time
+
+from common.clock import slot_isot, slot_of_time
+from serving.api import create_app
+from serving.service import Service
+from sim import SunConfig, SyntheticSun, write_fits_series
+from tests.support import ServerThread
+from tests.test_serving import config
+
+DAY = 86400.0
+
+
+def _age(path, days: float) -> None:
+    t = time.time() - days * DAY
+    os.utime(path, (t, t))
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory):
+    """Twenty 256² frames: with the tiny bundle's 16-frame videos, the first passages close (video full)."""
+    slot0 = int(slot_of_time(Time("2000-06-01T00:00:00")))
+    return write_fits_series(SyntheticSun(SunConfig(), seed=0), range(slot0, slot0 + 20),
+                             tmp_path_factory.mktemp("stream"), shape=(256, 256))
+
+
+def test_retention_removes_on_schedule_and_keeps_what_open_passages_need(tmp_path, tiny_bundle, stream):
+    archive = tmp_path / "archive"
+    service = Service(config(tmp_path, tiny_bundle, retain_superseded="1 d", retain_rejected="1 d",
+                             retain_processed="2 d", archive_dir=str(archive), retain_videos="3 d"))
+    for path in stream:
+        shutil.copy(path, service.inbox.incoming)
+        service.run_cycle()
+    shutil.copy(stream[-1], service.inbox.incoming / ("again_" + stream[-1].name))  # its slot is scored: superseded
+    (service.inbox.incoming / "junk.fits").write_bytes(b"not a FITS file")  # rejected
+    service.run_cycle()
+    superseded, rejected = service.inbox.superseded / ("again_" + stream[-1].name), service.inbox.rejected / "junk.fits"
+    assert superseded.exists() and rejected.exists()
+    processed = sorted(service.inbox.processed.glob("*.fits"))
+    has_video = lambda key: service.store.video_path(*key).exists()  # noqa: E731
+    closed = [key for key in service.store.closed_passages() if has_video(key)]
+    opened = [key for key in service.store.open_passages().items() if has_video(key)]
+    assert len(closed) >= 2 and opened
+    old_closed, new_closed = closed[0], closed[1]
+    old_open = opened[0]
+    for path in (superseded, rejected, processed[0], processed[1]):
+        _age(path, 5)
+    for key in (old_closed, old_open):
+        _age(service.store.video_path(*key), 4)
+    _age(service.store.video_path(*new_closed), 2)
+
+    service.run_cycle()
+    assert not superseded.exists() and not superseded.with_name(superseded.name + ".superseded.txt").exists()
+    assert not rejected.exists() and not rejected.with_name(rejected.name + ".error.txt").exists()
+    assert sorted(p.name for p in archive.iterdir()) == [processed[0].name, processed[1].name]
+    assert sorted(service.inbox.processed.glob("*.fits")) == processed[2:]
+    assert not service.store.video_path(*old_closed).exists()
+    assert service.store.video_path(*old_open).exists()  # an open passage keeps its video, whatever its age
+    assert service.store.video_path(*new_closed).exists()
+    metric = service.metrics.registry.get_sample_value
+    assert metric("fluxwatch_disk_bytes", {"kind": "processed"}) == sum(p.stat().st_size for p in processed[2:])
+    assert metric("fluxwatch_disk_bytes", {"kind": "rejected"}) == 0
+    assert metric("fluxwatch_disk_free_bytes") > 0
+
+    pid, start = old_closed
+    with ServerThread(create_app(service)) as server:
+        gone = httpx.get(f"{server.url}/patches/{pid}/video", params={"passage_start": slot_isot(start)})
+        assert gone.status_code == 410 and gone.headers["content-type"] == "application/problem+json"
+        assert "removed by the retention policy" in gone.json()["detail"] and "retain_videos" in gone.json()["detail"]
+        cutout = httpx.get(f"{server.url}/patches/{pid}/cutout.png",
+                           params={"passage_start": slot_isot(start), "frame": 1, "onset": 0})
+        assert cutout.status_code == 410
+        kept = httpx.get(f"{server.url}/patches/{new_closed[0]}/video", params={"passage_start": slot_isot(new_closed[1])})
+        assert kept.status_code == 200
+        assert httpx.get(f"{server.url}/patches/{pid}").status_code == 200  # its scores and alerts stand
