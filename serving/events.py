@@ -258,7 +258,7 @@ class Readiness(_Model):
     newest_frame: UtcTime | None = Field(description="UTC time of the newest frame ingested")
     source: dict | None = Field(description="the live source's poll state (None without one)")
     warm_start: dict = Field(description="the warm start from the source's archive: state (pending, warming, done, "
-                                         "off), UTC times filled from and to, frames, seconds")
+                                         "failed, off), UTC times filled from and to, frames, seconds, error")
 
 
 class UploadAccepted(_Model):

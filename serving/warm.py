@@ -35,23 +35,25 @@ BATCH = 15
 class WarmStart:
     """The warm start's progress, shown by ``/ready`` and the metrics.
 
-    ``state``: pending (not begun), warming, done, or off (the source has no archive, or the setting is off);
-    slots [first_slot, end_slot) are filled; ``frames`` delivered so far; ``seconds`` taken.
+    ``state``: pending (not begun), warming, done, failed (the archive could not be read: the service goes live
+    without the rest, ``error`` says why), or off (the source has no archive, or the setting is off); slots
+    [first_slot, end_slot) are filled; ``frames`` delivered so far; ``seconds`` taken.
     """
 
-    state: Literal["pending", "warming", "done", "off"] = "pending"
+    state: Literal["pending", "warming", "done", "failed", "off"] = "pending"
     first_slot: int | None = None
     end_slot: int | None = None
     frames: int = 0
     seconds: float = 0.0
+    error: str | None = None
 
     @property
     def finished(self) -> bool:
-        return self.state in ("done", "off")
+        return self.state in ("done", "failed", "off")
 
     def as_dict(self) -> dict:
         """For ``/ready``: the state, the UTC times filled from and to, frames and seconds."""
-        return {"state": self.state, "frames": self.frames, "seconds": round(self.seconds, 1),
+        return {"state": self.state, "frames": self.frames, "seconds": round(self.seconds, 1), "error": self.error,
                 **{key: None if slot is None else slot_isot(slot) for key, slot in (("from", self.first_slot),
                                                                                     ("to", self.end_slot))}}
 
@@ -68,12 +70,18 @@ def warm_start(service: Service, history: Callable[[int, int], Iterable[Path]], 
     status.state = "warming"
     log.info("warm start: filling %d slots from %s on from the source's archive", end - first, slot_isot(first))
     t0 = time.perf_counter()
-    for status.frames, _ in enumerate(history(first, end), 1):
-        service.metrics.warm_start_frames.set(status.frames)
-        if status.frames % BATCH == 0:
-            service.run_cycle()
+    try:
+        for status.frames, _ in enumerate(history(first, end), 1):
+            service.metrics.warm_start_frames.set(status.frames)
+            if status.frames % BATCH == 0:
+                service.run_cycle()
+    except Exception as exc:  # the archive is out of reach: going live matters more than the past
+        status.state, status.error = "failed", f"{type(exc).__name__}: {exc}"
+        log.warning("warm start: the archive failed after %d frames (%s); going live without the rest",
+                    status.frames, status.error)
     service.run_cycle()
     status.seconds = time.perf_counter() - t0
     service.metrics.warm_start_seconds.set(status.seconds)
-    status.state = "done"
+    if status.state == "warming":
+        status.state = "done"
     log.info("warm start: %d frames in %.0f s; live from %s", status.frames, status.seconds, slot_isot(end))

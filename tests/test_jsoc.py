@@ -119,3 +119,19 @@ def test_the_service_scores_jsoc_frames_as_they_arrive_and_shows_the_source_in_r
                 assert ready["source"]["fetched"] == 3 and ready["source"]["healthy"]
         finally:
             app.stop()
+
+
+def test_a_warm_start_whose_archive_fails_goes_live_without_it(tmp_path, tiny_bundle):
+    with DrmsStandIn(SERIES, {EMAIL}) as server:
+        server.fail_next = 1000  # JSOC answers 500 to everything
+        app = build(config(tmp_path, tiny_bundle, source="jsoc", jsoc_email=EMAIL, jsoc_url=server.url,
+                           warm_start=True))
+        warm = app.service.warm_start
+        assert warm.state == "pending" and not warm.finished
+        app.warm_start()
+        assert warm.state == "failed" and warm.finished and warm.error and warm.frames == 0
+        with ServerThread(create_app(app.service)) as api:
+            assert httpx.get(f"{api.url}/ready").json()["warm_start"]["state"] == "failed"
+        before = sum(server.requests.values())
+        app.poll()  # the live poll is no longer held back
+        assert sum(server.requests.values()) > before and app.source.state.consecutive_errors == 1
