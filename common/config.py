@@ -207,6 +207,11 @@ class ServiceConfig(BaseSettings):
     retain_videos: Days = Field(30 * u.day, description=(
         "a closed passage's video is removed this long after its last frame (its alerts are final); its video and "
         "cutouts then answer 410 Gone"))
+    retain_scores: Days | None = Field(30 * u.day, description=(
+        "a closed passage's scores are kept at every frame for this after its last frame (in observation time), then "
+        "thinned to one a day, the frames its alert events came from and its last; None keeps them all"))
+    retain_delivered: Days = Field(2 * u.day, description=(
+        "an outbox message is removed this long after Kafka acknowledged it (the alerts table keeps every event)"))
     slot_ready_offset: Minutes = Field(6 * u.min, description=(
         "a frame observed within this of its slot's time is scored at once; one further off waits in pending/"
         " for a closer one (half of HMI's 12-min cadence)"))

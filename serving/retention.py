@@ -7,7 +7,11 @@ Once per cycle the service applies the operator's policy (settings, by age of th
 * ``processed/`` files after ``retain_processed``: moved to ``archive_dir`` when one is set, removed otherwise
   (:mod:`serving.rebuild` then replays the period still kept);
 * a closed passage's video ``retain_videos`` after its last frame: its alerts are final by then; the API's
-  ``/patches/{id}/video`` and cutouts answer 410 Gone for it.
+  ``/patches/{id}/video`` and cutouts answer 410 Gone for it;
+* a closed passage's scores ``retain_scores`` after their frames (observation time: slots before the newest
+  frame's): thinned to one a day, the frames its alert events came from and its last, which is what
+  ``/patches/{id}`` and the review desk show of a finished passage;
+* outbox messages ``retain_delivered`` after Kafka acknowledged them (the ``alerts`` table keeps every event).
 
 An open passage's video is never removed, whatever its age, nor a file still waiting in ``incoming/`` or
 ``pending/``. Disk use by kind is in ``fluxwatch_disk_bytes{kind}``, with the file system's free space beside it.
@@ -22,6 +26,7 @@ from pathlib import Path
 
 import astropy.units as u
 
+from common.clock import SLOTS_PER_DAY
 from common.config import ServiceConfig
 from serving.metrics import Metrics
 from serving.store import Store
@@ -35,7 +40,7 @@ NOTES = (".superseded.txt", ".error.txt")
 
 @dataclass
 class Removed:
-    """What one pass of the policy removed (or archived), by kind."""
+    """What one pass of the policy removed (or archived), by kind: files, and rows of scores and outbox."""
 
     files: dict[str, int] = field(default_factory=dict)
 
@@ -72,6 +77,12 @@ def apply(config: ServiceConfig, store: Store, data_dir: Path, now: float) -> Re
         if path.exists() and path.stat().st_mtime < cutoff:
             path.unlink()
             removed.add("videos")
+    newest = store.newest_frame()
+    if config.retain_scores is not None and newest is not None:
+        before = newest[0] - round(config.retain_scores.to_value(u.day) * SLOTS_PER_DAY)
+        removed.add("scores", store.thin_scores(before, every=SLOTS_PER_DAY))
+    removed.add("outbox", store.outbox.prune(now - config.retain_delivered.to_value(u.s)))
+    removed.files = {kind: n for kind, n in removed.files.items() if n}
     if removed.files:
         log.info("retention removed %s", ", ".join(f"{n} {k}" for k, n in sorted(removed.files.items())))
     return removed

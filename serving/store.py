@@ -133,6 +133,11 @@ class Outbox:
     def depth(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM outbox WHERE delivered IS NULL").fetchone()[0]
 
+    def prune(self, delivered_before: float) -> int:
+        """Remove the messages Kafka acknowledged before Unix time ``delivered_before``; returns how many."""
+        with self.db:
+            return self.db.execute("DELETE FROM outbox WHERE delivered < ?", (delivered_before,)).rowcount
+
 
 class Store(_Queries):
     """The writer: the service's state under ``data_dir``, for videos of ``n_frames`` × ``pixels``²."""
@@ -249,6 +254,22 @@ class Store(_Queries):
         """Frames [0, hi) of a passage's video, gaps filled as the step fills them (:func:`serving.results.filled_frames`)."""
         return filled_frames(self._mapped(patch_id, start_slot), start_slot, 0, hi,
                              self.observed_slots(start_slot, start_slot + hi))
+
+    def thin_scores(self, before_slot: int, every: int) -> int:
+        """Thin the scores of closed passages from frames before ``before_slot`` to every ``every``-th frame, the
+        frames their alert events came from and their last frame; returns the rows removed."""
+        rows = self.db.execute(
+            "SELECT s.rowid, s.patch_id, s.start_slot, s.frame FROM scores s JOIN passages p USING (patch_id, start_slot) "
+            "WHERE p.status = 'closed' AND s.slot < ? AND s.frame % ? != 0 AND s.frame < "
+            "(SELECT MAX(frame) FROM scores l WHERE l.patch_id = s.patch_id AND l.start_slot = s.start_slot)",
+            (before_slot, every)).fetchall()
+        patches = sorted({pid for _, pid, _, _ in rows})
+        events = {(e["patch_id"], e["passage"], e["frame"]) for e in (json.loads(p) for (p,) in self.db.execute(
+            f"SELECT payload FROM alerts WHERE patch_id IN ({', '.join('?' * len(patches))})", patches))}
+        gone = [(rowid,) for rowid, pid, start, frame in rows if (pid, passage_label(start), frame) not in events]
+        with self.db:
+            self.db.executemany("DELETE FROM scores WHERE rowid = ?", gone)
+        return len(gone)
 
     def open_alert_count(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM alert_states WHERE json_extract(state, '$.status') = ?",

@@ -7,10 +7,12 @@ import shutil
 import time
 
 import httpx
+import astropy.units as u
 import pytest
 from astropy.time import Time
 
-from common.clock import slot_isot, slot_of_time
+from common.clock import SLOTS_PER_DAY, slot_isot, slot_of_time
+from serving.alerts import passage_label
 from serving.api import create_app
 from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_fits_series
@@ -82,3 +84,39 @@ def test_retention_removes_on_schedule_and_keeps_what_open_passages_need(tmp_pat
         kept = httpx.get(f"{server.url}/patches/{new_closed[0]}/video", params={"passage_start": slot_isot(new_closed[1])})
         assert kept.status_code == 200
         assert httpx.get(f"{server.url}/patches/{pid}").status_code == 200  # its scores and alerts stand
+
+
+def test_scores_thin_after_their_period_and_delivered_messages_go(tmp_path, tiny_bundle, stream):
+    """A closed passage's scores older than retain_scores keep one a day, its event frames and its last frame; an
+    open passage's keep every frame (the step reads them); acknowledged outbox messages go, pending ones stay."""
+    service = Service(config(tmp_path, tiny_bundle, retain_scores=None))
+    for path in stream:
+        shutil.copy(path, service.inbox.incoming)
+        service.run_cycle()
+    db = service.store.db
+    frames = lambda key: {f for (f,) in db.execute(  # noqa: E731
+        "SELECT frame FROM scores WHERE patch_id = ? AND start_slot = ?", key)}
+    closed, opened = service.store.closed_passages(), list(service.store.open_passages().items())
+    before = {key: frames(key) for key in closed + opened}
+    assert sum(len(before[key]) >= 5 for key in closed) >= 2
+    event_frames: dict = {}
+    for e in service.store.reader().alerts():
+        event_frames.setdefault((e.patch_id, e.passage), set()).add(e.frame)
+    assert any(event_frames.values())
+    pending = service.store.outbox.pending(limit=-1)
+    service.store.outbox.mark_delivered([m.seq for m in pending[:5]])
+
+    service.config = service.config.model_copy(update={"retain_scores": 0.1 * u.day, "retain_delivered": 0 * u.s})
+    time.sleep(0.01)
+    service.run_cycle()
+    newest = service.store.newest_frame()[0]
+    thinned = 0
+    for key in (key for key in closed if before[key]):
+        old = {f for f in before[key] if key[1] + f < newest - 1}  # slot of frame f: start + f (no gaps here)
+        kept = {f for f in old if f % SLOTS_PER_DAY == 0} | {max(before[key])} | event_frames.get((key[0], passage_label(key[1])), set())
+        assert frames(key) == (before[key] - old) | (old & kept), key
+        thinned += len(before[key] - frames(key))
+    assert thinned >= 8
+    assert all(frames(key) == before[key] for key in opened)
+    assert [m.seq for m in service.store.outbox.pending(limit=-1)] == [m.seq for m in pending[5:]]
+    assert db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == len(pending) - 5
