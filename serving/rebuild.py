@@ -54,8 +54,7 @@ def rebuild(config: ServiceConfig) -> tuple[int, int]:
     if config.kafka_bootstrap:
         waiting = service.store.outbox.pending(limit=-1)
         on_kafka = event_ids_on(config.kafka_bootstrap, {m.topic for m in waiting}, config.kafka_options)
-        delivered = len(seqs := [m.seq for m in waiting if m.event_id in on_kafka])
-        service.store.outbox.mark_delivered(seqs)
+        delivered = service.store.outbox.acknowledge(on_kafka & {m.event_id for m in waiting})
     log.info("rebuilt %s: %d frames; %d of %d outbox messages were already on Kafka", data, frames, delivered,
              service.store.outbox.depth() + delivered)
     return frames, delivered

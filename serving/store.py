@@ -133,6 +133,18 @@ class Outbox:
     def depth(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM outbox WHERE delivered IS NULL").fetchone()[0]
 
+    def acknowledge(self, event_ids: set[str]) -> int:
+        """Record ``event_ids`` as already on Kafka: their waiting messages are marked delivered, and an id not in the
+        outbox is kept as delivered, so that the same event decided again (a frame fed again after a restore) is not
+        queued; returns how many ids were new to the outbox or waiting."""
+        now = time.time()
+        with self.db:
+            waiting = self.db.executemany("UPDATE outbox SET delivered = ? WHERE event_id = ? AND delivered IS NULL",
+                                          [(now, e) for e in event_ids]).rowcount
+            new = self.db.executemany("INSERT OR IGNORE INTO outbox (topic, key, event_id, payload, created, delivered) "
+                                      "VALUES ('', '', ?, 'null', ?, ?)", [(e, now, now) for e in event_ids]).rowcount
+        return waiting + new
+
     def prune(self, delivered_before: float) -> int:
         """Remove the messages Kafka acknowledged before Unix time ``delivered_before``; returns how many."""
         with self.db:

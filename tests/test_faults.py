@@ -467,3 +467,51 @@ def test_damaged_source_state_files_are_refused_with_their_names(tmp_path):
     (tmp_path / "jsoc_state.json").write_text("[1, 2")
     with pytest.raises(StateError, match=f"{tmp_path / 'jsoc_state.json'} is damaged .*delete it"):
         JsocSource("hmi.M_720s_nrt", "x@example.org", tmp_path, tmp_path / "jsoc_state.json", Metrics())
+
+
+def test_a_backup_of_a_running_service_restores_into_a_fresh_folder_and_the_stream_goes_on(
+        tmp_path, tiny_bundle, frames, kafka_broker, reference):
+    """``fluxwatch-backup create`` while the service runs; it goes on with more frames and publishes their alerts,
+    then its data dir is lost. ``fluxwatch-backup restore`` into a fresh folder, and the whole stream fed again: every frame is stored,
+    every alert of the reference is in the restored state and on Kafka exactly once."""
+    data, tag, saved = tmp_path / "live", uuid.uuid4().hex[:8], tmp_path / "backup"
+    (data / "incoming").mkdir(parents=True)
+    drop(frames[:5], data)
+    served = Served(data, tiny_bundle, kafka_broker.bootstrap, tag)
+    try:
+        wait_for(lambda: settled(data, 5), RUN_TIMEOUT_S, "the first frames")
+        made = subprocess.run([sys.executable, "-m", "serving.backup", "create", str(saved), "--data-dir", str(data)],
+                              capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        assert made.returncode == 0, made.stdout + made.stderr
+        drop(frames[5:], data)
+    except BaseException:
+        served.stop()
+        raise
+    finish(served, reference)  # it went on: alerts after the backup reached Kafka
+    info = json.loads((saved / "backup.json").read_text())
+    assert info["frames"] == 5 and info["state_version"] == 3 and info["videos"] == len(list((saved / "videos").iterdir()))
+    assert 0 < info["events"] < len(reference.alerts)  # the events after the backup are decided again: none twice
+
+    fresh = tmp_path / "restored"
+    restored = subprocess.run([sys.executable, "-m", "serving.backup", "restore", str(saved),
+                               *options(fresh, tiny_bundle, kafka_broker.bootstrap, tag)],
+                              capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    again = subprocess.run([sys.executable, "-m", "serving.backup", "restore", str(saved), "--data-dir", str(fresh)],
+                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    assert again.returncode == 2 and f"{fresh} holds a state already" in again.stderr
+    (fresh / "incoming").mkdir(parents=True, exist_ok=True)
+    drop(frames, fresh)  # the source delivers the stream again: the slots the backup holds are superseded
+    api = finish(Served(fresh, tiny_bundle, kafka_broker.bootstrap, tag), reference)
+
+    db = sqlite3.connect(fresh / "state.sqlite")
+    slots = [r[0] for r in db.execute("SELECT slot FROM frames ORDER BY slot")]
+    stored = {e: json.loads(p) for e, p in db.execute("SELECT event_id, payload FROM alerts")}
+    db.close()
+    assert slots == reference.slots
+    assert stored.keys() == reference.alerts.keys() == api.keys()
+    assert all(scientific(stored[e]) == scientific(p) for e, p in reference.alerts.items())
+    on_kafka = topic_event_ids(kafka_broker.bootstrap, f"alerts-{tag}") + \
+        topic_event_ids(kafka_broker.bootstrap, f"simulated-alerts-{tag}")
+    assert on_kafka.keys() == reference.alerts.keys()
+    assert max(on_kafka.values()) == 1, {e: n for e, n in on_kafka.items() if n > 1}

@@ -6,8 +6,8 @@ import os
 import shutil
 import time
 
-import httpx
 import astropy.units as u
+import httpx
 import pytest
 from astropy.time import Time
 
