@@ -35,7 +35,15 @@ from ingest.errors import (
     TruncatedFITSError,
     UnitError,
 )
-from ingest.instruments import MDI_SPEC, InstrumentSpec, harmonise, instrument_for, instrument_named
+from ingest.instruments import (
+    INSTRUMENTS,
+    MDI_SPEC,
+    SYNTHETIC_ORIGIN,
+    InstrumentSpec,
+    harmonise,
+    instrument_for,
+    instrument_named,
+)
 from ingest.projection import ImageGeometry
 
 #: Alternatives for each piece of metadata the ingest path needs; one of each must be present.
@@ -288,8 +296,26 @@ def _origin(path: Path, header: fits.Header, instrument: str, quality: int) -> O
     named = _SERIES_IN_NAME.match(path.name)
     series = str(header["DSNAME"]).strip() if isinstance(header.get("DSNAME"), str) else named.group(1) if named else None
     t_rec = header.get("T_REC")
+    # files of the synthetic Sun written before the SIMULATE card said so by their ORIGIN alone
+    simulated = header.get(SIMULATED_CARD) is True or header.get("ORIGIN") == SYNTHETIC_ORIGIN
     return Origin(instrument, series or None, str(t_rec).strip() if isinstance(t_rec, str) else None,
-                  quality if "QUALITY" in header else None, header.get(SIMULATED_CARD) is True)
+                  quality if "QUALITY" in header else None, simulated)
+
+
+def origin_of(path: str | Path) -> Origin:
+    """What a magnetogram's header and name say of its origin, without reading its data."""
+    header = read_header(path)
+    source = instrument_for(path, header)
+    return _origin(Path(path), header, source.spec.name, source.quality(header))
+
+
+def origin_from_name(name: str) -> Origin:
+    """What a JSOC file name alone says of its origin (instrument and series); the rest unknown (observed, by default)."""
+    named = _SERIES_IN_NAME.match(name)
+    series = named.group(1) if named else None
+    instrument = next((i.spec.name for i in INSTRUMENTS if series and series.lower().startswith(i.spec.name[-3:].lower())),
+                      "unknown")
+    return Origin(instrument, series)
 
 
 def read_frame(path: str | Path, instrument: InstrumentSpec = MDI_SPEC,

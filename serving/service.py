@@ -41,6 +41,7 @@ from serving.faults import fault_point
 from serving.inbox import Inbox
 from serving.jsoc import SourceState
 from serving.metrics import Metrics
+from serving.migrate import Upgrade, upgrade
 from serving.sinks import AlertLog, MetricsSink, Sink, outbox_messages
 from serving.step import frame_step
 from serving.store import Store
@@ -76,9 +77,10 @@ class Service:
                                   f"known: {', '.join(sorted(known))}")
         self.dir = Path(config.data_dir)
         self.inbox = Inbox(self.dir)
-        self.store = Store(self.dir, self.bundle.n_frames, self.bundle.pixels)
         self.step = frame_step(self.bundle, config)
         self.grid = self.step.grid
+        upgrade(Upgrade(self.dir, self.bundle, self.step.axes, config.topics))  # a state of an earlier version
+        self.store = Store(self.dir, self.bundle.n_frames, self.bundle.pixels)
         self.metrics = metrics or Metrics()
         self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))
         files: list[AlertLog | VOEventSink] = [AlertLog(self.dir / "alerts.jsonl")]

@@ -151,12 +151,12 @@ class FrameStep:
                                           "simulated": origin.simulated})
         alert = state.alert(key)
         result.events += [t.event(closing, origin.published, region(state.video(key), last.frame, last.onset.frame,
-                                                                    pid, self._axes(pid), start))
+                                                                    pid, self.axes(pid), start))
                           for t in step(alert, self.policy, closing, ended=reason)]
         result.alert_states[key] = alert
         result.statuses.append(PatchStatus(**dict(closing), alert=alert.status, final=True))
 
-    def _axes(self, pid: str) -> tuple[np.ndarray, np.ndarray]:
+    def axes(self, pid: str) -> tuple[np.ndarray, np.ndarray]:
         """A patch's pixel axes: (lon of each column, lat of each row), Carrington deg."""
         lon, lat = self.grid.pixel_axes([self.grid.index(pid)])
         return lon[0], lat[0]
@@ -208,7 +208,7 @@ class FrameStep:
             alert = result.alert_states.get(key) or state.alert(key)
             neighbour_open = any(self.grid.ids[n] in alerting for n in self.grid.sharing_area[self.grid.index(key[0])])
             for t in step(alert, self.policy, score, neighbour_open=neighbour_open):
-                where = region(state.video(key), score.frame, score.onset.frame, key[0], self._axes(key[0]), key[1],
+                where = region(state.video(key), score.frame, score.onset.frame, key[0], self.axes(key[0]), key[1],
                                now=new_frames[key])
                 result.events.append(t.event(score, origin.published, where))
             result.alert_states[key] = alert

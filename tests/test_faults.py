@@ -438,13 +438,13 @@ def test_a_damaged_state_database_is_refused_with_its_name_and_the_way_out(tmp_p
 
 
 def test_a_state_of_another_version_is_refused_and_rebuilt(tmp_path, tiny_bundle, frames):
-    """A ``state.sqlite`` written by an earlier fluxwatch (its events of another schema) is refused by its version,
+    """A ``state.sqlite`` of a version with no migration to this one (a newer fluxwatch's) is refused by its version,
     not misread at the first query; the rebuild replays processed/ into a state of this version."""
     (tmp_path / "svc").mkdir()
     old = sqlite3.connect(tmp_path / "svc" / "state.sqlite")
-    old.executescript(SCHEMA)  # the tables as 2.x laid them out, user_version 0
+    old.executescript(SCHEMA + "PRAGMA user_version = 7;")  # a newer fluxwatch's: no migration leads back from it
     old.close()
-    with pytest.raises(StateError, match="holds state version 0, written by another fluxwatch .* version 3: alert "
+    with pytest.raises(StateError, match="holds state version 7, written by another fluxwatch .* version 3: alert "
                                          "schema 3.0.*python -m serving.rebuild"):
         Store(tmp_path / "svc", 16, 8)
     (tmp_path / "svc" / "processed").mkdir()

@@ -3,6 +3,7 @@ model was trained for and writes its files for the synthetic Sun (:mod:`ingest.i
 share). Adding an instrument is one module here, imported below."""
 from ingest.instruments.base import (
     INSTRUMENTS,
+    SYNTHETIC_ORIGIN,
     Harmonised,
     Instrument,
     InstrumentSpec,
@@ -17,5 +18,5 @@ from ingest.instruments.mdi import MDI
 
 MDI_SPEC = MDI.spec
 
-__all__ = ["HMI", "INSTRUMENTS", "MDI", "MDI_SPEC", "Harmonised", "Instrument", "InstrumentSpec", "bin_geometry",
+__all__ = ["HMI", "INSTRUMENTS", "MDI", "MDI_SPEC", "SYNTHETIC_ORIGIN", "Harmonised", "Instrument", "InstrumentSpec", "bin_geometry",
            "harmonise", "instrument_for", "instrument_named", "plate_scale_arcsec"]

@@ -52,6 +52,10 @@ _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 _BOX_FWHM_PER_WIDTH = _FWHM_PER_SIGMA / np.sqrt(12.0)
 
 
+#: The ORIGIN card of the files the synthetic Sun writes, as each instrument's writer sets it.
+SYNTHETIC_ORIGIN = "fluxwatch synthetic Sun"
+
+
 @dataclass(frozen=True)
 class InstrumentSpec:
     """What a model expects of its frames: the instrument, pixel scale (″), resolution (PSF FWHM, ″), noise (G)."""

@@ -20,6 +20,7 @@ from astropy.time import Time
 
 from common.observer import Observer
 from ingest.instruments.base import (
+    SYNTHETIC_ORIGIN,
     Instrument,
     InstrumentSpec,
     centred_geometry,
@@ -133,7 +134,7 @@ def hmi_header(observer: Observer, shape=HMI_SHAPE, quality: int = 0) -> fits.He
         ("CRLT_OBS", observer.lat.to_value(u.deg), "[deg] Carrington latitude of the observer"),
         ("RSUN_REF", observer.rsun.to_value(u.m), "[m] Reference radius of the Sun"),
         ("RSUN_OBS", rsun_obs, "[arcsec] Angular radius of the Sun"),
-        ("ORIGIN", "fluxwatch synthetic Sun", "Organization that created the file"),
+        ("ORIGIN", SYNTHETIC_ORIGIN, "Organization that created the file"),
     ]
     for key, value, comment in cards:
         h[key] = (value, comment)

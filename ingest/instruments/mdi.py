@@ -19,6 +19,7 @@ from astropy.time import Time
 from common.clock import CADENCE
 from common.observer import Observer
 from ingest.instruments.base import (
+    SYNTHETIC_ORIGIN,
     Instrument,
     InstrumentSpec,
     centred_geometry,
@@ -122,7 +123,7 @@ def mdi_header(observer: Observer, shape=MDI_SHAPE, missing: int = 0) -> fits.He
         ("CAMERA", "MDI", "Instrument"),
         ("TELESCOP", "SOHO", "Observatory; SOHO"),
         ("WAVELNTH", 6768, "[Angstrom] For MDI: 6768 Angstroms"),
-        ("ORIGIN", "fluxwatch synthetic Sun", "Organization that created the file"),
+        ("ORIGIN", SYNTHETIC_ORIGIN, "Organization that created the file"),
         ("RSUN_REF", observer.rsun.to_value(u.m), "[m] Reference radius of the Sun"),
         ("TRECSTEP", step, "[s] T_REC step"),
     ]
