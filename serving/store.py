@@ -64,8 +64,9 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered, seq);
 """
 
 
-#: The layout of ``state.sqlite`` and of the payloads it stores (``PRAGMA user_version``); a state of another version
-#: is refused, and rebuilt from ``processed/`` (:mod:`serving.rebuild`). 3: alert events of schema 3.0.
+#: The layout of ``state.sqlite`` and of the payloads it stores (``PRAGMA user_version``); a state of an earlier
+#: version is migrated at start (:mod:`serving.migrate`), one of another is refused, and can be rebuilt from
+#: ``processed/`` (:mod:`serving.rebuild`). 3: alert events of schema 3.0 (2.x states are 0).
 STATE_VERSION = 3
 
 
