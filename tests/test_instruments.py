@@ -163,6 +163,10 @@ def test_the_service_brings_hmi_to_its_model_and_refuses_flagged_or_unknown_fram
     assert {s[-1].provenance.quality for key in reader.passages() if (s := reader.scores(*key))} == {0x00010400}
     with pytest.raises(ConfigError, match="no instrument has a QUALITY bit QUAL_TYPO"):
         Service(config(tmp_path / "typo", tiny_bundle, refused_quality_bits=["QUAL_ECLIPSE", "QUAL_TYPO"]))
+    with pytest.raises(ConfigError, match="no instrument has a QUALITY bit 0x3;.*by its mask as 0x%08X"):
+        Service(config(tmp_path / "mask", tiny_bundle, refused_quality_bits=["0x3"]))
+    masked = Service(config(tmp_path / "masked", tiny_bundle, refused_quality_bits=["QUAL_ECLIPSE", "0x00000001"]))
+    assert HMI.refusing(0x00000101, masked.config.refused_quality_bits) == ["QUAL_ECLIPSE", "0x00000001"]
 
 
 @pytest.mark.parametrize("name", sorted(HMI.quality_bits))
