@@ -185,6 +185,7 @@ class Store(_Queries):
                              f"version {STATE_VERSION}: alert schema {SCHEMA_VERSION}). {rebuild}")
         self.outbox = Outbox(self.db)
         self.n_frames, self.pixels = n_frames, pixels
+        self._thinned_before: int | None = None  # the last score thinning's bound (slot)
 
     # ---- the frame step's snapshot ------------------------------------------------------------------
 
@@ -270,12 +271,17 @@ class Store(_Queries):
 
     def thin_scores(self, before_slot: int, every: int) -> int:
         """Thin the scores of closed passages from frames before ``before_slot`` to every ``every``-th frame, the
-        frames their alert events came from and their last frame; returns the rows removed."""
+        frames their alert events came from and their last frame; returns the rows removed.
+
+        After the first call, only frames from ``SEARCH_DAYS`` before the previous call's ``before_slot`` on are
+        looked at (no passage lasts longer), so a call costs the same after a year as after a week."""
+        since = -1 if self._thinned_before is None else self._thinned_before - SEARCH_DAYS * SLOTS_PER_DAY
         rows = self.db.execute(
             "SELECT s.rowid, s.patch_id, s.start_slot, s.frame FROM scores s JOIN passages p USING (patch_id, start_slot) "
-            "WHERE p.status = 'closed' AND s.slot < ? AND s.frame % ? != 0 AND s.frame < "
+            "WHERE p.status = 'closed' AND s.slot >= ? AND s.slot < ? AND s.frame % ? != 0 AND s.frame < "
             "(SELECT MAX(frame) FROM scores l WHERE l.patch_id = s.patch_id AND l.start_slot = s.start_slot)",
-            (before_slot, every)).fetchall()
+            (since, before_slot, every)).fetchall()
+        self._thinned_before = before_slot
         patches = sorted({pid for _, pid, _, _ in rows})
         events = {(e["patch_id"], e["passage"], e["frame"]) for e in (json.loads(p) for (p,) in self.db.execute(
             f"SELECT payload FROM alerts WHERE patch_id IN ({', '.join('?' * len(patches))})", patches))}
