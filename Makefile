@@ -35,7 +35,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --quiet
 
 test: lint docs
-	$(PY) -m pytest -m "not slow and not reliability"
+	$(PY) -m pytest -m "not slow and not reliability" --durations=15
 
 # ruff (lint and import order), the published alert schema against its model, and mypy.
 lint: $(STAMP)
