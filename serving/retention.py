@@ -72,11 +72,13 @@ def apply(config: ServiceConfig, store: Store, data_dir: Path, now: float) -> Re
                 path.unlink(missing_ok=True)
             removed.add("processed")
     cutoff = now - config.retain_videos.to_value(u.s)
-    for pid, start in store.closed_passages():
-        path = store.video_path(pid, start)
-        if path.exists() and path.stat().st_mtime < cutoff:
-            path.unlink()
-            removed.add("videos")
+    old_videos = {path.name: path for path in _old(data_dir / "videos", cutoff, "*.f32")}
+    if old_videos:  # the passages' list grows with the years, the videos kept do not: ask only when one is old
+        for pid, start in store.closed_passages():
+            path = old_videos.get(store.video_path(pid, start).name)
+            if path is not None:
+                path.unlink()
+                removed.add("videos")
     newest = store.newest_frame()
     if config.retain_scores is not None and newest is not None:
         before = newest[0] - round(config.retain_scores.to_value(u.day) * SLOTS_PER_DAY)

@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL, created REAL NOT NULL, delivered REAL);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered, seq);
 """
+#: Indexes a state of this version gets at start when it lacks them (they change no row: no new version).
+INDEXES = "CREATE INDEX IF NOT EXISTS scores_slot ON scores (slot);"
 
 
 #: The layout of ``state.sqlite`` and of the payloads it stores (``PRAGMA user_version``); a state of an earlier
@@ -183,6 +185,7 @@ class Store(_Queries):
             raise StateError(f"{self.path} is damaged ({damage}). {rebuild}" if damage != "ok" else
                              f"{self.path} holds state version {version}, written by another fluxwatch (this one reads "
                              f"version {STATE_VERSION}: alert schema {SCHEMA_VERSION}). {rebuild}")
+        self.db.executescript(INDEXES)
         self.outbox = Outbox(self.db)
         self.n_frames, self.pixels = n_frames, pixels
         self._thinned_before: int | None = None  # the last score thinning's bound (slot)
@@ -273,15 +276,17 @@ class Store(_Queries):
         """Thin the scores of closed passages from frames before ``before_slot`` to every ``every``-th frame, the
         frames their alert events came from and their last frame; returns the rows removed.
 
-        After the first call, only frames from ``SEARCH_DAYS`` before the previous call's ``before_slot`` on are
-        looked at (no passage lasts longer), so a call costs the same after a year as after a week."""
-        since = -1 if self._thinned_before is None else self._thinned_before - SEARCH_DAYS * SLOTS_PER_DAY
+        After the first call, only the frames from where the previous call left every passage closed on are looked
+        at (through the index on ``slot``): its ``before_slot``, or ``SEARCH_DAYS`` before its newest frame when that is
+        earlier (no passage lasts longer); so a call costs the same after a year as after a week."""
+        since = -1 if self._thinned_before is None else self._thinned_before
+        newest = self.newest_frame()
+        self._thinned_before = min(before_slot, (newest[0] if newest else 0) - SEARCH_DAYS * SLOTS_PER_DAY)
         rows = self.db.execute(
-            "SELECT s.rowid, s.patch_id, s.start_slot, s.frame FROM scores s JOIN passages p USING (patch_id, start_slot) "
-            "WHERE p.status = 'closed' AND s.slot >= ? AND s.slot < ? AND s.frame % ? != 0 AND s.frame < "
-            "(SELECT MAX(frame) FROM scores l WHERE l.patch_id = s.patch_id AND l.start_slot = s.start_slot)",
+            "SELECT s.rowid, s.patch_id, s.start_slot, s.frame FROM scores s CROSS JOIN passages p "
+            "USING (patch_id, start_slot) WHERE s.slot >= ? AND s.slot < ? AND p.status = 'closed' AND s.frame % ? != 0 "
+            "AND s.frame < (SELECT MAX(frame) FROM scores l WHERE l.patch_id = s.patch_id AND l.start_slot = s.start_slot)",
             (since, before_slot, every)).fetchall()
-        self._thinned_before = before_slot
         patches = sorted({pid for _, pid, _, _ in rows})
         events = {(e["patch_id"], e["passage"], e["frame"]) for e in (json.loads(p) for (p,) in self.db.execute(
             f"SELECT payload FROM alerts WHERE patch_id IN ({', '.join('?' * len(patches))})", patches))}
