@@ -75,9 +75,9 @@ def apply(config: ServiceConfig, store: Store, data_dir: Path, now: float) -> Re
     old_videos = {path.name: path for path in _old(data_dir / "videos", cutoff, "*.f32")}
     if old_videos:  # the passages' list grows with the years, the videos kept do not: ask only when one is old
         for pid, start in store.closed_passages():
-            path = old_videos.get(store.video_path(pid, start).name)
-            if path is not None:
-                path.unlink()
+            video = old_videos.get(store.video_path(pid, start).name)
+            if video is not None:
+                video.unlink()
                 removed.add("videos")
     newest = store.newest_frame()
     if config.retain_scores is not None and newest is not None:
