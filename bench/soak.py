@@ -468,8 +468,8 @@ def plot(samples: list[dict[str, float]], base: int, half: int, path: Path) -> P
 
     panels = [
         ("resident memory (MB): all, anonymous, file-backed", ["rss_mb", "rss_anon_mb", "rss_file_mb"]),
-        ("open files (by kind), threads, memory mappings / 10",
-         ["open_files", "open_files_sqlite", "open_files_socket", "open_files_other", "threads", "mappings_10"]),
+        ("open files (by kind), threads; memory mappings (right axis)",
+         ["open_files", "open_files_sqlite", "open_files_socket", "open_files_other", "threads"]),
         ("disk by kind (MB)", starts("disk_", "disk_total_mb")),
         ("database (MB): state.sqlite + wal, by table", starts("db_", "db_mb")),
         ("API p95 (ms) of the requests sent that day, by route", starts("p95_", "p95_ms")),
@@ -479,9 +479,9 @@ def plot(samples: list[dict[str, float]], base: int, half: int, path: Path) -> P
          ["wall_s_per_day", "service_cpu_s_per_day", "other_cpu_s_per_day"]),
     ]
     col["wall_s_per_day"] = np.diff(col["wall_s"], prepend=0.0)
-    col["service_cpu_s_per_day"] = np.diff(col["cpu_s"], prepend=np.nan)
-    col["other_cpu_s_per_day"] = np.diff(col["machine_cpu_s"], prepend=np.nan) - col["service_cpu_s_per_day"]
-    col["mappings_10"] = col["mappings"] / 10
+    if "cpu_s" in col:
+        col["service_cpu_s_per_day"] = np.diff(col["cpu_s"], prepend=np.nan)
+        col["other_cpu_s_per_day"] = np.diff(col["machine_cpu_s"], prepend=np.nan) - col["service_cpu_s_per_day"]
     col.update({k + "_k": col[k] / 1000 for k in keys if k.startswith("rows_")})
     for ax, (title, names) in zip(axes.flat, panels):
         for name in names:
@@ -493,6 +493,10 @@ def plot(samples: list[dict[str, float]], base: int, half: int, path: Path) -> P
             if fit.sum() >= 2:
                 a, c = np.polyfit(d[fit], col[names[0]][fit], 1)
                 ax.plot(d[fit], a * d[fit] + c, "k--", lw=1, label=f"fit: {a:+.2f} MB/day")
+        if title.startswith("open files") and "mappings" in col:
+            right = ax.twinx()
+            right.plot(d, col["mappings"], color="grey", lw=1, ls="--", label="mappings")
+            right.legend(fontsize=7, loc="lower right")
         ax.axvline(base, color="grey", lw=0.8, ls=":")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7, ncol=2)

@@ -106,7 +106,8 @@ def build(config: ServiceConfig) -> App:
     publisher = None
     if config.kafka_bootstrap:
         publisher = KafkaPublisher(service.store.publisher_outbox, config.kafka_bootstrap, config.kafka_options,
-                                   on_error=lambda exc: service.metrics.kafka_errors.inc())
+                                   on_error=lambda exc: service.metrics.kafka_errors.inc(),
+                                   on_delivered=lambda n, waiting: service.metrics.outbox_depth.set(waiting))
         service.sinks.append(publisher)  # woken as soon as a frame's messages are in the outbox
     feed = None
     if config.source == "synthetic":

@@ -42,13 +42,13 @@ class KafkaPublisher:
     options : further kafka-python client settings (security: SASL, TLS), given to the producer and the consumer
         (:attr:`common.config.ServiceConfig.kafka_options`).
     on_error : called with the exception whenever Kafka fails (for metrics).
-    on_delivered : called with the number of messages delivered.
+    on_delivered : called with the number of messages delivered and the number still waiting.
     """
 
     def __init__(self, outbox: Callable[[], Outbox], bootstrap: str, options: dict | None = None, on_error=None,
                  on_delivered=None, poll_s: float = 0.2):
         self.open_outbox, self.bootstrap, self.options, self.poll_s = outbox, bootstrap, dict(options or {}), poll_s
-        self.on_error, self.on_delivered = on_error or (lambda exc: None), on_delivered or (lambda n: None)
+        self.on_error, self.on_delivered = on_error or (lambda exc: None), on_delivered or (lambda n, waiting: None)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kafka-publisher", daemon=True)
@@ -84,7 +84,7 @@ class KafkaPublisher:
                 delivered = self._deliver(batch)
                 fault_point("published")
                 outbox.mark_delivered(delivered)
-                self.on_delivered(len(delivered))
+                self.on_delivered(len(delivered), outbox.depth())
                 backoff = self.poll_s
             except Exception as exc:  # broker down, timeouts: keep the events, retry later
                 log.warning("kafka delivery failed (%s); %d events wait in the outbox", exc, outbox.depth())

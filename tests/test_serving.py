@@ -81,6 +81,8 @@ def test_alerts_reach_kafka_and_match_the_api(tmp_path, tiny_bundle, frames, kaf
         drop(frames, service.dir)
         assert service.run_cycle() == len(frames)
         wait_for(lambda: service.store.outbox.depth() == 0, what="outbox to drain")
+        # the gauge follows the publisher, not only the end of each cycle (when the frame's messages still wait)
+        wait_for(lambda: service.metrics.registry.get_sample_value("fluxwatch_outbox_depth") == 0, what="the gauge at 0")
         with ServerThread(create_app(service)) as server:
             api = httpx.get(f"{server.url}/alerts", params={"limit": 1000}).json()["items"]
             patches = httpx.get(f"{server.url}/patches").json()
