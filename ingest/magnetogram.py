@@ -12,6 +12,7 @@ become 0 G.
 from __future__ import annotations
 
 import gzip
+import itertools
 import re
 import warnings
 from collections.abc import Collection
@@ -62,6 +63,9 @@ PROJECTION = ("HPLN-TAN", "HPLT-TAN")
 MAX_PIXELS = 8192 * 8192
 #: Largest file (gzip files: once decompressed) accepted: the largest image as float64, and room for headers.
 MAX_FILE_BYTES = 8 * MAX_PIXELS + 2**20
+#: The HDUs looked at for the image: a full-disk magnetogram is in the first two (JSOC: an empty primary, then the
+#: compressed image); a damaged file can make astropy read thousands of corrupted ones.
+MAX_HDUS = 8
 #: The FITS standard's limit on NAXIS; astropy builds a list of NAXIS axes before anything else.
 MAX_AXES = 999
 _NAXIS_CARD = re.compile(rb"NAXIS   = +(\d+)")
@@ -135,14 +139,16 @@ def _open(path: Path):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with fits.open(path, memmap=False) as hdul:
-                for hdu in hdul:
+                seen = []
+                for hdu in itertools.islice(hdul, MAX_HDUS):
+                    seen.append(type(hdu).__name__)
                     if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and hdu.header.get("NAXIS") == 2:
                         header = _parsed(hdu.header)
                         _check_size(path, header)  # before the data: a compressed HDU would be decompressed
                         data = hdu.data
                         break
                 else:
-                    raise NoImageDataError(path, f"no HDU holds a 2-D image (HDUs: {[type(h).__name__ for h in hdul]})")
+                    raise NoImageDataError(path, f"none of its first {MAX_HDUS} HDUs holds a 2-D image (HDUs: {seen})")
     except IngestError:
         raise
     except OSError as exc:
@@ -231,13 +237,14 @@ def read_header(path: str | Path) -> fits.Header:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with fits.open(path, memmap=True) as hdul:
-                headers = [_parsed(h.header) for h in hdul if h.header.get("NAXIS") == 2 and not isinstance(h, fits.BinTableHDU)]
+                headers = [_parsed(h.header) for h in itertools.islice(hdul, MAX_HDUS)
+                           if h.header.get("NAXIS") == 2 and not isinstance(h, fits.BinTableHDU)]
     except OSError as exc:
         raise NotFITSError(path, f"not a readable FITS file ({exc})") from None
     except Exception as exc:  # as in _open: a malformed header
         raise NotFITSError(path, f"unreadable FITS structure ({_describe(exc)})") from None
     if not headers:
-        raise NoImageDataError(path, "no HDU holds a 2-D image")
+        raise NoImageDataError(path, f"none of its first {MAX_HDUS} HDUs holds a 2-D image")
     check_header(path, headers[0])
     return headers[0]
 

@@ -48,7 +48,7 @@ def corrupt(tmp_path, kind):
 @pytest.mark.parametrize("kind, error, words", [
     ("not_fits", NotFITSError, "not a readable FITS file"),
     ("truncated", TruncatedFITSError, "truncated"),
-    ("no_image", NoImageDataError, "no HDU holds a 2-D image"),
+    ("no_image", NoImageDataError, "HDUs holds a 2-D image"),
     ("wrong_unit", UnitError, "BUNIT is 'DN/s'"),
     ("no_observer", MissingKeywordError, "DSUN_OBS"),
     ("all_nan", EmptyDataError, "every pixel is missing"),

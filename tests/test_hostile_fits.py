@@ -10,12 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from astropy.io import fits
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from devtools.reliability_summary import summary
 from ingest.cli import main as ingest_main
-from ingest.errors import ImageSizeError, IngestError, InstrumentError, NotFITSError
+from ingest.errors import ImageSizeError, IngestError, InstrumentError, NoImageDataError, NotFITSError
+from ingest.magnetogram import MAX_HDUS
 from serving.api import create_app
 from serving.service import Service
 from tests.hostile import check_read, hostile_fits, set_card, valid_frames
@@ -196,3 +198,12 @@ def test_the_summary_ends_with_the_verdict_in_order_and_fails_on_a_failure_or_a_
     lines, ok = summary(tmp_path)
     assert not ok and "kills=missing" in lines[-1]
     assert summary(tmp_path / "none")[1] is False
+
+
+def test_a_file_of_many_hdus_is_refused_after_the_first_few(tmp_path):
+    """The full fuzz (2026-12-05) drew a file that made astropy read over 9,000 corrupted HDUs, past the 20 s limit:
+    the reader looks at the first ``MAX_HDUS`` only."""
+    path = tmp_path / "many.fits"
+    fits.HDUList([fits.PrimaryHDU(), *(fits.ImageHDU() for _ in range(3000))]).writeto(path)
+    refused = check_read(path)  # within its time limit
+    assert isinstance(refused, NoImageDataError) and f"none of its first {MAX_HDUS} HDUs" in str(refused), refused
