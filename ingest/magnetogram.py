@@ -303,17 +303,20 @@ def _origin(path: Path, header: fits.Header, instrument: str, quality: int) -> O
     named = _SERIES_IN_NAME.match(path.name)
     series = str(header["DSNAME"]).strip() if isinstance(header.get("DSNAME"), str) else named.group(1) if named else None
     t_rec = header.get("T_REC")
-    # files of the synthetic Sun written before the SIMULATE card said so by their ORIGIN alone
-    simulated = header.get(SIMULATED_CARD) is True or header.get("ORIGIN") == SYNTHETIC_ORIGIN
     return Origin(instrument, series or None, str(t_rec).strip() if isinstance(t_rec, str) else None,
-                  quality if "QUALITY" in header else None, simulated)
+                  quality if "QUALITY" in header else None, header.get(SIMULATED_CARD) is True)
 
 
-def origin_of(path: str | Path) -> Origin:
-    """What a magnetogram's header and name say of its origin, without reading its data."""
+def origin_of(path: str | Path, before_simulate_card: bool = False) -> Origin:
+    """What a magnetogram's header and name say of its origin, without reading its data. ``before_simulate_card``:
+    the file was written before the synthetic Sun set the ``SIMULATE`` card (fluxwatch 2.x), so its ``ORIGIN``
+    says whether it is simulated."""
     header = read_header(path)
     source = instrument_for(path, header)
-    return _origin(Path(path), header, source.spec.name, source.quality(header))
+    origin = _origin(Path(path), header, source.spec.name, source.quality(header))
+    if before_simulate_card and header.get("ORIGIN") == SYNTHETIC_ORIGIN:
+        origin = replace(origin, simulated=True)
+    return origin
 
 
 def origin_from_name(name: str) -> Origin:

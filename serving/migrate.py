@@ -76,7 +76,7 @@ def from_2x(db: sqlite3.Connection, up: Upgrade) -> int:
         path = up.data_dir / "processed" / sources[slot]
         if path.is_file():
             try:
-                return origin_of(path)
+                return origin_of(path, before_simulate_card=True)
             except IngestError:
                 pass
         named += 1
