@@ -28,12 +28,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from common.config import ConfigError, ServiceConfig
-from serving.store import STATE_VERSION, Outbox
+from serving.store import STATE_FILE, STATE_VERSION, VIDEOS_DIR, Outbox, video_file
 
 log = logging.getLogger(__name__)
 
-STATE = "state.sqlite"
-VIDEOS = "videos"
 INFO = "backup.json"
 
 
@@ -59,16 +57,16 @@ def _utc_now() -> str:
 def backup(data_dir: str | Path, dest: str | Path) -> BackupInfo:
     """Back up the state under ``data_dir`` into the new folder ``dest`` (see the module's description)."""
     data, dest = Path(data_dir), Path(dest)
-    state = data / STATE
+    state = data / STATE_FILE
     if not state.is_file():
         raise FileNotFoundError(f"{state}: no service state to back up")
     if dest.exists():
         raise FileExistsError(f"{dest} exists: a backup goes into a new folder")
     partial = dest.with_name(dest.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    (partial / VIDEOS).mkdir(parents=True)
+    (partial / VIDEOS_DIR).mkdir(parents=True)
     source = sqlite3.connect(f"file:{state}?mode=ro", uri=True, timeout=30)
-    copy = sqlite3.connect(partial / STATE)
+    copy = sqlite3.connect(partial / STATE_FILE)
     try:
         source.backup(copy)  # one consistent snapshot, taken while the service goes on writing
         version = copy.execute("PRAGMA user_version").fetchone()[0]
@@ -81,9 +79,9 @@ def backup(data_dir: str | Path, dest: str | Path) -> BackupInfo:
         copy.close()
     videos = 0
     for pid, start in passages:
-        video = data / VIDEOS / f"{pid}_{start}.f32"
+        video = video_file(data, pid, start)
         if video.is_file():  # absent: not observed yet, or removed by the retention policy
-            shutil.copyfile(video, partial / VIDEOS / video.name)
+            shutil.copyfile(video, partial / VIDEOS_DIR / video.name)
             videos += 1
     size = sum(p.stat().st_size for p in partial.rglob("*") if p.is_file())
     info = BackupInfo(_utc_now(), str(data.resolve()), version, frames, newest and newest + "Z", events, pending,
@@ -108,22 +106,22 @@ def restore(src: str | Path, config: ServiceConfig) -> tuple[BackupInfo, int]:
     if info.state_version > STATE_VERSION:
         raise ConfigError(f"{src} holds state version {info.state_version}, written by a newer fluxwatch (this one "
                           f"reads up to {STATE_VERSION})")
-    if (data / STATE).exists() or (data / VIDEOS).exists():
+    if (data / STATE_FILE).exists() or (data / VIDEOS_DIR).exists():
         raise FileExistsError(f"{data} holds a state already: restore into a fresh data dir (move this one aside)")
     data.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src / VIDEOS, data / (VIDEOS + ".partial"))
-    shutil.copyfile(src / STATE, data / (STATE + ".partial"))
+    shutil.copytree(src / VIDEOS_DIR, data / (VIDEOS_DIR + ".partial"))
+    shutil.copyfile(src / STATE_FILE, data / (STATE_FILE + ".partial"))
     acknowledged = 0
     if config.kafka_bootstrap:
         topics = {t for pair in config.topics.values() for t in pair}
         on_kafka = event_ids_on(config.kafka_bootstrap, topics, config.kafka_options)
-        db = sqlite3.connect(data / (STATE + ".partial"))
+        db = sqlite3.connect(data / (STATE_FILE + ".partial"))
         try:
             acknowledged = Outbox(db).acknowledge(on_kafka)
         finally:
             db.close()
-    (data / (VIDEOS + ".partial")).rename(data / VIDEOS)
-    (data / (STATE + ".partial")).rename(data / STATE)  # last: a data dir with a state is a whole restore
+    (data / (VIDEOS_DIR + ".partial")).rename(data / VIDEOS_DIR)
+    (data / (STATE_FILE + ".partial")).rename(data / STATE_FILE)  # last: a data dir with a state is a whole restore
     log.info("restored %s into %s: %d frames (newest %s), %d events; %d event ids already on Kafka marked delivered",
              src, data, info.frames, info.newest_frame, info.events, acknowledged)
     return info, acknowledged

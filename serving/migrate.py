@@ -34,8 +34,7 @@ from serving.backup import backup
 from serving.bundle import ModelBundle
 from serving.events import AlertEvent, EventKind, PatchStatus, Provenance, Reason, Score
 from serving.region import region
-from serving.results import blank_video
-from serving.store import STATE_VERSION, StateError
+from serving.store import STATE_FILE, STATE_VERSION, StateError, mapped_video, video_file
 
 log = logging.getLogger(__name__)
 
@@ -65,34 +64,32 @@ def _slot(isot: str) -> int:
 
 def from_2x(db: sqlite3.Connection, up: Upgrade) -> int:
     """Alert schema 2.1 payloads → 3.0 (see the module's description); returns the new version, 3."""
-    sources = dict(db.execute("SELECT slot, source FROM frames"))
-    observed = dict(db.execute("SELECT slot, time FROM frames"))
-    ingested = dict(db.execute("SELECT slot, ingested FROM frames"))
+    frames = {slot: (source, observed, ingested) for slot, source, observed, ingested in db.execute(
+        "SELECT slot, source, time, ingested FROM frames")}  # slot → (file name, observation time, arrival Unix s)
     named = 0
 
     @cache
     def origin(slot: int) -> Origin:
         nonlocal named
-        path = up.data_dir / "processed" / sources[slot]
+        path = up.data_dir / "processed" / frames[slot][0]
         if path.is_file():
             try:
                 return origin_of(path, before_simulate_card=True)
             except IngestError:
                 pass
         named += 1
-        return origin_from_name(sources[slot])
+        return origin_from_name(frames[slot][0])
 
     def score_3(payload: dict, slot: int) -> dict:
         """A 2.1 score's fields as 3.0 has them (the times' Z comes from the models' validation)."""
         model_version = payload.pop("model_version")
         if model_version != up.bundle.model_version:
             raise MigrationError(
-                f"{up.data_dir / 'state.sqlite'} holds scores of model {model_version}, and the service's bundle is "
+                f"{up.data_dir / STATE_FILE} holds scores of model {model_version}, and the service's bundle is "
                 f"model {up.bundle.model_version}: start this fluxwatch once with the bundle of {model_version} to "
                 "migrate the state (its digest goes into the scores' provenance), then change the bundle")
         o = origin(slot)
-        provenance = Provenance(instrument=o.instrument, series=o.series, file=sources[slot],
-                                t_obs=observed[slot],
+        provenance = Provenance(instrument=o.instrument, series=o.series, file=frames[slot][0], t_obs=frames[slot][1],
                                 t_rec=o.t_rec, quality=o.quality, model_version=model_version,
                                 bundle_digest=up.bundle.digest)
         return {**payload, "simulated": o.simulated, "provenance": provenance}
@@ -112,11 +109,9 @@ def from_2x(db: sqlite3.Connection, up: Upgrade) -> int:
         reason = (Reason.probability_fell if kind is EventKind.withdrawn else
                   (Reason.video_full if e["frame"] >= up.bundle.n_frames - 1 else Reason.left_disk)
                   if kind is EventKind.closed else None)
-        video_path = up.data_dir / "videos" / f"{e['patch_id']}_{start}.f32"
-        shape = (up.bundle.n_frames, up.bundle.pixels, up.bundle.pixels)
-        video = (np.memmap(video_path, dtype=np.float32, mode="r", shape=shape) if video_path.is_file()
-                 else blank_video(shape))
-        e = {**score_3(e, slot), "schema_version": "3.0", "published": _utc(published.get(event_id, ingested[slot])),
+        video = mapped_video(video_file(up.data_dir, e["patch_id"], start),
+                             (up.bundle.n_frames, up.bundle.pixels, up.bundle.pixels))
+        e = {**score_3(e, slot), "schema_version": "3.0", "published": _utc(published.get(event_id, frames[slot][2])),
              "supersedes": f"{alert_id}#{int(seq) - 1}" if int(seq) > 1 else None, "reason": reason,
              "region": region(video, e["frame"], e["onset"]["frame"], e["patch_id"], up.axes(e["patch_id"]), start)}
         events[event_id] = AlertEvent.model_validate(e)
@@ -152,7 +147,7 @@ MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Upgrade], int]] = {0: from_2
 def upgrade(up: Upgrade) -> list[int]:
     """Bring the state under ``up.data_dir`` to :data:`~serving.store.STATE_VERSION`, after a backup, when it is of
     an earlier version with a migration; returns the versions it went through (empty when nothing was done)."""
-    path = up.data_dir / "state.sqlite"
+    path = up.data_dir / STATE_FILE
     if not path.is_file():
         return []
     db = sqlite3.connect(path, timeout=30)

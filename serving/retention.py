@@ -29,7 +29,7 @@ import astropy.units as u
 from common.clock import SLOTS_PER_DAY
 from common.config import ServiceConfig
 from serving.metrics import Metrics
-from serving.store import Store
+from serving.store import VIDEOS_DIR, Store
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def apply(config: ServiceConfig, store: Store, data_dir: Path, now: float) -> Re
                 path.unlink(missing_ok=True)
             removed.add("processed")
     cutoff = now - config.retain_videos.to_value(u.s)
-    old_videos = {path.name: path for path in _old(data_dir / "videos", cutoff, "*.f32")}
+    old_videos = {path.name: path for path in _old(data_dir / VIDEOS_DIR, cutoff, "*.f32")}
     if old_videos:  # the passages' list grows with the years, the videos kept do not: ask only when one is old
         for pid, start in store.closed_passages():
             video = old_videos.get(store.video_path(pid, start).name)

@@ -33,7 +33,7 @@ import astropy.units as u
 from common.clock import CADENCE, slot_isot, slot_of_time, slot_time
 from common.config import ConfigError, ServiceConfig
 from ingest.errors import IngestError, QualityError
-from ingest.instruments import INSTRUMENTS, instrument_named
+from ingest.instruments import INSTRUMENTS, MASK_NAMES, instrument_named, mask_name
 from ingest.magnetogram import Magnetogram, read_frame
 from serving import retention
 from serving.bundle import ModelBundle
@@ -70,12 +70,12 @@ class Service:
         self.config = config = config or ServiceConfig()
         self.bundle = ModelBundle(config.bundle)
         if config.refused_quality_bits is not None:  # names no instrument knows are a mistake, said at start
-            known = {name for i in INSTRUMENTS for name in i.quality_bits} | {f"0x{1 << b:08X}" for b in range(32)}
-            unknown = sorted(set(config.refused_quality_bits) - known)
+            known = {name for i in INSTRUMENTS for name in i.quality_bits}
+            unknown = sorted(set(config.refused_quality_bits) - known - MASK_NAMES)
             if unknown:
                 raise ConfigError(f"refused_quality_bits: no instrument has a QUALITY bit {', '.join(unknown)}; known: "
-                                  f"{', '.join(sorted(n for n in known if not n.startswith('0x')))}, or an undocumented "
-                                  "bit by its mask as 0x%08X (e.g. 0x00000001)")
+                                  f"{', '.join(sorted(known))}, or an undocumented bit by its mask as 0x%08X (e.g. "
+                                  f"{mask_name(0)})")
         self.dir = Path(config.data_dir)
         self.inbox = Inbox(self.dir)
         self.step = frame_step(self.bundle, config)

@@ -62,6 +62,20 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL, created REAL NOT NULL, delivered REAL);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered, seq);
 """
+#: The state's database and its videos' folder, under the data dir.
+STATE_FILE, VIDEOS_DIR = "state.sqlite", "videos"
+
+
+def video_file(data_dir: Path, patch_id: str, start_slot: int) -> Path:
+    """The file of a patch passage's rolling video under ``data_dir``."""
+    return data_dir / VIDEOS_DIR / f"{patch_id}_{start_slot}.f32"
+
+
+def mapped_video(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
+    """The video (n_frames, pixels, pixels) float32, G, at ``path`` mapped read only (all 0 G when it has none)."""
+    return np.memmap(path, dtype=np.float32, mode="r", shape=shape) if path.exists() else blank_video(shape)
+
+
 #: Indexes a state of this version gets at start when it lacks them (they change no row: no new version).
 INDEXES = "CREATE INDEX IF NOT EXISTS scores_slot ON scores (slot);"
 
@@ -162,8 +176,8 @@ class Store(_Queries):
         each commit, as nothing needs to survive a crash of its process."""
         self.dir = Path(data_dir)
         self.durable = durable
-        (self.dir / "videos").mkdir(parents=True, exist_ok=True)
-        self.path = self.dir / "state.sqlite"
+        (self.dir / VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / STATE_FILE
         # created by the thread that builds the service, used by the scheduler's (one at a time, under its lock)
         self.db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         rebuild = (f"With the service stopped, rebuild the state from the frames in {self.dir / 'processed'}: python -m "
@@ -225,15 +239,13 @@ class Store(_Queries):
 
     def _mapped(self, patch_id: str, start_slot: int) -> np.ndarray:
         """A passage's video mapped read only (all 0 G when it has none yet)."""
-        path = self.video_path(patch_id, start_slot)
-        shape = (self.n_frames, self.pixels, self.pixels)
-        return np.memmap(path, dtype=np.float32, mode="r", shape=shape) if path.exists() else blank_video(shape)
+        return mapped_video(self.video_path(patch_id, start_slot), (self.n_frames, self.pixels, self.pixels))
 
     # ---- videos and frames ---------------------------------------------------------------------------
 
     def video_path(self, patch_id: str, start_slot: int) -> Path:
         """The file of a patch passage's rolling video."""
-        return self.dir / "videos" / f"{patch_id}_{start_slot}.f32"
+        return video_file(self.dir, patch_id, start_slot)
 
     def video(self, patch_id: str, start_slot: int) -> np.memmap:
         """The rolling video (n_frames, pixels, pixels) float32, G, of a patch passage (created as zeros)."""

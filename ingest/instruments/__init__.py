@@ -3,6 +3,7 @@ model was trained for and writes its files for the synthetic Sun (:mod:`ingest.i
 share). Adding an instrument is one module here, imported below."""
 from ingest.instruments.base import (
     INSTRUMENTS,
+    MASK_NAMES,
     SYNTHETIC_ORIGIN,
     Harmonised,
     Instrument,
@@ -11,6 +12,7 @@ from ingest.instruments.base import (
     harmonise,
     instrument_for,
     instrument_named,
+    mask_name,
     plate_scale_arcsec,
 )
 from ingest.instruments.hmi import HMI  # defining an adapter registers it: HMI is tried first
@@ -18,5 +20,5 @@ from ingest.instruments.mdi import MDI
 
 MDI_SPEC = MDI.spec
 
-__all__ = ["HMI", "INSTRUMENTS", "MDI", "MDI_SPEC", "SYNTHETIC_ORIGIN", "Harmonised", "Instrument", "InstrumentSpec", "bin_geometry",
-           "harmonise", "instrument_for", "instrument_named", "plate_scale_arcsec"]
+__all__ = ["HMI", "INSTRUMENTS", "MDI", "MASK_NAMES", "MDI_SPEC", "SYNTHETIC_ORIGIN", "Harmonised", "Instrument", "InstrumentSpec", "bin_geometry",
+           "harmonise", "instrument_for", "instrument_named", "mask_name", "plate_scale_arcsec"]

@@ -52,6 +52,14 @@ _FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 _BOX_FWHM_PER_WIDTH = _FWHM_PER_SIGMA / np.sqrt(12.0)
 
 
+def mask_name(bit: int) -> str:
+    """The name of an undocumented QUALITY bit: its mask, ``0x%08X``."""
+    return f"0x{1 << bit:08X}"
+
+
+#: Every name :func:`mask_name` gives (the 32 bits of a QUALITY word).
+MASK_NAMES = frozenset(mask_name(b) for b in range(32))
+
 #: The ORIGIN card of the files the synthetic Sun writes, as each instrument's writer sets it.
 SYNTHETIC_ORIGIN = "fluxwatch synthetic Sun"
 
@@ -114,7 +122,7 @@ class Instrument(ABC):
         word = quality & 0xFFFFFFFF
         named = [name for name, (mask, _) in cls.quality_bits.items() if word & mask]
         known = sum(mask for mask, _ in cls.quality_bits.values())
-        return named + [f"0x{1 << b:08X}" for b in range(31, -1, -1) if word & ~known & (1 << b)]
+        return named + [mask_name(b) for b in range(31, -1, -1) if word & ~known & (1 << b)]
 
     @classmethod
     def refusing(cls, quality: int, refused: Collection[str] | None = None) -> list[str]:
