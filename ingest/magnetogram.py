@@ -40,6 +40,7 @@ from ingest.instruments import (
     INSTRUMENTS,
     MDI_SPEC,
     SYNTHETIC_ORIGIN,
+    Instrument,
     InstrumentSpec,
     harmonise,
     instrument_for,
@@ -71,8 +72,7 @@ MAX_AXES = 999
 _NAXIS_CARD = re.compile(rb"NAXIS   = +(\d+)")
 
 
-#: A JSOC file name's series: ``hmi.m_720s_nrt.20261127_000000_TAI.3.magnetogram.fits`` → ``hmi.m_720s_nrt``.
-_SERIES_IN_NAME = re.compile(r"^((?:hmi|mdi)\.[a-z0-9_]+)\.", re.IGNORECASE)
+_SERIES_IN_NAME = re.compile(r"^(([a-z0-9]+)\.[a-z0-9_]+)\.", re.IGNORECASE)
 #: The card the synthetic Sun's writers set (:func:`sim.write_fits_series`): the frame is not an observation.
 SIMULATED_CARD = "SIMULATE"
 
@@ -299,9 +299,18 @@ def read_magnetogram(path: str | Path) -> Magnetogram:
                        _origin(path, header, source.spec.name, quality))
 
 
+def _series_in_name(name: str) -> tuple[str | None, type[Instrument] | None]:
+    """A JSOC file name's series and its instrument (``hmi.m_720s_nrt.20261127_000000_TAI.3.magnetogram.fits`` →
+    ``hmi.m_720s_nrt``, HMI), by the series prefix an instrument declares; (None, None) for other names."""
+    named = _SERIES_IN_NAME.match(name)
+    if named is None:
+        return None, None
+    source = next((i for i in INSTRUMENTS if i.series_prefix == named.group(2).lower()), None)
+    return (named.group(1), source) if source else (None, None)
+
+
 def _origin(path: Path, header: fits.Header, instrument: str, quality: int) -> Origin:
-    named = _SERIES_IN_NAME.match(path.name)
-    series = str(header["DSNAME"]).strip() if isinstance(header.get("DSNAME"), str) else named.group(1) if named else None
+    series = str(header["DSNAME"]).strip() if isinstance(header.get("DSNAME"), str) else _series_in_name(path.name)[0]
     t_rec = header.get("T_REC")
     return Origin(instrument, series or None, str(t_rec).strip() if isinstance(t_rec, str) else None,
                   quality if "QUALITY" in header else None, header.get(SIMULATED_CARD) is True)
@@ -321,11 +330,8 @@ def origin_of(path: str | Path, before_simulate_card: bool = False) -> Origin:
 
 def origin_from_name(name: str) -> Origin:
     """What a JSOC file name alone says of its origin (instrument and series); the rest unknown (observed, by default)."""
-    named = _SERIES_IN_NAME.match(name)
-    series = named.group(1) if named else None
-    instrument = next((i.spec.name for i in INSTRUMENTS if series and series.lower().startswith(i.spec.name[-3:].lower())),
-                      "unknown")
-    return Origin(instrument, series)
+    series, source = _series_in_name(name)
+    return Origin(source.spec.name if source else "unknown", series)
 
 
 def read_frame(path: str | Path, instrument: InstrumentSpec = MDI_SPEC,

@@ -25,12 +25,12 @@ from serving.bundle import BundleError
 from serving.main import configured
 from serving.publisher import event_ids_on
 from serving.service import Service
-from serving.store import StateError
+from serving.store import ALERT_LOG, STATE_FILE, VIDEOS_DIR, StateError
 
 log = logging.getLogger(__name__)
 
 #: What the rebuild moves aside: everything derived from the ingested frames.
-DERIVED = ("state.sqlite", "state.sqlite-wal", "state.sqlite-shm", "alerts.jsonl", "videos")
+DERIVED = (STATE_FILE, STATE_FILE + "-wal", STATE_FILE + "-shm", ALERT_LOG, VIDEOS_DIR)
 
 
 def rebuild(config: ServiceConfig) -> tuple[int, int]:

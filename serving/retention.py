@@ -29,12 +29,13 @@ import astropy.units as u
 from common.clock import SLOTS_PER_DAY
 from common.config import ServiceConfig
 from serving.metrics import Metrics
-from serving.store import VIDEOS_DIR, Store
+from serving.store import ALERT_LOG, STATE_FILE, VIDEOS_DIR, Store
 
 log = logging.getLogger(__name__)
 
-#: The kinds of ``fluxwatch_disk_bytes``: the service's folders, its videos and its database.
-KINDS = ("incoming", "pending", "processed", "superseded", "rejected", "videos", "state")
+#: The kinds of ``fluxwatch_disk_bytes``: the service's folders, its videos, its database and its alert files (the
+#: alert log and the VOEvents, kept whole: about 0.05 MB a day).
+KINDS = ("incoming", "pending", "processed", "superseded", "rejected", "videos", "state", "alerts")
 NOTES = (".superseded.txt", ".error.txt")
 
 
@@ -90,20 +91,21 @@ def apply(config: ServiceConfig, store: Store, data_dir: Path, now: float) -> Re
     return removed
 
 
-def disk_use(data_dir: Path) -> dict[str, int]:
-    """Bytes on disk by kind (:data:`KINDS`)."""
-    use = {}
-    for kind in KINDS:
-        if kind == "state":
-            use[kind] = sum(p.stat().st_size for p in data_dir.glob("state.sqlite*") if p.is_file())
-        else:
-            folder = data_dir / kind
-            use[kind] = sum(e.stat().st_size for e in os.scandir(folder) if e.is_file()) if folder.is_dir() else 0
+def _size(folder: Path) -> int:
+    return sum(e.stat().st_size for e in os.scandir(folder) if e.is_file()) if folder.is_dir() else 0
+
+
+def disk_use(data_dir: Path, voevent_dir: Path | None = None) -> dict[str, int]:
+    """Bytes on disk by kind (:data:`KINDS`); ``voevent_dir``: where the VOEvents go, when they are written."""
+    use = {kind: _size(data_dir / kind) for kind in KINDS if kind not in ("state", "alerts")}
+    use["state"] = sum(p.stat().st_size for p in data_dir.glob(STATE_FILE + "*") if p.is_file())
+    log_file = data_dir / ALERT_LOG
+    use["alerts"] = (log_file.stat().st_size if log_file.is_file() else 0) + (_size(voevent_dir) if voevent_dir else 0)
     return use
 
 
-def measure(metrics: Metrics, data_dir: Path) -> None:
+def measure(metrics: Metrics, data_dir: Path, voevent_dir: Path | None = None) -> None:
     """Set the disk gauges: bytes by kind, and the file system's free bytes."""
-    for kind, size in disk_use(data_dir).items():
+    for kind, size in disk_use(data_dir, voevent_dir).items():
         metrics.disk_bytes.labels(kind=kind).set(size)
     metrics.disk_free_bytes.set(shutil.disk_usage(data_dir).free)

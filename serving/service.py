@@ -44,7 +44,7 @@ from serving.metrics import Metrics
 from serving.migrate import Upgrade, upgrade
 from serving.sinks import AlertLog, MetricsSink, Sink, outbox_messages
 from serving.step import frame_step
-from serving.store import Store
+from serving.store import ALERT_LOG, Store
 from serving.voevent import VOEventSink, author_of
 from serving.warm import WarmStart
 
@@ -84,9 +84,10 @@ class Service:
         self.store = Store(self.dir, self.bundle.n_frames, self.bundle.pixels)
         self.metrics = metrics or Metrics()
         self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))
-        files: list[AlertLog | VOEventSink] = [AlertLog(self.dir / "alerts.jsonl")]
-        if config.voevent_dir:
-            files.append(VOEventSink(self.dir / config.voevent_dir, author_of(config)))
+        files: list[AlertLog | VOEventSink] = [AlertLog(self.dir / ALERT_LOG)]
+        self.voevent_dir = self.dir / config.voevent_dir if config.voevent_dir else None
+        if self.voevent_dir:
+            files.append(VOEventSink(self.voevent_dir, author_of(config)))
         stored = self.store.reader().alerts()
         for sink in files:  # events committed just before the service stopped, before their files were written
             sink.catch_up(stored)
@@ -230,4 +231,4 @@ class Service:
         newest = self.store.newest_frame()
         if newest:
             self.metrics.set_newest_frame_time(newest[2])
-        retention.measure(self.metrics, self.dir)
+        retention.measure(self.metrics, self.dir, self.voevent_dir)

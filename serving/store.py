@@ -62,8 +62,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL, created REAL NOT NULL, delivered REAL);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered, seq);
 """
-#: The state's database and its videos' folder, under the data dir.
-STATE_FILE, VIDEOS_DIR = "state.sqlite", "videos"
+#: The state's database, its videos' folder and the alert log, under the data dir.
+STATE_FILE, VIDEOS_DIR, ALERT_LOG = "state.sqlite", "videos", "alerts.jsonl"
 
 
 def video_file(data_dir: Path, patch_id: str, start_slot: int) -> Path:

@@ -12,7 +12,7 @@ from common.patches import PatchGrid
 from ingest.errors import ImageSizeError, InstrumentError
 from ingest.instruments import HMI, MDI, MDI_SPEC, bin_geometry, harmonise, instrument_for
 from ingest.instruments.hmi import hmi_geometry, hmi_header
-from ingest.magnetogram import read_magnetogram, to_instrument
+from ingest.magnetogram import origin_from_name, read_magnetogram, to_instrument
 from ingest.projection import ImageGeometry, project_patches
 from sim import SunConfig, SyntheticSun, ephemeris, write_fits_series, write_hmi_series
 from sim.observe import hmi_observer_at
@@ -207,3 +207,16 @@ def test_a_compressed_file_claiming_a_huge_image_is_refused_before_decompression
     with pytest.raises(ImageSizeError, match="claims a 200000×200000 image") as info:
         read_magnetogram(path)
     assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("name, instrument, series", [
+    ("hmi.m_720s_nrt.20261127_000000_TAI.3.magnetogram.fits", "SDO/HMI", "hmi.m_720s_nrt"),
+    ("HMI.M_45s.20261127_000000_TAI.2.magnetogram.fits", "SDO/HMI", "HMI.M_45s"),
+    ("mdi.fd_M_96m_lev182.20000702_000000_TAI.data.fits", "SOHO/MDI", "mdi.fd_M_96m_lev182"),
+    ("aia.lev1_euv_12s.2026-11-27T000000Z.171.image_lev1.fits", "unknown", None),  # no magnetograph's series
+    ("fw_000123.fits", "unknown", None),
+])
+def test_a_jsoc_file_name_names_its_instrument_by_the_series_prefix_it_declares(name, instrument, series):
+    origin = origin_from_name(name)
+    assert (origin.instrument, origin.series) == (instrument, series)
+    assert {HMI.series_prefix, MDI.series_prefix} == {"hmi", "mdi"}

@@ -38,7 +38,8 @@ def stream(tmp_path_factory):
 def test_retention_removes_on_schedule_and_keeps_what_open_passages_need(tmp_path, tiny_bundle, stream):
     archive = tmp_path / "archive"
     service = Service(config(tmp_path, tiny_bundle, retain_superseded="1 d", retain_rejected="1 d",
-                             retain_processed="2 d", archive_dir=str(archive), retain_videos="3 d"))
+                             retain_processed="2 d", archive_dir=str(archive), retain_videos="3 d",
+                             voevent_dir="voevents"))
     for path in stream:
         shutil.copy(path, service.inbox.incoming)
         service.run_cycle()
@@ -72,6 +73,9 @@ def test_retention_removes_on_schedule_and_keeps_what_open_passages_need(tmp_pat
     assert metric("fluxwatch_disk_bytes", {"kind": "processed"}) == sum(p.stat().st_size for p in processed[2:])
     assert metric("fluxwatch_disk_bytes", {"kind": "rejected"}) == 0
     assert metric("fluxwatch_disk_free_bytes") > 0
+    alert_files = [service.dir / "alerts.jsonl", *(service.dir / "voevents").iterdir()]
+    assert len(alert_files) > 1  # the alerts are kept whole: the log and a VOEvent per event
+    assert metric("fluxwatch_disk_bytes", {"kind": "alerts"}) == sum(p.stat().st_size for p in alert_files)
 
     pid, start = old_closed
     with ServerThread(create_app(service)) as server:

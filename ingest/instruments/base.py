@@ -89,6 +89,8 @@ class Instrument(ABC):
     """A magnetograph: how to recognise its files and what its frames are like. Defining a subclass registers it."""
 
     spec: ClassVar[InstrumentSpec]
+    #: The first part of its JSOC series' names (``hmi`` of ``hmi.M_720s``), lower case.
+    series_prefix: ClassVar[str]
     #: The line its magnetograms are measured in, Å (the HEK's ``OBS_MeanWavel``).
     wavelength_A: ClassVar[float]
     #: Factor taking this instrument's LoS field to SoHO/MDI's (MDI = factor × this).

@@ -38,6 +38,7 @@ class HMI(Instrument):
     Sol. Phys. 279, 295). ``QUALITY`` ≠ 0 marks a frame HMI's pipeline flags."""
 
     spec = InstrumentSpec("SDO/HMI", 0.504, 1.0, 6.3)
+    series_prefix = "hmi"
     to_mdi_factor = 1.0 / 0.701
     wavelength_A = 6173.3  # Fe I
     #: The level-1.5 line-of-sight observables' QUALITY word, as JSOC documents it

@@ -36,6 +36,7 @@ class MDI(Instrument):
     (Scherrer et al. 1995, Sol. Phys. 162, 129; Liu, Norton & Scherrer 2004, Sol. Phys. 219, 39)."""
 
     spec = InstrumentSpec("SOHO/MDI", 1.98, 4.0, 20.0)
+    series_prefix = "mdi"
     to_mdi_factor = 1.0
     wavelength_A = 6767.8  # Ni I
     # Level 1.8's quality word describes rather than condemns (e.g. 0x200 with missing pixels, which are BLANK,
