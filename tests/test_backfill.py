@@ -28,14 +28,14 @@ from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_fits_series
 from tests.conftest import START
 
-DAYS = 20
+DAYS = 12
 #: Fewer tiles than the service's default (±45°): the test is about the mechanism.
 LAT_LIMIT = 30 * u.deg
 
 
 @pytest.fixture(scope="module")
 def stretch(tmp_path_factory) -> Path:
-    """20 days of 128² synthetic full-disk frames (missing slots skipped)."""
+    """12 days of 128² synthetic full-disk frames (missing slots skipped)."""
     slot0 = int(slot_of_time(START))
     folder = tmp_path_factory.mktemp("stretch")
     write_fits_series(SyntheticSun(SunConfig(), seed=1), range(slot0, slot0 + DAYS * 15), folder, shape=(128, 128))
@@ -62,10 +62,10 @@ def without_publication_time(e: AlertEvent) -> dict:
 
 @pytest.fixture(scope="module")
 def backfilled(tmp_path_factory, stretch, tiny_bundle) -> tuple[Path, dict, FileFrames]:
-    """The stretch backfilled on a LocalCluster of 2 workers in chunks of 4 days: (output folder, report, frames)."""
+    """The stretch backfilled on a LocalCluster of 2 workers in chunks of 3 days: (output folder, report, frames)."""
     tmp = tmp_path_factory.mktemp("backfill")
     frames = FileFrames.scan(input_paths([str(stretch)]), progress=False)
-    report = backfill(frames, tmp / "out", str(tiny_bundle), service_config(tmp, tiny_bundle), chunk_days=4, workers=2,
+    report = backfill(frames, tmp / "out", str(tiny_bundle), service_config(tmp, tiny_bundle), chunk_days=3, workers=2,
                       progress=False, log=lambda *_: None)
     return tmp / "out", report, frames
 
@@ -77,8 +77,8 @@ def events_in(out: Path) -> list[AlertEvent]:
 def test_the_distributed_backfill_gives_the_sequential_services_alerts_and_scores(backfilled, sequential):
     out, report, frames = backfilled
     assert len(frames.slots()) > 0.9 * DAYS * 15 and not frames.refused
-    assert report["chunks"] == 5 and report["frames"] == len(frames.slots())
-    assert report["warmup_frames"] >= 4 * 15, "each later chunk replays its passages' past (16 slots)"
+    assert report["chunks"] == 4 and report["frames"] == len(frames.slots())
+    assert report["warmup_frames"] >= 3 * 15, "each later chunk replays its passages' past (16 slots)"
 
     expected = sequential.store.reader().alerts()
     got = events_in(out)
