@@ -14,7 +14,8 @@ polled with its cursor as a consumer does, and ``/alerts?since=`` the last simul
 under the simulated day of the newest frame (``/ready``'s ``newest_frame``) when it was sent. At the end of every
 simulated day it samples from ``/proc/<pid>`` the resident memory, open files and threads, from ``GET /metrics``
 the disk use by kind (``fluxwatch_disk_bytes{kind}``; ``other``: the rest of the data directory), the database's
-size (``state.sqlite`` + ``-wal``) and its bytes by table (SQLite's ``dbstat``), and the day's API p95.
+size (``state.sqlite`` + ``-wal``) and its bytes by table (SQLite's ``dbstat``), and the day's API p95. The days
+of a data gap of the synthetic Sun (no frames) are sampled together when the next frame comes.
 
 Figures: ``rss_growth_pct``, growth of resident memory from the end of day 7 to the last day, %;
 ``disk_mb_per_day`` and ``db_mb_per_day``, least-squares slopes over the second half of the run (retention in its
