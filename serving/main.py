@@ -37,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
                   "status_topic", "simulated_alerts_topic", "simulated_status_topic", "upload_token"):
         p.add_argument("--" + field.replace("_", "-"), help=_help(field))
     p.add_argument("--source", choices=["synthetic", "watch", "jsoc"], help=_help("source"))
+    p.add_argument("--synthetic-seed", type=int, help=_help("synthetic_seed"))
     p.add_argument("--speedup", type=float, help=_help("speedup"))
     p.add_argument("--kafka", dest="kafka_bootstrap", help=_help("kafka_bootstrap"))
     p.add_argument("--host", dest="http_host", help=_help("http_host"))

@@ -221,8 +221,8 @@ def test_settings_come_from_flags_then_environment_then_file(tmp_path, monkeypat
                     '[kafka_options]\nsecurity_protocol = "SASL_SSL"\nsasl_mechanism = "PLAIN"\n')
     monkeypatch.setenv("FLUXWATCH_HTTP_PORT", "9002")
     monkeypatch.setenv("FLUXWATCH_SLOT_READY_OFFSET", "3 min")
-    c = config_from_args(["--config", str(file), "--lat-limit-deg", "35"])
-    assert c.lat_limit == 35 * u.deg, "a flag beats the file"
+    c = config_from_args(["--config", str(file), "--lat-limit-deg", "35", "--synthetic-seed", "5"])
+    assert c.lat_limit == 35 * u.deg and c.synthetic_seed == 5, "a flag beats the file"
     assert c.http_port == 9002 and c.slot_ready_offset == 3 * u.min, "the environment beats the file"
     assert c.kafka_partitions == 3 and c.kafka_options == {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"}
     assert ServiceConfig.load(file).lat_limit == 40 * u.deg
