@@ -72,6 +72,8 @@ MAX_AXES = 999
 _NAXIS_CARD = re.compile(rb"NAXIS   = +(\d+)")
 
 
+#: A JSOC file name's series and its prefix: ``hmi.m_720s_nrt.20261127_000000_TAI.3.magnetogram.fits`` →
+#: (``hmi.m_720s_nrt``, ``hmi``).
 _SERIES_IN_NAME = re.compile(r"^(([a-z0-9]+)\.[a-z0-9_]+)\.", re.IGNORECASE)
 #: The card the synthetic Sun's writers set (:func:`sim.write_fits_series`): the frame is not an observation.
 SIMULATED_CARD = "SIMULATE"
