@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 SYSTEM := .system-packages
 
 .PHONY: demo train docs test lint test-slow test-reliability bench clean
@@ -15,10 +15,12 @@ $(SYSTEM):
 	if [ -n "$$missing" ]; then apt-get update && apt-get install -y --no-install-recommends $$missing; fi
 	touch $@
 
-$(STAMP): pyproject.toml | $(SYSTEM)
+# constraints.txt pins the versions tested together, so that a fresh machine installs those whatever the index
+# offers that day (a new release once sent pip's resolver past its depth limit).
+$(STAMP): pyproject.toml constraints.txt | $(SYSTEM)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	$(PY) -m devtools.kafka_broker fetch
 	rm -f $(VENV)/.installed-* && touch $@
 
