@@ -39,7 +39,6 @@ import csv
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -61,6 +60,7 @@ from tqdm import tqdm
 from common.clock import CADENCE, slot_isot, slot_of_time
 from common.config import DEFAULT_BUNDLE, ServiceConfig
 from common.figures import pyplot
+from devtools.kafka_broker import free_port
 
 MB = 1e6
 #: Figures of the first week end here (simulated days); the memory, file and thread growth are counted from here.
@@ -74,13 +74,6 @@ ROUTES = ("ready", "patches", "patch", "ready", "alerts", "patch", "ready", "ale
 
 
 # ---- the service ----------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def retention_settings(speedup: float, overrides: dict[str, float]) -> list[tuple[str, u.Quantity, float]]:

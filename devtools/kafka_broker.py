@@ -67,7 +67,7 @@ def _require_tool(name: str, hint: str) -> str:
     return path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -263,10 +263,10 @@ class KafkaBroker:
         self.fetch()
         state_file = data_dir / "broker.json"
         state = json.loads(state_file.read_text()) if state_file.exists() else {}
-        port = port or state.get("port") or _free_port()
-        controller_port = state.get("controller_port") or _free_port()
+        port = port or state.get("port") or free_port()
+        controller_port = state.get("controller_port") or free_port()
         if controller_port == port:
-            controller_port = _free_port()
+            controller_port = free_port()
         _check_port_free(port, "Kafka client (PLAINTEXT)")
         _check_port_free(controller_port, "KRaft controller")
         state.update(port=port, controller_port=controller_port)

@@ -1,7 +1,6 @@
 """Test helpers (not fixtures: those are in ``conftest.py``): real MDI headers, synthetic series, a server thread."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from astropy.time import Time
 from astropy.wcs import WCS
 from sunpy.data.test import get_test_filepath
 
+from devtools.kafka_broker import free_port
 from ingest.instruments.mdi import mdi_header, soho_observer, write_mdi
 from ingest.projection import ImageGeometry
 from sim.config import SunConfig
@@ -73,12 +73,6 @@ def synthetic_mdi_series(folder: Path, times, field, shape=(256, 256)) -> list[P
 
 def cadence_times(start, n, cadence=96 * u.min):
     return Time(start) + np.arange(n) * cadence
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerThread:

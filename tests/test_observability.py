@@ -15,7 +15,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -27,6 +26,7 @@ import pytest
 import yaml
 
 from common.config import ServiceConfig
+from devtools.kafka_broker import free_port
 from ingest.errors import (
     EmptyDataError,
     IngestError,
@@ -275,13 +275,6 @@ def test_alert_rules_fire_when_they_should(tmp_path):
 # ---------------------------------------------------------------- live Prometheus
 
 
-def _free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class PromAPI:
     """The HTTP API of a running Prometheus."""
 
@@ -325,7 +318,7 @@ def prometheus(tmp_path_factory, tiny_bundle, frames):
     (job,) = config["scrape_configs"]
     job["static_configs"] = [{"targets": [f"127.0.0.1:{server.port}"]}]
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     log = open(tmp / "prometheus.log", "w")
     proc = subprocess.Popen(
         [PROMETHEUS, f"--config.file={tmp / 'prometheus.yml'}", f"--storage.tsdb.path={tmp / 'data'}",
