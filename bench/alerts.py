@@ -1,4 +1,4 @@
-"""Event-level evaluation on held-out streams: the CNN side by side with the classical flux-rise baseline.
+"""Event-level evaluation on held-out streams: the CNN side by side with the classical detectors and the ceilings.
 
 Replays (``--workers`` at a time, each resumable) the validation stream (seed 11)
 and the held-out streams of the synthetic Sun through the service's own path:
@@ -8,13 +8,15 @@ and a stretch near maximum under the held-out setting of the simulator
 (``sim.settings.EVALUATION["held-out"]``: two-population growth, 30 G noise and
 a 6″ PSF, outside every training Sun's ranges). Then chooses the bundle's
 operating point on the validation stream (the alert threshold and the
-baseline's k for 0.2 false alerts per disk-day, recorded in the bundle's
+baseline's k and the new-flux detector's level for 0.2 false alerts per disk-day, recorded in the bundle's
 manifest, as ``fluxwatch-evaluate --calibrate`` does), prints each held-out
-stream's tables at it (the CNN, the baseline and the oracle of
-:mod:`evaluation.oracle`, the ceiling), and as its last line the pooled
-figures of the two default-setting held-out streams:
+stream's tables at it (the CNN, the flux-rise baseline, the new-flux
+detector of :mod:`evaluation.newflux`, and the two ceilings of
+:mod:`evaluation.oracle`: the truth oracle and the visible one), and as its
+last line the pooled figures of the two default-setting held-out streams:
 ``detected_1d=… detected_2d=… false_per_disk_day=… onset_median_d=… onset_iqr_d=… baseline_detected_1d=…
-baseline_false_per_disk_day=… oracle_detected_1d=… oracle_detected_2d=…``.
+baseline_false_per_disk_day=… oracle_detected_1d=… oracle_detected_2d=… visible_oracle_detected_1d=…
+newflux_detected_1d=… newflux_false_per_disk_day=… true_withdrawals=…``.
 Numbers from the synthetic Sun are upper bounds for the real Sun.
 
 Usage: python -m bench.alerts [--bundle models/default] [--max-days 60] [--min-days 30] [--setting-days 30]
@@ -32,17 +34,22 @@ from common.config import DEFAULT_BUNDLE
 from evaluation.cli import calibrate, last_line, replay_stream, report_stream
 from evaluation.operating import VALIDATION, Stream
 
+#: The detectors each report holds.
+DETECTORS = ("cnn", "baseline", "newflux", "oracle", "visible_oracle")
+
 
 def pooled(reports: list[dict], who: str) -> dict:
-    """One detector's (``who``: ``cnn``, ``baseline`` or ``oracle``) figures over several streams' reports: detection
-    rates over all their counted emergences, false alerts over all their disk-days, onset errors over all alerts."""
+    """One detector's (``who``: one of :data:`DETECTORS`) figures over several streams' reports: detection rates
+    over all their counted emergences, false alerts over all their disk-days, onset errors over all alerts, and
+    the withdrawals of alerts on true regions."""
     n = sum(r[who]["emergences"] for r in reports)
     errors = np.concatenate([r[who]["onset_errors_d"] for r in reports] + [np.zeros(0)])
     q25, q50, q75 = np.percentile(errors, [25, 50, 75]) if errors.size else (np.nan,) * 3
     return {"detected_1d": sum(r[who]["detected_1d_count"] for r in reports) / n if n else float("nan"),
             "detected_2d": sum(r[who]["detected_2d_count"] for r in reports) / n if n else float("nan"),
             "false_per_disk_day": sum(r[who]["false_alerts"] for r in reports) / sum(r[who]["disk_days"] for r in reports),
-            "onset_median_d": q50, "onset_iqr_d": q75 - q25}
+            "onset_median_d": q50, "onset_iqr_d": q75 - q25,
+            "true_withdrawals": sum(r[who].get("true_withdrawals", 0) for r in reports)}
 
 
 #: False alerts per disk-day at which the CNN's and the baseline's operating curves are compared.
@@ -56,13 +63,16 @@ def best_within(curve: list, rate: float) -> float:
 
 
 def curves_side_by_side(report: dict) -> str:
-    """One line per detector: detection within 1 d at each of :data:`RATES`, and whether the CNN is above the baseline."""
-    rows = {who: [best_within(report[f"{who}_curve"], r) for r in RATES] for who in ("cnn", "baseline", "oracle")}
+    """One line per detector: detection within 1 d at each of :data:`RATES`, and whether the CNN is above the
+    baseline and at or above the new-flux detector at every rate."""
+    rows = {who: [best_within(report[f"{who}_curve"], r) for r in RATES] for who in DETECTORS}
     lines = ["  best alerted within 1 d at false alerts per disk-day <= " + " ".join(f"{r:>5g}" for r in RATES)]
-    lines += [f"  {who:<9}" + " " * 46 + " ".join(f"{v:>5.2f}" for v in values) for who, values in rows.items()]
+    lines += [f"  {who:<14}" + " " * 41 + " ".join(f"{v:>5.2f}" for v in values) for who, values in rows.items()]
     if report["cnn"]["emergences"]:
         above = all(c > b for c, b in zip(rows["cnn"], rows["baseline"]))
-        lines.append(f"  CNN above the baseline at every rate: {'yes' if above else 'no'}")
+        level = all(c >= n for c, n in zip(rows["cnn"], rows["newflux"]))
+        lines.append(f"  CNN above the baseline at every rate: {'yes' if above else 'no'}; "
+                     f"at or above the new-flux detector at every rate: {'yes' if level else 'no'}")
     return "\n".join(lines)
 
 
@@ -95,13 +105,13 @@ def main() -> None:
         print(f"--- held-out stream {name}: seed {stream.seed}, {stream.days:g} days from {stream.start}, {setting} setting")
         service = replay_stream(a.bundle, stream, a.out / name, a.size, setting)
         reports[name] = report_stream(service, stream, a.out / name, setting, threshold=point["threshold"],
-                                      baseline_k=point["baseline_flux_rise_k"])
+                                      baseline_k=point["baseline_flux_rise_k"], newflux_level=point["newflux_level_Mx"])
         print(curves_side_by_side(reports[name]))
     if "held-out" in reports:
         print(f"held-out setting (two-population growth, 30 G noise, 6″ PSF): {last_line(reports['held-out'])} "
               "(not pooled below)")
     default = [reports["maximum"], reports["minimum"]]
-    print(last_line({who: pooled(default, who) for who in ("cnn", "baseline", "oracle")}))
+    print(last_line({who: pooled(default, who) for who in DETECTORS}))
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ class OperatingPoint(_Open):
     threshold: float = Field(gt=0, lt=1)
     target_false_per_disk_day: float | None = None
     baseline_flux_rise_k: float | None = None
+    newflux_level_Mx: float | None = None
 
 
 class Manifest(_Open):

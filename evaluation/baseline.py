@@ -17,6 +17,7 @@ least ``min_rise_Mx``. ``k`` is the knob tuned to a false-alarm rate.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,6 +28,8 @@ _MAD_SIGMA = 1.4826
 @dataclass(frozen=True)
 class FluxRiseDetector:
     """Per-tile flux-rise trigger (see the module docstring); field strengths in G, flux in Mx."""
+
+    knob: ClassVar[str] = "k"
 
     k: float = 5.0
     span: int = 3
@@ -50,6 +53,15 @@ class FluxRiseDetector:
         flux = (radial * pixel_area_cm2).sum(axis=(1, 2))
         flux[(mu < self.mu_min).any(axis=(1, 2))] = np.nan
         return flux
+
+    def series(self, video: np.ndarray, mu: np.ndarray, pixel_area_cm2: np.ndarray,
+               observed: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`flux`: the detector's figure per frame (every frame judged, as the trigger's history needs)."""
+        return self.flux(video, mu, pixel_area_cm2)
+
+    def triggers(self, flux: np.ndarray) -> list[tuple[int, int]]:
+        """Every (trigger frame, onset frame) of the flux series: the onset is the start of the rise."""
+        return [(t, t - self.span) for t in self.trigger_frames(flux)]
 
     def trigger_frames(self, flux: np.ndarray) -> list[int]:
         """Every frame at which the flux series (Mx, nan where not judged) triggers; after a trigger the

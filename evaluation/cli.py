@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +35,11 @@ from common.config import DEFAULT_BUNDLE, ServiceConfig
 from common.patches import PatchGrid
 from evaluation.baseline import FluxRiseDetector
 from evaluation.calibration import forecasts, plot_reliability
-from evaluation.matching import Emergence, Match, MatchRule, match
+from evaluation.matching import Emergence, Match, MatchRule, OpenedAlert, match
+from evaluation.newflux import NewFluxDetector
 from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, VALIDATION, Stream, choose, record
-from evaluation.oracle import MEMORY_DAYS, ORACLE_FLUX_MX, oracle_alerts, stream_tile_flux
-from evaluation.replay import baseline_alerts, baseline_flux, opened, passages, policy_alerts, replay, truth
+from evaluation.oracle import MEMORY_DAYS, ORACLE_FLUX_MX, instrument_sigma_deg, oracle_alerts, stream_tile_flux
+from evaluation.replay import detector_alerts, detector_series, opened, passages, policy_alerts, replay, truth
 from evaluation.report import Exposure, plot_delays, plot_operating_curves, summary, table
 from serving.alerts import passage_label
 from serving.bundle import ModelBundle
@@ -51,6 +52,10 @@ THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.025), 3)
 KS = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 15.0, 20.0)
 #: The oracle's levels F on its operating curve, Mx.
 ORACLE_LEVELS_MX = (3e20, 5e20, 7e20, 1e21, 1.5e21, 2e21, 3e21)
+#: The new-flux detector's levels F on its operating curve, Mx.
+NEWFLUX_LEVELS_MX = (4e20, 5e20, 6e20, 7e20, 8e20, 9e20, 1e21, 1.2e21, 1.5e21, 2e21, 3e21)
+#: MDI's plate scale at its 1024² frame, arcsec per pixel.
+MDI_PLATE_SCALE_ARCSEC = 1.98
 
 
 def stream_slots(stream: Stream) -> tuple[int, int]:
@@ -87,15 +92,18 @@ def replay_stream(bundle: Path, stream: Stream, out: Path, size: int = 1024, set
 
 
 def report_stream(service: Service, stream: Stream, out: Path, setting: str = "default", threshold: float | None = None,
-                  baseline_k: float | None = None, warmup_days: float = 1.0,
-                  detector: FluxRiseDetector = FluxRiseDetector(), oracle_flux: float = ORACLE_FLUX_MX, log=print) -> dict:
+                  baseline_k: float | None = None, newflux_level: float | None = None, warmup_days: float = 1.0,
+                  detector: FluxRiseDetector = FluxRiseDetector(), newflux: NewFluxDetector = NewFluxDetector(),
+                  oracle_flux: float = ORACLE_FLUX_MX, log=print) -> dict:
     """Match and report a replayed stream; returns the report (also ``out/report.json``).
 
     The CNN alerts at ``threshold`` (default: the service's, i.e. the bundle's alert threshold), re-run
     over the stored scores (:func:`evaluation.replay.policy_alerts`: exactly the service's alerts). The
-    baseline runs at ``baseline_k`` (e.g. chosen on the validation stream), else at the k whose
-    false-alarm rate on this stream is nearest the CNN's (said so in the table). The oracle
-    (:mod:`evaluation.oracle`) alerts at ``oracle_flux`` (Mx) of noise-free new flux in a tile.
+    classical detectors run on the stored patch videos (their series cached in ``out/series``): the
+    flux-rise baseline at ``baseline_k`` and the new-flux detector (:mod:`evaluation.newflux`) at
+    ``newflux_level`` (Mx; e.g. chosen on the validation stream), else each at the knob whose false-alarm
+    rate on this stream is nearest the CNN's (said so in the table). The oracles (:mod:`evaluation.oracle`:
+    the truth's and the visible one's) alert at ``oracle_flux`` (Mx) of new flux in a tile.
     """
     first, end = stream_slots(stream)
     history = passages(service)
@@ -107,64 +115,107 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
     grid = service.grid
     policy = replace(service.step.policy, threshold=service.step.policy.threshold if threshold is None else threshold)
 
-    alerts, withdrawals = policy_alerts(history, policy)
-    cnn = match(emergences, alerts, grid, rule, counted)
-    cnn_summary = summary(cnn, exposure, withdrawals)
+    def scored(alerts: list[OpenedAlert], withdrawn: list[str] = ()) -> tuple[Match, dict]:
+        m = match(emergences, alerts, grid, rule, counted)
+        false = {a.alert_id for a in m.false_alerts}
+        s = summary(m, exposure, len(withdrawn))
+        s["true_withdrawals"] = sum(w not in false for w in withdrawn)
+        return m, s
+
+    alerts, withdrawn = policy_alerts(history, policy)
+    cnn, cnn_summary = scored(alerts, withdrawn)
     cold = passage_label(first)  # passages that began before the stream: the service saw them from mid-passage
     cnn_summary["false_alerts_cold_start"] = sum(a.alert_id.split("/")[1] < cold for a in cnn.false_alerts)
-    cnn_curve = []
-    for t in THRESHOLDS:
-        at_t, _ = policy_alerts(history, replace(policy, threshold=float(t)))
-        s = summary(match(emergences, at_t, grid, rule, counted), exposure, 0)
-        cnn_curve.append((float(t), s["false_per_disk_day"], s["detected_1d"]))
-    base = {}
-    series = baseline_flux(service, history, detector)
-    for k in sorted({*KS, *([baseline_k] if baseline_k else [])}):
-        m = match(emergences, baseline_alerts(series, replace(detector, k=k)), grid, rule, counted)
-        base[k] = (m, summary(m, exposure, 0))
-    if baseline_k:
-        k_op, how = baseline_k, "chosen on the validation stream"
-    else:
-        k_op = min(KS, key=lambda k: (abs(base[k][1]["false_per_disk_day"] - cnn_summary["false_per_disk_day"]), -k))
-        how = "tuned on this stream to the CNN's false-alarm rate"
-    base_match, base_summary = base[k_op]
-    base_curve = [(k, s["false_per_disk_day"], s["detected_1d"]) for k, (_, s) in base.items()]
-    tiles = stream_tile_flux(sun, grid, first, end)
-    oracle = {}
-    for level in sorted({*ORACLE_LEVELS_MX, oracle_flux}):
-        m = match(emergences, oracle_alerts(tiles, level), grid, rule, counted)
-        oracle[level] = (m, summary(m, exposure, 0))
-    oracle_match, oracle_summary = oracle[oracle_flux]
-    oracle_curve = [(level, s["false_per_disk_day"], s["detected_1d"]) for level, (_, s) in oracle.items()]
+    cnn_curve = [(float(t), *_curve_point(scored(policy_alerts(history, replace(policy, threshold=float(t)))[0])[1]))
+                 for t in THRESHOLDS]
+
+    series = detector_series(service, history, {"baseline": detector, "newflux": newflux}, cache=out / "series")
+    results = {"cnn": Outcome(cnn, cnn_summary, cnn_curve, policy.threshold, "the bundle's operating point")}
+    for name, d, knobs, chosen in (("baseline", detector, KS, baseline_k), ("newflux", newflux, NEWFLUX_LEVELS_MX, newflux_level)):
+        sweep = {k: scored(detector_alerts(series[name], replace(d, **{d.knob: k}), name))
+                 for k in sorted({*knobs, *([chosen] if chosen else [])})}
+        if chosen:
+            k_op, how = chosen, "chosen on the validation stream"
+        else:
+            k_op = min(knobs, key=lambda k: (abs(sweep[k][1]["false_per_disk_day"] - cnn_summary["false_per_disk_day"]), -k))
+            how = "tuned on this stream to the CNN's false-alarm rate"
+        results[name] = Outcome(*sweep[k_op], [(k, *_curve_point(s)) for k, (_, s) in sweep.items()], k_op, how)
+    for name, widen in (("oracle", None), ("visible_oracle", instrument_sigma_deg(sun.config, _plate_scale(size_of(service))))):
+        tiles = stream_tile_flux(sun, grid, first, end, visible_sigma_deg=widen)
+        sweep = {level: scored(oracle_alerts(tiles, level)) for level in sorted({*ORACLE_LEVELS_MX, oracle_flux})}
+        results[name] = Outcome(*sweep[oracle_flux], [(level, *_curve_point(s)) for level, (_, s) in sweep.items()],
+                                oracle_flux, "the oracle's level")
     f = forecasts(history, emergences, grid, rule)
 
     log(table(f"CNN (alert threshold {policy.threshold:.3f})", cnn, cnn_summary))
     log(f"  of the false alerts, {cnn_summary['false_alerts_cold_start']} in passages the service saw only from mid-passage "
-        f"(cold start); calibration of the scores: Brier {f.brier:.4f} over {len(f.p)} scored frames (base rate "
-        f"{f.base_rate:.4f}; always saying it scores {f.base_rate * (1 - f.base_rate):.4f})")
-    log(table(f"baseline (flux rise, k = {k_op:g}, {how})", base_match, base_summary))
+        f"(cold start); {cnn_summary['true_withdrawals']} withdrawals of alerts on true regions; calibration of the "
+        f"scores: Brier {f.brier:.4f} over {len(f.p)} scored frames (base rate {f.base_rate:.4f}; always saying it "
+        f"scores {f.base_rate * (1 - f.base_rate):.4f})")
+    b, n = results["baseline"], results["newflux"]
+    log(table(f"baseline (flux rise, k = {b.knob:g}, {b.how})", b.match, b.summary))
+    log(table(f"new-flux detector (bipolar new flux >= {n.knob:.3g} Mx in a {newflux.box_px / 6:g} deg box, {n.how})",
+              n.match, n.summary))
     log(table(f"oracle (noise-free new flux >= {oracle_flux:.3g} Mx in a tile from bipoles of the last {MEMORY_DAYS:g} d: "
-              "the ceiling)", oracle_match, oracle_summary))
+              "the physics' ceiling)", results["oracle"].match, results["oracle"].summary))
+    log(table(f"visible oracle (the same bipoles as the instrument renders them, no noise, >= {oracle_flux:.3g} Mx: "
+              "the ceiling for a detector of magnetograms)", results["visible_oracle"].match, results["visible_oracle"].summary))
     out.mkdir(parents=True, exist_ok=True)
-    png = plot_operating_curves(
-        {"CNN (threshold)": cnn_curve, "baseline (k)": base_curve, "oracle (F, Mx)": oracle_curve},
-        {"CNN (threshold)": (cnn_summary["false_per_disk_day"], cnn_summary["detected_1d"]),
-         "baseline (k)": (base_summary["false_per_disk_day"], base_summary["detected_1d"]),
-         "oracle (F, Mx)": (oracle_summary["false_per_disk_day"], oracle_summary["detected_1d"])}, out / "operating_curve.png")
-    delays_png = plot_delays({"CNN": cnn, "baseline": base_match, "oracle": oracle_match}, out / "delays.png")
+    png = plot_operating_curves({LABELS[k]: r.curve for k, r in results.items()},
+                                {LABELS[k]: _curve_point(r.summary) for k, r in results.items()}, out / "operating_curve.png")
+    delays_png = plot_delays({LABELS[k].split(" (")[0]: r.match for k, r in results.items()}, out / "delays.png")
     reliability_png = plot_reliability(f, out / "reliability.png",
                                        f"seed {stream.seed}, {stream.days:g} d from {stream.start[:10]}, {setting} (synthetic Sun)")
     report = {"stream": {**asdict(stream), "setting": setting, "bundle": str(service.bundle.path),
                          "counted_onsets_days": counted, "disk_days": exposure.disk_days, "patch_days": exposure.patch_days},
               "cnn": {**cnn_summary, "threshold": policy.threshold, "brier": f.brier, "base_rate": f.base_rate,
                       "reliability": f.reliability()},
-              "cnn_curve": cnn_curve, "baseline": {**base_summary, "k": k_op, "k_chosen": how}, "baseline_curve": base_curve,
-              "oracle": {**oracle_summary, "flux_Mx": oracle_flux, "memory_days": MEMORY_DAYS}, "oracle_curve": oracle_curve,
+              "cnn_curve": cnn_curve,
+              "baseline": {**b.summary, "k": b.knob, "k_chosen": b.how}, "baseline_curve": b.curve,
+              "newflux": {**n.summary, "level_Mx": n.knob, "level_chosen": n.how, "detector": asdict(newflux)},
+              "newflux_curve": n.curve,
+              "oracle": {**results["oracle"].summary, "flux_Mx": oracle_flux, "memory_days": MEMORY_DAYS},
+              "oracle_curve": results["oracle"].curve,
+              "visible_oracle": {**results["visible_oracle"].summary, "flux_Mx": oracle_flux},
+              "visible_oracle_curve": results["visible_oracle"].curve,
               "operating_curve_png": str(png), "delays_png": str(delays_png), "reliability_png": str(reliability_png),
               "note": "synthetic Sun: an upper bound for the real Sun"}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     log(last_line(report))
     return report
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One detector on one stream: the match and summary at its operating knob, its operating curve ((knob,
+    false alerts per disk-day, detected within 1 d) points), the knob and how it was chosen."""
+
+    match: Match
+    summary: dict
+    curve: list[tuple[float, float, float]]
+    knob: float
+    how: str
+
+
+#: The detectors of a report and their names in the figures.
+LABELS = {"cnn": "CNN (threshold)", "baseline": "baseline (k)", "newflux": "new flux (F, Mx)",
+          "oracle": "oracle (F, Mx)", "visible_oracle": "visible oracle (F, Mx)"}
+
+
+def _curve_point(s: dict) -> tuple[float, float]:
+    """(false alerts per disk-day, detected within 1 d) of a summary: a point of an operating curve."""
+    return s["false_per_disk_day"], s["detected_1d"]
+
+
+def size_of(service: Service) -> int:
+    """The side (pixels) of the full-disk frames a replay fed the service (from its folder's ``stream.json``)."""
+    spec = Path(service.config.data_dir).parent / "stream.json"
+    return int(json.loads(spec.read_text())["size"]) if spec.exists() else 1024
+
+
+def _plate_scale(size: int) -> float:
+    """MDI's plate scale (arcsec per pixel) for a full-disk frame of side ``size``."""
+    return MDI_PLATE_SCALE_ARCSEC * 1024 / size
 
 
 def evaluate(bundle: Path, stream: Stream, out: Path, size: int = 1024, setting: str = "default",
@@ -183,12 +234,13 @@ def calibrate(bundle: Path, out: Path, size: int = 1024, target: float = TARGET_
     threshold = choose(report["cnn_curve"], target)
     _, false_rate, detected = next(c for c in report["cnn_curve"] if c[0] == threshold)
     k = choose(report["baseline_curve"], target)
-    point = {"threshold": threshold, "target_false_per_disk_day": target, "baseline_flux_rise_k": k,
+    level = choose(report["newflux_curve"], target)
+    point = {"threshold": threshold, "target_false_per_disk_day": target, "baseline_flux_rise_k": k, "newflux_level_Mx": level,
              "validation": {**asdict(v), "size": size, "false_per_disk_day": false_rate, "detected_1d": detected},
              "note": "chosen on the synthetic Sun's validation stream (evaluation.operating)"}
     record(bundle, point)
     log(f"operating point recorded in {bundle / 'manifest.json'}: alert threshold {threshold:.3f} (validation: "
-        f"{false_rate:.2f} false per disk-day, detected within 1 d {detected:.2f}); baseline k {k:g}")
+        f"{false_rate:.2f} false per disk-day, detected within 1 d {detected:.2f}); baseline k {k:g}; new-flux level {level:.3g} Mx")
     return point
 
 
@@ -205,12 +257,16 @@ def score_events(events: list[AlertEvent], emergences: list[Emergence], grid: Pa
 
 
 def last_line(report: dict) -> str:
-    """The report's last line from its ``cnn``, ``baseline`` and ``oracle`` summaries (those of one stream, or pooled)."""
+    """The report's last line from its ``cnn``, ``baseline``, ``newflux``, ``oracle`` and ``visible_oracle`` summaries
+    (those of one stream, or pooled)."""
     c, b, o = report["cnn"], report["baseline"], report["oracle"]
+    v, n = report["visible_oracle"], report["newflux"]
     return (f"detected_1d={c['detected_1d']:.2f} detected_2d={c['detected_2d']:.2f} false_per_disk_day={c['false_per_disk_day']:.2f} "
             f"onset_median_d={c['onset_median_d']:+.2f} onset_iqr_d={c['onset_iqr_d']:.2f} "
             f"baseline_detected_1d={b['detected_1d']:.2f} baseline_false_per_disk_day={b['false_per_disk_day']:.2f} "
-            f"oracle_detected_1d={o['detected_1d']:.2f} oracle_detected_2d={o['detected_2d']:.2f}")
+            f"oracle_detected_1d={o['detected_1d']:.2f} oracle_detected_2d={o['detected_2d']:.2f} "
+            f"visible_oracle_detected_1d={v['detected_1d']:.2f} newflux_detected_1d={n['detected_1d']:.2f} "
+            f"newflux_false_per_disk_day={n['false_per_disk_day']:.2f} true_withdrawals={c['true_withdrawals']:d}")
 
 
 def main(argv=None) -> int:
@@ -233,8 +289,9 @@ def main(argv=None) -> int:
     if a.calibrate:
         calibrate(a.bundle, a.out, a.size, a.target)
     else:
-        k = ModelBundle(a.bundle).manifest.get("operating_point", {}).get("baseline_flux_rise_k")
-        evaluate(a.bundle, Stream(a.seed, a.start, a.days), a.out, a.size, a.setting, baseline_k=k, oracle_flux=a.oracle_flux)
+        point = ModelBundle(a.bundle).manifest.get("operating_point", {})
+        evaluate(a.bundle, Stream(a.seed, a.start, a.days), a.out, a.size, a.setting, baseline_k=point.get("baseline_flux_rise_k"),
+                 newflux_level=point.get("newflux_level_Mx"), oracle_flux=a.oracle_flux)
     return 0
 
 

@@ -27,6 +27,18 @@ earliest contributor's: a small bipole that emerged in the tile days before
 would set it early). The oracle sees every slot, the gaps of
 the observing schedule included. Its alerts go through the same matcher
 (:func:`evaluation.matching.match`) as the CNN's and the baseline's.
+
+The **visible oracle** (:func:`visible_tile_flux`) is the ceiling for any
+detector of magnetograms: the same bipoles, but their flux as the instrument
+renders it without noise. Their B_r is summed on the tile's patch grid (1/6°
+pixels, the tile and a margin of :data:`VISIBLE_MARGIN_DEG` for footpoints
+that reach past its edge), each footpoint widened by the point-spread
+function and the instrument's pixel at disk centre, and the visible new flux
+is Σ|B_r| × pixel area: where the young footpoints of a bipole still overlap,
+their opposite polarities cancel as they do in a magnetogram (at onset a
+region shows about a quarter of its true flux). It never exceeds the true new
+flux, so the visible oracle never alerts before the truth oracle. Projection
+is taken as corrected (B_r, not B_los): a detector divides by μ.
 """
 from __future__ import annotations
 
@@ -37,12 +49,14 @@ import numpy as np
 
 from common.clock import CADENCE_DAYS, SLOTS_PER_DAY, slot_days, slot_time
 from common.observer import central_meridian_distance
-from common.patches import PatchGrid
+from common.patches import PatchGrid, carrington_pixel_area_cm2
 from evaluation.matching import OpenedAlert
 from sim import SyntheticSun, ephemeris
-from sim.bmr import BMRTable, footpoints
+from sim.bmr import BMRTable, footpoint_blobs, footpoints
 from sim.catalog import heliocentric_z
 from sim.config import SunConfig
+from sim.gauss import patch_field
+from sim.physics import Blobs, wrap180
 
 #: The oracle's default level F: new flux in a tile that makes it alert, Mx.
 ORACLE_FLUX_MX = 1e21
@@ -83,9 +97,48 @@ def new_bipoles(table: BMRTable, grid: PatchGrid) -> tuple[np.ndarray, np.ndarra
     return seen, member
 
 
-def tile_flux(config: SunConfig, table: BMRTable, grid: PatchGrid, slots, memory_days: float = MEMORY_DAYS) -> TileFlux:
+#: The visible oracle sums the field this far (deg) beyond a tile's edges: footpoints of its bipoles reach past them.
+VISIBLE_MARGIN_DEG = 3.0
+#: Arcseconds per heliographic degree at disk centre seen from 1 AU.
+_ARCSEC_PER_DEG = 959.6 * np.pi / 180.0
+
+
+def instrument_sigma_deg(config: SunConfig, plate_scale_arcsec: float) -> float:
+    """The width (Gaussian σ, heliographic deg at disk centre) the instrument adds to a footpoint: its
+    point-spread function and its pixel (a box of side ``plate_scale_arcsec``, variance side²/12)."""
+    psf = config.psf_fwhm_arcsec / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    return float(np.hypot(psf, plate_scale_arcsec / np.sqrt(12.0)) / _ARCSEC_PER_DEG)
+
+
+def _visible(config: SunConfig, rows: BMRTable, where: np.ndarray, t: np.ndarray, grid: PatchGrid,
+             new: np.ndarray, widen_deg: float) -> np.ndarray:
+    """(m, N) visible new flux (Mx) of the bipoles ``rows`` (those with ``new`` (n, m) > 0 at the times ``t``)
+    in the tiles they belong to (``where`` (n, N))."""
+    out = np.zeros((len(t), where.shape[1]))
+    blobs = footpoint_blobs(config, rows, t)  # (n, m, 2), amp in G
+    sigma = np.sqrt(blobs.sigma**2 + widen_deg**2)
+    amp = blobs.amp * (blobs.sigma / sigma) ** 2 * (new > 0)[:, :, None]  # the same flux, wider
+    step = float(grid.config.pixel_size.to_value("deg"))
+    half = 0.5 * float(grid.config.patch_size.to_value("deg")) + VISIBLE_MARGIN_DEG
+    offsets = np.arange(-half, half + 0.5 * step, step)
+    for j in np.flatnonzero(where.any(axis=0)):
+        k = np.flatnonzero(where[:, j])
+        lon_c, lat_c = float(grid.lon[j]), float(grid.lat[j])
+        b = Blobs(*(a[k].transpose(1, 0, 2).reshape(len(t), -1) for a in (wrap180(blobs.lon - lon_c), blobs.lat, sigma, amp)))
+        field = patch_field(b, lat_c, offsets)  # (m, n, n) G
+        area = carrington_pixel_area_cm2(lat_c + offsets, step)[None, :, None]
+        out[:, j] = (np.abs(field) * area).sum(axis=(1, 2))
+    return out
+
+
+def tile_flux(config: SunConfig, table: BMRTable, grid: PatchGrid, slots, memory_days: float = MEMORY_DAYS,
+              visible_sigma_deg: float | None = None) -> TileFlux:
     """The new flux (Mx) in every tile of ``grid`` at ``slots`` (int, shape (S,)) from the bipoles of ``table``
-    (every one that can have begun emerging within ``memory_days`` before a slot), as the module docstring says."""
+    (every one that can have begun emerging within ``memory_days`` before a slot), as the module docstring says.
+
+    With ``visible_sigma_deg`` (the instrument's width, :func:`instrument_sigma_deg`), the visible new flux:
+    the bipoles' field rendered without noise, no more than the true new flux.
+    """
     slots = np.asarray(slots, dtype=np.int64)
     t = slot_days(slots)
     l0, b0, _ = ephemeris(slots)
@@ -100,17 +153,20 @@ def tile_flux(config: SunConfig, table: BMRTable, grid: PatchGrid, slots, memory
         age = t[sl][None, :] - rows.t_days[:, None]  # (n, m) days
         new = np.abs(footpoints(config, rows, t[sl]).amp).sum(axis=-1) * ((age >= 0) & (age < memory_days))  # (n, m) Mx
         flux[sl] = new.T @ where
+        if visible_sigma_deg is not None and len(rows):
+            flux[sl] = np.minimum(flux[sl], _visible(config, rows, where, t[sl], grid, new, visible_sigma_deg))
         share = new[:, :, None] * where[:, None, :]  # (n, m, N) Mx
         if len(rows):
             onset[sl] = np.where(share.max(axis=0) > 0, rows.t_onset_days[share.argmax(axis=0)], np.inf)
     return TileFlux(slots, list(grid.ids), flux, np.minimum(onset, t[:, None]), on_disk)
 
 
-def stream_tile_flux(sun: SyntheticSun, grid: PatchGrid, first: int, end: int, memory_days: float = MEMORY_DAYS) -> TileFlux:
+def stream_tile_flux(sun: SyntheticSun, grid: PatchGrid, first: int, end: int, memory_days: float = MEMORY_DAYS,
+                     visible_sigma_deg: float | None = None) -> TileFlux:
     """:func:`tile_flux` of ``sun`` over the slots [first, end), from its bipoles that began emerging since
-    ``memory_days`` before ``first``."""
+    ``memory_days`` before ``first`` (visible new flux with ``visible_sigma_deg``)."""
     table = sun.bmrs(slot_time(first - int(np.ceil(memory_days * SLOTS_PER_DAY))), slot_time(end))
-    return tile_flux(sun.config, table, grid, np.arange(first, end), memory_days)
+    return tile_flux(sun.config, table, grid, np.arange(first, end), memory_days, visible_sigma_deg)
 
 
 def oracle_alerts(tiles: TileFlux, flux_Mx: float = ORACLE_FLUX_MX, onset_frames: int = 3) -> list[OpenedAlert]:

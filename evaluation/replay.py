@@ -13,18 +13,18 @@ otherwise: the simulator is not the Sun.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 
-from common.clock import CADENCE_DAYS, days_since_epoch, slot_days, slot_of_time, slot_time
+from common.clock import days_since_epoch, slot_days, slot_of_time, slot_time
 from common.observer import central_meridian_distance
 from common.patches import carrington_pixel_area_cm2
-from evaluation.baseline import FluxRiseDetector
 from evaluation.matching import Emergence, OpenedAlert
 from serving.alerts import AlertPolicy, AlertState, emergence_events, is_new_onset, passage_label, step
 from serving.events import EventKind, Score
@@ -99,14 +99,15 @@ def opened(events, onset_frames: int = AlertPolicy.onset_frames) -> list[OpenedA
             else _alert(e.event_id, e.patch_id, e, "new_onset") for e in emergence_events(list(events), onset_frames)]
 
 
-def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[OpenedAlert], int]:
-    """The alerts (openings and new onsets, as :func:`opened` takes them from the events) and the number of
-    withdrawals that ``policy`` gives on the score histories.
+def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[OpenedAlert], list[str]]:
+    """The alerts (openings and new onsets, as :func:`opened` takes them from the events) and the ids of the
+    alerts withdrawn that ``policy`` gives on the score histories.
 
     Exact for tiles that do not overlap (the default grid, the one the evaluation streams use): with the
     overlapping-tiles option, alert merging couples neighbouring tiles and only the service's own alerts count.
     """
-    alerts, withdrawals = [], 0
+    alerts: list[OpenedAlert] = []
+    withdrawn: list[str] = []
     for p in history:
         state = AlertState(p.patch_id, passage_label(p.start_slot))
         for score in p.scores:
@@ -116,49 +117,100 @@ def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[Ope
                     alerts.append(_alert(t.alert_id, t.patch_id, score, "opened"))
                 elif is_new_onset(t.kind, previous_onset, score.onset.frame, policy.onset_frames):
                     alerts.append(_alert(t.event_id, t.patch_id, score, "new_onset"))
-                withdrawals += t.kind is EventKind.withdrawn
-    return alerts, withdrawals
+                if t.kind is EventKind.withdrawn:
+                    withdrawn.append(t.alert_id)
+    return alerts, withdrawn
 
 
 @dataclass(frozen=True)
-class FluxSeries:
-    """The baseline's projection-corrected flux (Mx) of one passage, frame by frame, and the frames' slots."""
+class DetectorSeries:
+    """A detector's figure (e.g. the baseline's flux, the new-flux detector's bipolar new flux, Mx) of one passage,
+    frame by frame (nan where not judged), and the frames' slots."""
 
     patch_id: str
     start_slot: int
     slots: np.ndarray
-    flux: np.ndarray
+    values: np.ndarray
 
 
-def baseline_flux(service: Service, history: list[Passage], detector: FluxRiseDetector) -> list[FluxSeries]:
-    """:meth:`FluxRiseDetector.flux` of every stored passage video up to its last scored frame (gaps filled)."""
+class VideoDetector(Protocol):
+    """A detector of stored passage videos: its figure per frame (:meth:`series`) and its alerts from it
+    (:meth:`triggers`: (alert frame, onset frame) pairs). ``knob`` names the field tuned to a false-alarm rate;
+    the series does not depend on it."""
+
+    knob: ClassVar[str]
+
+    def series(self, video: np.ndarray, mu: np.ndarray, pixel_area_cm2: np.ndarray,
+               observed: np.ndarray | None = None) -> np.ndarray: ...
+
+    def triggers(self, series: np.ndarray) -> list[tuple[int, int]]: ...
+
+
+def detector_series(service: Service, history: list[Passage], detectors: dict[str, VideoDetector],
+                    cache: Path | None = None) -> dict[str, list[DetectorSeries]]:
+    """Each detector's series of every stored passage video up to its last scored frame (gaps filled; the
+    frames the instrument did not deliver marked), reading each video once.
+
+    With ``cache`` (a folder), a detector's series are kept in a file named for its settings (all but its
+    knob) and the stored frames, and read from there when nothing changed: a sweep of settings costs minutes.
+    """
     grid = service.grid
     area_deg = float(grid.config.pixel_size.to_value("deg"))
-    out = []
-    for p in history:
+    frames = service.store.db.execute("SELECT COUNT(*), MAX(slot) FROM frames").fetchone()
+    files = {name: None if cache is None else cache / f"{name}-{_settings_key(d, frames)}.npz" for name, d in detectors.items()}
+    out = {name: _load_series(f) for name, f in files.items() if f is not None and f.exists()}
+    todo = {name: d for name, d in detectors.items() if name not in out}
+    for name in todo:
+        out[name] = []
+    for p in history if todo else []:
         if not p.scores:
             continue
         last = p.scores[-1].frame
-        frames = service.store.filled_video(p.patch_id, p.start_slot, last + 1).astype(np.float64)
+        video = service.store.filled_video(p.patch_id, p.start_slot, last + 1).astype(np.float64)
         slots = p.start_slot + np.arange(last + 1)
+        observed = np.isin(slots, service.store.observed_slots(p.start_slot, p.start_slot + last + 1))
         l0, b0, _ = ephemeris(slots)
         lon, lat = grid.pixel_axes([grid.index(p.patch_id)])
         lat2, lon2 = np.meshgrid(lat[0], lon[0], indexing="ij")
         mu = heliocentric_z(lon2[None], lat2[None], l0[:, None, None], b0[:, None, None])
-        flux = detector.flux(frames, mu, carrington_pixel_area_cm2(lat2, area_deg))
-        out.append(FluxSeries(p.patch_id, p.start_slot, slots, flux))
+        area = carrington_pixel_area_cm2(lat2, area_deg)
+        for name, d in todo.items():
+            out[name].append(DetectorSeries(p.patch_id, p.start_slot, slots, d.series(video, mu, area, observed)))
+    for name in todo:
+        if files[name] is not None:
+            _save_series(files[name], out[name])
     return out
 
 
-def baseline_alerts(series: list[FluxSeries], detector: FluxRiseDetector) -> list[OpenedAlert]:
-    """The flux-rise baseline's alerts: one at each trigger of each passage's flux (re-armed after its history).
+def _settings_key(detector: VideoDetector, frames: tuple) -> str:
+    settings = {k: v for k, v in asdict(detector).items() if k != detector.knob}  # type: ignore[call-overload]
+    return hashlib.sha256(repr((type(detector).__name__, sorted(settings.items()), frames)).encode()).hexdigest()[:12]
 
-    The flux does not depend on ``detector.k``: compute it once (:func:`baseline_flux`) for a sweep of ``k``.
+
+def _save_series(path: Path, series: list[DetectorSeries]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez(tmp, ids=np.array([s.patch_id for s in series]), starts=np.array([s.start_slot for s in series], np.int64),
+             lengths=np.array([len(s.slots) for s in series], np.int64),
+             values=np.concatenate([s.values for s in series] + [np.zeros(0)]))
+    tmp.replace(path)
+
+
+def _load_series(path: Path) -> list[DetectorSeries]:
+    z = np.load(path)
+    ends = np.cumsum(z["lengths"])
+    return [DetectorSeries(str(pid), int(start), int(start) + np.arange(n), z["values"][e - n : e])
+            for pid, start, n, e in zip(z["ids"], z["starts"], z["lengths"], ends)]
+
+
+def detector_alerts(series: list[DetectorSeries], detector: VideoDetector, name: str) -> list[OpenedAlert]:
+    """A detector's alerts: one at each trigger of each passage's series, with the trigger's onset frame.
+
+    The series do not depend on the detector's knob: compute them once (:func:`detector_series`) for a sweep of it.
     """
     out = []
     for f in series:
-        for k in detector.trigger_frames(f.flux):
-            t = float(slot_days(f.slots[k]))
-            out.append(OpenedAlert(f"baseline/{f.patch_id}/{f.start_slot}/{k}", f.patch_id, t,
-                                   t - detector.span * CADENCE_DAYS))
+        for k, onset in detector.triggers(f.values):
+            out.append(OpenedAlert(f"{name}/{f.patch_id}/{f.start_slot}/{k}", f.patch_id, float(slot_days(f.slots[k])),
+                                   float(slot_days(f.slots[onset]))))
     return out

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from bench.alerts import pooled
+from bench.alerts import DETECTORS, pooled
 from common.clock import SLOTS_PER_DAY
 from common.config import PatchGridConfig, ServiceConfig
 from common.manifest import ManifestError
@@ -96,7 +96,8 @@ def test_baseline_fires_on_an_emergence_and_not_on_a_rotating_in_region_or_quiet
 
 
 LAST_LINE_KEYS = ["detected_1d", "detected_2d", "false_per_disk_day", "onset_median_d", "onset_iqr_d", "baseline_detected_1d",
-                  "baseline_false_per_disk_day", "oracle_detected_1d", "oracle_detected_2d"]
+                  "baseline_false_per_disk_day", "oracle_detected_1d", "oracle_detected_2d", "visible_oracle_detected_1d",
+                  "newflux_detected_1d", "newflux_false_per_disk_day", "true_withdrawals"]
 
 
 def test_the_pooled_last_line_pools_detections_over_the_streams_emergences():
@@ -104,12 +105,15 @@ def test_the_pooled_last_line_pools_detections_over_the_streams_emergences():
         return {"emergences": n, "detected_1d_count": d1, "detected_2d_count": d2, "false_alerts": false, "disk_days": days,
                 "onset_errors_d": errors}
 
-    reports = [{who: stream(4, 1, 3, 6, 60.0, [0.5, 1.5]) for who in ("cnn", "baseline", "oracle")},
-               {who: stream(0, 0, 0, 3, 30.0, []) for who in ("cnn", "baseline", "oracle")}]
-    line = last_line({who: pooled(reports, who) for who in ("cnn", "baseline", "oracle")})
+    reports = [{who: stream(4, 1, 3, 6, 60.0, [0.5, 1.5]) for who in DETECTORS},
+               {who: stream(0, 0, 0, 3, 30.0, []) for who in DETECTORS}]
+    reports[0]["cnn"]["true_withdrawals"], reports[1]["cnn"]["true_withdrawals"] = 2, 1
+    reports[1]["newflux"]["detected_1d_count"] = 0
+    line = last_line({who: pooled(reports, who) for who in DETECTORS})
     assert [kv.split("=")[0] for kv in line.split()] == LAST_LINE_KEYS
     assert "detected_1d=0.25 detected_2d=0.75 false_per_disk_day=0.10 onset_median_d=+1.00 onset_iqr_d=0.50" in line
-    assert line.endswith("oracle_detected_1d=0.25 oracle_detected_2d=0.75")
+    assert "oracle_detected_1d=0.25 oracle_detected_2d=0.75" in line
+    assert line.endswith("newflux_false_per_disk_day=0.10 true_withdrawals=3")
 
 
 def test_replay_through_the_service_and_policy_replay_give_the_same_alerts(tmp_path, tiny_bundle):
@@ -124,7 +128,7 @@ def test_replay_through_the_service_and_policy_replay_give_the_same_alerts(tmp_p
     assert opened(events), "the low-threshold tiny bundle opens alerts"
     replayed, withdrawals = policy_alerts(passages(service), service.step.policy)
     assert sorted(replayed, key=lambda a: a.alert_id) == sorted(opened(events), key=lambda a: a.alert_id)
-    assert withdrawals == sum(e.event == EventKind.withdrawn for e in events)
+    assert len(withdrawals) == sum(e.event == EventKind.withdrawn for e in events)
     frames = service.store.db.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
     assert 0 < frames <= SLOTS_PER_DAY and report["stream"]["disk_days"] == pytest.approx(1.0)
     assert report["cnn"]["emergences"] == 0, "a one-day stream counts no emergence (onsets need two days to the end)"

@@ -1,4 +1,7 @@
-"""The oracle (noise-free new flux per tile) on hand-built bipoles, and new onsets on open alerts in the matcher."""
+"""The oracles (noise-free new flux per tile, the truth's and the visible one) on hand-built bipoles, and new onsets on
+open alerts in the matcher."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from astropy.time import Time
@@ -7,7 +10,7 @@ from common.clock import CADENCE_DAYS, slot_days, slot_of_time
 from common.config import PatchGridConfig
 from common.patches import PatchGrid
 from evaluation.matching import Emergence, OpenedAlert, match
-from evaluation.oracle import oracle_alerts, tile_flux
+from evaluation.oracle import instrument_sigma_deg, oracle_alerts, tile_flux
 from evaluation.replay import Passage, opened, policy_alerts
 from evaluation.report import Exposure, plot_delays, summary
 from serving.alerts import AlertState, passage_label, step
@@ -148,9 +151,35 @@ def test_new_onsets_are_the_updates_whose_onset_moved_later_by_the_policys_frame
     alert_id = f"L007.50N07.50/{passage_label(1000)}/1"
     assert [(a.alert_id, a.kind) for a in alerts] == [(alert_id, "opened"), (f"{alert_id}#2", "new_onset"),
                                                       (f"{alert_id}#5", "new_onset")]
-    assert withdrawals == 0
+    assert withdrawals == []
     state = AlertState("L007.50N07.50", passage_label(1000))
     events = [t.event(s, "2000-06-02T08:00:00Z", REGION) for s in scores for t in step(state, POLICY, s)]
     assert [e.event.value for e in events] == ["opened", "updated", "updated", "updated", "updated"]
     assert opened(events, POLICY.onset_frames) == alerts
     assert [a.kind for a in opened(events, 6)] == ["opened"]
+
+
+def test_the_visible_oracle_never_alerts_before_the_truth_oracle_and_later_while_footpoints_overlap():
+    """The visible oracle renders the same bipoles as the instrument would, without noise: a young bipole's
+    footpoints start 0.3° apart and overlap, so their opposite polarities cancel and less flux shows."""
+    j = tile_at(10.0, 7.5)
+    start, flux, growth = T0 + 0.37, 5e21, 40.0
+    table = bipoles((start, GRID.lon[j], 7.5, flux, growth))
+    slots = SLOT0 + np.arange(60)
+    width = instrument_sigma_deg(CONFIG, 1.98)
+    assert 0.05 < width < 0.2, "MDI's 4″ PSF and 2″ pixel: about a tenth of a degree"
+    truth, seen = tile_flux(CONFIG, table, GRID, slots), tile_flux(CONFIG, table, GRID, slots, visible_sigma_deg=width)
+    assert np.all(seen.flux <= truth.flux) and seen.flux[:, j].max() > 0
+    growing = (truth.flux[:, j] > 0) & (slot_days(slots) < start + 0.5)
+    assert np.all(seen.flux[growing, j] < 0.6 * truth.flux[growing, j]), "in its first half-day most flux cancels"
+    (first_truth,), (first_seen,) = oracle_alerts(truth, 1e21), oracle_alerts(seen, 1e21)
+    assert first_seen.opened_days > first_truth.opened_days
+    assert first_seen.onset_days == first_truth.onset_days, "its onset estimate is the truth's"
+
+    apart = replace(CONFIG, separation_start_deg=8.0)  # footpoints 8° apart from the start: nearly all flux shows
+    table = replace(table, separation_deg=np.full(1, 8.0))
+    truth, seen = tile_flux(apart, table, GRID, slots), tile_flux(apart, table, GRID, slots, visible_sigma_deg=width)
+    shown = truth.flux[:, j] > 3e20
+    np.testing.assert_allclose(seen.flux[shown, j], truth.flux[shown, j], rtol=0.02)
+    (first_truth,), (first_seen,) = oracle_alerts(truth, 1e21), oracle_alerts(seen, 1e21)
+    assert first_truth.opened_days <= first_seen.opened_days <= first_truth.opened_days + CADENCE_DAYS + 1e-9

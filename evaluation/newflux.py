@@ -1,0 +1,145 @@
+"""The detector a solar physicist would build: bipolar new flux above each pixel's recent background.
+
+Per tile and frame, using only the frames up to that one:
+
+1. smooth the line-of-sight field lightly (a Gaussian of ``smooth_px``
+   pixels) and correct it for projection (B_los / μ) on the pixels that
+   have been at μ ≥ ``mu_min`` for the whole background window and now;
+   the others are not judged, so a region rotating in over the east limb
+   is already in its pixels' background when they are first judged;
+2. take each pixel's background per polarity as its minimum over the
+   previous ``background_frames`` frames (about a day), widened to the
+   largest background within ``widen_px`` pixels (the field drifts on the
+   Carrington grid by differential rotation);
+3. count as new the field above that background and above ``n_sigma``
+   times the frame's measured noise (a robust σ of the smoothed frame,
+   divided by μ);
+4. sum the new flux (Mx) of each polarity in a box of ``box_px`` pixels
+   about every pixel, and take the tile's **bipolar new flux** as the
+   largest 2 × min(positive, negative) over the boxes: a new bipole brings
+   both polarities together, a drifting or decaying unipolar feature one.
+
+It alerts when the bipolar new flux stays at or above ``level_Mx`` (F, the
+knob tuned to a false-alarm rate) for ``persist`` observed frames in a row,
+and re-arms once it has fallen below F / 2. The onset estimate is the first
+frame of the run over which the series stayed at or above
+``onset_fraction`` × F before the alert.
+
+Frames the instrument did not deliver (filled in by interpolation for the
+video) are not judged, so a frame's figure never depends on a later one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.ndimage import gaussian_filter, maximum_filter, uniform_filter
+
+#: MAD → σ for a normal distribution.
+_MAD_SIGMA = 1.4826
+
+
+def _trailing_min(a: np.ndarray, n: int) -> np.ndarray:
+    """The minimum over frames t − n + 1 … t of ``a`` (T, ...) at each frame t (the first frame repeated before it)."""
+    padded = np.concatenate([np.repeat(a[:1], n - 1, axis=0), a])
+    return sliding_window_view(padded, n, axis=0).min(axis=-1)
+
+
+def _previous(a: np.ndarray) -> np.ndarray:
+    """``a`` (T, ...) one frame later: frame t holds frame t − 1 (frame 0 its own)."""
+    return np.concatenate([a[:1], a[:-1]])
+
+
+@dataclass(frozen=True)
+class NewFluxDetector:
+    """Bipolar new flux in a box above each pixel's recent background (see the module docstring).
+
+    Field strengths in G, flux in Mx, sizes in patch pixels (1/6°), durations in frames (96 min).
+    """
+
+    knob: ClassVar[str] = "level_Mx"
+
+    level_Mx: float = 8e20
+    smooth_px: float = 1.0
+    background_frames: int = 15
+    widen_px: int = 2
+    n_sigma: float = 3.0
+    mu_min: float = 0.3
+    box_px: int = 30
+    persist: int = 2
+    onset_fraction: float = 0.25
+
+    def series(self, video: np.ndarray, mu: np.ndarray, pixel_area_cm2: np.ndarray,
+               observed: np.ndarray | None = None) -> np.ndarray:
+        """The tile's bipolar new flux (Mx) at each frame, nan where it is not judged.
+
+        Parameters
+        ----------
+        video : (T, P, P) line-of-sight field, G (gaps filled; off-disk 0 G).
+        mu : (T, P, P) cosine of the heliocentric angle of each pixel at each frame (≤ 0 off the disk).
+        pixel_area_cm2 : (P, P) area of each pixel on the solar surface, cm².
+        observed : (T,) bool, frames the instrument delivered (default: all).
+        """
+        T = len(video)
+        W = self.background_frames
+        out = np.full(T, np.nan)
+        if T <= W:
+            return out
+        los = gaussian_filter(np.asarray(video, dtype=np.float32), (0, self.smooth_px, self.smooth_px), mode="nearest")
+        mu = np.asarray(mu, dtype=np.float32)
+        # μ ≥ mu_min at every frame from t − W to t (a causal running minimum over W + 1 frames)
+        judged = _trailing_min(mu, W + 1) >= self.mu_min
+        radial = np.where(mu >= self.mu_min, los / np.maximum(mu, self.mu_min), 0.0)
+        pos, neg = np.clip(radial, 0, None), np.clip(-radial, 0, None)
+        # background of frame t: the minimum over frames t − W … t − 1, widened by widen_px
+        size = (1, 2 * self.widen_px + 1, 2 * self.widen_px + 1)
+        bg_pos = maximum_filter(_previous(_trailing_min(pos, W)), size)
+        bg_neg = maximum_filter(_previous(_trailing_min(neg, W)), size)
+        noise = _MAD_SIGMA * np.median(np.abs(los - np.median(los, axis=(1, 2), keepdims=True)), axis=(1, 2))
+        floor = self.n_sigma * noise[:, None, None] / np.maximum(mu, self.mu_min)
+        area = np.asarray(pixel_area_cm2, dtype=np.float32)
+        new_pos = np.where(judged & (pos > bg_pos + floor), pos - bg_pos, 0.0) * area
+        new_neg = np.where(judged & (neg > bg_neg + floor), neg - bg_neg, 0.0) * area
+        box = float(self.box_px * self.box_px)
+        sums_pos = uniform_filter(new_pos, (1, self.box_px, self.box_px), mode="constant") * box
+        sums_neg = uniform_filter(new_neg, (1, self.box_px, self.box_px), mode="constant") * box
+        bipolar = 2.0 * np.minimum(sums_pos, sums_neg).max(axis=(1, 2))
+        out[W:] = bipolar[W:]
+        out[~judged.any(axis=(1, 2))] = np.nan
+        if observed is not None:
+            out[~np.asarray(observed, bool)] = np.nan
+        return out
+
+    def triggers(self, series: np.ndarray) -> list[tuple[int, int]]:
+        """Every (alert frame, onset frame) of a bipolar new-flux series (Mx, nan where not judged)."""
+        s = np.asarray(series, dtype=np.float64)
+        out: list[tuple[int, int]] = []
+        armed, run = True, 0
+        for t, v in enumerate(s):
+            if np.isnan(v):
+                continue
+            if not armed:
+                armed = v < 0.5 * self.level_Mx
+                run = 0
+                continue
+            run = run + 1 if v >= self.level_Mx else 0
+            if run >= self.persist:
+                out.append((t, self.onset_frame(s, t)))
+                armed, run = False, 0
+        return out
+
+    def onset_frame(self, series: np.ndarray, t: int) -> int:
+        """The first frame of the run of judged frames ending at ``t`` over which ``series`` stayed at or above
+        ``onset_fraction`` × F (unjudged frames inside it are skipped)."""
+        level = self.onset_fraction * self.level_Mx
+        onset = t
+        for k in range(t, -1, -1):
+            v = series[k]
+            if np.isnan(v):
+                continue
+            if v < level:
+                break
+            onset = k
+        return onset
