@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -115,7 +116,7 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
     grid = service.grid
     policy = replace(service.step.policy, threshold=service.step.policy.threshold if threshold is None else threshold)
 
-    def scored(alerts: list[OpenedAlert], withdrawn: list[str] = ()) -> tuple[Match, dict]:
+    def scored(alerts: list[OpenedAlert], withdrawn: Sequence[str] = ()) -> tuple[Match, dict]:
         m = match(emergences, alerts, grid, rule, counted)
         false = {a.alert_id for a in m.false_alerts}
         s = summary(m, exposure, len(withdrawn))

@@ -177,8 +177,9 @@ def detector_series(service: Service, history: list[Passage], detectors: dict[st
         for name, d in todo.items():
             out[name].append(DetectorSeries(p.patch_id, p.start_slot, slots, d.series(video, mu, area, observed)))
     for name in todo:
-        if files[name] is not None:
-            _save_series(files[name], out[name])
+        path = files[name]
+        if path is not None:
+            _save_series(path, out[name])
     return out
 
 
