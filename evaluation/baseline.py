@@ -30,6 +30,7 @@ class FluxRiseDetector:
     """Per-tile flux-rise trigger (see the module docstring); field strengths in G, flux in Mx."""
 
     knob: ClassVar[str] = "k"
+    trigger_fields: ClassVar[tuple[str, ...]] = ("k", "span", "history", "min_rise_Mx")
 
     k: float = 5.0
     span: int = 3

@@ -21,9 +21,10 @@ Per tile and frame, using only the frames up to that one:
 
 It alerts when the bipolar new flux stays at or above ``level_Mx`` (F, the
 knob tuned to a false-alarm rate) for ``persist`` observed frames in a row,
-and re-arms once it has fallen below F / 2. The onset estimate is the first
-frame of the run over which the series stayed at or above
-``onset_fraction`` × F before the alert.
+and re-arms once it has fallen below F / 2. The onset estimate extrapolates
+the square root of the series (a region's flux first grows as the square
+of time) back to zero over the run before the alert
+(:meth:`NewFluxDetector.onset_frame`).
 
 Frames the instrument did not deliver (filled in by interpolation for the
 video) are not judged, so a frame's figure never depends on a later one.
@@ -60,6 +61,7 @@ class NewFluxDetector:
     """
 
     knob: ClassVar[str] = "level_Mx"
+    trigger_fields: ClassVar[tuple[str, ...]] = ("level_Mx", "persist", "onset_fraction")
 
     level_Mx: float = 8e20
     smooth_px: float = 1.0
@@ -69,7 +71,7 @@ class NewFluxDetector:
     mu_min: float = 0.3
     box_px: int = 30
     persist: int = 2
-    onset_fraction: float = 0.25
+    onset_fraction: float = 0.3
 
     def series(self, video: np.ndarray, mu: np.ndarray, pixel_area_cm2: np.ndarray,
                observed: np.ndarray | None = None) -> np.ndarray:
@@ -131,15 +133,24 @@ class NewFluxDetector:
         return out
 
     def onset_frame(self, series: np.ndarray, t: int) -> int:
-        """The first frame of the run of judged frames ending at ``t`` over which ``series`` stayed at or above
-        ``onset_fraction`` × F (unjudged frames inside it are skipped)."""
+        """The onset estimate of an alert at frame ``t``: early on a region's flux grows as sin² of time, so the
+        square root of its new flux grows linearly; a line fitted to it over the run of judged frames ending at
+        ``t`` over which the series stayed at or above ``onset_fraction`` × F is extrapolated back to zero
+        (no earlier than ``background_frames`` before the run; the run's first frame when it has under three)."""
         level = self.onset_fraction * self.level_Mx
-        onset = t
+        run: list[int] = []
         for k in range(t, -1, -1):
             v = series[k]
             if np.isnan(v):
                 continue
             if v < level:
                 break
-            onset = k
-        return onset
+            run.append(k)
+        start = run[-1]
+        if len(run) < 3:
+            return start
+        frames = np.array(run[::-1], dtype=np.float64)
+        slope, intercept = np.polyfit(frames, np.sqrt(series[run[::-1]]), 1)
+        if slope <= 0:
+            return start
+        return int(np.clip(round(-intercept / slope), max(start - self.background_frames, 0), start))

@@ -136,9 +136,10 @@ class DetectorSeries:
 class VideoDetector(Protocol):
     """A detector of stored passage videos: its figure per frame (:meth:`series`) and its alerts from it
     (:meth:`triggers`: (alert frame, onset frame) pairs). ``knob`` names the field tuned to a false-alarm rate;
-    the series does not depend on it."""
+    the series depends on neither it nor the other ``trigger_fields``."""
 
     knob: ClassVar[str]
+    trigger_fields: ClassVar[tuple[str, ...]]
 
     def series(self, video: np.ndarray, mu: np.ndarray, pixel_area_cm2: np.ndarray,
                observed: np.ndarray | None = None) -> np.ndarray: ...
@@ -151,8 +152,8 @@ def detector_series(service: Service, history: list[Passage], detectors: dict[st
     """Each detector's series of every stored passage video up to its last scored frame (gaps filled; the
     frames the instrument did not deliver marked), reading each video once.
 
-    With ``cache`` (a folder), a detector's series are kept in a file named for its settings (all but its
-    knob) and the stored frames, and read from there when nothing changed: a sweep of settings costs minutes.
+    With ``cache`` (a folder), a detector's series are kept in a file named for the settings its series
+    depends on and the stored frames, and read from there when nothing changed: a sweep of settings costs minutes.
     """
     grid = service.grid
     area_deg = float(grid.config.pixel_size.to_value("deg"))
@@ -184,7 +185,7 @@ def detector_series(service: Service, history: list[Passage], detectors: dict[st
 
 
 def _settings_key(detector: VideoDetector, frames: tuple) -> str:
-    settings = {k: v for k, v in asdict(detector).items() if k != detector.knob}  # type: ignore[call-overload]
+    settings = {k: v for k, v in asdict(detector).items() if k not in detector.trigger_fields}  # type: ignore[call-overload]
     return hashlib.sha256(repr((type(detector).__name__, sorted(settings.items()), frames)).encode()).hexdigest()[:12]
 
 

@@ -3,7 +3,6 @@ region and a region rotating in over the east limb, and never looks ahead."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from common.patches import carrington_pixel_area_cm2
 from evaluation.newflux import NewFluxDetector
@@ -89,10 +88,19 @@ def test_unobserved_frames_are_not_judged():
     assert np.isnan(series[[50, 51, 52]]).all() and not np.isnan(series[49])
 
 
-@pytest.mark.parametrize("fraction", [0.1, 0.5])
-def test_onset_is_the_start_of_the_run_above_the_onset_level(fraction):
-    detector = NewFluxDetector(level_Mx=1.0, onset_fraction=fraction, persist=1)
-    series = np.array([np.nan, 0.0, 0.2, 0.3, np.nan, 0.6, 1.0, 0.1, 0.0, 0.3, 1.2])
-    early = fraction == 0.1
-    # re-armed at frame 7 (below F / 2), fires again at 10
-    assert detector.triggers(series) == [(6, 2 if early else 5), (10, 9 if early else 10)]
+def test_onset_extrapolates_the_square_root_of_the_new_flux_back_to_zero():
+    detector = NewFluxDetector(level_Mx=1e21, onset_fraction=0.3, persist=1)
+    k = np.arange(40, dtype=float)
+    series = np.where(k >= 17.3, ((k - 17.3) * 4e9) ** 2, 0.0) + 2e19  # grows as the square of time from 17.3
+    series[23] = np.nan  # a missing frame inside the run is skipped
+    [(alert, onset)] = detector.triggers(series)
+    assert alert == 26 and onset == 17
+    # a run of fewer than three frames above the onset level: its first frame
+    short = np.array([np.nan, 0.0, 0.1, 0.4, 1.2, 0.2])
+    assert NewFluxDetector(level_Mx=1.0, persist=1).triggers(short) == [(4, 3)]
+
+
+def test_re_arms_once_below_half_the_level():
+    detector = NewFluxDetector(level_Mx=1.0, persist=2)
+    series = np.array([0.0, 1.1, 1.2, 0.8, 1.3, 1.3, 0.4, 1.0, 1.1])
+    assert [t for t, _ in detector.triggers(series)] == [2, 8]

@@ -1,0 +1,155 @@
+"""The research loop: a candidate detector of stored videos measured on the cached replays in minutes.
+
+``python -m bench.alerts`` replays the validation stream and the held-out
+streams through the service once (kept in ``data/bench-alerts``). A candidate
+detector of passage videos (:class:`evaluation.replay.VideoDetector`: the
+new-flux detector with other settings, the flux-rise baseline, or a new
+class) needs no second replay: its series are computed from the stored
+videos (cached per settings), its knob is swept, the operating point is
+chosen on the validation stream for 0.2 false alerts per disk-day, and the
+held-out streams are reported at that point, with the same matcher and
+truth as the bench. One line per try goes to ``--log`` (tab-separated), the
+research log's raw material.
+
+Usage: python -m evaluation.research [--replays data/bench-alerts] [--set box_px=24 --set n_sigma=2.5 …]
+                                     [--detector newflux|baseline] [--log data/research.tsv] [--note "…"]
+                                     [--validation-only]
+Numbers from the synthetic Sun are upper bounds for the real Sun.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from common.clock import CADENCE_DAYS, slot_days
+from common.config import ServiceConfig
+from evaluation.baseline import FluxRiseDetector
+from evaluation.cli import KS, NEWFLUX_LEVELS_MX, stream_slots, stream_truth
+from evaluation.matching import MatchRule, match
+from evaluation.newflux import NewFluxDetector
+from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, Stream, choose
+from evaluation.replay import VideoDetector, detector_alerts, detector_series, passages
+from evaluation.report import Exposure, summary
+from serving.service import Service
+from sim import SyntheticSun
+from sim.settings import EVALUATION
+
+#: The detectors the loop knows by name, and the knob values swept for each.
+DETECTORS: dict[str, tuple[type, tuple[float, ...]]] = {"newflux": (NewFluxDetector, NEWFLUX_LEVELS_MX),
+                                                         "baseline": (FluxRiseDetector, KS)}
+
+
+@dataclass
+class StreamCase:
+    """A replayed stream ready for candidates: its service (over the stored replay), truth and exposure."""
+
+    name: str
+    stream: Stream
+    setting: str
+    service: Service
+    emergences: list
+    counted: tuple[float, float]
+    exposure: Exposure
+    cache: Path
+
+    @classmethod
+    def open(cls, folder: Path, warmup_days: float = 1.0) -> StreamCase:
+        spec = json.loads((folder / "stream.json").read_text())
+        stream, setting = Stream(**spec["stream"]), spec["setting"]
+        service = Service(ServiceConfig(data_dir=str(folder / "service"), bundle=spec["bundle"], source="watch"))
+        first, end = stream_slots(stream)
+        emergences = stream_truth(SyntheticSun(EVALUATION[setting], seed=stream.seed), first, end)
+        return cls(folder.name, stream, setting, service, emergences,
+                   (float(slot_days(first)) + warmup_days, float(slot_days(end)) - 2.0),
+                   Exposure((end - first) * CADENCE_DAYS, 0.0), folder / "series")
+
+    def curve(self, name: str, detector: VideoDetector, knobs) -> dict[float, dict]:
+        """The detector's summary at each knob value on this stream."""
+        series = detector_series(self.service, passages(self.service), {name: detector}, cache=self.cache)[name]
+        out = {}
+        for k in knobs:
+            m = match(self.emergences, detector_alerts(series, replace(detector, **{detector.knob: k}), name),  # type: ignore[type-var]
+                      self.service.grid, MatchRule(), self.counted)
+            out[float(k)] = summary(m, self.exposure, 0)
+        return out
+
+
+def pooled(summaries: list[dict]) -> dict:
+    """Detection, false alerts and onset error pooled over streams' summaries."""
+    n = sum(s["emergences"] for s in summaries)
+    errors = np.concatenate([s["onset_errors_d"] for s in summaries] + [np.zeros(0)])
+    q25, q50, q75 = np.percentile(errors, [25, 50, 75]) if errors.size else (np.nan,) * 3
+    return {"detected_1d": sum(s["detected_1d_count"] for s in summaries) / n if n else float("nan"),
+            "detected_2d": sum(s["detected_2d_count"] for s in summaries) / n if n else float("nan"),
+            "false_per_disk_day": sum(s["false_alerts"] for s in summaries) / sum(s["disk_days"] for s in summaries),
+            "onset_median_d": float(q50), "onset_iqr_d": float(q75 - q25)}
+
+
+def evaluate_candidate(detector: VideoDetector, name: str, knobs, validation: StreamCase, held_out: list[StreamCase],
+                       target: float = TARGET_FALSE_PER_DISK_DAY) -> dict:
+    """The candidate's knob chosen on ``validation`` for ``target`` false alerts per disk-day, and its figures
+    there and on each held-out stream (pooled over the default-setting ones)."""
+    t0 = time.perf_counter()
+    v = validation.curve(name, detector, knobs)
+    knob = choose([(k, s["false_per_disk_day"], s["detected_1d"]) for k, s in v.items()], target)
+    held = {case.name: case.curve(name, detector, [knob])[knob] for case in held_out}
+    default = [held[c.name] for c in held_out if c.setting == "default"]
+    return {"knob": knob, "validation": v[knob], "held_out": held, "pooled": pooled(default) if default else {},
+            "seconds": time.perf_counter() - t0}
+
+
+def _row(figures: dict) -> str:
+    return (f"{figures['detected_1d']:.2f}\t{figures['detected_2d']:.2f}\t{figures['false_per_disk_day']:.2f}\t"
+            f"{figures['onset_median_d']:+.2f}\t{figures['onset_iqr_d']:.2f}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m evaluation.research", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--replays", type=Path, default=Path("data/bench-alerts"))
+    p.add_argument("--detector", choices=sorted(DETECTORS), default="newflux")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a detector setting (repeatable)")
+    p.add_argument("--log", type=Path, default=Path("data/research.tsv"))
+    p.add_argument("--note", default="")
+    p.add_argument("--validation-only", action="store_true", help="tune on the validation stream without looking further")
+    a = p.parse_args(argv)
+    cls, knobs = DETECTORS[a.detector]
+    types = {f.name: f.type for f in fields(cls)}
+    settings = {}
+    for item in a.set:
+        key, _, value = item.partition("=")
+        if key not in types:
+            p.error(f"--set {item}: {cls.__name__} has no setting {key!r}; it has {', '.join(types)}")
+        settings[key] = int(value) if types[key] in ("int", int) else float(value)
+    detector = cls(**settings)
+    folders = [f for f in sorted(a.replays.iterdir()) if (f / "stream.json").exists()
+               and (f.name == "validation" or not a.validation_only)]
+    cases = {f.name: StreamCase.open(f) for f in folders}
+    if "validation" not in cases:
+        p.error(f"{a.replays} holds no validation replay: run python -m bench.alerts first")
+    result = evaluate_candidate(detector, a.detector, knobs, cases.pop("validation"), list(cases.values()))
+    print(f"{a.detector} {settings or '(defaults)'}: knob {result['knob']:.3g} chosen on validation "
+          f"({result['seconds']:.0f} s; synthetic Sun: upper bounds)")
+    print("stream\tdetected_1d\tdetected_2d\tfalse_per_disk_day\tonset_median_d\tonset_iqr_d")
+    print(f"validation\t{_row(result['validation'])}")
+    for name, s in result["held_out"].items():
+        print(f"{name}\t{_row(s)}")
+    if cases:
+        print(f"pooled held-out (default setting)\t{_row(result['pooled'])}")
+    a.log.parent.mkdir(parents=True, exist_ok=True)
+    new = not a.log.exists()
+    with a.log.open("a") as f:
+        if new:
+            f.write("detector\tsettings\tknob\tvalidation d1 d2 false onset iqr\theld-out pooled d1 d2 false onset iqr\tnote\n")
+        f.write(f"{a.detector}\t{json.dumps(asdict(detector))}\t{result['knob']:.3g}\t{_row(result['validation'])}\t"
+                f"{_row(result['pooled']) if result['pooled'] else '-'}\t{a.note}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
