@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     t_begin = time.time()
     bundle = ModelBundle(args.bundle)
-    print(f"model: {args.bundle} ({bundle.model_version}, {len(bundle.members)} members, alert threshold "
+    print(f"model: {args.bundle} ({bundle.model_version}, {bundle.scorers} members, alert threshold "
           f"{bundle.alert_threshold:.2f})")
     service_dir = args.out / "service"
     for fresh in (service_dir, args.out / "kafka"):  # a new stream each run: no old alerts replayed

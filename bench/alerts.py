@@ -11,7 +11,7 @@ operating point on the validation stream (the alert threshold and the
 baseline's k and the new-flux detector's level for 0.2 false alerts per disk-day, recorded in the bundle's
 manifest, as ``fluxwatch-evaluate --calibrate`` does), prints each held-out
 stream's tables at it (the CNN, the flux-rise baseline, the new-flux
-detector of :mod:`evaluation.newflux`, and the two ceilings of
+detector of :mod:`common.newflux`, and the two ceilings of
 :mod:`evaluation.oracle`: the truth oracle and the visible one), and as its
 last line the pooled figures of the two default-setting held-out streams:
 ``detected_1d=… detected_2d=… false_per_disk_day=… onset_median_d=… onset_iqr_d=… baseline_detected_1d=…

@@ -42,7 +42,7 @@ def main() -> None:
                 app.stop()
     p50, p95 = np.percentile(latencies, [50, 95])
     print(f"frame_to_kafka_p50_s={p50:.2f} frame_to_kafka_p95_s={p95:.2f} "
-          f"patches={int(metric(service, 'active_patches'))} members={len(service.bundle.members)}")
+          f"patches={int(metric(service, 'active_patches'))} members={service.bundle.scorers}")
 
 
 if __name__ == "__main__":

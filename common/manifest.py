@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 #: The schema of the manifests written and read (2: members carry streaming graphs).
 SCHEMA_VERSION = 2
@@ -58,17 +58,35 @@ class OperatingPoint(_Open):
     newflux_level_Mx: float | None = None
 
 
+class DetectorSpec(_Open):
+    """A classical detector a bundle names instead of network members: ``kind`` ``newflux`` (the new-flux detector of
+    :mod:`common.newflux`, with ``settings`` over its defaults), scored F / (F + ``reference_Mx``) of its bipolar
+    new flux F (Mx)."""
+
+    kind: Literal["newflux"]
+    settings: dict = Field(default_factory=dict)
+    reference_Mx: float = Field(gt=0)
+
+
 class Manifest(_Open):
     """``manifest.json``: the schema version, the model's version, input spec, threshold on the median ensemble
-    probability, onset settings, members (fold, seed, file, SHA-256, streaming graphs) and how they were made."""
+    probability, onset settings, members (fold, seed, file, SHA-256, streaming graphs) and how they were made, or
+    instead of members the classical detector it names."""
 
     schema_version: Literal[2]
     model_version: str = "unknown"
     input: InputSpec
     threshold: float = Field(gt=0, lt=1)
     onset: dict = Field(default_factory=lambda: {"hold_frames": 0})
-    members: list[dict] = Field(min_length=1)
+    members: list[dict] = Field(default_factory=list)
+    detector: DetectorSpec | None = None
     operating_point: OperatingPoint | None = None
+
+    @model_validator(mode="after")
+    def _one_scorer(self) -> Manifest:
+        if bool(self.members) == (self.detector is not None):
+            raise ValueError("a bundle has either members (networks) or a detector, and one of them")
+        return self
 
     @property
     def alert_threshold(self) -> float:

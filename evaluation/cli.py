@@ -33,11 +33,11 @@ from tqdm import tqdm
 
 from common.clock import CADENCE_DAYS, SLOTS_PER_DAY, slot_days, slot_of_time
 from common.config import DEFAULT_BUNDLE, ServiceConfig
+from common.newflux import NewFluxDetector
 from common.patches import PatchGrid
 from evaluation.baseline import FluxRiseDetector
 from evaluation.calibration import forecasts, plot_reliability
 from evaluation.matching import Emergence, Match, MatchRule, OpenedAlert, match
-from evaluation.newflux import NewFluxDetector
 from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, VALIDATION, Stream, choose, record
 from evaluation.oracle import MEMORY_DAYS, ORACLE_FLUX_MX, instrument_sigma_deg, oracle_alerts, stream_tile_flux
 from evaluation.replay import detector_alerts, detector_series, opened, passages, policy_alerts, replay, truth
@@ -101,7 +101,7 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
     The CNN alerts at ``threshold`` (default: the service's, i.e. the bundle's alert threshold), re-run
     over the stored scores (:func:`evaluation.replay.policy_alerts`: exactly the service's alerts). The
     classical detectors run on the stored patch videos (their series cached in ``out/series``): the
-    flux-rise baseline at ``baseline_k`` and the new-flux detector (:mod:`evaluation.newflux`) at
+    flux-rise baseline at ``baseline_k`` and the new-flux detector (:mod:`common.newflux`) at
     ``newflux_level`` (Mx; e.g. chosen on the validation stream), else each at the knob whose false-alarm
     rate on this stream is nearest the CNN's (said so in the table). The oracles (:mod:`evaluation.oracle`:
     the truth's and the visible one's) alert at ``oracle_flux`` (Mx) of new flux in a tile.

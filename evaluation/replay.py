@@ -27,8 +27,11 @@ from common.observer import central_meridian_distance
 from common.patches import carrington_pixel_area_cm2
 from evaluation.matching import Emergence, OpenedAlert
 from serving.alerts import AlertPolicy, AlertState, emergence_events, is_new_onset, passage_label, step
+from serving.bundle import ModelBundle
 from serving.events import EventKind, Score
+from serving.results import filled_frames
 from serving.service import Service
+from serving.step import ensemble_score
 from sim import SyntheticSun, ephemeris, write_fits_series
 from sim.catalog import heliocentric_z
 
@@ -84,6 +87,36 @@ def passages(service: Service) -> list[Passage]:
     """Every passage in the service's store, with its scores."""
     reader = service.store.reader()
     return [Passage(pid, start, reader.scores(pid, start)) for pid, start in reader.passages()]
+
+
+def rescore(service: Service, history: list[Passage], bundle: ModelBundle) -> list[Passage]:
+    """The score histories ``bundle`` gives the stored passages of a replay, without replaying it: each passage's
+    stored video is streamed through the bundle's scorer at the frames the service scored, as the frame step
+    streams it (the frames since the last scored one, gaps filled), and each score is the stored one with the
+    bundle's probability, onset and threshold. The research loop's fast path: for the bundle the service replayed
+    with, it gives the service's own scores (a test checks it)."""
+    streams = bundle.streaming(service.grid)
+    out = []
+    for p in history:
+        key, scores = (p.patch_id, p.start_slot), []
+        video = service.store.read_video(p.patch_id, p.start_slot)
+        if video is None:  # nothing scored
+            out.append(p)
+            continue
+        observed = service.store.observed_slots(p.start_slot, p.start_slot + service.bundle.n_frames)
+        curves, frames, last = np.zeros((bundle.scorers, 0), np.float32), np.zeros(0, np.int64), None
+        for score in p.scores:
+            k = score.frame
+            lo = 0 if last is None else last
+            chunk = filled_frames(video, p.start_slot, lo, k + 1, observed)
+            probs = streams.score([(key, k, chunk if last is None else chunk[1:])])[:, 0]
+            curves, frames, last = np.c_[curves, probs], np.r_[frames, k], k
+            probability, onset = ensemble_score(bundle, probs, curves, frames, p.start_slot, k)
+            scores.append(score.model_copy(update={"probability": probability, "onset": onset,
+                                                   "threshold": bundle.alert_threshold}))
+        streams.forget(key)
+        out.append(Passage(p.patch_id, p.start_slot, scores))
+    return out
 
 
 def _alert(alert_id: str, patch_id: str, score: Score, kind: Literal["opened", "new_onset"]) -> OpenedAlert:

@@ -28,10 +28,10 @@ import numpy as np
 
 from common.clock import CADENCE_DAYS, slot_days
 from common.config import ServiceConfig
+from common.newflux import NewFluxDetector
 from evaluation.baseline import FluxRiseDetector
 from evaluation.cli import KS, NEWFLUX_LEVELS_MX, stream_slots, stream_truth
 from evaluation.matching import MatchRule, match
-from evaluation.newflux import NewFluxDetector
 from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, Stream, choose
 from evaluation.replay import VideoDetector, detector_alerts, detector_series, passages
 from evaluation.report import Exposure, summary

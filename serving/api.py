@@ -136,7 +136,7 @@ def create_app(service: Service) -> FastAPI:
         ingested, and the live source (when there is one) has not failed its last polls. Not ready: 503, a problem with the same fields besides."""
         newest = reader.newest_frame()
         source = service.source_state
-        body = Readiness(ready=False, model_version=service.bundle.model_version, members=len(service.bundle.members),
+        body = Readiness(ready=False, model_version=service.bundle.model_version, members=service.bundle.scorers,
                          newest_frame=newest[1] if newest else None,
                          source=source.as_dict() if source is not None else None,
                          warm_start=service.warm_start.as_dict()).model_dump(mode="json")

@@ -11,8 +11,12 @@ import onnxruntime as ort
 
 from common.clock import check_cadence
 from common.manifest import FILE, Manifest, ManifestError
+from common.newflux import NewFluxDetector
+from common.onset import member_onset_frames
+from common.patches import PatchGrid
 from common.video import SCALING, STREAM_INPUT, recentre, scale_for_model
 from ingest.instruments import MDI_SPEC, InstrumentSpec, instrument_named
+from serving.newflux import NewFluxStreams, onset_frame
 from serving.streaming import CausalMember, FrameSumMember, Stage, StreamingEnsemble, StreamingMember, max_pool
 
 #: Largest |streaming − full member| probability accepted on load.
@@ -80,6 +84,15 @@ class ModelBundle:
         self.onset_hold = int(manifest.onset.get("hold_frames", 0))
         available = ort.get_available_providers()
         self.providers = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        #: The classical detector the bundle names instead of members (None for a bundle of networks).
+        self.detector: NewFluxDetector | None = None
+        self.reference_Mx = 0.0
+        if manifest.detector is not None:
+            try:
+                self.detector = NewFluxDetector(**manifest.detector.settings)
+            except TypeError as exc:
+                raise BundleError(manifest_path, f"detector settings {manifest.detector.settings}: {exc}") from None
+            self.reference_Mx = manifest.detector.reference_Mx
         self.members = []
         for entry in manifest.members:
             session = self._session(entry)
@@ -87,12 +100,29 @@ class ModelBundle:
             if session.get_inputs()[0].name != "video" or list(shape[1:]) != [1, self.n_frames, self.pixels, self.pixels]:
                 raise BundleError(self.path / entry["file"], f"input {session.get_inputs()[0].name} {shape} does not match the manifest")
             self.members.append(Member(str(entry["fold"]), int(entry["seed"]), session, self._stream(entry)))
-        self._check_streaming()
+        if self.members:
+            self._check_streaming()
 
-    def streaming(self) -> StreamingEnsemble:
-        """A new, empty set of streams scoring with every member's streaming graphs."""
+    @property
+    def scorers(self) -> int:
+        """The scores a frame gets: one per member, or one for a detector."""
+        return len(self.members) or 1
+
+    def streaming(self, grid: PatchGrid) -> StreamingEnsemble | NewFluxStreams:
+        """A new, empty set of streams scoring with every member's streaming graphs, or with the bundle's detector
+        (whose streams are keyed (patch id of ``grid``, passage start slot))."""
+        if self.detector is not None:
+            return NewFluxStreams(self.detector, grid, self.reference_Mx, self.n_frames)
         return StreamingEnsemble([m.stream for m in self.members],
                                  lambda gauss: recentre(scale_for_model(gauss, self.clip)))
+
+    def onset_frames(self, curves: np.ndarray, frames: np.ndarray) -> np.ndarray:
+        """Each scorer's onset frame at the newest of the scored ``frames`` (n,) from its score history ``curves``
+        (scorers, n): the frame of maximum probability gradient of each member's masking curve, or the detector's
+        onset (:func:`serving.newflux.onset_frame`, at the alert threshold's flux level)."""
+        if self.detector is not None:
+            return np.array([onset_frame(self.detector, self.reference_Mx, curves[0], frames, self.alert_threshold)])
+        return member_onset_frames(curves, frames, self.onset_hold)
 
     def _file(self, entry: dict) -> Path:
         """The file of a manifest file entry (file, sha256), checked to exist and match its SHA-256."""
@@ -154,7 +184,9 @@ class ModelBundle:
         x, x_masked = (scale_for_model(v, self.clip)[None, None] for v in (video, masked))
         full = np.array([m.session.run(["frame_probability"], {"video": x})[0][0, k] if isinstance(m.stream, CausalMember)
                          else m.session.run(None, {"video": x_masked})[0][0] for m in self.members])
-        streamed = self.streaming().score([("load-check", k, video[: k + 1])])[:, 0]
+        streams = self.streaming(PatchGrid())
+        assert isinstance(streams, StreamingEnsemble)
+        streamed = streams.score([("load-check", k, video[: k + 1])])[:, 0]
         worst = float(np.abs(full - streamed).max())
         if worst > STREAM_TOLERANCE:
             raise BundleError(self.path, f"streaming graphs differ from the full members by {worst:.2e}")

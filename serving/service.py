@@ -83,7 +83,7 @@ class Service:
         upgrade(Upgrade(self.dir, self.bundle, self.step.axes, config.topics))  # a state of an earlier version
         self.store = Store(self.dir, self.bundle.n_frames, self.bundle.pixels)
         self.metrics = metrics or Metrics()
-        self.metrics.set_model(self.bundle.model_version, len(self.bundle.members))
+        self.metrics.set_model(self.bundle.model_version, self.bundle.scorers)
         files: list[AlertLog | VOEventSink] = [AlertLog(self.dir / ALERT_LOG)]
         self.voevent_dir = self.dir / config.voevent_dir if config.voevent_dir else None
         if self.voevent_dir:

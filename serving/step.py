@@ -33,7 +33,6 @@ from common.clock import slot_isot, slot_of_time, slot_time
 from common.config import ServiceConfig
 from common.ensemble import is_stable, percentiles
 from common.observer import central_meridian_distance
-from common.onset import member_onset_frames
 from common.passage import on_disk, passage_over, passage_start_slot
 from common.patches import PatchGrid
 from ingest.magnetogram import Magnetogram
@@ -53,7 +52,6 @@ from serving.events import (
 )
 from serving.region import region
 from serving.results import FrameResult, Key, Origin, ScoreRecord, StepState
-from serving.streaming import StreamingEnsemble
 
 
 def frame_step(bundle: ModelBundle, config: ServiceConfig) -> FrameStep:
@@ -68,7 +66,7 @@ class FrameStep:
 
     def __init__(self, bundle: ModelBundle, grid: PatchGrid, policy: AlertPolicy):
         self.bundle, self.grid, self.policy = bundle, grid, policy
-        self.streams: StreamingEnsemble = bundle.streaming()  # in memory: rebuilt from the stored videos
+        self.streams = bundle.streaming(grid)  # in memory: rebuilt from the stored videos
 
     def execute(self, mag: Magnetogram, source: str, state: StepState) -> FrameResult:
         """The result of ingesting ``mag`` (read from the file named ``source``) on top of ``state``, the snapshot
@@ -219,10 +217,7 @@ class FrameStep:
                   curves: np.ndarray, stonyhurst: LonLat, origin: Origin, observed_from: int) -> Score:
         """The typed score of frame k of a passage: ensemble probability and onset from the masking curves so far."""
         pid, start = key
-        p25, median, p75 = (float(v) for v in percentiles(member_probs))
-        onsets = (member_onset_frames(curves, frames, self.bundle.onset_hold) if len(frames) > 1
-                  else np.full(len(curves), k))
-        o25, onset, o75 = np.percentile(onsets, [25, 50, 75])
+        probability, onset = ensemble_score(self.bundle, member_probs, curves, frames, start, k)
         patch = self.grid[pid]
         return Score(
             simulated=origin.simulated,
@@ -231,10 +226,22 @@ class FrameStep:
             passage_start=slot_isot(start),
             frame=int(k),
             frame_time=slot_isot(slot),
-            probability=EnsembleProbability(median=median, p25=p25, p75=p75, members=[float(p) for p in member_probs],
-                                            stable=bool(is_stable(p25, p75, self.bundle.alert_threshold))),
-            onset=Onset(frame=int(round(onset)), time_utc=slot_isot(start + int(round(onset))),
-                        uncertainty_hours=float((o75 - o25) / 2 * self.bundle.cadence.to_value(u.h))),
+            probability=probability,
+            onset=onset,
             threshold=self.bundle.alert_threshold,
             observed_from=observed_from,
         )
+
+
+def ensemble_score(bundle: ModelBundle, member_probs: np.ndarray, curves: np.ndarray, frames: np.ndarray, start: int,
+                   k: int) -> tuple[EnsembleProbability, Onset]:
+    """The ensemble's probability and onset estimate at frame ``k`` of a passage that began at slot ``start``: from
+    each scorer's probability now (n_scorers,) and its score history ``curves`` (n_scorers, n) at the scored
+    ``frames`` (n,), the last of them k."""
+    p25, median, p75 = (float(v) for v in percentiles(member_probs))
+    onsets = bundle.onset_frames(curves, frames) if len(frames) > 1 else np.full(len(curves), k)
+    o25, onset, o75 = np.percentile(onsets, [25, 50, 75])
+    return (EnsembleProbability(median=median, p25=p25, p75=p75, members=[float(p) for p in member_probs],
+                                stable=bool(is_stable(p25, p75, bundle.alert_threshold))),
+            Onset(frame=int(round(onset)), time_utc=slot_isot(start + int(round(onset))),
+                  uncertainty_hours=float((o75 - o25) / 2 * bundle.cadence.to_value(u.h))))

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.patches import PatchGrid
 from serving.bundle import ModelBundle
 from serving.streaming import CausalMember
 from training.data import NEW_FRAMES, ONSET_WEIGHT, ONSET_WEIGHT_FRAMES, dense_targets
@@ -11,6 +12,8 @@ from training.export import make_input_spec, write_bundle
 from training.model import EmergenceCausal
 from training.onset import masking_curves
 from training.train import TrainConfig
+
+GRID = PatchGrid()
 
 
 def emerging_video(n_frames: int, pixels: int, seed: int, onset: int) -> np.ndarray:
@@ -67,14 +70,14 @@ def test_streaming_equals_the_full_model_at_every_frame(causal_bundle):
     x = (np.clip(video, -1000, 1000) + 1000) / 2000
     full = np.stack([m.session.run(["frame_probability"], {"video": x[None, None].astype(np.float32)})[0][0]
                      for m in bundle.members])
-    streams, streamed, last = bundle.streaming(), [], -1
+    streams, streamed, last = bundle.streaming(GRID), [], -1
     for k in (*range(0, 70), 80, 81, 150, 224):  # one frame at a time, then several at once
         streamed.append(streams.score([("p", k, video[last + 1 : k + 1])])[:, 0])
         last = k
     ks = [*range(0, 70), 80, 81, 150, 224]
     assert np.abs(np.stack(streamed, axis=1) - full[:, ks]).max() < 1e-4
     assert np.ptp(full) > 0.05  # the scores move: the comparison is not between constants
-    rebuilt = bundle.streaming().score([("q", 150, video[:151])])[:, 0]  # a stream rebuilt from the stored video
+    rebuilt = bundle.streaming(GRID).score([("q", 150, video[:151])])[:, 0]  # a stream rebuilt from the stored video
     assert np.abs(rebuilt - full[:, 150]).max() < 1e-4
 
 

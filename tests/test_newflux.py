@@ -1,11 +1,11 @@
-"""The new-flux detector (evaluation.newflux) on hand-built tiles: it fires on an emerging bipole, ignores a steady
+"""The new-flux detector (common.newflux) on hand-built tiles: it fires on an emerging bipole, ignores a steady
 region and a region rotating in over the east limb, and never looks ahead."""
 from __future__ import annotations
 
 import numpy as np
 
+from common.newflux import NewFluxDetector
 from common.patches import carrington_pixel_area_cm2
-from evaluation.newflux import NewFluxDetector
 
 P = 90
 PIXEL_DEG = 1.0 / 6.0

@@ -9,11 +9,14 @@ import pytest
 import torch
 
 from common.config import ServiceConfig
+from common.patches import PatchGrid
 from serving.bundle import BundleError, ModelBundle
 from serving.service import Service
 from serving.streaming import FrameSumMember, max_pool
 from training.export import make_input_spec, write_bundle
 from training.model import EmergenceCNN, EmergenceCNN2D
+
+GRID = PatchGrid()
 
 
 def masked(video: np.ndarray, k: int) -> np.ndarray:
@@ -67,7 +70,7 @@ def test_streaming_equals_the_full_model_at_every_frame_of_a_225_frame_video(ful
     video = emerging_video(225, 90, seed=0)
     ks = np.arange(225)
     full = bundle.probabilities(np.stack([masked(video, k) for k in ks]))
-    streamed = stream_all(bundle.streaming(), video, ks)
+    streamed = stream_all(bundle.streaming(GRID), video, ks)
     assert full.std() > 0.01, "the masked scores must move with k for this check to mean anything"
     assert np.abs(streamed - full).max() <= 1e-5
 
@@ -116,7 +119,7 @@ def test_streaming_with_jumps_rebuilds_and_many_streams(which, request):
     T, P = bundle.n_frames, bundle.pixels
     videos = [emerging_video(T, P, seed) for seed in range(3)]
     full = [bundle.probabilities(np.stack([masked(v, k) for k in range(T)])) for v in videos]
-    streams = bundle.streaming()
+    streams = bundle.streaming(GRID)
     # frames skipped (several new frames at once), then a rebuild half-way, on three streams side by side
     plan = [0, 1, 4, 5, 9, 10, 15]
     got = {s: [] for s in range(3)}
@@ -160,7 +163,7 @@ def test_a_2d_bundle_scores_in_the_service(tmp_path, paper_bundle, frames):
 
 
 def test_stream_refuses_frames_that_do_not_reach_the_scored_frame(tiny_bundle):
-    streams = ModelBundle(tiny_bundle).streaming()
+    streams = ModelBundle(tiny_bundle).streaming(GRID)
     video = emerging_video(16, 90, 0)
     streams.score([("p", 3, video[:4])])
     with pytest.raises(ValueError, match="do not reach frame 6"):

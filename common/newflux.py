@@ -136,7 +136,8 @@ class NewFluxDetector:
         """The onset estimate of an alert at frame ``t``: early on a region's flux grows as sin² of time, so the
         square root of its new flux grows linearly; a line fitted to it over the run of judged frames ending at
         ``t`` over which the series stayed at or above ``onset_fraction`` × F is extrapolated back to zero
-        (no earlier than ``background_frames`` before the run; the run's first frame when it has under three)."""
+        (no earlier than ``background_frames`` before the run; the run's first frame when it has under three; ``t``
+        when the series is below that level at ``t``)."""
         level = self.onset_fraction * self.level_Mx
         run: list[int] = []
         for k in range(t, -1, -1):
@@ -146,6 +147,8 @@ class NewFluxDetector:
             if v < level:
                 break
             run.append(k)
+        if not run:  # below the onset level now: nothing emerging
+            return t
         start = run[-1]
         if len(run) < 3:
             return start

@@ -1,0 +1,112 @@
+"""The new-flux detector (:mod:`common.newflux`) as the service streams it: a bundle that names it instead of
+neural-network members.
+
+Each patch passage keeps its last ``background_frames`` + 1 frames; a new
+frame costs the detector's series over those frames only (its background
+reaches no further back). The score of a frame is the bipolar new flux F
+mapped into [0, 1) as F / (F + ``reference_Mx``): monotone in F, so the alert
+policy's threshold t is the flux level ``reference_Mx`` · t / (1 − t), and
+the operating point chosen on the validation stream is a flux level. The
+onset estimate is the detector's (:meth:`common.newflux.NewFluxDetector.onset_frame`
+at the alert threshold's level), from the score history.
+
+μ of each pixel at each frame is computed from the Earth's Carrington L0 and B0
+at the frame's slot (sunpy): SoHO and SDO see the Sun from within 0.1° of them.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from typing import cast
+
+import numpy as np
+from sunpy.coordinates import sun
+
+from common.clock import slot_time
+from common.newflux import NewFluxDetector
+from common.observer import heliocentric
+from common.patches import PatchGrid, carrington_pixel_area_cm2
+
+
+@lru_cache(maxsize=4096)
+def earth_angles(slot: int) -> tuple[float, float]:
+    """The Earth's Carrington longitude L0 and latitude B0 (rad) at a slot's time."""
+    t = slot_time(slot)
+    return float(sun.L0(t).to_value("rad")), float(sun.B0(t).to_value("rad"))
+
+
+@dataclass
+class _Stream:
+    frames: list[np.ndarray] = field(default_factory=list)  # the last W + 1, oldest first
+    last: int = -1
+
+
+class NewFluxStreams:
+    """Streaming scores of the new-flux detector for many patch passages, one new frame at a time (the interface of
+    :class:`serving.streaming.StreamingEnsemble`: one member).
+
+    Parameters
+    ----------
+    detector : the detector's settings (its level is the alert policy's threshold, not used here).
+    grid : the patch grid; stream keys are (patch id, passage start slot).
+    reference_Mx : F at which the score is 0.5, Mx.
+    n_frames : frames of a passage's video.
+    """
+
+    def __init__(self, detector: NewFluxDetector, grid: PatchGrid, reference_Mx: float, n_frames: int):
+        self.detector, self.grid, self.reference_Mx, self.n_frames = detector, grid, float(reference_Mx), n_frames
+        self._streams: dict[Hashable, _Stream] = {}
+        self._area: dict[int, np.ndarray] = {}
+
+    def frontier(self, key: Hashable) -> int | None:
+        """The last frame scored on stream ``key`` (None if the stream is unknown)."""
+        stream = self._streams.get(key)
+        return None if stream is None else stream.last
+
+    def forget(self, key: Hashable) -> None:
+        self._streams.pop(key, None)
+
+    def score(self, items: list[tuple[Hashable, int, np.ndarray]]) -> np.ndarray:
+        """Score frame ``k`` of each stream: (1, len(items)); ``items`` as :meth:`StreamingEnsemble.score` takes them
+        (the frames after the stream's frontier up to k, or all frames 0..k of an unknown stream, in G)."""
+        out = np.empty((1, len(items)), np.float32)
+        for i, (key, k, frames) in enumerate(items):
+            known = self.frontier(key)
+            if len(frames) != k - (-1 if known is None else known):
+                raise ValueError(f"stream {key}: {len(frames)} new frames do not reach frame {k} from "
+                                 + ("the start" if known is None else f"frame {known}"))
+            stream = self._streams.setdefault(key, _Stream())
+            keep = self.detector.background_frames + 1
+            stream.frames = (stream.frames + list(np.asarray(frames, np.float32)))[-keep:]
+            stream.last = k
+            flux = self.flux(key, k, np.stack(stream.frames))
+            out[0, i] = 0.0 if np.isnan(flux) else flux / (flux + self.reference_Mx)
+        return out
+
+    def flux(self, key: Hashable, k: int, frames: np.ndarray) -> float:
+        """The bipolar new flux (Mx) of frame ``k`` of passage ``key`` = (patch id, start slot) from its last
+        frames (m, P, P), G (nan when not judged)."""
+        pid, start = cast(tuple[str, int], key)
+        j = self.grid.index(pid)
+        lon, lat = self.grid.pixel_axes([j])
+        slots = start + k - len(frames) + 1 + np.arange(len(frames))
+        angles = np.array([earth_angles(int(s)) for s in slots])
+        _, _, mu = heliocentric(lon[0][None, None, :], lat[0][None, :, None], angles[:, 0, None, None],
+                                angles[:, 1, None, None])
+        if j not in self._area:
+            self._area[j] = np.broadcast_to(carrington_pixel_area_cm2(lat[0], float(self.grid.config.pixel_size.to_value("deg")))[:, None],
+                                            mu.shape[1:])
+        if len(frames) <= self.detector.background_frames:
+            return float("nan")
+        return float(self.detector.series(frames, mu, self._area[j])[-1])
+
+
+def onset_frame(detector: NewFluxDetector, reference_Mx: float, probabilities: np.ndarray, frames: np.ndarray,
+                threshold: float) -> int:
+    """The detector's onset estimate at the newest of the scored ``frames`` (n,) from their scores ``probabilities``
+    (n,): its bipolar new flux read back from the scores, at the flux level of the score ``threshold``."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    series = np.full(int(frames[-1]) + 1, np.nan)
+    series[np.asarray(frames, dtype=np.int64)] = reference_Mx * p / np.maximum(1.0 - p, 1e-12)
+    return replace(detector, level_Mx=reference_Mx * threshold / (1.0 - threshold)).onset_frame(series, int(frames[-1]))
