@@ -32,7 +32,7 @@ video) are not judged, so a frame's figure never depends on a later one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -40,6 +40,16 @@ from scipy.ndimage import gaussian_filter, maximum_filter, uniform_filter
 
 #: MAD → σ for a normal distribution.
 _MAD_SIGMA = 1.4826
+
+
+class FieldMaps(NamedTuple):
+    """Frames as the detector sees them: the projection-corrected field above 0 (``pos``) and below (``neg``,
+    magnitude), G, (T, P, P); each frame's noise σ in G of B_los (T,); μ of the pixels (T, P, P)."""
+
+    pos: np.ndarray
+    neg: np.ndarray
+    noise: np.ndarray
+    mu: np.ndarray
 
 
 def _trailing_min(a: np.ndarray, n: int) -> np.ndarray:
@@ -84,35 +94,44 @@ class NewFluxDetector:
         pixel_area_cm2 : (P, P) area of each pixel on the solar surface, cm².
         observed : (T,) bool, frames the instrument delivered (default: all).
         """
-        T = len(video)
-        W = self.background_frames
+        T, W = len(video), self.background_frames
         out = np.full(T, np.nan)
         if T <= W:
             return out
-        los = gaussian_filter(np.asarray(video, dtype=np.float32), (0, self.smooth_px, self.smooth_px), mode="nearest")
-        mu = np.asarray(mu, dtype=np.float32)
-        # μ ≥ mu_min at every frame from t − W to t (a causal running minimum over W + 1 frames)
-        judged = _trailing_min(mu, W + 1) >= self.mu_min
-        radial = np.where(mu >= self.mu_min, los / np.maximum(mu, self.mu_min), 0.0)
-        pos, neg = np.clip(radial, 0, None), np.clip(-radial, 0, None)
-        # background of frame t: the minimum over frames t − W … t − 1, widened by widen_px
-        size = (1, 2 * self.widen_px + 1, 2 * self.widen_px + 1)
-        bg_pos = maximum_filter(_previous(_trailing_min(pos, W)), size)
-        bg_neg = maximum_filter(_previous(_trailing_min(neg, W)), size)
-        noise = _MAD_SIGMA * np.median(np.abs(los - np.median(los, axis=(1, 2), keepdims=True)), axis=(1, 2))
-        floor = self.n_sigma * noise[:, None, None] / np.maximum(mu, self.mu_min)
-        area = np.asarray(pixel_area_cm2, dtype=np.float32)
-        new_pos = np.where(judged & (pos > bg_pos + floor), pos - bg_pos, 0.0) * area
-        new_neg = np.where(judged & (neg > bg_neg + floor), neg - bg_neg, 0.0) * area
-        box = float(self.box_px * self.box_px)
-        sums_pos = uniform_filter(new_pos, (1, self.box_px, self.box_px), mode="constant") * box
-        sums_neg = uniform_filter(new_neg, (1, self.box_px, self.box_px), mode="constant") * box
-        bipolar = 2.0 * np.minimum(sums_pos, sums_neg).max(axis=(1, 2))
+        maps = self.maps(video, mu)
+        # μ ≥ mu_min at every frame from t − W to t; the background of frame t is the minimum over t − W … t − 1
+        judged = _trailing_min(maps.mu, W + 1) >= self.mu_min
+        background = [_previous(_trailing_min(m, W)) for m in (maps.pos, maps.neg)]
+        bipolar = self.bipolar(maps, background, judged, pixel_area_cm2)
         out[W:] = bipolar[W:]
-        out[~judged.any(axis=(1, 2))] = np.nan
         if observed is not None:
             out[~np.asarray(observed, bool)] = np.nan
         return out
+
+    def maps(self, video: np.ndarray, mu: np.ndarray) -> FieldMaps:
+        """Each frame's projection-corrected field by polarity and noise (:class:`FieldMaps`); frames (T, P, P) in G,
+        μ of their pixels (T, P, P)."""
+        los = gaussian_filter(np.asarray(video, dtype=np.float32), (0, self.smooth_px, self.smooth_px), mode="nearest")
+        mu = np.asarray(mu, dtype=np.float32)
+        radial = np.where(mu >= self.mu_min, los / np.maximum(mu, self.mu_min), 0.0).astype(np.float32)
+        noise = _MAD_SIGMA * np.median(np.abs(los - np.median(los, axis=(1, 2), keepdims=True)), axis=(1, 2))
+        return FieldMaps(np.clip(radial, 0, None), np.clip(-radial, 0, None), noise, mu)
+
+    def bipolar(self, maps: FieldMaps, background: list[np.ndarray], judged: np.ndarray,
+                pixel_area_cm2: np.ndarray) -> np.ndarray:
+        """The bipolar new flux (Mx, nan where no pixel is judged) of the frames of ``maps``, each over its
+        background (positive, negative; (T, P, P) G, before widening) on its ``judged`` pixels (T, P, P)."""
+        size = (1, 2 * self.widen_px + 1, 2 * self.widen_px + 1)
+        floor = self.n_sigma * maps.noise[:, None, None] / np.maximum(maps.mu, self.mu_min)
+        area = np.asarray(pixel_area_cm2, dtype=np.float32)
+        box = (1, self.box_px, self.box_px)
+        sums = []
+        for field_G, bg in zip((maps.pos, maps.neg), background):
+            bg = maximum_filter(bg, size)
+            new = np.where(judged & (field_G > bg + floor), field_G - bg, 0.0) * area
+            sums.append(uniform_filter(new, box, mode="constant") * float(self.box_px**2))
+        out = 2.0 * np.minimum(*sums).max(axis=(1, 2))
+        return np.where(judged.any(axis=(1, 2)), out, np.nan)
 
     def triggers(self, series: np.ndarray) -> list[tuple[int, int]]:
         """Every (alert frame, onset frame) of a bipolar new-flux series (Mx, nan where not judged)."""

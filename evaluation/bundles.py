@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,7 +41,7 @@ def write_detector_bundle(path: str | Path, detector: NewFluxDetector = NewFluxD
                   "cadence_min": float(video.cadence.to_value(u.min)), "clip_G": float(video.clip.to_value(u.G)),
                   "scaling": SCALING, "instrument": MDI_SPEC.as_dict()},
         "threshold": threshold, "detector": {"kind": "newflux", "settings": settings, "reference_Mx": reference_Mx},
-        "note": note or "the new-flux detector (common.newflux): a classical detector, no training",
-        "defaults": asdict(NewFluxDetector())}, path / "manifest.json")
+        "note": note or "the new-flux detector (common.newflux): a classical detector, no training"},
+        path / "manifest.json")
     manifest.write(path)
     return path

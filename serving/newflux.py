@@ -16,7 +16,7 @@ at the frame's slot (sunpy): SoHO and SDO see the Sun from within 0.1° of them.
 from __future__ import annotations
 
 from collections.abc import Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from functools import lru_cache
 from typing import cast
 
@@ -24,7 +24,7 @@ import numpy as np
 from sunpy.coordinates import sun
 
 from common.clock import slot_time
-from common.newflux import NewFluxDetector
+from common.newflux import FieldMaps, NewFluxDetector
 from common.observer import heliocentric
 from common.patches import PatchGrid, carrington_pixel_area_cm2
 
@@ -34,12 +34,6 @@ def earth_angles(slot: int) -> tuple[float, float]:
     """The Earth's Carrington longitude L0 and latitude B0 (rad) at a slot's time."""
     t = slot_time(slot)
     return float(sun.L0(t).to_value("rad")), float(sun.B0(t).to_value("rad"))
-
-
-@dataclass
-class _Stream:
-    frames: list[np.ndarray] = field(default_factory=list)  # the last W + 1, oldest first
-    last: int = -1
 
 
 class NewFluxStreams:
@@ -56,13 +50,14 @@ class NewFluxStreams:
 
     def __init__(self, detector: NewFluxDetector, grid: PatchGrid, reference_Mx: float, n_frames: int):
         self.detector, self.grid, self.reference_Mx, self.n_frames = detector, grid, float(reference_Mx), n_frames
-        self._streams: dict[Hashable, _Stream] = {}
+        #: per stream, the detector's maps of its last background_frames + 1 frames, and its last frame
+        self._streams: dict[Hashable, tuple[FieldMaps, int]] = {}
         self._area: dict[int, np.ndarray] = {}
 
     def frontier(self, key: Hashable) -> int | None:
         """The last frame scored on stream ``key`` (None if the stream is unknown)."""
         stream = self._streams.get(key)
-        return None if stream is None else stream.last
+        return None if stream is None else stream[1]
 
     def forget(self, key: Hashable) -> None:
         self._streams.pop(key, None)
@@ -71,35 +66,43 @@ class NewFluxStreams:
         """Score frame ``k`` of each stream: (1, len(items)); ``items`` as :meth:`StreamingEnsemble.score` takes them
         (the frames after the stream's frontier up to k, or all frames 0..k of an unknown stream, in G)."""
         out = np.empty((1, len(items)), np.float32)
+        W = self.detector.background_frames
         for i, (key, k, frames) in enumerate(items):
             known = self.frontier(key)
             if len(frames) != k - (-1 if known is None else known):
                 raise ValueError(f"stream {key}: {len(frames)} new frames do not reach frame {k} from "
                                  + ("the start" if known is None else f"frame {known}"))
-            stream = self._streams.setdefault(key, _Stream())
-            keep = self.detector.background_frames + 1
-            stream.frames = (stream.frames + list(np.asarray(frames, np.float32)))[-keep:]
-            stream.last = k
-            flux = self.flux(key, k, np.stack(stream.frames))
+            pid, start = cast(tuple[str, int], key)
+            j = self.grid.index(pid)
+            frames = np.asarray(frames, np.float32)[-(W + 1):]
+            new = self.detector.maps(frames, self._mu(j, start + k - len(frames) + 1 + np.arange(len(frames))))
+            old = self._streams.get(key)
+            maps = new if old is None else FieldMaps(*(np.concatenate([a, b])[-(W + 1):] for a, b in zip(old[0], new)))
+            self._streams[key] = (maps, k)
+            flux = float("nan")
+            if len(maps.pos) == W + 1:
+                last = slice(W, W + 1)
+                judged = maps.mu.min(axis=0, keepdims=True) >= self.detector.mu_min
+                background = [m[:W].min(axis=0, keepdims=True) for m in (maps.pos, maps.neg)]
+                flux = float(self.detector.bipolar(FieldMaps(*(a[last] for a in maps)), background, judged,
+                                                   self._pixel_area(j))[0])
             out[0, i] = 0.0 if np.isnan(flux) else flux / (flux + self.reference_Mx)
         return out
 
-    def flux(self, key: Hashable, k: int, frames: np.ndarray) -> float:
-        """The bipolar new flux (Mx) of frame ``k`` of passage ``key`` = (patch id, start slot) from its last
-        frames (m, P, P), G (nan when not judged)."""
-        pid, start = cast(tuple[str, int], key)
-        j = self.grid.index(pid)
+    def _mu(self, j: int, slots: np.ndarray) -> np.ndarray:
+        """μ (m, P, P) of tile ``j``'s pixels at ``slots`` (m,)."""
         lon, lat = self.grid.pixel_axes([j])
-        slots = start + k - len(frames) + 1 + np.arange(len(frames))
         angles = np.array([earth_angles(int(s)) for s in slots])
         _, _, mu = heliocentric(lon[0][None, None, :], lat[0][None, :, None], angles[:, 0, None, None],
                                 angles[:, 1, None, None])
+        return mu
+
+    def _pixel_area(self, j: int) -> np.ndarray:
         if j not in self._area:
-            self._area[j] = np.broadcast_to(carrington_pixel_area_cm2(lat[0], float(self.grid.config.pixel_size.to_value("deg")))[:, None],
-                                            mu.shape[1:])
-        if len(frames) <= self.detector.background_frames:
-            return float("nan")
-        return float(self.detector.series(frames, mu, self._area[j])[-1])
+            _, lat = self.grid.pixel_axes([j])
+            area = carrington_pixel_area_cm2(lat[0], float(self.grid.config.pixel_size.to_value("deg")))
+            self._area[j] = np.broadcast_to(area[:, None], (len(lat[0]), len(lat[0])))
+        return self._area[j]
 
 
 def onset_frame(detector: NewFluxDetector, reference_Mx: float, probabilities: np.ndarray, frames: np.ndarray,
