@@ -161,13 +161,13 @@ class ServiceConfig(BaseSettings):
     jsoc_poll: Seconds = Field(2 * u.min, description="how often the jsoc source polls")
     kafka_bootstrap: str | None = Field(None, description=(
         "Kafka bootstrap servers; None publishes to the API and the local log only"))
-    alerts_topic: str = Field("fluxwatch.alerts", description="Kafka topic of the alert events from observations")
-    status_topic: str = Field("fluxwatch.patch-status", description=(
+    alerts_topic: str = Field("fluxwatch.alerts.v4", description="Kafka topic of the alert events from observations")
+    status_topic: str = Field("fluxwatch.patch-status.v4", description=(
         "Kafka topic of the patch statuses from observations (compacted, keyed by patch id)"))
-    simulated_alerts_topic: str = Field("fluxwatch.simulated.alerts", description=(
+    simulated_alerts_topic: str = Field("fluxwatch.simulated.alerts.v4", description=(
         "the alerts topic of events from simulated frames, kept apart so that a simulated alert is never read"
         " as a real one"))
-    simulated_status_topic: str = Field("fluxwatch.simulated.patch-status", description=(
+    simulated_status_topic: str = Field("fluxwatch.simulated.patch-status.v4", description=(
         "the status topic of events from simulated frames"))
     kafka_partitions: int = Field(1, ge=1, description=(
         "partitions of the topics the service creates (every message is keyed by patch id: a patch's events "

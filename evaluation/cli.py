@@ -40,7 +40,16 @@ from evaluation.calibration import forecasts, plot_reliability
 from evaluation.matching import Emergence, Match, MatchRule, OpenedAlert, match
 from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, VALIDATION, Stream, choose, record
 from evaluation.oracle import MEMORY_DAYS, ORACLE_FLUX_MX, instrument_sigma_deg, oracle_alerts, stream_tile_flux
-from evaluation.replay import detector_alerts, detector_series, opened, passages, policy_alerts, replay, truth
+from evaluation.replay import (
+    detector_alerts,
+    detector_series,
+    opened,
+    passages,
+    policy_alerts,
+    replay,
+    stored_regions,
+    truth,
+)
 from evaluation.report import Exposure, plot_delays, plot_operating_curves, summary, table
 from serving.alerts import passage_label
 from serving.bundle import ModelBundle
@@ -123,11 +132,12 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
         s["true_withdrawals"] = sum(w not in false for w in withdrawn)
         return m, s
 
-    alerts, withdrawn = policy_alerts(history, policy)
+    regions = stored_regions(service)
+    alerts, withdrawn = policy_alerts(history, policy, regions)
     cnn, cnn_summary = scored(alerts, withdrawn)
     cold = passage_label(first)  # passages that began before the stream: the service saw them from mid-passage
     cnn_summary["false_alerts_cold_start"] = sum(a.alert_id.split("/")[1] < cold for a in cnn.false_alerts)
-    cnn_curve = [(float(t), *_curve_point(scored(policy_alerts(history, replace(policy, threshold=float(t)))[0])[1]))
+    cnn_curve = [(float(t), *_curve_point(scored(policy_alerts(history, replace(policy, threshold=float(t)), regions)[0])[1]))
                  for t in THRESHOLDS]
 
     series = detector_series(service, history, {"baseline": detector, "newflux": newflux}, cache=out / "series")

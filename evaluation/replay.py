@@ -16,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol
 
@@ -28,7 +30,8 @@ from common.patches import carrington_pixel_area_cm2
 from evaluation.matching import Emergence, OpenedAlert
 from serving.alerts import AlertPolicy, AlertState, emergence_events, is_new_onset, passage_label, step
 from serving.bundle import ModelBundle
-from serving.events import EventKind, Score
+from serving.events import EventKind, Region, Score
+from serving.region import region as region_of
 from serving.results import filled_frames
 from serving.service import Service
 from serving.step import ensemble_score
@@ -89,6 +92,25 @@ def passages(service: Service) -> list[Passage]:
     return [Passage(pid, start, reader.scores(pid, start)) for pid, start in reader.passages()]
 
 
+def stored_regions(service: Service) -> Callable[[Passage, Score], Region]:
+    """What a replayed passage's patch shows at a score's frame (:func:`serving.region.region` of its stored video),
+    for :func:`policy_alerts`; each result is kept, so a sweep of thresholds reads a video once per frame asked."""
+    found: dict[tuple[str, int, int, int], Region] = {}
+    grid = service.grid
+
+    def regions(p: Passage, score: Score) -> Region:
+        key = (p.patch_id, p.start_slot, score.frame, score.onset.frame)
+        if key not in found:
+            video = service.store.read_video(p.patch_id, p.start_slot)
+            assert video is not None, f"a scored passage without its video: {p.patch_id} {p.start_slot}"
+            lon, lat = grid.pixel_axes([grid.index(p.patch_id)])
+            found[key] = region_of(video, score.frame, score.onset.frame, p.patch_id,
+                                (lon[0], lat[0]), p.start_slot)
+        return found[key]
+
+    return regions
+
+
 def rescore(service: Service, history: list[Passage], bundle: ModelBundle) -> list[Passage]:
     """The score histories ``bundle`` gives the stored passages of a replay, without replaying it: each passage's
     stored video is streamed through the bundle's scorer at the frames the service scored, as the frame step
@@ -132,9 +154,12 @@ def opened(events, onset_frames: int = AlertPolicy.onset_frames) -> list[OpenedA
             else _alert(e.event_id, e.patch_id, e, "new_onset") for e in emergence_events(list(events), onset_frames)]
 
 
-def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[OpenedAlert], list[str]]:
+def policy_alerts(history: list[Passage], policy: AlertPolicy,
+                  regions: Callable[[Passage, Score], Region] | None = None) -> tuple[list[OpenedAlert], list[str]]:
     """The alerts (openings and new onsets, as :func:`opened` takes them from the events) and the ids of the
-    alerts withdrawn that ``policy`` gives on the score histories.
+    alerts withdrawn that ``policy`` gives on the score histories; ``regions`` says what a passage's patch shows
+    at a score's frame (:func:`stored_regions`: an alert whose probability falls is closed, not withdrawn, when a
+    region emerged), as the frame step does.
 
     Exact for tiles that do not overlap (the default grid, the one the evaluation streams use): with the
     overlapping-tiles option, alert merging couples neighbouring tiles and only the service's own alerts count.
@@ -145,7 +170,8 @@ def policy_alerts(history: list[Passage], policy: AlertPolicy) -> tuple[list[Ope
         state = AlertState(p.patch_id, passage_label(p.start_slot))
         for score in p.scores:
             previous_onset = state.last_onset
-            for t in step(state, policy, score):
+            where = None if regions is None else partial(regions, p, score)
+            for t in step(state, policy, score, region_now=where):
                 if t.kind is EventKind.opened:
                     alerts.append(_alert(t.alert_id, t.patch_id, score, "opened"))
                 elif is_new_onset(t.kind, previous_onset, score.onset.frame, policy.onset_frames):

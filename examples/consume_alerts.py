@@ -1,6 +1,6 @@
 """A consumer of fluxwatch's alert stream: read the alerts topic, drop duplicates, keep going when fields are added.
 
-    python examples/consume_alerts.py --bootstrap localhost:9092 [--topic fluxwatch.alerts] [--group my-desk]
+    python examples/consume_alerts.py --bootstrap localhost:9092 [--topic fluxwatch.alerts.v4] [--group my-desk]
 
 What every consumer of the stream should do (the alert contract, in the README):
 
@@ -10,9 +10,10 @@ What every consumer of the stream should do (the alert contract, in the README):
 - **Check the major version, ignore unknown fields.** Within a major ``schema_version`` only optional fields are
   added; an event of another major version is set aside, not misread.
 - **Follow an alert by its ``alert_id``:** ``opened``, then ``updated`` (each ``supersedes`` the last event),
-  then ``withdrawn`` (``reason``) or ``closed`` (``reason``: the patch left the disk or its video is full).
+  then ``withdrawn`` (``reason``: nothing emerged, the alert was wrong) or ``closed`` (``reason``:
+  ``emergence_phase_over``, the region is there and no longer new; or the patch left the disk or its video is full).
 - **Never act on ``simulated`` events as real ones:** they come from the synthetic Sun and have their own topic
-  (``fluxwatch.simulated.alerts``); the check here is a second guard.
+  (``fluxwatch.simulated.alerts.v4``); the check here is a second guard.
 
 It depends on kafka-python only; it prints one line per new event and, with ``--max-events``, stops after that many.
 """
@@ -23,7 +24,7 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 
-SUPPORTED_MAJOR = "3"
+SUPPORTED_MAJOR = "4"
 
 
 def new_events(records: Iterable[bytes], seen: set[str], allow_simulated: bool = False) -> Iterator[dict]:
@@ -56,13 +57,13 @@ def describe(event: dict) -> str:
     return (f"{event['frame_time']} {event['event']:<9}{why} {event['alert_id']} at Carrington "
             f"{patch['carrington']['lon']:.1f}°, {patch['carrington']['lat']:+.1f}° p={event['probability']['median']:.2f} "
             f"onset {event['onset']['time_utc']} ±{event['onset']['uncertainty_hours']:.0f} h, "
-            f"flux +{region['flux_positive_mx']:.2e}/-{region['flux_negative_mx']:.2e} Mx")
+            f"flux +{region['flux_positive_Mx']:.2e}/-{region['flux_negative_Mx']:.2e} Mx")
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers")
-    p.add_argument("--topic", default="fluxwatch.alerts")
+    p.add_argument("--topic", default="fluxwatch.alerts.v4")
     p.add_argument("--group", default=None, help="consumer group (commits offsets); none: read from the start")
     p.add_argument("--max-events", type=int, default=None, help="stop after this many new events")
     p.add_argument("--idle-seconds", type=float, default=None, help="stop when nothing arrives for this long")

@@ -17,9 +17,13 @@ States (:class:`~serving.events.AlertStatus`):
 - while open, an ``updated`` event when the onset estimate moves by
   ``onset_frames`` or more, or the median by ``probability_step`` or more,
   since the last event;
-- ``withdrawn`` when the median falls below ``threshold − hysteresis`` (back
-  to idle; a later opening gets the next sequence number), with reason
-  ``probability_fell``;
+- when the median falls below ``threshold − hysteresis`` (back to idle; a
+  later opening gets the next sequence number): ``closed`` with reason
+  ``emergence_phase_over`` when the patch shows the region that emerged (each
+  polarity's flux grew by at least :data:`GROWN_MX` since the onset: a real
+  region whose growth has slowed is not new any more, and is not a false
+  alarm), else ``withdrawn`` with reason ``probability_fell`` (nothing
+  emerged: the alert was wrong);
 - ``closed`` when the passage ends (final), with reason ``left_disk`` or
   ``video_full``.
 
@@ -33,11 +37,22 @@ consumers can drop duplicates.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from common.clock import slot_time
 from common.ensemble import detects
 from serving.events import AlertEvent, AlertStatus, EventKind, Reason, Region, Score
+
+#: An alert whose probability falls is closed as over, not withdrawn, when each polarity's flux in the patch grew by
+#: at least this since its onset (Mx; line-of-sight, strong-field pixels, :class:`~serving.events.Region`): about
+#: the flux the smallest counted region shows in its first day.
+GROWN_MX = 2.5e20
+
+
+def region_grew(region: Region) -> bool:
+    """The patch shows a region that emerged since the onset: each polarity grew by :data:`GROWN_MX`."""
+    return min(region.flux_positive_change_Mx, region.flux_negative_change_Mx) >= GROWN_MX
 
 
 @dataclass(frozen=True)
@@ -102,11 +117,13 @@ class Transition:
 
 
 def step(state: AlertState, policy: AlertPolicy, score: Score, ended: Reason | None = None,
-         neighbour_open: bool = False) -> list[Transition]:
+         neighbour_open: bool = False, region_now: Callable[[], Region] | None = None) -> list[Transition]:
     """Advance ``state`` (in place) with one cadence's score; return the events to publish.
 
     ``ended``: the passage is over, for this reason (:attr:`Reason.left_disk` or :attr:`Reason.video_full`).
     ``neighbour_open``: a tile sharing area with this one has an alert open (this one then opens none).
+    ``region_now``: what the patch shows at the score's frame (asked only when an open alert's probability falls;
+    without it the alert is withdrawn).
     """
     if state.status is AlertStatus.closed:
         return []
@@ -126,6 +143,8 @@ def step(state: AlertState, policy: AlertPolicy, score: Score, ended: Reason | N
     if state.status is AlertStatus.open:
         if median < policy.threshold - policy.hysteresis:
             state.status = AlertStatus.idle
+            if region_now is not None and region_grew(region_now()):
+                return [_transition(state, EventKind.closed, score, Reason.emergence_phase_over)]
             return [_transition(state, EventKind.withdrawn, score, Reason.probability_fell)]
         assert state.last_onset is not None and state.last_median is not None  # set by the opening event
         if (abs(score.onset.frame - state.last_onset) >= policy.onset_frames

@@ -12,7 +12,12 @@ top-level copies ``median`` and ``onset_frame`` of ``probability.median`` and
 ``onset.frame``; 2.1 added ``observed_from``; 3.0 added ``simulated``,
 ``provenance`` (which took over ``model_version``), ``published``,
 ``reason``, ``supersedes`` and ``region``, and the status's ``final``;
-its times are RFC 3339 with their zone (``Z``).
+its times are RFC 3339 with their zone (``Z``). 4.0: an alert whose
+probability falls after a region emerged is ``closed`` with reason
+``emergence_phase_over`` (not ``withdrawn``: a withdrawal now says nothing
+emerged) and its patch's passage goes on, so ``closed`` is final only with
+``left_disk`` or ``video_full``; the region's fluxes are spelled ``…_Mx``
+(3.0: ``…_mx``); the topics carry the major version (``….v4``).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-SCHEMA_VERSION = "3.0"
+SCHEMA_VERSION = "4.0"
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "deploy" / "schemas"
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -40,7 +45,9 @@ UtcTime = Annotated[str, AfterValidator(_utc), Field(json_schema_extra={"format"
 
 
 class EventKind(StrEnum):
-    """What happened to an alert."""
+    """What happened to an alert: ``opened``; ``updated``; ``withdrawn`` (the probability fell and nothing emerged:
+    the alert was wrong); ``closed`` (it ended: the emergence phase of the region it reported is over, or the
+    passage is over)."""
 
     opened = "opened"
     updated = "updated"
@@ -59,7 +66,8 @@ class AlertStatus(StrEnum):
 class Reason(StrEnum):
     """Why an alert was withdrawn or closed."""
 
-    probability_fell = "probability_fell"  # the median fell below threshold − hysteresis
+    probability_fell = "probability_fell"  # the median fell below threshold − hysteresis and nothing emerged
+    emergence_phase_over = "emergence_phase_over"  # the median fell, and the patch shows the region that emerged
     left_disk = "left_disk"  # the patch centre passed the west limb
     video_full = "video_full"  # the passage's video is full (n_frames observed): the patch is no longer scored
 
@@ -148,16 +156,10 @@ class Region(_Model):
 
     bbox: Box = Field(description="the pixels of |B| ≥ field_floor_G at the event's frame; the whole patch if none")
     field_floor_G: float = Field(gt=0, description="the field below which a pixel counts neither in bbox nor in the fluxes, G")
-    # Python names spell the unit as everywhere else (Mx); the published 3.0 contract spells it "mx" until a major version
-    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
-
-    flux_positive_Mx: float = Field(ge=0, alias="flux_positive_mx", description="positive flux at the event's frame, Mx")
-    flux_negative_Mx: float = Field(ge=0, alias="flux_negative_mx",
-                                    description="negative flux at the event's frame (magnitude), Mx")
-    flux_positive_change_Mx: float = Field(alias="flux_positive_change_mx",
-                                           description="positive flux at the event's frame minus at the onset frame, Mx")
-    flux_negative_change_Mx: float = Field(alias="flux_negative_change_mx",
-                                           description="negative flux (magnitude) at the event's frame minus at onset, Mx")
+    flux_positive_Mx: float = Field(ge=0, description="positive flux at the event's frame, Mx")
+    flux_negative_Mx: float = Field(ge=0, description="negative flux at the event's frame (magnitude), Mx")
+    flux_positive_change_Mx: float = Field(description="positive flux at the event's frame minus at the onset frame, Mx")
+    flux_negative_change_Mx: float = Field(description="negative flux (magnitude) at the event's frame minus at onset, Mx")
     cutout: str = Field(description="path of a PNG of the patch at onset and at the event's frame, on this service's API")
 
 
@@ -168,7 +170,7 @@ class AlertEvent(Score):
 
     model_config = ConfigDict(title="fluxwatch emergence alert event")
 
-    schema_version: Literal["3.0"] = "3.0"
+    schema_version: Literal["4.0"] = "4.0"
     event: EventKind
     alert_id: str = Field(description="<patch id>/<passage start YYYYMMDDTHHMM>/<n-th opening>; stable across restarts")
     event_id: str = Field(description="<alert id>#<sequence>; unique, the deduplication key")

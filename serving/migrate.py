@@ -11,6 +11,10 @@ from the header of the frame's file in ``processed/``, else from its name; the m
 digest of the service's bundle, which must be that model), its times get their ``Z``; each event its
 ``published`` time (when it entered the outbox), ``supersedes``, ``reason`` and ``region`` (from the passage's
 video); a status its ``final``. Waiting messages move to the topics of 3.0 (simulated frames' to their own).
+
+3 → 4: the payloads go from alert schema 3.0 to 4.0: the events' ``schema_version``, their region's fluxes spelled
+``…_Mx``; waiting messages move to the topics of 4.0 (the service's). Past events keep what they said: a
+withdrawal of 3.0 stays a withdrawal.
 """
 from __future__ import annotations
 
@@ -63,7 +67,8 @@ def _slot(isot: str) -> int:
 
 
 def from_2x(db: sqlite3.Connection, up: Upgrade) -> int:
-    """Alert schema 2.1 payloads → 3.0 (see the module's description); returns the new version, 3."""
+    """Alert schema 2.1 payloads → 3.0 (see the module's description; written as this version's models write them,
+    which the next migration leaves as they are); returns the new version, 3."""
     frames = {slot: (source, observed, ingested) for slot, source, observed, ingested in db.execute(
         "SELECT slot, source, time, ingested FROM frames")}  # slot → (file name, observation time, arrival Unix s)
     named = 0
@@ -111,7 +116,7 @@ def from_2x(db: sqlite3.Connection, up: Upgrade) -> int:
                   if kind is EventKind.closed else None)
         video = mapped_video(video_file(up.data_dir, e["patch_id"], start),
                              (up.bundle.n_frames, up.bundle.pixels, up.bundle.pixels))
-        e = {**score_3(e, slot), "schema_version": "3.0", "published": _utc(published.get(event_id, frames[slot][2])),
+        e = {**score_3(e, slot), "schema_version": "4.0", "published": _utc(published.get(event_id, frames[slot][2])),
              "supersedes": f"{alert_id}#{int(seq) - 1}" if int(seq) > 1 else None, "reason": reason,
              "region": region(video, e["frame"], e["onset"]["frame"], e["patch_id"], up.axes(e["patch_id"]), start)}
         events[event_id] = AlertEvent.model_validate(e)
@@ -140,8 +145,29 @@ def from_2x(db: sqlite3.Connection, up: Upgrade) -> int:
     return 3
 
 
+def from_3(db: sqlite3.Connection, up: Upgrade) -> int:
+    """Alert schema 3.0 payloads → 4.0 (see the module's description); returns the new version, 4."""
+
+    def event_4(payload: str) -> AlertEvent:
+        e = json.loads(payload)
+        e["region"] = {key.replace("_mx", "_Mx"): value for key, value in e["region"].items()}
+        return AlertEvent.model_validate({**e, "schema_version": "4.0"})
+
+    events = {event_id: event_4(payload) for event_id, payload in db.execute("SELECT event_id, payload FROM alerts")}
+    db.executemany("UPDATE alerts SET payload = ? WHERE event_id = ?",
+                   [(e.model_dump_json(), event_id) for event_id, e in events.items()])
+    moved = []
+    for seq, event_id, payload in db.execute("SELECT seq, event_id, payload FROM outbox WHERE delivered IS NULL").fetchall():
+        message: AlertEvent | PatchStatus = events[event_id] if event_id in events else PatchStatus.model_validate_json(payload)
+        which = 0 if event_id in events else 1
+        moved.append((json.dumps(message.payload(), sort_keys=True), up.topics[message.simulated][which], seq))
+    db.executemany("UPDATE outbox SET payload = ?, topic = ? WHERE seq = ?", moved)  # a delivered message is history
+    log.info("migrated %d events and %d waiting outbox messages from alert schema 3.0 to 4.0", len(events), len(moved))
+    return 4
+
+
 #: The migration from each earlier state version (``PRAGMA user_version``) to the next.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Upgrade], int]] = {0: from_2x}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Upgrade], int]] = {0: from_2x, 3: from_3}
 
 
 def upgrade(up: Upgrade) -> list[int]:

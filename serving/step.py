@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from functools import cache, partial
 
 import astropy.units as u
 import numpy as np
@@ -205,10 +206,10 @@ class FrameStep:
             key, score = record.key, record.score
             alert = result.alert_states.get(key) or state.alert(key)
             neighbour_open = any(self.grid.ids[n] in alerting for n in self.grid.sharing_area[self.grid.index(key[0])])
-            for t in step(alert, self.policy, score, neighbour_open=neighbour_open):
-                where = region(state.video(key), score.frame, score.onset.frame, key[0], self.axes(key[0]), key[1],
-                               now=new_frames[key])
-                result.events.append(t.event(score, origin.published, where))
+            where = cache(partial(region, state.video(key), score.frame, score.onset.frame, key[0], self.axes(key[0]),
+                                  key[1], now=new_frames[key]))
+            for t in step(alert, self.policy, score, neighbour_open=neighbour_open, region_now=where):
+                result.events.append(t.event(score, origin.published, where()))
             result.alert_states[key] = alert
             (alerting.add if alert.status is AlertStatus.open else alerting.discard)(key[0])
             result.statuses.append(PatchStatus(**dict(score), alert=alert.status))

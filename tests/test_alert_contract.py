@@ -1,4 +1,4 @@
-"""The alert contract a consumer builds on (schema 3.0), checked on a real service's events: provenance, simulated
+"""The alert contract a consumer builds on (schema 4.0), checked on a real service's events: provenance, simulated
 vs observed and their topics, supersession and reasons, final statuses, region fluxes and cutouts, the versioned
 schemas, the settings (environment, file, flags), JSON logs, the Kafka settings and the consumer example."""
 import hashlib
@@ -28,6 +28,7 @@ from common.figures import CLIP_G
 from common.observer import central_meridian_distance
 from common.passage import on_disk
 from ingest.magnetogram import read_frame, read_magnetogram
+from serving.alerts import region_grew
 from serving.api import create_app
 from serving.app import build
 from serving.events import SCHEMA_VERSION, EventKind, PatchStatus, Reason, json_schema
@@ -116,9 +117,12 @@ def test_each_event_supersedes_the_last_of_its_alert_and_endings_say_why(run):
         assert e.supersedes == (None if e.event is EventKind.opened else last[e.alert_id])
         last[e.alert_id] = e.event_id
         assert (e.reason is not None) == (e.event in (EventKind.withdrawn, EventKind.closed))
-        if e.event is EventKind.withdrawn:
+        if e.event is EventKind.withdrawn:  # nothing emerged
             assert e.reason is Reason.probability_fell and e.probability.median < e.threshold - 0.1
-    closed = [e for e in events if e.event is EventKind.closed]
+            assert not region_grew(e.region)
+        if e.reason is Reason.emergence_phase_over:  # a region emerged and is no longer new
+            assert e.event is EventKind.closed and e.probability.median < e.threshold - 0.1 and region_grew(e.region)
+    closed = [e for e in events if e.event is EventKind.closed and e.reason is not Reason.emergence_phase_over]
     assert closed, "the far frame ends the passages of open alerts"
     for e in closed:  # patches that left the disk during the test frames, and all that the far frame ends
         closing = read_frame(svc.dir / "processed" / e.provenance.file)
@@ -205,7 +209,8 @@ def test_schemas_are_versioned_and_served(run):
         missing = httpx.get(f"{server.url}/schemas/alert-event/9.9")
         page = httpx.get(f"{server.url}/alerts", params={"limit": 1000}).json()
     assert {(s["name"], s["version"], s["current"]) for s in listed} >= {
-        ("alert-event", SCHEMA_VERSION, True), ("patch-status", SCHEMA_VERSION, True), ("alert-event", "2.1", False)}
+        ("alert-event", SCHEMA_VERSION, True), ("patch-status", SCHEMA_VERSION, True), ("alert-event", "2.1", False),
+        ("alert-event", "3.0", False)}
     assert current.headers["content-type"] == "application/schema+json" and current.json() == json_schema("alert-event")
     assert old.json()["properties"]["schema_version"]["const"] == "2.1"
     assert missing.status_code == 404 and "/schemas" in missing.json()["detail"]
@@ -292,7 +297,7 @@ def test_the_consumer_example_dedupes_skips_other_majors_and_reads_unknown_field
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
     for p in payloads + payloads[:3]:  # a redelivery of the first three
         producer.send(topic, json.dumps(p).encode())
-    producer.send(topic, json.dumps({**payloads[0], "event_id": "future#1", "schema_version": "4.0"}).encode())
+    producer.send(topic, json.dumps({**payloads[0], "event_id": "future#1", "schema_version": "5.0"}).encode())
     producer.send(topic, json.dumps({**payloads[1], "event_id": "extra#1", "a_new_optional_field": [1, 2]}).encode())
     producer.send(topic, json.dumps({**payloads[2], "event_id": "sim#1", "simulated": True}).encode())
     producer.flush()
@@ -303,4 +308,4 @@ def test_the_consumer_example_dedupes_skips_other_majors_and_reads_unknown_field
     lines = done.stdout.splitlines()
     assert len(lines) == 6 + 1, "each event once, the unknown field read past, the other major and the simulated set aside"
     assert all(e.alert_id in line and e.frame_time in line for e, line in zip(events[:6], lines))
-    assert "future#1: schema_version 4.0" in done.stderr and "sim#1: simulated" in done.stderr
+    assert "future#1: schema_version 5.0" in done.stderr and "sim#1: simulated" in done.stderr

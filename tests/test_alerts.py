@@ -133,3 +133,24 @@ def test_each_event_supersedes_the_last_and_says_why_it_ended():
         (EventKind.closed, "L007.50N07.50/20000601T0000/2#1", Reason.video_full)]
     assert all(e.region == REGION and e.provenance == PROVENANCE for e in events)
     assert [e.frame for e in events] == [s.frame for _, s in decided], "each event carries the score it was decided on"
+
+
+@pytest.mark.parametrize("grown, kind, reason", [
+    ((3e20, 2.6e20), EventKind.closed, Reason.emergence_phase_over),  # a region emerged: its new phase is over
+    ((3e20, 1e20), EventKind.withdrawn, Reason.probability_fell),  # one polarity only: no bipole emerged
+    ((0.0, 0.0), EventKind.withdrawn, Reason.probability_fell)])  # nothing emerged: the alert was wrong
+def test_a_falling_alert_is_closed_when_a_region_emerged_and_withdrawn_when_none_did(grown, kind, reason):
+    asked = []
+
+    def region_now() -> Region:
+        asked.append(True)
+        return REGION.model_copy(update={"flux_positive_change_Mx": grown[0], "flux_negative_change_Mx": grown[1]})
+
+    state = AlertState("L007.50N07.50", "20000601T0000")
+    assert [t.kind for t in step(state, POLICY, score(0.55, 10), region_now=region_now)] == [EventKind.opened]
+    assert [t.kind for t in step(state, POLICY, score(0.47, 10), region_now=region_now)] == []
+    assert not asked, "what the patch shows is asked only when an open alert's probability falls"
+    [t] = step(state, POLICY, score(0.35, 10), region_now=region_now)
+    assert (t.kind, t.reason) == (kind, reason) and asked == [True]
+    assert state.status is AlertStatus.idle, "the passage goes on: a later region opens the next alert"
+    assert [t.kind for t in step(state, POLICY, score(0.7, 30))] == [EventKind.opened] and state.alert_id.endswith("/2")

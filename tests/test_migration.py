@@ -78,7 +78,7 @@ def test_a_2x_state_is_backed_up_migrated_and_goes_on(tmp_path, tiny_bundle, str
     assert {e["schema_version"] for e in before.values()} == {"2.1"}
 
     service = Service(narrow(config(tmp_path, bundle_of(MODEL, tiny_bundle, tmp_path))))
-    assert rows(data, "PRAGMA user_version") == [(3,)]
+    assert rows(data, "PRAGMA user_version") == [(4,)]
     saved = next((data / "backups").iterdir())
     assert saved.name.startswith("before-migration-v0-")
     assert json.loads((saved / "backup.json").read_text())["state_version"] == 0
@@ -90,7 +90,7 @@ def test_a_2x_state_is_backed_up_migrated_and_goes_on(tmp_path, tiny_bundle, str
     for event_id, e in events.items():
         old = before[event_id]
         jsonschema.validate(e.payload(), schema)
-        assert e.schema_version == "3.0" and e.simulated  # the synthetic Sun's files say so
+        assert e.schema_version == "4.0" and e.simulated  # the synthetic Sun's files say so
         assert (e.probability.model_dump(), e.onset.frame, e.frame, e.patch.id, e.event.value) == \
             (old["probability"], old["onset"]["frame"], old["frame"], old["patch"]["id"], old["event"])
         assert e.frame_time == old["frame_time"] + "Z" and e.provenance.model_version == MODEL
@@ -103,7 +103,7 @@ def test_a_2x_state_is_backed_up_migrated_and_goes_on(tmp_path, tiny_bundle, str
     for event_id, topic, payload in rows(data, "SELECT event_id, topic, payload FROM outbox"):
         model = AlertEvent if event_id in events else PatchStatus
         assert model.model_validate_json(payload).simulated
-        assert topic == ("fluxwatch.simulated.alerts" if model is AlertEvent else "fluxwatch.simulated.patch-status")
+        assert topic == ("fluxwatch.simulated.alerts.v4" if model is AlertEvent else "fluxwatch.simulated.patch-status.v4")
     assert [r[0] for r in rows(data, "SELECT seq FROM outbox WHERE delivered IS NULL")] == [s for s, _ in waiting]
 
     scored = rows(data, "SELECT COUNT(*) FROM scores")[0][0]
@@ -124,3 +124,54 @@ def test_a_2x_state_of_another_model_is_left_as_it_was_with_the_way_out(tmp_path
         Service(narrow(config(tmp_path, tiny_bundle)))
     assert rows(data, "PRAGMA user_version") == [(0,)]
     assert {json.loads(p)["schema_version"] for p, in rows(data, "SELECT payload FROM alerts")} == {"2.1"}
+
+
+FIXTURE_3 = Path(__file__).parent / "fixtures" / "state-3.0.tar.xz"
+MODEL_3 = "fw-d98bacea2a3d"  # the model version the 3.0 fixture's scores carry
+
+
+def test_a_3_0_state_is_backed_up_migrated_to_4_0_and_goes_on(tmp_path, tiny_bundle, stream):
+    """``tests/fixtures/state-3.0.tar.xz`` is ``state.sqlite`` and ``videos/`` as fluxwatch wrote them at the last
+    commit of alert schema 3.0 (the one before this test): the tiny test bundle (model ``fw-d98bacea2a3d``), tiles
+    within ±15°, the same 19 frames fed one at a time, no Kafka (its outbox waits)."""
+    data = tmp_path / "svc"
+    data.mkdir()
+    with tarfile.open(FIXTURE_3) as tar:
+        tar.extractall(data, filter="data")
+    (data / "processed").mkdir()
+    for source, in rows(data, "SELECT source FROM frames"):
+        shutil.copy(next(p for p in stream if p.name == source), data / "processed" / source)
+    before = {e: json.loads(p) for e, p in rows(data, "SELECT event_id, payload FROM alerts")}
+    waiting = rows(data, "SELECT seq, event_id, topic FROM outbox WHERE delivered IS NULL")
+    assert rows(data, "PRAGMA user_version") == [(3,)] and len(before) == 9 and waiting
+    assert {e["schema_version"] for e in before.values()} == {"3.0"}
+    assert {t for _, _, t in waiting} == {"fluxwatch.simulated.alerts", "fluxwatch.simulated.patch-status"}
+
+    service = Service(narrow(config(tmp_path, bundle_of(MODEL_3, tiny_bundle, tmp_path))))
+    assert rows(data, "PRAGMA user_version") == [(4,)]
+    saved = next((data / "backups").iterdir())
+    assert saved.name.startswith("before-migration-v3-")
+
+    schema = json.loads(schema_path("alert-event").read_text())
+    assert schema_path("alert-event").name == "alert-event-4.0.schema.json"
+    events = {e.event_id: e for e in service.store.reader().alerts()}
+    assert events.keys() == before.keys()
+    for event_id, e in events.items():
+        old = before[event_id]
+        jsonschema.validate(e.payload(), schema)
+        assert e.schema_version == "4.0" and e.payload()["region"]["flux_positive_Mx"] == old["region"]["flux_positive_mx"]
+        assert e.payload()["region"]["flux_negative_change_Mx"] == old["region"]["flux_negative_change_mx"]
+        assert (e.event.value, e.reason, e.probability.model_dump(), e.onset.frame, e.supersedes, e.published) == \
+            (old["event"], old["reason"], old["probability"], old["onset"]["frame"], old["supersedes"], old["published"])
+    for event_id, topic, payload in rows(data, "SELECT event_id, topic, payload FROM outbox WHERE delivered IS NULL"):
+        model = AlertEvent if event_id in events else PatchStatus
+        assert model.model_validate_json(payload).simulated
+        assert topic == ("fluxwatch.simulated.alerts.v4" if model is AlertEvent else "fluxwatch.simulated.patch-status.v4")
+    assert [r[0] for r in rows(data, "SELECT seq FROM outbox WHERE delivered IS NULL")] == [s for s, _, _ in waiting]
+
+    scored = rows(data, "SELECT COUNT(*) FROM scores")[0][0]
+    for path in stream[19:]:
+        shutil.copy(path, service.inbox.incoming)
+    assert service.run_cycle() == 3
+    assert rows(data, "SELECT COUNT(*) FROM scores")[0][0] > scored
+    assert {e.schema_version for e in service.store.reader().alerts()} == {"4.0"}

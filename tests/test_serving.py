@@ -105,7 +105,7 @@ def test_alerts_reach_kafka_and_match_the_api(tmp_path, tiny_bundle, frames, kaf
         validator.validate(event)  # every published event follows the schema in deploy/
     assert not validator.is_valid({k: v for k, v in api[0].items() if k != "onset"})
     first = api[0]
-    assert first["event"] == "opened" and first["schema_version"] == "3.0" and first["simulated"] is True
+    assert first["event"] == "opened" and first["schema_version"] == "4.0" and first["simulated"] is True
     assert "median" not in first and "onset_frame" not in first, "one copy of each field"
     for field in ("alert_id", "provenance", "patch", "onset", "probability", "frame_time", "region", "published"):
         assert field in first

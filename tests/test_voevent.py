@@ -45,8 +45,8 @@ def sample(kind: str = "opened", seq: int = 0, simulated: bool = False, **change
         "onset": {"frame": 3, "time_utc": "2000-06-01T04:48:00.000", "uncertainty_hours": 1.5},
         "threshold": 0.5, "observed_from": 0,
         "region": {"bbox": {"lon_min": 120.5, "lon_max": 126.5, "lat_min": 7.0, "lat_max": 12.0}, "field_floor_G": 50.0,
-                   "flux_positive_mx": 3.0e21, "flux_negative_mx": 2.5e21, "flux_positive_change_mx": 1.728e21,
-                   "flux_negative_change_mx": 8.64e20, "cutout": "/patches/L123.00N10.00/cutout.png"},
+                   "flux_positive_Mx": 3.0e21, "flux_negative_Mx": 2.5e21, "flux_positive_change_Mx": 1.728e21,
+                   "flux_negative_change_Mx": 8.64e20, "cutout": "/patches/L123.00N10.00/cutout.png"},
     }
     for key, value in changes.items():
         payload[key] = {**payload[key], **value} if isinstance(value, dict) else value
@@ -63,13 +63,16 @@ def params(root: ET.Element) -> dict[str, str]:
     return {p.get("name"): p.get("value") for p in root.find("What").iter("Param")}
 
 
-KINDS = [("opened", 0), ("updated", 1), ("withdrawn", 2), ("closed", 2)]
+KINDS = [("opened", 0), ("updated", 1), ("withdrawn", 2), ("closed", 2), ("emergence_phase_over", 2)]
 
 
 @pytest.mark.parametrize("simulated", [False, True], ids=["observed", "simulated"])
 @pytest.mark.parametrize("kind, seq", KINDS)
 def test_every_event_kind_is_a_valid_voevent_with_its_role_and_citations(kind, seq, simulated):
-    event = sample(kind, seq, simulated)
+    """Every kind of event, and a closing because the region's emergence phase is over (a real region: it
+    supersedes, it does not retract)."""
+    over = kind == "emergence_phase_over"
+    event = sample("closed", seq, simulated, reason="emergence_phase_over") if over else sample(kind, seq, simulated)
     root = parse(to_voevent(event))
     assert root.tag == f"{{{NAMESPACE}}}VOEvent" and root.get("version") == "2.0"
     assert root.get("ivorn") == ivorn(event.event_id) == f"ivo://fluxwatch/alerts#L123.00N10.00%2F20000601T0000%2F1%23{seq}"
@@ -80,6 +83,8 @@ def test_every_event_kind_is_a_valid_voevent_with_its_role_and_citations(kind, s
         assert cited == [] and root.find("Citations") is None
     else:
         assert cited == [("retraction" if kind == "withdrawn" else "supersedes", ivorn(f"{ALERT}#{seq - 1}"))]
+    if over:
+        assert "closed (emergence phase over)" in root.find("Description").text
     assert to_voevent(event) == to_voevent(event), "the same event, the same bytes"
 
 
