@@ -92,19 +92,20 @@ def passages(service: Service) -> list[Passage]:
     return [Passage(pid, start, reader.scores(pid, start)) for pid, start in reader.passages()]
 
 
-def stored_regions(service: Service) -> Callable[[Passage, Score], Region]:
-    """What a replayed passage's patch shows at a score's frame (:func:`serving.region.region` of its stored video),
-    for :func:`policy_alerts`; each result is kept, so a sweep of thresholds reads a video once per frame asked."""
+def stored_regions(service: Service) -> Callable[[Passage, Score, int], Region]:
+    """What a replayed passage's patch shows at a score's frame, with its change since a frame
+    (:func:`serving.region.region` of its stored video), for :func:`policy_alerts`; each result is kept, so a
+    sweep of thresholds reads a video once per frame asked."""
     found: dict[tuple[str, int, int, int], Region] = {}
     grid = service.grid
 
-    def regions(p: Passage, score: Score) -> Region:
-        key = (p.patch_id, p.start_slot, score.frame, score.onset.frame)
+    def regions(p: Passage, score: Score, since: int) -> Region:
+        key = (p.patch_id, p.start_slot, score.frame, since)
         if key not in found:
             video = service.store.read_video(p.patch_id, p.start_slot)
             assert video is not None, f"a scored passage without its video: {p.patch_id} {p.start_slot}"
             lon, lat = grid.pixel_axes([grid.index(p.patch_id)])
-            found[key] = region_of(video, score.frame, score.onset.frame, p.patch_id,
+            found[key] = region_of(video, score.frame, since, p.patch_id,
                                 (lon[0], lat[0]), p.start_slot)
         return found[key]
 
@@ -155,7 +156,7 @@ def opened(events, onset_frames: int = AlertPolicy.onset_frames) -> list[OpenedA
 
 
 def policy_alerts(history: list[Passage], policy: AlertPolicy,
-                  regions: Callable[[Passage, Score], Region] | None = None) -> tuple[list[OpenedAlert], list[str]]:
+                  regions: Callable[[Passage, Score, int], Region] | None = None) -> tuple[list[OpenedAlert], list[str]]:
     """The alerts (openings and new onsets, as :func:`opened` takes them from the events) and the ids of the
     alerts withdrawn that ``policy`` gives on the score histories; ``regions`` says what a passage's patch shows
     at a score's frame (:func:`stored_regions`: an alert whose probability falls is closed, not withdrawn, when a
@@ -171,7 +172,7 @@ def policy_alerts(history: list[Passage], policy: AlertPolicy,
         for score in p.scores:
             previous_onset = state.last_onset
             where = None if regions is None else partial(regions, p, score)
-            for t in step(state, policy, score, region_now=where):
+            for t in step(state, policy, score, region_since=where):
                 if t.kind is EventKind.opened:
                     alerts.append(_alert(t.alert_id, t.patch_id, score, "opened"))
                 elif is_new_onset(t.kind, previous_onset, score.onset.frame, policy.onset_frames):

@@ -19,8 +19,9 @@ States (:class:`~serving.events.AlertStatus`):
   since the last event;
 - when the median falls below ``threshold − hysteresis`` (back to idle; a
   later opening gets the next sequence number): ``closed`` with reason
-  ``emergence_phase_over`` when the patch shows the region that emerged (each
-  polarity's flux grew by at least :data:`GROWN_MX` since the onset: a real
+  ``emergence_phase_over`` when the patch shows the region that emerged (its
+  unsigned flux grew by at least :data:`GROWN_MX` since the onset the alert
+  last reported: a real
   region whose growth has slowed is not new any more, and is not a false
   alarm), else ``withdrawn`` with reason ``probability_fell`` (nothing
   emerged: the alert was wrong);
@@ -44,15 +45,16 @@ from common.clock import slot_time
 from common.ensemble import detects
 from serving.events import AlertEvent, AlertStatus, EventKind, Reason, Region, Score
 
-#: An alert whose probability falls is closed as over, not withdrawn, when each polarity's flux in the patch grew by
-#: at least this since its onset (Mx; line-of-sight, strong-field pixels, :class:`~serving.events.Region`): about
-#: the flux the smallest counted region shows in its first day.
-GROWN_MX = 2.5e20
+#: An alert whose probability falls is closed as over, not withdrawn, when the patch's unsigned flux grew by at
+#: least this since its onset (Mx; line-of-sight, strong-field pixels, :class:`~serving.events.Region`): about the
+#: flux the smallest counted region shows in its first day. Both polarities together, because a region near a
+#: tile's edge may keep one of them in the next tile.
+GROWN_MX = 5e20
 
 
 def region_grew(region: Region) -> bool:
-    """The patch shows a region that emerged since the onset: each polarity grew by :data:`GROWN_MX`."""
-    return min(region.flux_positive_change_Mx, region.flux_negative_change_Mx) >= GROWN_MX
+    """The patch shows a region that emerged since the onset: its unsigned flux grew by :data:`GROWN_MX`."""
+    return region.flux_positive_change_Mx + region.flux_negative_change_Mx >= GROWN_MX
 
 
 @dataclass(frozen=True)
@@ -117,13 +119,14 @@ class Transition:
 
 
 def step(state: AlertState, policy: AlertPolicy, score: Score, ended: Reason | None = None,
-         neighbour_open: bool = False, region_now: Callable[[], Region] | None = None) -> list[Transition]:
+         neighbour_open: bool = False, region_since: Callable[[int], Region] | None = None) -> list[Transition]:
     """Advance ``state`` (in place) with one cadence's score; return the events to publish.
 
     ``ended``: the passage is over, for this reason (:attr:`Reason.left_disk` or :attr:`Reason.video_full`).
     ``neighbour_open``: a tile sharing area with this one has an alert open (this one then opens none).
-    ``region_now``: what the patch shows at the score's frame (asked only when an open alert's probability falls;
-    without it the alert is withdrawn).
+    ``region_since``: what the patch shows at the score's frame, with its change since a given frame (asked, with
+    the onset the alert last reported, only when an open alert's probability falls; without it the alert is
+    withdrawn).
     """
     if state.status is AlertStatus.closed:
         return []
@@ -143,7 +146,8 @@ def step(state: AlertState, policy: AlertPolicy, score: Score, ended: Reason | N
     if state.status is AlertStatus.open:
         if median < policy.threshold - policy.hysteresis:
             state.status = AlertStatus.idle
-            if region_now is not None and region_grew(region_now()):
+            assert state.last_onset is not None  # set by the opening event
+            if region_since is not None and region_grew(region_since(state.last_onset)):
                 return [_transition(state, EventKind.closed, score, Reason.emergence_phase_over)]
             return [_transition(state, EventKind.withdrawn, score, Reason.probability_fell)]
         assert state.last_onset is not None and state.last_median is not None  # set by the opening event

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from functools import cache, partial
+from functools import cache
 
 import astropy.units as u
 import numpy as np
@@ -49,6 +49,7 @@ from serving.events import (
     PatchStatus,
     Provenance,
     Reason,
+    Region,
     Score,
 )
 from serving.region import region
@@ -206,10 +207,12 @@ class FrameStep:
             key, score = record.key, record.score
             alert = result.alert_states.get(key) or state.alert(key)
             neighbour_open = any(self.grid.ids[n] in alerting for n in self.grid.sharing_area[self.grid.index(key[0])])
-            where = cache(partial(region, state.video(key), score.frame, score.onset.frame, key[0], self.axes(key[0]),
-                                  key[1], now=new_frames[key]))
-            for t in step(alert, self.policy, score, neighbour_open=neighbour_open, region_now=where):
-                result.events.append(t.event(score, origin.published, where()))
+            @cache
+            def since(onset: int, key=key, score=score) -> Region:
+                return region(state.video(key), score.frame, onset, key[0], self.axes(key[0]), key[1], now=new_frames[key])
+
+            for t in step(alert, self.policy, score, neighbour_open=neighbour_open, region_since=since):
+                result.events.append(t.event(score, origin.published, since(score.onset.frame)))
             result.alert_states[key] = alert
             (alerting.add if alert.status is AlertStatus.open else alerting.discard)(key[0])
             result.statuses.append(PatchStatus(**dict(score), alert=alert.status))

@@ -136,21 +136,22 @@ def test_each_event_supersedes_the_last_and_says_why_it_ended():
 
 
 @pytest.mark.parametrize("grown, kind, reason", [
-    ((3e20, 2.6e20), EventKind.closed, Reason.emergence_phase_over),  # a region emerged: its new phase is over
-    ((3e20, 1e20), EventKind.withdrawn, Reason.probability_fell),  # one polarity only: no bipole emerged
+    ((3e20, 2.1e20), EventKind.closed, Reason.emergence_phase_over),  # a region emerged: its new phase is over
+    ((8e20, -1e20), EventKind.closed, Reason.emergence_phase_over),  # the other polarity in the next tile
+    ((3e20, 1e20), EventKind.withdrawn, Reason.probability_fell),  # not enough to be a region
     ((0.0, 0.0), EventKind.withdrawn, Reason.probability_fell)])  # nothing emerged: the alert was wrong
 def test_a_falling_alert_is_closed_when_a_region_emerged_and_withdrawn_when_none_did(grown, kind, reason):
     asked = []
 
-    def region_now() -> Region:
-        asked.append(True)
+    def region_since(onset: int) -> Region:
+        asked.append(onset)
         return REGION.model_copy(update={"flux_positive_change_Mx": grown[0], "flux_negative_change_Mx": grown[1]})
 
     state = AlertState("L007.50N07.50", "20000601T0000")
-    assert [t.kind for t in step(state, POLICY, score(0.55, 10), region_now=region_now)] == [EventKind.opened]
-    assert [t.kind for t in step(state, POLICY, score(0.47, 10), region_now=region_now)] == []
+    assert [t.kind for t in step(state, POLICY, score(0.55, 10), region_since=region_since)] == [EventKind.opened]
+    assert [t.kind for t in step(state, POLICY, score(0.47, 10), region_since=region_since)] == []
     assert not asked, "what the patch shows is asked only when an open alert's probability falls"
-    [t] = step(state, POLICY, score(0.35, 10), region_now=region_now)
-    assert (t.kind, t.reason) == (kind, reason) and asked == [True]
+    [t] = step(state, POLICY, score(0.35, 10), region_since=region_since)
+    assert (t.kind, t.reason) == (kind, reason) and asked == [10], "the change since the alert's onset"
     assert state.status is AlertStatus.idle, "the passage goes on: a later region opens the next alert"
     assert [t.kind for t in step(state, POLICY, score(0.7, 30))] == [EventKind.opened] and state.alert_id.endswith("/2")
