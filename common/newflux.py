@@ -8,7 +8,7 @@ Per tile and frame, using only the frames up to that one:
    the others are not judged, so a region rotating in over the east limb
    is already in its pixels' background when they are first judged;
 2. take each pixel's background per polarity as its minimum over the
-   previous ``background_frames`` frames (about a day), widened to the
+   previous ``background_frames`` frames (a day and a half), widened to the
    largest background within ``widen_px`` pixels (the field drifts on the
    Carrington grid by differential rotation);
 3. count as new the field above that background and above ``n_sigma``
@@ -75,12 +75,12 @@ class NewFluxDetector:
 
     level_Mx: float = 8e20
     smooth_px: float = 1.0
-    background_frames: int = 15
+    background_frames: int = 22
     widen_px: int = 2
     n_sigma: float = 3.0
     mu_min: float = 0.3
     box_px: int = 30
-    persist: int = 2
+    persist: int = 1
     onset_fraction: float = 0.3
 
     def series(self, video: np.ndarray, mu: np.ndarray, pixel_area_cm2: np.ndarray,
@@ -117,19 +117,25 @@ class NewFluxDetector:
         noise = _MAD_SIGMA * np.median(np.abs(los - np.median(los, axis=(1, 2), keepdims=True)), axis=(1, 2))
         return FieldMaps(np.clip(radial, 0, None), np.clip(-radial, 0, None), noise, mu)
 
-    def bipolar(self, maps: FieldMaps, background: list[np.ndarray], judged: np.ndarray,
-                pixel_area_cm2: np.ndarray) -> np.ndarray:
-        """The bipolar new flux (Mx, nan where no pixel is judged) of the frames of ``maps``, each over its
-        background (positive, negative; (T, P, P) G, before widening) on its ``judged`` pixels (T, P, P)."""
+    def new_field(self, maps: FieldMaps, background: list[np.ndarray], judged: np.ndarray) -> list[np.ndarray]:
+        """Each polarity's new field of the frames of ``maps`` (positive, negative; (T, P, P), G): above its background
+        (positive, negative; (T, P, P) G, before widening) and the noise floor, on the ``judged`` pixels (T, P, P)."""
         size = (1, 2 * self.widen_px + 1, 2 * self.widen_px + 1)
         floor = self.n_sigma * maps.noise[:, None, None] / np.maximum(maps.mu, self.mu_min)
-        area = np.asarray(pixel_area_cm2, dtype=np.float32)
-        box = (1, self.box_px, self.box_px)
-        sums = []
+        out = []
         for field_G, bg in zip((maps.pos, maps.neg), background):
             bg = maximum_filter(bg, size)
-            new = np.where(judged & (field_G > bg + floor), field_G - bg, 0.0) * area
-            sums.append(uniform_filter(new, box, mode="constant") * float(self.box_px**2))
+            out.append(np.where(judged & (field_G > bg + floor), field_G - bg, 0.0).astype(np.float32))
+        return out
+
+    def bipolar(self, maps: FieldMaps, background: list[np.ndarray], judged: np.ndarray,
+                pixel_area_cm2: np.ndarray) -> np.ndarray:
+        """The bipolar new flux (Mx, nan where no pixel is judged) of the frames of ``maps``: each polarity's
+        :meth:`new_field` summed over a box about every pixel, 2 × the smaller, the largest over the boxes."""
+        area = np.asarray(pixel_area_cm2, dtype=np.float32)
+        box = (1, self.box_px, self.box_px)
+        sums = [uniform_filter(new * area, box, mode="constant") * float(self.box_px**2)
+                for new in self.new_field(maps, background, judged)]
         out = 2.0 * np.minimum(*sums).max(axis=(1, 2))
         return np.where(judged.any(axis=(1, 2)), out, np.nan)
 

@@ -11,9 +11,17 @@ held-out streams are reported at that point, with the same matcher and
 truth as the bench. One line per try goes to ``--log`` (tab-separated), the
 research log's raw material.
 
+A candidate **bundle** (``--bundle``: a new-flux bundle with other
+settings, a retrained network) is measured the same way through the fast
+path (:func:`evaluation.replay.rescore`: its scores of the stored videos, as
+the service would give them) and the service's alert lifecycle; ``--record``
+writes the operating point chosen on the validation stream into its manifest,
+as ``fluxwatch-evaluate --calibrate`` does after a replay.
+
 Usage: python -m evaluation.research [--replays data/bench-alerts] [--set box_px=24 --set n_sigma=2.5 …]
                                      [--detector newflux|baseline] [--log data/research.tsv] [--note "…"]
                                      [--validation-only]
+       python -m evaluation.research --bundle models/newflux [--record] [--validation-only]
 Numbers from the synthetic Sun are upper bounds for the real Sun.
 """
 from __future__ import annotations
@@ -30,11 +38,20 @@ from common.clock import CADENCE_DAYS, slot_days
 from common.config import ServiceConfig
 from common.newflux import NewFluxDetector
 from evaluation.baseline import FluxRiseDetector
-from evaluation.cli import KS, NEWFLUX_LEVELS_MX, stream_slots, stream_truth
+from evaluation.cli import KS, NEWFLUX_LEVELS_MX, THRESHOLDS, size_of, stream_slots, stream_truth
 from evaluation.matching import MatchRule, match
-from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, Stream, choose
-from evaluation.replay import VideoDetector, detector_alerts, detector_series, passages
+from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, Stream, choose, record
+from evaluation.replay import (
+    VideoDetector,
+    detector_alerts,
+    detector_series,
+    passages,
+    policy_alerts,
+    rescore,
+    stored_regions,
+)
 from evaluation.report import Exposure, summary
+from serving.bundle import ModelBundle
 from serving.service import Service
 from sim import SyntheticSun
 from sim.settings import EVALUATION
@@ -79,6 +96,22 @@ class StreamCase:
         return out
 
 
+    def bundle_curve(self, bundle: ModelBundle, thresholds) -> dict[float, dict]:
+        """A bundle's summary at each alert threshold on this stream: the stored videos rescored (the fast path),
+        alerts by the service's lifecycle; the true withdrawals counted."""
+        history = passages(self.service)
+        if bundle.model_version != self.service.bundle.model_version:
+            history = rescore(self.service, history, bundle)
+        regions = stored_regions(self.service)
+        out = {}
+        for t in thresholds:
+            alerts, withdrawn = policy_alerts(history, replace(self.service.step.policy, threshold=float(t)), regions)
+            m = match(self.emergences, alerts, self.service.grid, MatchRule(), self.counted)
+            false = {a.alert_id for a in m.false_alerts}
+            out[float(t)] = {**summary(m, self.exposure, len(withdrawn)), "true_withdrawals": sum(w not in false for w in withdrawn)}
+        return out
+
+
 def pooled(summaries: list[dict]) -> dict:
     """Detection, false alerts and onset error pooled over streams' summaries."""
     n = sum(s["emergences"] for s in summaries)
@@ -87,7 +120,8 @@ def pooled(summaries: list[dict]) -> dict:
     return {"detected_1d": sum(s["detected_1d_count"] for s in summaries) / n if n else float("nan"),
             "detected_2d": sum(s["detected_2d_count"] for s in summaries) / n if n else float("nan"),
             "false_per_disk_day": sum(s["false_alerts"] for s in summaries) / sum(s["disk_days"] for s in summaries),
-            "onset_median_d": float(q50), "onset_iqr_d": float(q75 - q25)}
+            "onset_median_d": float(q50), "onset_iqr_d": float(q75 - q25),
+            "true_withdrawals": sum(s.get("true_withdrawals", 0) for s in summaries)}
 
 
 def evaluate_candidate(detector: VideoDetector, name: str, knobs, validation: StreamCase, held_out: list[StreamCase],
@@ -103,9 +137,21 @@ def evaluate_candidate(detector: VideoDetector, name: str, knobs, validation: St
             "seconds": time.perf_counter() - t0}
 
 
+def evaluate_bundle(bundle: ModelBundle, validation: StreamCase, held_out: list[StreamCase],
+                    target: float = TARGET_FALSE_PER_DISK_DAY) -> dict:
+    """:func:`evaluate_candidate` for a bundle: its alert threshold chosen on ``validation``."""
+    t0 = time.perf_counter()
+    v = validation.bundle_curve(bundle, THRESHOLDS)
+    threshold = choose([(k, s["false_per_disk_day"], s["detected_1d"]) for k, s in v.items()], target)
+    held = {case.name: case.bundle_curve(bundle, [threshold])[threshold] for case in held_out}
+    default = [held[c.name] for c in held_out if c.setting == "default"]
+    return {"knob": threshold, "validation": v[threshold], "held_out": held, "pooled": pooled(default) if default else {},
+            "seconds": time.perf_counter() - t0}
+
+
 def _row(figures: dict) -> str:
     return (f"{figures['detected_1d']:.2f}\t{figures['detected_2d']:.2f}\t{figures['false_per_disk_day']:.2f}\t"
-            f"{figures['onset_median_d']:+.2f}\t{figures['onset_iqr_d']:.2f}")
+            f"{figures['onset_median_d']:+.2f}\t{figures['onset_iqr_d']:.2f}\t{figures.get('true_withdrawals', 0)}")
 
 
 def main(argv=None) -> int:
@@ -117,7 +163,28 @@ def main(argv=None) -> int:
     p.add_argument("--log", type=Path, default=Path("data/research.tsv"))
     p.add_argument("--note", default="")
     p.add_argument("--validation-only", action="store_true", help="tune on the validation stream without looking further")
+    p.add_argument("--bundle", type=Path, help="measure this bundle through the fast path instead of a detector")
+    p.add_argument("--record", action="store_true", help="write the threshold chosen on validation into --bundle's manifest")
     a = p.parse_args(argv)
+    folders = [f for f in sorted(a.replays.iterdir()) if (f / "stream.json").exists()
+               and (f.name == "validation" or not a.validation_only)]
+    cases = {f.name: StreamCase.open(f) for f in folders}
+    if "validation" not in cases:
+        p.error(f"{a.replays} holds no validation replay: run python -m bench.alerts first")
+    validation = cases.pop("validation")
+    if a.bundle:
+        bundle = ModelBundle(a.bundle)
+        result = evaluate_bundle(bundle, validation, list(cases.values()))
+        name, settings_text = f"bundle {a.bundle}", json.dumps(bundle.manifest.get("detector") or bundle.model_version)
+        if a.record:
+            v = result["validation"]
+            record(a.bundle, {"threshold": result["knob"], "target_false_per_disk_day": TARGET_FALSE_PER_DISK_DAY,
+                              "validation": {**asdict(validation.stream), "size": size_of(validation.service),
+                                             "false_per_disk_day": v["false_per_disk_day"], "detected_1d": v["detected_1d"]},
+                              "note": "chosen on the synthetic Sun's validation stream through the fast path "
+                                      "(evaluation.research: the stored videos rescored)"})
+            print(f"operating point recorded in {a.bundle / 'manifest.json'}: alert threshold {result['knob']:.3f}")
+        return _report(name, settings_text, result, cases, a.log, a.note)
     cls, knobs = DETECTORS[a.detector]
     types = {f.name: f.type for f in fields(cls)}
     settings = {}
@@ -127,27 +194,27 @@ def main(argv=None) -> int:
             p.error(f"--set {item}: {cls.__name__} has no setting {key!r}; it has {', '.join(types)}")
         settings[key] = int(value) if types[key] in ("int", int) else float(value)
     detector = cls(**settings)
-    folders = [f for f in sorted(a.replays.iterdir()) if (f / "stream.json").exists()
-               and (f.name == "validation" or not a.validation_only)]
-    cases = {f.name: StreamCase.open(f) for f in folders}
-    if "validation" not in cases:
-        p.error(f"{a.replays} holds no validation replay: run python -m bench.alerts first")
-    result = evaluate_candidate(detector, a.detector, knobs, cases.pop("validation"), list(cases.values()))
-    print(f"{a.detector} {settings or '(defaults)'}: knob {result['knob']:.3g} chosen on validation "
-          f"({result['seconds']:.0f} s; synthetic Sun: upper bounds)")
-    print("stream\tdetected_1d\tdetected_2d\tfalse_per_disk_day\tonset_median_d\tonset_iqr_d")
+    result = evaluate_candidate(detector, a.detector, knobs, validation, list(cases.values()))
+    return _report(f"{a.detector} {settings or '(defaults)'}", json.dumps(asdict(detector)), result, cases, a.log, a.note)
+
+
+def _report(name: str, settings: str, result: dict, cases: dict, log: Path, note: str) -> int:
+    """Print a try's figures and add its line to the research log."""
+    print(f"{name}: knob {result['knob']:.3g} chosen on validation ({result['seconds']:.0f} s; synthetic Sun: upper bounds)")
+    print("stream\tdetected_1d\tdetected_2d\tfalse_per_disk_day\tonset_median_d\tonset_iqr_d\ttrue_withdrawals")
     print(f"validation\t{_row(result['validation'])}")
-    for name, s in result["held_out"].items():
-        print(f"{name}\t{_row(s)}")
+    for stream, s in result["held_out"].items():
+        print(f"{stream}\t{_row(s)}")
     if cases:
         print(f"pooled held-out (default setting)\t{_row(result['pooled'])}")
-    a.log.parent.mkdir(parents=True, exist_ok=True)
-    new = not a.log.exists()
-    with a.log.open("a") as f:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    new = not log.exists()
+    with log.open("a") as f:
         if new:
-            f.write("detector\tsettings\tknob\tvalidation d1 d2 false onset iqr\theld-out pooled d1 d2 false onset iqr\tnote\n")
-        f.write(f"{a.detector}\t{json.dumps(asdict(detector))}\t{result['knob']:.3g}\t{_row(result['validation'])}\t"
-                f"{_row(result['pooled']) if result['pooled'] else '-'}\t{a.note}\n")
+            f.write("detector\tsettings\tknob\tvalidation d1 d2 false onset iqr true_withdrawals\t"
+                    "held-out pooled d1 d2 false onset iqr true_withdrawals\tnote\n")
+        f.write(f"{name}\t{settings}\t{result['knob']:.3g}\t{_row(result['validation'])}\t"
+                f"{_row(result['pooled']) if result['pooled'] else '-'}\t{note}\n")
     return 0
 
 
