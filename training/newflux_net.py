@@ -148,7 +148,7 @@ def train(x: np.ndarray, y: np.ndarray, epochs: int = 4, batch: int = 256, seed:
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss)
+            total += float(loss.detach())
         print(f"  epoch {epoch}: loss {total / steps:.4f} ({time.time() - t0:.0f} s)", flush=True)
     return net
 
