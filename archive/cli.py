@@ -8,7 +8,7 @@ The period is cut into chunks (:mod:`archive.chunk`), each a Dask task that repl
 passages need and keeps its own; a rerun skips the chunks already written. Then the outputs are written, each
 atomically, into ``--out``:
 
-- ``alerts.jsonl``: the alert events (schema 3.0, the ids the live service gives), in publication order;
+- ``alerts.jsonl``: the alert events (schema 4.0, the ids the live service gives), in publication order;
 - ``scores.parquet``: every patch passage's score series (ensemble median, quartiles, members, onset);
 - ``catalog.parquet``: the emergence catalog (:mod:`archive.catalog`), and ``butterfly.png``;
 - ``report.json``: frames, refused files, where the time went, and on the synthetic Sun the comparison with
