@@ -213,7 +213,8 @@ def detector_series(service: Service, history: list[Passage], detectors: dict[st
     frames the instrument did not deliver marked), reading each video once.
 
     With ``cache`` (a folder), a detector's series are kept in a file named for the settings its series
-    depends on and the stored frames, and read from there when nothing changed: a sweep of settings costs minutes.
+    depends on (and its ``identity``, when it has one: a trained model's digest) and the stored frames, and read
+    from there when nothing changed: a sweep of settings costs minutes.
     """
     grid = service.grid
     area_deg = float(grid.config.pixel_size.to_value("deg"))
@@ -246,7 +247,8 @@ def detector_series(service: Service, history: list[Passage], detectors: dict[st
 
 def _settings_key(detector: VideoDetector, frames: tuple) -> str:
     settings = {k: v for k, v in asdict(detector).items() if k not in detector.trigger_fields}  # type: ignore[call-overload]
-    return hashlib.sha256(repr((type(detector).__name__, sorted(settings.items()), frames)).encode()).hexdigest()[:12]
+    identity = getattr(detector, "identity", "")  # what its settings do not say, e.g. a trained model's digest
+    return hashlib.sha256(repr((type(detector).__name__, sorted(settings.items()), identity, frames)).encode()).hexdigest()[:12]
 
 
 def _save_series(path: Path, series: list[DetectorSeries]) -> None:

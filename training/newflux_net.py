@@ -25,6 +25,7 @@ is not read.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +165,11 @@ class NetDetector:
     detector: NewFluxDetector = field(default_factory=NewFluxDetector)
     knob: ClassVar[str] = "threshold"
     trigger_fields: ClassVar[tuple[str, ...]] = ("threshold", "persist")
+
+    @property
+    def identity(self) -> str:
+        """The model file's SHA-256: the research loop's series cache tells two trainings apart by it."""
+        return hashlib.sha256(Path(self.model).read_bytes()).hexdigest()
 
     def series(self, video, mu, pixel_area_cm2, observed=None) -> np.ndarray:
         net = _load(self.model)
