@@ -10,11 +10,32 @@ Cartesian coordinates (Thompson 2006, A&A 449, 791).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import astropy.units as u
 import numpy as np
 from astropy.time import Time
+
+from common.clock import slot_time
+
+
+@lru_cache(maxsize=4096)
+def earth_angles(slot: int) -> tuple[float, float]:
+    """The Earth's Carrington longitude L0 and latitude B0 (rad) at a slot's time (sunpy): SoHO and SDO see the Sun
+    from within 0.1° of them, near enough for the cosine of a pixel's heliocentric angle."""
+    from sunpy.coordinates import sun
+
+    t = slot_time(slot)
+    return float(sun.L0(t).to_value("rad")), float(sun.B0(t).to_value("rad"))
+
+
+def mu_at(lon_deg: np.ndarray, lat_deg: np.ndarray, slots) -> np.ndarray:
+    """μ (the cosine of the heliocentric angle; ≤ 0 behind the limb) of a patch's pixels at ``slots`` (m,), seen from
+    the Earth: (m, len(lat_deg), len(lon_deg)) for the columns' longitudes and the rows' latitudes (deg)."""
+    angles = np.array([earth_angles(int(s)) for s in np.atleast_1d(slots)])
+    _, _, mu = heliocentric(np.asarray(lon_deg)[None, None, :], np.asarray(lat_deg)[None, :, None],
+                            angles[:, 0, None, None], angles[:, 1, None, None])
+    return mu
 
 
 def central_meridian_distance(lon_deg, l0_deg):

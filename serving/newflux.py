@@ -10,30 +10,20 @@ the operating point chosen on the validation stream is a flux level. The
 onset estimate is the detector's (:meth:`common.newflux.NewFluxDetector.onset_frame`
 at the alert threshold's level), from the score history.
 
-μ of each pixel at each frame is computed from the Earth's Carrington L0 and B0
-at the frame's slot (sunpy): SoHO and SDO see the Sun from within 0.1° of them.
+μ of each pixel at each frame is the Earth's view at the frame's slot
+(:func:`common.observer.mu_at`).
 """
 from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import replace
-from functools import lru_cache
 from typing import cast
 
 import numpy as np
-from sunpy.coordinates import sun
 
-from common.clock import slot_time
 from common.newflux import FieldMaps, NewFluxDetector
-from common.observer import heliocentric
+from common.observer import mu_at
 from common.patches import PatchGrid, carrington_pixel_area_cm2
-
-
-@lru_cache(maxsize=4096)
-def earth_angles(slot: int) -> tuple[float, float]:
-    """The Earth's Carrington longitude L0 and latitude B0 (rad) at a slot's time."""
-    t = slot_time(slot)
-    return float(sun.L0(t).to_value("rad")), float(sun.B0(t).to_value("rad"))
 
 
 class NewFluxStreams:
@@ -92,10 +82,7 @@ class NewFluxStreams:
     def _mu(self, j: int, slots: np.ndarray) -> np.ndarray:
         """μ (m, P, P) of tile ``j``'s pixels at ``slots`` (m,)."""
         lon, lat = self.grid.pixel_axes([j])
-        angles = np.array([earth_angles(int(s)) for s in slots])
-        _, _, mu = heliocentric(lon[0][None, None, :], lat[0][None, :, None], angles[:, 0, None, None],
-                                angles[:, 1, None, None])
-        return mu
+        return mu_at(lon[0], lat[0], slots)
 
     def _pixel_area(self, j: int) -> np.ndarray:
         if j not in self._area:

@@ -36,10 +36,9 @@ import torch
 from torch import nn
 
 from common.newflux import NewFluxDetector
+from common.observer import mu_at
 from common.patches import carrington_pixel_area_cm2
 from ingest.dataset import DatasetStore
-from sim import ephemeris
-from sim.catalog import heliocentric_z
 
 #: Field scale of the asinh inputs, G.
 SCALE_G = 20.0
@@ -65,13 +64,6 @@ def frame_inputs(detector: NewFluxDetector, video: np.ndarray, mu: np.ndarray) -
     T, C, P, _ = x.shape
     x = x.reshape(T, C, P // 2, 2, P // 2, 2).mean(axis=(3, 5))
     return np.arcsinh(x / SCALE_G).astype(np.float32)
-
-
-def tile_mu(lon_c: float, lat_c: float, offsets: np.ndarray, slots: np.ndarray) -> np.ndarray:
-    """μ (T, P, P) of a tile's pixels at ``slots`` (SoHO's view)."""
-    l0, b0, _ = ephemeris(slots)
-    lat2, lon2 = np.meshgrid(lat_c + offsets, lon_c + offsets, indexing="ij")
-    return heliocentric_z(lon2[None], lat2[None], l0[:, None, None], b0[:, None, None]).astype(np.float32)
 
 
 def observed_onset(detector: NewFluxDetector, series: np.ndarray, catalog_onset: int) -> int:
@@ -108,7 +100,7 @@ def build(store: DatasetStore, detector: NewFluxDetector) -> tuple[np.ndarray, n
     for i, row in enumerate(cat.itertuples()):
         video = store.video(i)
         slots = int(row.start_slot) + np.arange(n_frames)
-        mu = tile_mu(float(row.lon), float(row.lat), offsets, slots)
+        mu = mu_at(float(row.lon) + offsets, float(row.lat) + offsets, slots).astype(np.float32)
         x = frame_inputs(detector, video, mu)
         y = np.zeros(n_frames, np.float32)
         if int(row.crude_label) == 1 and int(row.crude_onset_frame) >= 0:
