@@ -115,7 +115,8 @@ def stream(consumer, api: str, topic: str, service_dir: Path, first: int, frames
             if event["event"] == "updated":
                 continue  # counted in the summary; opened, withdrawn and closed are shown
             when = "history" if int(slot_of_time(Time(event["frame_time"]))) < first else "live"
-            tqdm.write(f"  [{when:>7}] {event['frame_time'][:16]} {event['event']:>9} {event['patch_id']} "
+            why = f" ({event['reason'].replace('_', ' ')})" if event["event"] == "closed" else ""
+            tqdm.write(f"  [{when:>7}] {event['frame_time'][:16]} {event['event']:>9} {event['patch_id']}{why} "
                        f"p={event['probability']['median']:.2f} onset {event['onset']['time_utc'][:16]} "
                        f"± {event['onset']['uncertainty_hours']:.0f} h  {api}{event['region']['cutout']}")
         state = service_dir / "feed.json"
