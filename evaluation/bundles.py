@@ -24,8 +24,9 @@ def write_detector_bundle(path: str | Path, detector: NewFluxDetector = NewFluxD
                           reference_Mx: float = REFERENCE_MX, note: str = "") -> Path:
     """Write a new-flux bundle (its manifest only) into the directory ``path``; returns it.
 
-    Its settings are the detector's but its level, which the bundle's threshold sets (the operating point chosen
-    on the validation stream: ``fluxwatch-evaluate --calibrate``); until then the threshold is that of the
+    Its settings are the detector's but its level, which the bundle's threshold sets: the operating point chosen
+    on the validation stream (``python -m evaluation.research --bundle PATH --record`` from the bench's replays,
+    or ``fluxwatch-evaluate --calibrate`` with a replay of its own); until then the threshold is that of the
     detector's level.
     """
     path = Path(path)

@@ -1,5 +1,6 @@
 """The research loop's fast path (evaluation.replay.rescore): scoring the stored videos of a replay with a bundle
 gives the service's own scores and alerts, for the shipped bundle and for a bundle that names the new-flux detector."""
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from evaluation.bundles import write_detector_bundle
 from evaluation.cli import replay_stream
 from evaluation.operating import Stream
 from evaluation.replay import detector_series, opened, passages, policy_alerts, rescore, stored_regions
-from serving.bundle import ModelBundle
+from serving.bundle import BundleError, ModelBundle
 from serving.service import Service
 
 
@@ -65,3 +66,16 @@ def test_a_new_flux_bundle_runs_in_the_service_and_its_fast_path_gives_the_same_
                 judged += 1
                 assert 1e21 * p_ / (1 - p_) == pytest.approx(flux, rel=0.05)
     assert judged > 10
+
+
+def test_a_bundle_names_networks_or_a_detector_and_its_settings_are_checked(tmp_path):
+    bundle = write_detector_bundle(tmp_path / "b", NewFluxDetector(level_Mx=5e20, box_px=24))
+    assert ModelBundle(bundle).detector == NewFluxDetector(box_px=24)  # the level is the bundle's threshold
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for broken, problem in [({**manifest, "members": [{"file": "m.onnx"}]}, "either members .* or a detector"),
+                            ({k: v for k, v in manifest.items() if k != "detector"}, "either members .* or a detector"),
+                            ({**manifest, "detector": {**manifest["detector"], "settings": {"box_deg": 5}}},
+                             "detector settings .*box_deg")]:
+        (bundle / "manifest.json").write_text(json.dumps(broken))
+        with pytest.raises(BundleError, match=problem):
+            ModelBundle(bundle)
