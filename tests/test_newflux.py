@@ -104,3 +104,24 @@ def test_re_arms_once_below_half_the_level():
     detector = NewFluxDetector(level_Mx=1.0, persist=2)
     series = np.array([0.0, 1.1, 1.2, 0.8, 1.3, 1.3, 0.4, 1.0, 1.1])
     assert [t for t, _ in detector.triggers(series)] == [2, 8]
+
+
+def test_the_learned_tries_inputs_and_output_at_a_frame_never_depend_on_later_frames():
+    """training.newflux_net reads each frame's new-flux maps: a frame's inputs, and so the net's output there, are
+    the same whatever the frames after it hold."""
+    import torch
+
+    from training.newflux_net import Net, frame_inputs
+
+    detector = NewFluxDetector()
+    video = emerging(start=40) + noise(seed=7)
+    changed = video.copy()
+    changed[60:] = noise(seed=8)[60:]
+    mu = np.ones_like(video)
+    x, y = frame_inputs(detector, video, mu), frame_inputs(detector, changed, mu)
+    assert x.shape == (T, 3, P // 2, P // 2) and np.abs(x[:60] - y[:60]).max() < 1e-5 and np.abs(x[60:] - y[60:]).max() > 0.1
+    torch.manual_seed(0)
+    net = Net().eval()
+    with torch.no_grad():
+        p, q = net(torch.from_numpy(x)), net(torch.from_numpy(y))
+    assert torch.allclose(p[:60], q[:60], atol=1e-5) and not torch.allclose(p[60:], q[60:])
