@@ -33,23 +33,16 @@ import numpy as np
 from common.config import DEFAULT_BUNDLE
 from evaluation.cli import calibrate, last_line, replay_stream, report_stream
 from evaluation.operating import VALIDATION, Stream
+from evaluation.report import pooled as pooled_summaries
 
 #: The detectors each report holds.
 DETECTORS = ("cnn", "baseline", "newflux", "oracle", "visible_oracle")
 
 
 def pooled(reports: list[dict], who: str) -> dict:
-    """One detector's (``who``: one of :data:`DETECTORS`) figures over several streams' reports: detection rates
-    over all their counted emergences, false alerts over all their disk-days, onset errors over all alerts, and
-    the withdrawals of alerts on true regions."""
-    n = sum(r[who]["emergences"] for r in reports)
-    errors = np.concatenate([r[who]["onset_errors_d"] for r in reports] + [np.zeros(0)])
-    q25, q50, q75 = np.percentile(errors, [25, 50, 75]) if errors.size else (np.nan,) * 3
-    return {"detected_1d": sum(r[who]["detected_1d_count"] for r in reports) / n if n else float("nan"),
-            "detected_2d": sum(r[who]["detected_2d_count"] for r in reports) / n if n else float("nan"),
-            "false_per_disk_day": sum(r[who]["false_alerts"] for r in reports) / sum(r[who]["disk_days"] for r in reports),
-            "onset_median_d": q50, "onset_iqr_d": q75 - q25,
-            "true_withdrawals": sum(r[who].get("true_withdrawals", 0) for r in reports)}
+    """One detector's (``who``: one of :data:`DETECTORS`) figures pooled over several streams' reports
+    (:func:`evaluation.report.pooled`)."""
+    return pooled_summaries([r[who] for r in reports])
 
 
 #: False alerts per disk-day at which the CNN's and the baseline's operating curves are compared.

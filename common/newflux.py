@@ -99,9 +99,7 @@ class NewFluxDetector:
         if T <= W:
             return out
         maps = self.maps(video, mu)
-        # μ ≥ mu_min at every frame from t − W to t; the background of frame t is the minimum over t − W … t − 1
-        judged = _trailing_min(maps.mu, W + 1) >= self.mu_min
-        background = [_previous(_trailing_min(m, W)) for m in (maps.pos, maps.neg)]
+        background, judged = self.windows(maps)
         bipolar = self.bipolar(maps, background, judged, pixel_area_cm2)
         out[W:] = bipolar[W:]
         if observed is not None:
@@ -116,6 +114,13 @@ class NewFluxDetector:
         radial = np.where(mu >= self.mu_min, los / np.maximum(mu, self.mu_min), 0.0).astype(np.float32)
         noise = _MAD_SIGMA * np.median(np.abs(los - np.median(los, axis=(1, 2), keepdims=True)), axis=(1, 2))
         return FieldMaps(np.clip(radial, 0, None), np.clip(-radial, 0, None), noise, mu)
+
+    def windows(self, maps: FieldMaps) -> tuple[list[np.ndarray], np.ndarray]:
+        """The background of every frame of ``maps`` (positive, negative; (T, P, P) G: the minimum over the previous
+        ``background_frames`` frames) and its judged pixels (T, P, P: μ ≥ ``mu_min`` from then to now)."""
+        W = self.background_frames
+        background = [_previous(_trailing_min(m, W)) for m in (maps.pos, maps.neg)]
+        return background, _trailing_min(maps.mu, W + 1) >= self.mu_min
 
     def new_field(self, maps: FieldMaps, background: list[np.ndarray], judged: np.ndarray) -> list[np.ndarray]:
         """Each polarity's new field of the frames of ``maps`` (positive, negative; (T, P, P), G): above its background

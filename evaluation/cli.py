@@ -50,7 +50,7 @@ from evaluation.replay import (
     stored_regions,
     truth,
 )
-from evaluation.report import Exposure, plot_delays, plot_operating_curves, summary, table
+from evaluation.report import Exposure, plot_delays, plot_operating_curves, summary, table, true_withdrawals
 from serving.alerts import passage_label
 from serving.bundle import ModelBundle
 from serving.events import AlertEvent, EventKind
@@ -127,10 +127,7 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
 
     def scored(alerts: list[OpenedAlert], withdrawn: Sequence[str] = ()) -> tuple[Match, dict]:
         m = match(emergences, alerts, grid, rule, counted)
-        false = {a.alert_id for a in m.false_alerts}
-        s = summary(m, exposure, len(withdrawn))
-        s["true_withdrawals"] = sum(w not in false for w in withdrawn)
-        return m, s
+        return m, {**summary(m, exposure, len(withdrawn)), "true_withdrawals": true_withdrawals(m, withdrawn)}
 
     regions = stored_regions(service)
     alerts, withdrawn = policy_alerts(history, policy, regions)

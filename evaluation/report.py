@@ -44,6 +44,26 @@ def summary(m: Match, exposure: Exposure, withdrawals: int) -> dict:
             "disk_days": exposure.disk_days}
 
 
+def true_withdrawals(m: Match, withdrawn) -> int:
+    """How many of the alerts ``withdrawn`` (their ids) were on true regions: openings the matcher did not call false."""
+    false = {a.alert_id for a in m.false_alerts}
+    return sum(w not in false for w in withdrawn)
+
+
+def pooled(summaries: list[dict]) -> dict:
+    """One detector's figures over several streams' summaries (:func:`summary`): detection rates over all their
+    counted emergences, false alerts over all their disk-days, onset errors over all alerts, and the withdrawals
+    of alerts on true regions."""
+    n = sum(s["emergences"] for s in summaries)
+    errors = np.concatenate([s["onset_errors_d"] for s in summaries] + [np.zeros(0)])
+    q25, q50, q75 = np.percentile(errors, [25, 50, 75]) if errors.size else (np.nan,) * 3
+    return {"detected_1d": sum(s["detected_1d_count"] for s in summaries) / n if n else float("nan"),
+            "detected_2d": sum(s["detected_2d_count"] for s in summaries) / n if n else float("nan"),
+            "false_per_disk_day": sum(s["false_alerts"] for s in summaries) / sum(s["disk_days"] for s in summaries),
+            "onset_median_d": float(q50), "onset_iqr_d": float(q75 - q25),
+            "true_withdrawals": sum(s.get("true_withdrawals", 0) for s in summaries)}
+
+
 def binned_rows(m: Match) -> list[tuple[str, int, float, float]]:
     """(bin, emergences, detected within 1 d, within 2 d) by flux bin and, for counted regions, by |CMD| bin."""
     rows = []

@@ -32,8 +32,6 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-import numpy as np
-
 from common.clock import CADENCE_DAYS, slot_days
 from common.config import ServiceConfig
 from common.newflux import NewFluxDetector
@@ -50,7 +48,7 @@ from evaluation.replay import (
     rescore,
     stored_regions,
 )
-from evaluation.report import Exposure, summary
+from evaluation.report import Exposure, pooled, summary, true_withdrawals
 from serving.bundle import ModelBundle
 from serving.service import Service
 from sim import SyntheticSun
@@ -107,21 +105,8 @@ class StreamCase:
         for t in thresholds:
             alerts, withdrawn = policy_alerts(history, replace(self.service.step.policy, threshold=float(t)), regions)
             m = match(self.emergences, alerts, self.service.grid, MatchRule(), self.counted)
-            false = {a.alert_id for a in m.false_alerts}
-            out[float(t)] = {**summary(m, self.exposure, len(withdrawn)), "true_withdrawals": sum(w not in false for w in withdrawn)}
+            out[float(t)] = {**summary(m, self.exposure, len(withdrawn)), "true_withdrawals": true_withdrawals(m, withdrawn)}
         return out
-
-
-def pooled(summaries: list[dict]) -> dict:
-    """Detection, false alerts and onset error pooled over streams' summaries."""
-    n = sum(s["emergences"] for s in summaries)
-    errors = np.concatenate([s["onset_errors_d"] for s in summaries] + [np.zeros(0)])
-    q25, q50, q75 = np.percentile(errors, [25, 50, 75]) if errors.size else (np.nan,) * 3
-    return {"detected_1d": sum(s["detected_1d_count"] for s in summaries) / n if n else float("nan"),
-            "detected_2d": sum(s["detected_2d_count"] for s in summaries) / n if n else float("nan"),
-            "false_per_disk_day": sum(s["false_alerts"] for s in summaries) / sum(s["disk_days"] for s in summaries),
-            "onset_median_d": float(q50), "onset_iqr_d": float(q75 - q25),
-            "true_withdrawals": sum(s.get("true_withdrawals", 0) for s in summaries)}
 
 
 def evaluate_candidate(detector: VideoDetector, name: str, knobs, validation: StreamCase, held_out: list[StreamCase],

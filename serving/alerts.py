@@ -21,10 +21,9 @@ States (:class:`~serving.events.AlertStatus`):
   later opening gets the next sequence number): ``closed`` with reason
   ``emergence_phase_over`` when the patch shows the region that emerged (its
   unsigned flux grew by at least :data:`GROWN_MX` since the onset the alert
-  last reported: a real
-  region whose growth has slowed is not new any more, and is not a false
-  alarm), else ``withdrawn`` with reason ``probability_fell`` (nothing
-  emerged: the alert was wrong);
+  last reported: a real region whose growth has slowed is not new any more,
+  and is not a false alarm), else ``withdrawn`` with reason
+  ``probability_fell`` (nothing emerged: the alert was wrong);
 - ``closed`` when the passage ends (final), with reason ``left_disk`` or
   ``video_full``.
 

@@ -53,10 +53,7 @@ def frame_inputs(detector: NewFluxDetector, video: np.ndarray, mu: np.ndarray) -
     background's first day are all 0."""
     W = detector.background_frames
     maps = detector.maps(video, mu)
-    pad = lambda a, n: np.concatenate([np.repeat(a[:1], n - 1, axis=0), a])  # noqa: E731
-    window = lambda a, n: np.lib.stride_tricks.sliding_window_view(pad(a, n), n, axis=0).min(axis=-1)  # noqa: E731
-    judged = window(maps.mu, W + 1) >= detector.mu_min
-    background = [np.concatenate([m[:1], window(m, W)[:-1]]) for m in (maps.pos, maps.neg)]
+    background, judged = detector.windows(maps)
     new_pos, new_neg = detector.new_field(maps, background, judged)
     radial = (maps.pos - maps.neg) * judged
     x = np.stack([new_pos, new_neg, radial], axis=1)
