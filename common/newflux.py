@@ -52,6 +52,16 @@ class FieldMaps(NamedTuple):
     mu: np.ndarray
 
 
+def _noise_of(frames: np.ndarray, on: np.ndarray) -> np.ndarray:
+    """A robust σ (G) of each frame of ``frames`` (T, P, P) over its pixels ``on`` (T, P, P), 0 where none is."""
+    out = np.zeros(len(frames), np.float32)
+    for t, (x, m) in enumerate(zip(frames, on)):
+        if m.any():
+            v = x[m]
+            out[t] = _MAD_SIGMA * np.median(np.abs(v - np.median(v)))
+    return out
+
+
 def _trailing_min(a: np.ndarray, n: int) -> np.ndarray:
     """The minimum over frames t − n + 1 … t of ``a`` (T, ...) at each frame t (the first frame repeated before it)."""
     padded = np.concatenate([np.repeat(a[:1], n - 1, axis=0), a])
@@ -82,6 +92,7 @@ class NewFluxDetector:
     box_px: int = 30
     persist: int = 1
     onset_fraction: float = 0.3
+    noise_from: str = "frame"
 
     def series(self, video: np.ndarray, mu: np.ndarray, pixel_area_cm2: np.ndarray,
                observed: np.ndarray | None = None) -> np.ndarray:
@@ -112,7 +123,10 @@ class NewFluxDetector:
         los = gaussian_filter(np.asarray(video, dtype=np.float32), (0, self.smooth_px, self.smooth_px), mode="nearest")
         mu = np.asarray(mu, dtype=np.float32)
         radial = np.where(mu >= self.mu_min, los / np.maximum(mu, self.mu_min), 0.0).astype(np.float32)
-        noise = _MAD_SIGMA * np.median(np.abs(los - np.median(los, axis=(1, 2), keepdims=True)), axis=(1, 2))
+        if self.noise_from == "difference" and len(los) > 1:
+            noise = _noise_of(np.diff(los, axis=0, prepend=los[1:2]), mu > 0) / np.sqrt(2.0)
+        else:
+            noise = _noise_of(los, np.ones(los.shape, bool))
         return FieldMaps(np.clip(radial, 0, None), np.clip(-radial, 0, None), noise, mu)
 
     def windows(self, maps: FieldMaps) -> tuple[list[np.ndarray], np.ndarray]:
@@ -143,6 +157,13 @@ class NewFluxDetector:
                 for new in self.new_field(maps, background, judged)]
         out = 2.0 * np.minimum(*sums).max(axis=(1, 2))
         return np.where(judged.any(axis=(1, 2)), out, np.nan)
+
+    def reached(self, series: np.ndarray, since: int, level_Mx: float) -> bool:
+        """Whether a bipolar new-flux series (Mx, nan where not judged) reached ``level_Mx`` at a judged frame from
+        ``background_frames`` before frame ``since`` on (the new flux of a region that emerged about ``since``
+        stays above its background that long)."""
+        recent = np.asarray(series, dtype=np.float64)[max(since - self.background_frames, 0):]
+        return bool(np.any(recent[np.isfinite(recent)] >= level_Mx))
 
     def triggers(self, series: np.ndarray) -> list[tuple[int, int]]:
         """Every (alert frame, onset frame) of a bipolar new-flux series (Mx, nan where not judged)."""

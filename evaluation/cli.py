@@ -47,7 +47,7 @@ from evaluation.replay import (
     passages,
     policy_alerts,
     replay,
-    stored_regions,
+    stored_emergence,
     truth,
 )
 from evaluation.report import Exposure, plot_delays, plot_operating_curves, summary, table, true_withdrawals
@@ -129,12 +129,12 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
         m = match(emergences, alerts, grid, rule, counted)
         return m, {**summary(m, exposure, len(withdrawn)), "true_withdrawals": true_withdrawals(m, withdrawn)}
 
-    regions = stored_regions(service)
-    alerts, withdrawn = policy_alerts(history, policy, regions)
+    emergence = stored_emergence(service)
+    alerts, withdrawn = policy_alerts(history, policy, emergence)
     cnn, cnn_summary = scored(alerts, withdrawn)
     cold = passage_label(first)  # passages that began before the stream: the service saw them from mid-passage
     cnn_summary["false_alerts_cold_start"] = sum(a.alert_id.split("/")[1] < cold for a in cnn.false_alerts)
-    cnn_curve = [(float(t), *_curve_point(scored(policy_alerts(history, replace(policy, threshold=float(t)), regions)[0])[1]))
+    cnn_curve = [(float(t), *_curve_point(scored(policy_alerts(history, replace(policy, threshold=float(t)), emergence)[0])[1]))
                  for t in THRESHOLDS]
 
     series = detector_series(service, history, {"baseline": detector, "newflux": newflux}, cache=out / "series")

@@ -30,8 +30,8 @@ from common.patches import carrington_pixel_area_cm2
 from evaluation.matching import Emergence, OpenedAlert
 from serving.alerts import AlertPolicy, AlertState, emergence_events, is_new_onset, passage_label, step
 from serving.bundle import ModelBundle
-from serving.events import EventKind, Region, Score
-from serving.region import region as region_of
+from serving.events import EventKind, Score
+from serving.region import emerged
 from serving.results import filled_frames
 from serving.service import Service
 from serving.step import ensemble_score
@@ -92,24 +92,26 @@ def passages(service: Service) -> list[Passage]:
     return [Passage(pid, start, reader.scores(pid, start)) for pid, start in reader.passages()]
 
 
-def stored_regions(service: Service) -> Callable[[Passage, Score, int], Region]:
-    """What a replayed passage's patch shows at a score's frame, with its change since a frame
-    (:func:`serving.region.region` of its stored video), for :func:`policy_alerts`; each result is kept, so a
-    sweep of thresholds reads a video once per frame asked."""
-    found: dict[tuple[str, int, int, int], Region] = {}
+def stored_emergence(service: Service) -> Callable[[Passage, Score, int], bool]:
+    """Whether a replayed passage's patch shows a region that emerged about a frame, at a score's frame
+    (:func:`serving.region.emerged` of its stored video, gaps filled as the frame step fills them), for
+    :func:`policy_alerts`; each answer is kept, so a sweep of thresholds reads a video once per frame asked."""
+    found: dict[tuple[str, int, int, int], bool] = {}
     grid = service.grid
 
-    def regions(p: Passage, score: Score, since: int) -> Region:
+    def emergence(p: Passage, score: Score, since: int) -> bool:
         key = (p.patch_id, p.start_slot, score.frame, since)
         if key not in found:
             video = service.store.read_video(p.patch_id, p.start_slot)
-            assert video is not None, f"a scored passage without its video: {p.patch_id} {p.start_slot}"
+            if video is None:
+                raise ValueError(f"a scored passage without its video: {p.patch_id} {p.start_slot}")
+            observed = service.store.observed_slots(p.start_slot, p.start_slot + score.frame + 1)
             lon, lat = grid.pixel_axes([grid.index(p.patch_id)])
-            found[key] = region_of(video, score.frame, since, p.patch_id,
-                                (lon[0], lat[0]), p.start_slot)
+            found[key] = emerged(filled_frames(video, p.start_slot, 0, score.frame + 1, observed), p.start_slot, since,
+                                 (lon[0], lat[0]))
         return found[key]
 
-    return regions
+    return emergence
 
 
 def rescore(service: Service, history: list[Passage], bundle: ModelBundle) -> list[Passage]:
@@ -156,11 +158,11 @@ def opened(events, onset_frames: int = AlertPolicy.onset_frames) -> list[OpenedA
 
 
 def policy_alerts(history: list[Passage], policy: AlertPolicy,
-                  regions: Callable[[Passage, Score, int], Region] | None = None) -> tuple[list[OpenedAlert], list[str]]:
+                  emergence: Callable[[Passage, Score, int], bool] | None = None) -> tuple[list[OpenedAlert], list[str]]:
     """The alerts (openings and new onsets, as :func:`opened` takes them from the events) and the ids of the
-    alerts withdrawn that ``policy`` gives on the score histories; ``regions`` says what a passage's patch shows
-    at a score's frame (:func:`stored_regions`: an alert whose probability falls is closed, not withdrawn, when a
-    region emerged), as the frame step does.
+    alerts withdrawn that ``policy`` gives on the score histories; ``emergence`` says whether a passage's patch shows
+    a region that emerged about a frame, at a score's frame (:func:`stored_emergence`: an alert whose probability
+    falls is closed, not withdrawn, when one did), as the frame step does.
 
     Exact for tiles that do not overlap (the default grid, the one the evaluation streams use): with the
     overlapping-tiles option, alert merging couples neighbouring tiles and only the service's own alerts count.
@@ -171,8 +173,8 @@ def policy_alerts(history: list[Passage], policy: AlertPolicy,
         state = AlertState(p.patch_id, passage_label(p.start_slot))
         for score in p.scores:
             previous_onset = state.last_onset
-            where = None if regions is None else partial(regions, p, score)
-            for t in step(state, policy, score, region_since=where):
+            where = None if emergence is None else partial(emergence, p, score)
+            for t in step(state, policy, score, emerged_since=where):
                 if t.kind is EventKind.opened:
                     alerts.append(_alert(t.alert_id, t.patch_id, score, "opened"))
                 elif is_new_onset(t.kind, previous_onset, score.onset.frame, policy.onset_frames):

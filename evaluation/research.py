@@ -46,7 +46,7 @@ from evaluation.replay import (
     passages,
     policy_alerts,
     rescore,
-    stored_regions,
+    stored_emergence,
 )
 from evaluation.report import Exposure, pooled, summary, true_withdrawals
 from serving.bundle import ModelBundle
@@ -100,10 +100,10 @@ class StreamCase:
         history = passages(self.service)
         if bundle.model_version != self.service.bundle.model_version:
             history = rescore(self.service, history, bundle)
-        regions = stored_regions(self.service)
+        emergence = stored_emergence(self.service)
         out = {}
         for t in thresholds:
-            alerts, withdrawn = policy_alerts(history, replace(self.service.step.policy, threshold=float(t)), regions)
+            alerts, withdrawn = policy_alerts(history, replace(self.service.step.policy, threshold=float(t)), emergence)
             m = match(self.emergences, alerts, self.service.grid, MatchRule(), self.counted)
             out[float(t)] = {**summary(m, self.exposure, len(withdrawn)), "true_withdrawals": true_withdrawals(m, withdrawn)}
         return out
@@ -177,7 +177,7 @@ def main(argv=None) -> int:
         key, _, value = item.partition("=")
         if key not in types:
             p.error(f"--set {item}: {cls.__name__} has no setting {key!r}; it has {', '.join(types)}")
-        settings[key] = int(value) if types[key] in ("int", int) else float(value)
+        settings[key] = {"int": int, "float": float}.get(str(types[key]), str)(value)
     detector = cls(**settings)
     result = evaluate_candidate(detector, a.detector, knobs, validation, list(cases.values()))
     return _report(f"{a.detector} {settings or '(defaults)'}", json.dumps(asdict(detector)), result, cases, a.log, a.note)

@@ -19,11 +19,12 @@ States (:class:`~serving.events.AlertStatus`):
   since the last event;
 - when the median falls below ``threshold − hysteresis`` (back to idle; a
   later opening gets the next sequence number): ``closed`` with reason
-  ``emergence_phase_over`` when the patch shows the region that emerged (its
-  unsigned flux grew by at least :data:`GROWN_MX` since the onset the alert
-  last reported: a real region whose growth has slowed is not new any more,
-  and is not a false alarm), else ``withdrawn`` with reason
-  ``probability_fell`` (nothing emerged: the alert was wrong);
+  ``emergence_phase_over`` when the patch shows a region that emerged about
+  the onset the alert last reported (its bipolar new flux reached
+  :data:`serving.region.EMERGED_MX`, :func:`serving.region.emerged`: a real
+  region whose growth has slowed is not new any more, and is not a false
+  alarm), else ``withdrawn`` with reason ``probability_fell`` (nothing
+  emerged: the alert was wrong);
 - ``closed`` when the passage ends (final), with reason ``left_disk`` or
   ``video_full``.
 
@@ -43,17 +44,6 @@ from dataclasses import asdict, dataclass, field
 from common.clock import slot_time
 from common.ensemble import detects
 from serving.events import AlertEvent, AlertStatus, EventKind, Reason, Region, Score
-
-#: An alert whose probability falls is closed as over, not withdrawn, when the patch's unsigned flux grew by at
-#: least this since its onset (Mx; line-of-sight, strong-field pixels, :class:`~serving.events.Region`): about the
-#: flux the smallest counted region shows in its first day. Both polarities together, because a region near a
-#: tile's edge may keep one of them in the next tile.
-GROWN_MX = 5e20
-
-
-def region_grew(region: Region) -> bool:
-    """The patch shows a region that emerged since the onset: its unsigned flux grew by :data:`GROWN_MX`."""
-    return region.flux_positive_change_Mx + region.flux_negative_change_Mx >= GROWN_MX
 
 
 @dataclass(frozen=True)
@@ -118,14 +108,13 @@ class Transition:
 
 
 def step(state: AlertState, policy: AlertPolicy, score: Score, ended: Reason | None = None,
-         neighbour_open: bool = False, region_since: Callable[[int], Region] | None = None) -> list[Transition]:
+         neighbour_open: bool = False, emerged_since: Callable[[int], bool] | None = None) -> list[Transition]:
     """Advance ``state`` (in place) with one cadence's score; return the events to publish.
 
     ``ended``: the passage is over, for this reason (:attr:`Reason.left_disk` or :attr:`Reason.video_full`).
     ``neighbour_open``: a tile sharing area with this one has an alert open (this one then opens none).
-    ``region_since``: what the patch shows at the score's frame, with its change since a given frame (asked, with
-    the onset the alert last reported, only when an open alert's probability falls; without it the alert is
-    withdrawn).
+    ``emerged_since``: whether the patch shows a region that emerged about a given frame (asked, with the onset the
+    alert last reported, only when an open alert's probability falls; without it the alert is withdrawn).
     """
     if state.status is AlertStatus.closed:
         return []
@@ -146,7 +135,7 @@ def step(state: AlertState, policy: AlertPolicy, score: Score, ended: Reason | N
         if median < policy.threshold - policy.hysteresis:
             state.status = AlertStatus.idle
             assert state.last_onset is not None  # set by the opening event
-            if region_since is not None and region_grew(region_since(state.last_onset)):
+            if emerged_since is not None and emerged_since(state.last_onset):
                 return [_transition(state, EventKind.closed, score, Reason.emergence_phase_over)]
             return [_transition(state, EventKind.withdrawn, score, Reason.probability_fell)]
         assert state.last_onset is not None and state.last_median is not None  # set by the opening event

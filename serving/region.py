@@ -13,7 +13,9 @@ import numpy as np
 
 from common.clock import slot_isot
 from common.figures import sprite
-from common.patches import polarity_flux_Mx
+from common.newflux import NewFluxDetector
+from common.observer import mu_at
+from common.patches import carrington_pixel_area_cm2, polarity_flux_Mx
 from serving.events import Box, Region
 
 #: Pixels weaker than this count neither in the box nor in the fluxes (G): 2.5 × MDI's 96-min noise (20 G), so noise
@@ -23,6 +25,14 @@ FIELD_FLOOR_G = 50.0
 
 Axes = tuple[np.ndarray, np.ndarray]  # (lon of each pixel column, lat of each pixel row), Carrington deg
 
+#: An alert whose probability falls is closed as over, not withdrawn, when its patch shows at least this bipolar
+#: new flux (Mx, :mod:`common.newflux`) about the alert's onset (:func:`emerged`): about what the smallest counted
+#: region shows in its first day, and below the level at which ephemeral regions and the network alert the
+#: detector several times a disk-day, so that a region is recognised whether or not the detector would alert.
+EMERGED_MX = 5e20
+
+_EMERGENCE = NewFluxDetector()
+
 
 def fluxes(frame: np.ndarray, axes: Axes, floor_G: float = FIELD_FLOOR_G) -> tuple[float, float]:
     """(positive, |negative|) line-of-sight flux (Mx) of a patch frame (pixels, pixels; G) through its pixels of
@@ -30,6 +40,27 @@ def fluxes(frame: np.ndarray, axes: Axes, floor_G: float = FIELD_FLOOR_G) -> tup
     lat = axes[1]
     positive, negative = polarity_flux_Mx(frame, lat, float(lat[1] - lat[0]), floor_G)
     return float(positive), float(negative)
+
+
+def emerged(frames: np.ndarray, start_slot: int, since: int, axes: Axes) -> bool:
+    """Whether a patch shows a region that emerged about frame ``since``: its bipolar new flux
+    (:meth:`common.newflux.NewFluxDetector.series`, default settings) reached :data:`EMERGED_MX` at a frame from the
+    detector's background window before ``since`` to the last of ``frames``.
+
+    Parameters
+    ----------
+    frames : (k + 1, pixels, pixels) frames 0 … k of the passage's video, gaps filled, G.
+    start_slot : the passage's first slot (μ of each frame is the Earth's view at its slot).
+    since : the frame the alert last reported as its onset.
+    axes : the patch's pixel axes.
+    """
+    detector = _EMERGENCE
+    lo = max(min(since, len(frames) - 1) - 2 * detector.background_frames, 0)  # one background window before the first judged frame
+    lon, lat = axes
+    area = carrington_pixel_area_cm2(lat, float(lat[1] - lat[0]))
+    series = detector.series(frames[lo:], mu_at(lon, lat, start_slot + np.arange(lo, len(frames))),
+                             np.broadcast_to(area[:, None], (len(lat), len(lon))))
+    return detector.reached(series, since - lo, EMERGED_MX)
 
 
 def bounding_box(frame: np.ndarray, axes: Axes, floor_G: float = FIELD_FLOOR_G) -> Box:

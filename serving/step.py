@@ -52,7 +52,7 @@ from serving.events import (
     Region,
     Score,
 )
-from serving.region import region
+from serving.region import emerged, region
 from serving.results import FrameResult, Key, Origin, ScoreRecord, StepState
 
 
@@ -211,7 +211,11 @@ class FrameStep:
             def since(onset: int, key=key, score=score) -> Region:
                 return region(state.video(key), score.frame, onset, key[0], self.axes(key[0]), key[1], now=new_frames[key])
 
-            for t in step(alert, self.policy, score, neighbour_open=neighbour_open, region_since=since):
+            def emerged_since(onset: int, key=key, score=score) -> bool:
+                frames = state.frames(key, 0, score.frame + 1, now=new_frames[key])
+                return emerged(frames, key[1], onset, self.axes(key[0]))
+
+            for t in step(alert, self.policy, score, neighbour_open=neighbour_open, emerged_since=emerged_since):
                 result.events.append(t.event(score, origin.published, since(score.onset.frame)))
             result.alert_states[key] = alert
             (alerting.add if alert.status is AlertStatus.open else alerting.discard)(key[0])

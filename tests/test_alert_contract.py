@@ -28,7 +28,6 @@ from common.figures import CLIP_G
 from common.observer import central_meridian_distance
 from common.passage import on_disk
 from ingest.magnetogram import read_frame, read_magnetogram
-from serving.alerts import region_grew
 from serving.api import create_app
 from serving.app import build
 from serving.events import SCHEMA_VERSION, EventKind, PatchStatus, Reason, json_schema
@@ -119,9 +118,8 @@ def test_each_event_supersedes_the_last_of_its_alert_and_endings_say_why(run):
         assert (e.reason is not None) == (e.event in (EventKind.withdrawn, EventKind.closed))
         if e.event is EventKind.withdrawn:  # nothing emerged
             assert e.reason is Reason.probability_fell and e.probability.median < e.threshold - 0.1
-            assert not region_grew(e.region)
         if e.reason is Reason.emergence_phase_over:  # a region emerged and is no longer new
-            assert e.event is EventKind.closed and e.probability.median < e.threshold - 0.1 and region_grew(e.region)
+            assert e.event is EventKind.closed and e.probability.median < e.threshold - 0.1
     closed = [e for e in events if e.event is EventKind.closed and e.reason is not Reason.emergence_phase_over]
     assert closed, "the far frame ends the passages of open alerts"
     for e in closed:  # patches that left the disk during the test frames, and all that the far frame ends

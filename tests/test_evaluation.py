@@ -15,7 +15,7 @@ from evaluation.calibration import forecasts
 from evaluation.cli import KS, ORACLE_LEVELS_MX, evaluate, last_line, replay_stream, report_stream
 from evaluation.matching import Emergence, OpenedAlert, match
 from evaluation.operating import Stream, choose, record
-from evaluation.replay import Passage, opened, passages, policy_alerts, stored_regions
+from evaluation.replay import Passage, opened, passages, policy_alerts, stored_emergence
 from serving.bundle import BundleError, ModelBundle
 from serving.events import EventKind
 from serving.service import Service
@@ -126,7 +126,7 @@ def test_replay_through_the_service_and_policy_replay_give_the_same_alerts(tmp_p
     service = Service(ServiceConfig(data_dir=str(tmp_path / "service"), bundle=str(tiny_bundle), source="watch", **unmarked))
     events = service.store.reader().alerts()
     assert opened(events), "the low-threshold tiny bundle opens alerts"
-    replayed, withdrawals = policy_alerts(passages(service), service.step.policy, stored_regions(service))
+    replayed, withdrawals = policy_alerts(passages(service), service.step.policy, stored_emergence(service))
     assert sorted(replayed, key=lambda a: a.alert_id) == sorted(opened(events), key=lambda a: a.alert_id)
     assert len(withdrawals) == sum(e.event == EventKind.withdrawn for e in events)
     frames = service.store.db.execute("SELECT COUNT(*) FROM frames").fetchone()[0]

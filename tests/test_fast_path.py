@@ -12,7 +12,7 @@ from common.newflux import NewFluxDetector
 from evaluation.bundles import write_detector_bundle
 from evaluation.cli import replay_stream
 from evaluation.operating import Stream
-from evaluation.replay import detector_series, opened, passages, policy_alerts, rescore, stored_regions
+from evaluation.replay import detector_series, opened, passages, policy_alerts, rescore, stored_emergence
 from serving.bundle import BundleError, ModelBundle
 from serving.service import Service
 
@@ -54,7 +54,7 @@ def test_a_new_flux_bundle_runs_in_the_service_and_its_fast_path_gives_the_same_
     by_id = lambda alerts: sorted(alerts, key=lambda a: a.alert_id)  # noqa: E731
     served = by_id(opened(service.store.reader().alerts()))
     assert served, "at 4e20 Mx the detector opens alerts in 2.5 days near maximum"
-    assert by_id(policy_alerts(again, service.step.policy, stored_regions(service))[0]) == served
+    assert by_id(policy_alerts(again, service.step.policy, stored_emergence(service))[0]) == served
     history = passages(service)
     series = {(s.patch_id, s.start_slot): s.values for s in detector_series(service, history, {"n": NewFluxDetector()})["n"]}
     judged = 0

@@ -125,3 +125,23 @@ def test_the_learned_tries_inputs_and_output_at_a_frame_never_depend_on_later_fr
     with torch.no_grad():
         p, q = net(torch.from_numpy(x)), net(torch.from_numpy(y))
     assert torch.allclose(p[:60], q[:60], atol=1e-5) and not torch.allclose(p[60:], q[60:])
+
+
+def test_a_falling_alert_is_recognised_as_a_region_that_emerged_about_its_onset():
+    """serving.region.emerged, the lifecycle's judgement when an alert's probability falls: a region that emerged
+    is recognised whether the alert reported its onset early or late; a steady, a decaying or no region is not."""
+    from common.observer import earth_angles, mu_at
+    from serving.region import emerged
+
+    slot = 40_000
+    offsets = (np.arange(P) - (P - 1) / 2) * PIXEL_DEG
+    axes = (np.degrees(earth_angles(slot + 45)[0]) + offsets, offsets)  # at central meridian by frame 45
+    mu = mu_at(*axes, slot + np.arange(T))
+    seen = lambda br, seed: br * mu + noise(seed=seed)  # noqa: E731 (B_los as the instrument sees it)
+    region = seen(emerging(start=40), 9)
+    assert emerged(region[:91], slot, 45, axes) and emerged(region[:91], slot, 70, axes)
+    assert not emerged(region[:38], slot, 30, axes), "not before it began"
+    steady = seen(bipole(np.full(T, 1e22), np.full(T, 30.0)), 10)
+    decaying = seen(bipole(np.linspace(1e22, 4e21, T), np.full(T, 30.0)), 11)
+    for video in (steady, decaying, noise(seed=12)):
+        assert not emerged(video[:91], slot, 45, axes)
