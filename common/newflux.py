@@ -13,7 +13,9 @@ Per tile and frame, using only the frames up to that one:
    Carrington grid by differential rotation);
 3. count as new the field above that background and above ``n_sigma``
    times the frame's measured noise (a robust σ of the smoothed frame,
-   divided by μ);
+   divided by μ; with ``noise_from="difference"``, of the difference of
+   successive frames: the instrument's noise without the network's field, a
+   research setting that did not win, kept to reproduce the research log);
 4. sum the new flux (Mx) of each polarity in a box of ``box_px`` pixels
    about every pixel, and take the tile's **bipolar new flux** as the
    largest 2 × min(positive, negative) over the boxes: a new bipole brings
