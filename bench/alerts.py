@@ -1,13 +1,13 @@
 """Event-level evaluation on held-out streams: the CNN side by side with the classical detectors and the ceilings.
 
-Replays (``--workers`` at a time, each resumable) the validation stream (seed 11)
-and the held-out streams of the synthetic Sun through the service's own path:
+Replays (``--workers`` at a time, each resumable) the validation streams (seed 11,
+declining phase and minimum) and the held-out streams of the synthetic Sun through the service's own path:
 a stretch near solar maximum and one near minimum (seed 7: no training,
 validation, test or demo uses it; the demo and the training sets use seed 0),
 and a stretch near maximum under the held-out setting of the simulator
 (``sim.settings.EVALUATION["held-out"]``: two-population growth, 30 G noise and
 a 6″ PSF, outside every training Sun's ranges). Then chooses the bundle's
-operating point on the validation stream (the alert threshold and the
+operating point on the validation streams pooled (the alert threshold and the
 baseline's k and the new-flux detector's level for 0.2 false alerts per disk-day, recorded in the bundle's
 manifest, as ``fluxwatch-evaluate --calibrate`` does), prints each held-out
 stream's tables at it (the CNN, the flux-rise baseline, the new-flux
@@ -88,11 +88,11 @@ def main() -> None:
                 "minimum": (Stream(7, "2008-06-01T00:00:00", a.min_days), "default")}
     if a.setting_days:
         held_out["held-out"] = (Stream(7, "2002-03-01T00:00:00", a.setting_days), "held-out")
-    jobs = [(a.bundle, VALIDATION, a.out / "validation", a.size, "default")]
+    jobs = [(a.bundle, stream, a.out / name, a.size, "default") for name, stream in VALIDATION.items()]
     jobs += [(a.bundle, stream, a.out / name, a.size, setting) for name, (stream, setting) in held_out.items()]
     with ProcessPoolExecutor(a.workers) as pool:
         list(pool.map(_replay, jobs))
-    point = calibrate(a.bundle, a.out / "validation", a.size)  # the replay is there: only chooses and records
+    point = calibrate(a.bundle, a.out, a.size)  # the replays are there: only chooses and records
     reports = {}
     for name, (stream, setting) in held_out.items():
         print(f"--- held-out stream {name}: seed {stream.seed}, {stream.days:g} days from {stream.start}, {setting} setting")

@@ -1,7 +1,7 @@
 """``fluxwatch-evaluate``: stream a held-out stretch of the synthetic Sun through the service and score its alerts.
 
 Prints the event-level table of the CNN and of the classical baseline (at the
-bundle's operating point, chosen on the validation stream by ``--calibrate``;
+bundle's operating point, chosen on the validation streams by ``--calibrate``;
 a bundle without one is compared with the baseline tuned on the same stream to
 the CNN's false-alarm rate) and of the oracle (:mod:`evaluation.oracle`: the
 simulator's noise-free new flux in a tile reaching ``--oracle-flux``, the
@@ -38,7 +38,7 @@ from common.patches import PatchGrid
 from evaluation.baseline import FluxRiseDetector
 from evaluation.calibration import forecasts, plot_reliability
 from evaluation.matching import Emergence, Match, MatchRule, OpenedAlert, match
-from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, VALIDATION, Stream, choose, record
+from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, VALIDATION, Stream, choose, pooled_curve, record
 from evaluation.oracle import MEMORY_DAYS, ORACLE_FLUX_MX, instrument_sigma_deg, oracle_alerts, stream_tile_flux
 from evaluation.replay import (
     detector_alerts,
@@ -111,7 +111,7 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
     over the stored scores (:func:`evaluation.replay.policy_alerts`: exactly the service's alerts). The
     classical detectors run on the stored patch videos (their series cached in ``out/series``): the
     flux-rise baseline at ``baseline_k`` and the new-flux detector (:mod:`common.newflux`) at
-    ``newflux_level`` (Mx; e.g. chosen on the validation stream), else each at the knob whose false-alarm
+    ``newflux_level`` (Mx; e.g. chosen on the validation streams), else each at the knob whose false-alarm
     rate on this stream is nearest the CNN's (said so in the table). The oracles (:mod:`evaluation.oracle`:
     the truth's and the visible one's) alert at ``oracle_flux`` (Mx) of new flux in a tile.
     """
@@ -143,7 +143,7 @@ def report_stream(service: Service, stream: Stream, out: Path, setting: str = "d
         sweep = {k: scored(detector_alerts(series[name], replace(d, **{d.knob: k}), name))
                  for k in sorted({*knobs, *([chosen] if chosen else [])})}
         if chosen:
-            k_op, how = chosen, "chosen on the validation stream"
+            k_op, how = chosen, "chosen on the validation streams"
         else:
             k_op = min(knobs, key=lambda k: (abs(sweep[k][1]["false_per_disk_day"] - cnn_summary["false_per_disk_day"]), -k))
             how = "tuned on this stream to the CNN's false-alarm rate"
@@ -234,20 +234,30 @@ def evaluate(bundle: Path, stream: Stream, out: Path, size: int = 1024, setting:
 
 
 def calibrate(bundle: Path, out: Path, size: int = 1024, target: float = TARGET_FALSE_PER_DISK_DAY, log=print) -> dict:
-    """Replay the validation stream (or resume it), choose the CNN's alert threshold and the baseline's k for
-    ``target`` false alerts per disk-day, and record them in the bundle's manifest; returns the operating point."""
-    v = VALIDATION
-    log(f"--- validation stream: seed {v.seed}, {v.days:g} days from {v.start}")
-    report = evaluate(bundle, v, out, size, log=log)
-    threshold = choose(report["cnn_curve"], target)
-    _, false_rate, detected = next(c for c in report["cnn_curve"] if c[0] == threshold)
-    k = choose(report["baseline_curve"], target)
-    level = choose(report["newflux_curve"], target)
+    """Replay the validation streams (:data:`~evaluation.operating.VALIDATION`, each in its folder under ``out``; or
+    resume them), choose the CNN's alert threshold, the baseline's k and the new-flux detector's level for ``target``
+    false alerts per disk-day on their pooled curves, and record them in the bundle's manifest; returns the
+    operating point."""
+    reports = {}
+    for name, v in VALIDATION.items():
+        log(f"--- validation stream {name}: seed {v.seed}, {v.days:g} days from {v.start}")
+        reports[name] = evaluate(bundle, v, out / name, size, log=log)
+
+    def curve(key: str) -> list[tuple[float, float, float]]:
+        return pooled_curve([r[key] for r in reports.values()], [r["stream"]["disk_days"] for r in reports.values()],
+                            [r["cnn"]["emergences"] for r in reports.values()])
+
+    cnn = curve("cnn_curve")
+    threshold = choose(cnn, target)
+    _, false_rate, detected = next(c for c in cnn if c[0] == threshold)
+    k = choose(curve("baseline_curve"), target)
+    level = choose(curve("newflux_curve"), target)
     point = {"threshold": threshold, "target_false_per_disk_day": target, "baseline_flux_rise_k": k, "newflux_level_Mx": level,
-             "validation": {**asdict(v), "size": size, "false_per_disk_day": false_rate, "detected_1d": detected},
-             "note": "chosen on the synthetic Sun's validation stream (evaluation.operating)"}
+             "validation": {"streams": {name: asdict(v) for name, v in VALIDATION.items()}, "size": size,
+                            "false_per_disk_day": false_rate, "detected_1d": detected},
+             "note": "chosen on the synthetic Sun's validation streams, pooled (evaluation.operating)"}
     record(bundle, point)
-    log(f"operating point recorded in {bundle / 'manifest.json'}: alert threshold {threshold:.3f} (validation: "
+    log(f"operating point recorded in {bundle / 'manifest.json'}: alert threshold {threshold:.3f} (validation, pooled: "
         f"{false_rate:.2f} false per disk-day, detected within 1 d {detected:.2f}); baseline k {k:g}; new-flux level {level:.3g} Mx")
     return point
 
@@ -289,7 +299,8 @@ def main(argv=None) -> int:
     p.add_argument("--setting", choices=sorted(EVALUATION), default="default",
                    help="synthetic Sun settings: the training sets' (default) or a held-out one")
     p.add_argument("--calibrate", action="store_true",
-                   help="replay the validation stream instead, choose the alert threshold for --target and record it in the bundle")
+                   help="replay the validation streams instead (in folders under --out), choose the alert threshold for "
+                        "--target and record it in the bundle")
     p.add_argument("--target", type=float, default=TARGET_FALSE_PER_DISK_DAY, help="false alerts per disk-day (--calibrate)")
     p.add_argument("--oracle-flux", type=float, default=ORACLE_FLUX_MX,
                    help="the oracle's level F: noise-free new flux in a tile that makes it alert, Mx")

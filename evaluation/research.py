@@ -1,12 +1,12 @@
 """The research loop: a candidate detector of stored videos measured on the cached replays in minutes.
 
-``python -m bench.alerts`` replays the validation stream and the held-out
+``python -m bench.alerts`` replays the validation streams and the held-out
 streams through the service once (kept in ``data/bench-alerts``). A candidate
 detector of passage videos (:class:`evaluation.replay.VideoDetector`: the
 new-flux detector with other settings, the flux-rise baseline, or a new
 class) needs no second replay: its series are computed from the stored
 videos (cached per settings), its knob is swept, the operating point is
-chosen on the validation stream for 0.2 false alerts per disk-day, and the
+chosen on the validation streams (pooled) for 0.2 false alerts per disk-day, and the
 held-out streams are reported at that point, with the same matcher and
 truth as the bench. One line per try goes to ``--log`` (tab-separated), the
 research log's raw material.
@@ -15,7 +15,7 @@ A candidate **bundle** (``--bundle``: a new-flux bundle with other
 settings, a retrained network) is measured the same way through the fast
 path (:func:`evaluation.replay.rescore`: its scores of the stored videos, as
 the service would give them) and the service's alert lifecycle; ``--record``
-writes the operating point chosen on the validation stream into its manifest,
+writes the operating point chosen on the validation streams into its manifest,
 as ``fluxwatch-evaluate --calibrate`` does after a replay.
 
 Usage: python -m evaluation.research [--replays data/bench-alerts] [--set box_px=24 --set n_sigma=2.5 …]
@@ -38,7 +38,7 @@ from common.newflux import NewFluxDetector
 from evaluation.baseline import FluxRiseDetector
 from evaluation.cli import KS, NEWFLUX_LEVELS_MX, THRESHOLDS, size_of, stream_slots, stream_truth
 from evaluation.matching import MatchRule, match
-from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, Stream, choose, record
+from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, VALIDATION, Stream, choose, record
 from evaluation.replay import (
     VideoDetector,
     detector_alerts,
@@ -109,28 +109,35 @@ class StreamCase:
         return out
 
 
-def evaluate_candidate(detector: VideoDetector, name: str, knobs, validation: StreamCase, held_out: list[StreamCase],
-                       target: float = TARGET_FALSE_PER_DISK_DAY) -> dict:
-    """The candidate's knob chosen on ``validation`` for ``target`` false alerts per disk-day, and its figures
-    there and on each held-out stream (pooled over the default-setting ones)."""
+def _choose(curves: list[dict[float, dict]], target: float) -> tuple[float, dict]:
+    """The knob chosen for ``target`` false alerts per disk-day on the validation streams' curves pooled, and the
+    pooled figures there."""
+    knobs = sorted(set.intersection(*(set(c) for c in curves)))
+    points = {k: pooled([c[k] for c in curves]) for k in knobs}
+    knob = choose([(k, s["false_per_disk_day"], s["detected_1d"]) for k, s in points.items()], target)
+    return knob, points[knob]
+
+
+def evaluate_candidate(detector: VideoDetector, name: str, knobs, validation: list[StreamCase],
+                       held_out: list[StreamCase], target: float = TARGET_FALSE_PER_DISK_DAY) -> dict:
+    """The candidate's knob chosen on the ``validation`` streams (pooled) for ``target`` false alerts per disk-day,
+    and its figures there and on each held-out stream (pooled over the default-setting ones)."""
     t0 = time.perf_counter()
-    v = validation.curve(name, detector, knobs)
-    knob = choose([(k, s["false_per_disk_day"], s["detected_1d"]) for k, s in v.items()], target)
+    knob, v = _choose([case.curve(name, detector, knobs) for case in validation], target)
     held = {case.name: case.curve(name, detector, [knob])[knob] for case in held_out}
     default = [held[c.name] for c in held_out if c.setting == "default"]
-    return {"knob": knob, "validation": v[knob], "held_out": held, "pooled": pooled(default) if default else {},
+    return {"knob": knob, "validation": v, "held_out": held, "pooled": pooled(default) if default else {},
             "seconds": time.perf_counter() - t0}
 
 
-def evaluate_bundle(bundle: ModelBundle, validation: StreamCase, held_out: list[StreamCase],
+def evaluate_bundle(bundle: ModelBundle, validation: list[StreamCase], held_out: list[StreamCase],
                     target: float = TARGET_FALSE_PER_DISK_DAY) -> dict:
-    """:func:`evaluate_candidate` for a bundle: its alert threshold chosen on ``validation``."""
+    """:func:`evaluate_candidate` for a bundle: its alert threshold chosen on the ``validation`` streams."""
     t0 = time.perf_counter()
-    v = validation.bundle_curve(bundle, THRESHOLDS)
-    threshold = choose([(k, s["false_per_disk_day"], s["detected_1d"]) for k, s in v.items()], target)
+    threshold, v = _choose([case.bundle_curve(bundle, THRESHOLDS) for case in validation], target)
     held = {case.name: case.bundle_curve(bundle, [threshold])[threshold] for case in held_out}
     default = [held[c.name] for c in held_out if c.setting == "default"]
-    return {"knob": threshold, "validation": v[threshold], "held_out": held, "pooled": pooled(default) if default else {},
+    return {"knob": threshold, "validation": v, "held_out": held, "pooled": pooled(default) if default else {},
             "seconds": time.perf_counter() - t0}
 
 
@@ -147,16 +154,17 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a detector setting (repeatable)")
     p.add_argument("--log", type=Path, default=Path("data/research.tsv"))
     p.add_argument("--note", default="")
-    p.add_argument("--validation-only", action="store_true", help="tune on the validation stream without looking further")
+    p.add_argument("--validation-only", action="store_true", help="tune on the validation streams without looking further")
     p.add_argument("--bundle", type=Path, help="measure this bundle through the fast path instead of a detector")
     p.add_argument("--record", action="store_true", help="write the threshold chosen on validation into --bundle's manifest")
     a = p.parse_args(argv)
     folders = [f for f in sorted(a.replays.iterdir()) if (f / "stream.json").exists()
-               and (f.name == "validation" or not a.validation_only)]
+               and (f.name in VALIDATION or not a.validation_only)]
     cases = {f.name: StreamCase.open(f) for f in folders}
-    if "validation" not in cases:
-        p.error(f"{a.replays} holds no validation replay: run python -m bench.alerts first")
-    validation = cases.pop("validation")
+    missing = [name for name in VALIDATION if name not in cases]
+    if missing:
+        p.error(f"{a.replays} holds no replay of {', '.join(missing)}: run python -m bench.alerts first")
+    validation = [cases.pop(name) for name in VALIDATION]
     if a.bundle:
         bundle = ModelBundle(a.bundle)
         result = evaluate_bundle(bundle, validation, list(cases.values()))
@@ -164,9 +172,10 @@ def main(argv=None) -> int:
         if a.record:
             v = result["validation"]
             record(a.bundle, {"threshold": result["knob"], "target_false_per_disk_day": TARGET_FALSE_PER_DISK_DAY,
-                              "validation": {**asdict(validation.stream), "size": size_of(validation.service),
+                              "validation": {"streams": {c.name: asdict(c.stream) for c in validation},
+                                             "size": size_of(validation[0].service),
                                              "false_per_disk_day": v["false_per_disk_day"], "detected_1d": v["detected_1d"]},
-                              "note": "chosen on the synthetic Sun's validation stream through the fast path "
+                              "note": "chosen on the synthetic Sun's validation streams, pooled, through the fast path "
                                       "(evaluation.research: the stored videos rescored)"})
             print(f"operating point recorded in {a.bundle / 'manifest.json'}: alert threshold {result['knob']:.3f}")
         return _report(name, settings_text, result, cases, a.log, a.note)
@@ -187,7 +196,7 @@ def _report(name: str, settings: str, result: dict, cases: dict, log: Path, note
     """Print a try's figures and add its line to the research log."""
     print(f"{name}: knob {result['knob']:.3g} chosen on validation ({result['seconds']:.0f} s; synthetic Sun: upper bounds)")
     print("stream\tdetected_1d\tdetected_2d\tfalse_per_disk_day\tonset_median_d\tonset_iqr_d\ttrue_withdrawals")
-    print(f"validation\t{_row(result['validation'])}")
+    print(f"validation (pooled)\t{_row(result['validation'])}")
     for stream, s in result["held_out"].items():
         print(f"{stream}\t{_row(s)}")
     if cases:

@@ -14,7 +14,7 @@ from evaluation.baseline import FluxRiseDetector
 from evaluation.calibration import forecasts
 from evaluation.cli import KS, ORACLE_LEVELS_MX, evaluate, last_line, replay_stream, report_stream
 from evaluation.matching import Emergence, OpenedAlert, match
-from evaluation.operating import Stream, choose, record
+from evaluation.operating import Stream, choose, pooled_curve, record
 from evaluation.replay import Passage, opened, passages, policy_alerts, stored_emergence
 from serving.bundle import BundleError, ModelBundle
 from serving.events import EventKind
@@ -167,6 +167,18 @@ def test_forecasts_verify_when_an_emergence_in_the_tile_has_begun_by_the_frame()
     np.testing.assert_array_equal(f.y, [0, 0, 1, 1, 0, 0])
     assert f.brier == pytest.approx((0.01 * 2 + 0.81 * 2 + 0.64 * 2) / 6)
     assert f.reliability() == [(pytest.approx(0.1), 0.5, 4), (pytest.approx(0.8), 0.0, 2)]
+
+
+def test_validation_curves_pool_false_alerts_over_disk_days_and_detections_over_emergences():
+    """A 60-day stream with 30 regions and a 30-day quiet one: pooled, the quiet stream's false alerts weigh by its
+    days and its detections (it has no region) not at all; a knob only one curve holds is dropped."""
+    busy = [(0.4, 0.3, 0.8), (0.5, 0.1, 0.6), (0.6, 0.0, 0.4)]
+    quiet = [(0.4, 0.9, float("nan")), (0.5, 0.4, float("nan")), (0.6, 0.1, float("nan")), (0.7, 0.0, float("nan"))]
+    pooled = pooled_curve([busy, quiet], [60.0, 30.0], [30, 0])
+    assert [k for k, _, _ in pooled] == [0.4, 0.5, 0.6]
+    np.testing.assert_allclose([f for _, f, _ in pooled], [0.5, 0.2, 1 / 30])
+    np.testing.assert_allclose([d for _, _, d in pooled], [0.8, 0.6, 0.4])
+    assert choose(pooled, 0.2) == 0.5 and choose(busy, 0.2) == 0.5 and choose(pooled, 0.1) == 0.6
 
 
 def test_operating_point_is_the_most_sensitive_knob_within_the_target_and_the_service_alerts_at_it(tmp_path, tiny_bundle):
