@@ -27,8 +27,9 @@ $(STAMP): pyproject.toml constraints.txt | $(SYSTEM)
 demo: $(STAMP)
 	$(PY) -m demo
 
-# Reproduces the shipped default bundle (models/default) in runs/default/bundle, about 45 minutes on 2 cores;
-# `$(PY) -m training.default --ship` then replaces the shipped one.
+# Reproduces the shipped CNN bundle (models/cnn, the learned detector) in runs/default/bundle, about 55 minutes on
+# 2 cores; `$(PY) -m training.default --ship` then replaces the shipped one. (The default bundle, models/default, is
+# the new-flux detector: nothing to train.)
 train: $(STAMP)
 	$(PY) -m training.default
 

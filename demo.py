@@ -1,7 +1,8 @@
 """``make demo``: fluxwatch end to end on the embedded default, on one machine, in about ten minutes.
 
 1. a real Kafka broker (KRaft) and the service on the synthetic Sun with the shipped default bundle
-   (``models/default``; ``make train`` reproduces it): the service first warm-starts, filling the last 15 days
+   (``models/default``: the new-flux detector, the best on the validation streams; ``--bundle models/cnn`` runs the
+   CNN ensemble): the service first warm-starts, filling the last 15 days
    of every patch on the disk from the Sun's past, then streams frames at a visible pace;
 2. a Kafka consumer prints the alerts as they arrive (opened, withdrawn, closed, with the onset and a link to
    the cutout);
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     t_begin = time.time()
     bundle = ModelBundle(args.bundle)
-    print(f"model: {args.bundle} ({bundle.model_version}, {bundle.scorers} members, alert threshold "
+    print(f"model: {args.bundle} ({bundle.model_version}, {bundle.scorers} scorer(s), alert threshold "
           f"{bundle.alert_threshold:.2f})")
     service_dir = args.out / "service"
     for fresh in (service_dir, args.out / "kafka"):  # a new stream each run: no old alerts replayed
@@ -77,7 +78,8 @@ def main(argv=None) -> int:
             consumer.close()
     end = first + args.frames
     sun = SyntheticSun(SunConfig(), seed=args.seed)
-    summarize(alerts, sun, first - bundle.n_frames, first, end, service_dir)
+    summarize(alerts, sun, first - bundle.n_frames, first, end, service_dir,
+              "new-flux detector" if bundle.detector is not None else "CNN")
     picture = disk_picture(alerts, sun, service_dir, first - bundle.n_frames, end, args.out / "disk.png")
     print(f"\npicture: {picture} (the open alerts' tiles and the regions that emerged, on the last frame)")
     print(f"demo: {(time.time() - t_begin) / 60:.1f} min, {sum(a['event'] == 'opened' for a in alerts)} alerts opened")
@@ -129,9 +131,10 @@ def stream(consumer, api: str, topic: str, service_dir: Path, first: int, frames
     progress.close()
 
 
-def summarize(alerts: list[dict], sun: SyntheticSun, first: int, live_from: int, end: int, service_dir: Path) -> None:
+def summarize(alerts: list[dict], sun: SyntheticSun, first: int, live_from: int, end: int, service_dir: Path,
+              label: str) -> None:
     """The alerts of slots [first, end) (live from ``live_from``) against the truth of ``sun``, by the event-level
-    rule of :mod:`evaluation.matching` (the one ``bench.alerts`` reports)."""
+    rule of :mod:`evaluation.matching` (the one ``bench.alerts`` reports); ``label`` names the bundle's detector."""
     from common.patches import PatchGrid
     from evaluation.cli import score_events, stream_truth
     from evaluation.report import Exposure, table
@@ -151,7 +154,7 @@ def summarize(alerts: list[dict], sun: SyntheticSun, first: int, live_from: int,
           f"({sum(e.alert_id not in false for e in live)} live) on true emergences")
     print(f"summary: {len(alerts)} alert events over the warm start and the live stream ({(end - first) / SLOTS_PER_DAY:.0f} "
           "days; synthetic Sun: an upper bound for the real Sun; regions that emerged in the last day could not yet be alerted)")
-    print(table("CNN", m, s))
+    print(table(label, m, s))
 
 
 def disk_picture(alerts: list[dict], sun: SyntheticSun, service_dir: Path, first: int, end: int, path: Path) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 from astropy.time import Time
 
 from common.clock import slot_of_time
-from common.config import DEFAULT_BUNDLE
+from common.config import CNN_BUNDLE
 from sim import SunConfig, SyntheticSun, write_fits_series
 
 START = Time("2000-06-20T00:00:00")
@@ -31,7 +31,7 @@ def bundle_or_untrained(path: Path, scratch: Path) -> tuple[Path, str]:
         torch.manual_seed(k)
         members.append((config.build_model(225, 90).eval(), f"model{6 + k // 2}", k % 2, {}))
     out = write_bundle(scratch / "untrained_bundle", members, 0.6, "untrained", {}, make_input_spec(225, 90))
-    return out, f"8 untrained members (no trained bundle at {DEFAULT_BUNDLE})"
+    return out, f"8 untrained members (no trained bundle at {CNN_BUNDLE})"
 
 
 def render_frames(folder: Path, n: int, size: int = 1024) -> list[Path]:
@@ -52,7 +52,7 @@ def bench_setup(doc: str, frames: int):
     (scratch, bundle, rendered frames: one more than asked, the first being the cold start)."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=frames)
-    p.add_argument("--bundle", type=Path, default=Path(DEFAULT_BUNDLE))
+    p.add_argument("--bundle", type=Path, default=Path(CNN_BUNDLE))
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)

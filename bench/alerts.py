@@ -19,7 +19,7 @@ baseline_false_per_disk_day=… oracle_detected_1d=… oracle_detected_2d=… vi
 newflux_detected_1d=… newflux_false_per_disk_day=… true_withdrawals=…``.
 Numbers from the synthetic Sun are upper bounds for the real Sun.
 
-Usage: python -m bench.alerts [--bundle models/default] [--max-days 60] [--min-days 30] [--setting-days 30]
+Usage: python -m bench.alerts [--bundle models/cnn] [--max-days 60] [--min-days 30] [--setting-days 30]
                               [--size 1024] [--workers 2]
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.config import DEFAULT_BUNDLE
+from common.config import CNN_BUNDLE
 from evaluation.cli import calibrate, last_line, replay_stream, report_stream
 from evaluation.operating import VALIDATION, Stream
 from evaluation.report import pooled as pooled_summaries
@@ -75,7 +75,7 @@ def _replay(job: tuple[Path, Stream, Path, int, str]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--bundle", type=Path, default=Path(DEFAULT_BUNDLE))
+    p.add_argument("--bundle", type=Path, default=Path(CNN_BUNDLE))
     p.add_argument("--max-days", type=float, default=60.0)
     p.add_argument("--min-days", type=float, default=30.0)
     p.add_argument("--setting-days", type=float, default=30.0,

@@ -11,7 +11,7 @@ start), as ``python -m bench.backfill`` measured it before the backfill existed.
 
 Last line: ``frames_per_s_1=… frames_per_s_2=… scaling_2=… year_minutes_2=…``.
 
-Usage: python -m bench.backfill [--chunks 4] [--chunk-days 1] [--bundle models/default]
+Usage: python -m bench.backfill [--chunks 4] [--chunk-days 1] [--bundle models/cnn]
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from archive.cli import CHUNK_DAYS, backfill
 from archive.frames import FileFrames, input_paths
 from bench._service_setup import START, bundle_or_untrained, metric
 from common.clock import SLOTS_PER_DAY, slot_of_time
-from common.config import DEFAULT_BUNDLE, ServiceConfig
+from common.config import CNN_BUNDLE, ServiceConfig
 from serving.bundle import ModelBundle
 from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_fits_series
@@ -68,7 +68,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--chunks", type=int, default=4)
     p.add_argument("--chunk-days", type=float, default=1.0)
-    p.add_argument("--bundle", type=Path, default=Path(DEFAULT_BUNDLE))
+    p.add_argument("--bundle", type=Path, default=Path(CNN_BUNDLE))
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)

@@ -12,7 +12,7 @@ on). Last line:
 (p95 over the frames that were scored on arrival, the first slot's being a
 cold start excluded).
 
-Usage: python -m bench.hmi [--slots 3] [--workers 2] [--bundle models/default]
+Usage: python -m bench.hmi [--slots 3] [--workers 2] [--bundle models/cnn]
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from astropy.time import Time
 
 from bench._service_setup import START, bundle_or_untrained, metric
 from common.clock import slot_of_time, slot_time
-from common.config import DEFAULT_BUNDLE, ServiceConfig
+from common.config import CNN_BUNDLE, ServiceConfig
 from serving.metrics import REJECT_REASONS
 from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_hmi_series
@@ -47,7 +47,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--slots", type=int, default=3)
     p.add_argument("--workers", type=int, default=2, help="processes rendering the 4096² frames beforehand")
-    p.add_argument("--bundle", type=Path, default=Path(DEFAULT_BUNDLE))
+    p.add_argument("--bundle", type=Path, default=Path(CNN_BUNDLE))
     a = p.parse_args()
     slot0 = int(slot_of_time(START))
     times = [slot_time(slot0 + s) + m * u.min for s in range(a.slots) for m in OFFSETS_MIN]

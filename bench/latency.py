@@ -5,7 +5,7 @@ clock runs from the drop to the moment every resulting message (alerts and
 patch status) has been acknowledged by the broker (``acks=all``). Last line:
 ``frame_to_kafka_p50_s=<x> frame_to_kafka_p95_s=<y> patches=<n> members=<m>``.
 
-Usage: python -m bench.latency [--frames 8] [--bundle models/default]
+Usage: python -m bench.latency [--frames 8] [--bundle models/cnn]
 """
 from __future__ import annotations
 

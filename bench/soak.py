@@ -58,7 +58,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tqdm import tqdm
 
 from common.clock import CADENCE, slot_isot, slot_of_time
-from common.config import DEFAULT_BUNDLE, ServiceConfig
+from common.config import CNN_BUNDLE, ServiceConfig
 from common.figures import pyplot
 from devtools.kafka_broker import free_port
 
@@ -581,7 +581,7 @@ def main() -> None:
     p.add_argument("--retain", action="append", default=[], metavar="NAME=DAYS",
                    help="a retention period in simulated days (e.g. processed=10); default: ServiceConfig's")
     p.add_argument("--kafka", action=argparse.BooleanOptionalAction, default=True, help="run a real Kafka broker")
-    p.add_argument("--bundle", type=Path, default=Path(DEFAULT_BUNDLE))
+    p.add_argument("--bundle", type=Path, default=Path(CNN_BUNDLE))
     p.add_argument("--out", type=Path, default=Path("data/bench-soak"), help="where the CSVs and the plot go")
     p.add_argument("--data-dir", type=Path, help="the service's data directory, kept (default: a temporary one)")
     p.add_argument("--stall-s", type=float, default=900.0, help=(

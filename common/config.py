@@ -17,8 +17,11 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDic
 
 from common.clock import CADENCE
 
-#: The shipped default model bundle (``make train`` reproduces it).
+#: The shipped default bundle: the new-flux detector (:mod:`common.newflux`), the best on the validation streams
+#: (``docs/guides/evaluating.md``); its alert level is chosen there, nothing is trained.
 DEFAULT_BUNDLE = "models/default"
+#: The shipped CNN ensemble, the learned detector (``make train`` reproduces it; the benches measure it).
+CNN_BUNDLE = "models/cnn"
 
 
 class ConfigError(ValueError):

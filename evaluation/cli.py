@@ -79,7 +79,7 @@ def replay_stream(bundle: Path, stream: Stream, out: Path, size: int = 1024, set
     """Stream ``stream`` through a service scoring with ``bundle`` in ``out/service``; returns the service.
 
     ``service_options`` are further :class:`common.config.ServiceConfig` fields (e.g. the alert policy's).
-    Resumable: a rerun skips the slots already ingested. A folder holding another stream, bundle, setting,
+    Resumable: a rerun skips the slots already ingested. A folder holding another stream, model version, setting,
     simulator or frame size is refused.
     """
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,8 @@ def replay_stream(bundle: Path, stream: Stream, out: Path, size: int = 1024, set
                                   "model_version": ModelBundle(bundle).model_version,
                                   "sun": asdict(EVALUATION[setting])}))  # a changed simulator is another replay
     spec_path = out / "stream.json"
-    if spec_path.exists() and json.loads(spec_path.read_text()) != spec:
+    # where the bundle lies does not change the replay: its model version says what it scores
+    if spec_path.exists() and {**json.loads(spec_path.read_text()), "bundle": None} != {**spec, "bundle": None}:
         raise SystemExit(f"fluxwatch-evaluate: {out} holds another replay ({spec_path.read_text().strip()}); "
                          "remove it or choose another --out")
     spec_path.write_text(json.dumps(spec))

@@ -1,5 +1,6 @@
 """The research loop's fast path (evaluation.replay.rescore): scoring the stored videos of a replay with a bundle
-gives the service's own scores and alerts, for the shipped bundle and for a bundle that names the new-flux detector."""
+gives the service's own scores and alerts, for the CNN bundle and for a bundle that names the new-flux detector (the
+default's kind)."""
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.config import DEFAULT_BUNDLE
+from common.config import CNN_BUNDLE
 from common.newflux import NewFluxDetector
 from evaluation.bundles import write_detector_bundle
 from evaluation.cli import replay_stream
@@ -30,10 +31,10 @@ def same_scores(service: Service, bundle: ModelBundle) -> list:
     return again
 
 
-def test_rescoring_the_stored_videos_with_the_shipped_bundle_gives_the_services_scores_and_alerts(tmp_path):
+def test_rescoring_the_stored_videos_with_the_cnn_bundle_gives_the_services_scores_and_alerts(tmp_path):
     stream = Stream(7, "2002-03-01T00:00:00", 1.0)
-    service = replay_stream(Path(DEFAULT_BUNDLE), stream, tmp_path, 256)
-    again = same_scores(service, ModelBundle(DEFAULT_BUNDLE))
+    service = replay_stream(Path(CNN_BUNDLE), stream, tmp_path, 256)
+    again = same_scores(service, ModelBundle(CNN_BUNDLE))
     low = replace(service.step.policy, threshold=0.2, present_at_start=False)  # some alerts open in a day
     alerts, _ = policy_alerts(again, low)
     assert alerts and alerts == policy_alerts(passages(service), low)[0]

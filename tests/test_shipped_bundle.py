@@ -1,5 +1,5 @@
-"""The shipped default bundle (``models/default``): it loads, its files are those of its manifest, it scores; ``make
-train`` reproduces its numbers (slow)."""
+"""The shipped bundles: the default (``models/default``) is the new-flux detector; the CNN ensemble (``models/cnn``)
+loads, its files are those of its manifest, it scores; ``make train`` reproduces its numbers (slow)."""
 from __future__ import annotations
 
 import hashlib
@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.config import DEFAULT_BUNDLE, ServiceConfig
+from common.config import CNN_BUNDLE, DEFAULT_BUNDLE, ServiceConfig
 from serving.bundle import ModelBundle
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / DEFAULT_BUNDLE
+SHIPPED = ROOT / CNN_BUNDLE
 
 
 def _entries(manifest: dict) -> list[dict]:
@@ -34,8 +34,12 @@ def _entries(manifest: dict) -> list[dict]:
     return found
 
 
-def test_the_service_uses_the_shipped_bundle_and_it_is_small():
+def test_the_service_uses_the_new_flux_detector_by_default_and_the_cnn_bundle_is_small():
     assert ServiceConfig().bundle == DEFAULT_BUNDLE
+    default = ModelBundle(ROOT / DEFAULT_BUNDLE)
+    assert default.manifest["detector"]["kind"] == "newflux" and not default.manifest.get("members")
+    point = default.manifest["operating_point"]
+    assert point["threshold"] == default.alert_threshold and set(point["validation"]["streams"]) == {"validation", "validation-minimum"}
     size = sum(f.stat().st_size for f in SHIPPED.iterdir())
     assert size < 5 * 2**20, f"{size / 2**20:.1f} MiB"
 
