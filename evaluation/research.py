@@ -21,7 +21,7 @@ as ``fluxwatch-evaluate --calibrate`` does after a replay.
 Usage: python -m evaluation.research [--replays data/bench-alerts] [--set box_px=24 --set n_sigma=2.5 …]
                                      [--detector newflux|baseline] [--log data/research.tsv] [--note "…"]
                                      [--validation-only]
-       python -m evaluation.research --bundle models/newflux [--record] [--validation-only]
+       python -m evaluation.research --bundle models/default [--record] [--validation-only]
 Numbers from the synthetic Sun are upper bounds for the real Sun.
 """
 from __future__ import annotations
