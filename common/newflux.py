@@ -54,7 +54,7 @@ class FieldMaps(NamedTuple):
     mu: np.ndarray
 
 
-def _noise_of(frames: np.ndarray, on: np.ndarray) -> np.ndarray:
+def _noise_on_disk(frames: np.ndarray, on: np.ndarray) -> np.ndarray:
     """A robust σ (G) of each frame of ``frames`` (T, P, P) over its pixels ``on`` (T, P, P), 0 where none is."""
     out = np.zeros(len(frames), np.float32)
     for t, (x, m) in enumerate(zip(frames, on)):
@@ -126,9 +126,9 @@ class NewFluxDetector:
         mu = np.asarray(mu, dtype=np.float32)
         radial = np.where(mu >= self.mu_min, los / np.maximum(mu, self.mu_min), 0.0).astype(np.float32)
         if self.noise_from == "difference" and len(los) > 1:
-            noise = _noise_of(np.diff(los, axis=0, prepend=los[1:2]), mu > 0) / np.sqrt(2.0)
+            noise = _noise_on_disk(np.diff(los, axis=0, prepend=los[1:2]), mu > 0) / np.sqrt(2.0)
         else:
-            noise = _noise_of(los, np.ones(los.shape, bool))
+            noise = _MAD_SIGMA * np.median(np.abs(los - np.median(los, axis=(1, 2), keepdims=True)), axis=(1, 2))
         return FieldMaps(np.clip(radial, 0, None), np.clip(-radial, 0, None), noise, mu)
 
     def windows(self, maps: FieldMaps) -> tuple[list[np.ndarray], np.ndarray]:

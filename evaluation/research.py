@@ -38,7 +38,7 @@ from common.newflux import NewFluxDetector
 from evaluation.baseline import FluxRiseDetector
 from evaluation.cli import KS, NEWFLUX_LEVELS_MX, THRESHOLDS, size_of, stream_slots, stream_truth
 from evaluation.matching import MatchRule, match
-from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, VALIDATION, Stream, choose, record
+from evaluation.operating import TARGET_FALSE_PER_DISK_DAY, VALIDATION, Stream, choose, pooled_curve, record
 from evaluation.replay import (
     VideoDetector,
     detector_alerts,
@@ -110,12 +110,13 @@ class StreamCase:
 
 
 def _choose(curves: list[dict[float, dict]], target: float) -> tuple[float, dict]:
-    """The knob chosen for ``target`` false alerts per disk-day on the validation streams' curves pooled, and the
-    pooled figures there."""
-    knobs = sorted(set.intersection(*(set(c) for c in curves)))
-    points = {k: pooled([c[k] for c in curves]) for k in knobs}
-    knob = choose([(k, s["false_per_disk_day"], s["detected_1d"]) for k, s in points.items()], target)
-    return knob, points[knob]
+    """The knob chosen for ``target`` false alerts per disk-day on the validation streams' curves (summaries by
+    knob) pooled as the bench pools them (:func:`evaluation.operating.pooled_curve`), and the pooled figures there."""
+    some = [next(iter(c.values())) for c in curves]
+    points = pooled_curve([[(k, s["false_per_disk_day"], s["detected_1d"]) for k, s in c.items()] for c in curves],
+                          [s["disk_days"] for s in some], [s["emergences"] for s in some])
+    knob = choose(points, target)
+    return knob, pooled([c[knob] for c in curves])
 
 
 def evaluate_candidate(detector: VideoDetector, name: str, knobs, validation: list[StreamCase],
