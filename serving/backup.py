@@ -128,7 +128,7 @@ def restore(src: str | Path, config: ServiceConfig) -> tuple[BackupInfo, int]:
 
 
 def main(argv=None) -> int:
-    from serving.main import configured
+    from serving.cli import configured
 
     p = argparse.ArgumentParser(prog="fluxwatch-backup", description=__doc__.splitlines()[0],
                                 epilog="Any other option is fluxwatch-serve's (the data dir, Kafka and its topics): give "

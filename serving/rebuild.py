@@ -22,7 +22,7 @@ from pathlib import Path
 
 from common.config import ServiceConfig
 from serving.bundle import BundleError
-from serving.main import configured
+from serving.cli import configured
 from serving.publisher import event_ids_on
 from serving.service import Service
 from serving.store import ALERT_LOG, STATE_FILE, VIDEOS_DIR, StateError

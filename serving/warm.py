@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from common.clock import slot_isot
-
-if TYPE_CHECKING:
-    from serving.service import Service
+from serving.bundle import ModelBundle
+from serving.metrics import Metrics
+from serving.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,17 @@ class WarmStart:
                                                                                     ("to", self.end_slot))}}
 
 
-def warm_start(service: Service, history: Callable[[int, int], Iterable[Path]], end: int, status: WarmStart) -> None:
+class Ingesting(Protocol):
+    """What the warm start drives: a service's state, bundle, metrics and its cycle over ``incoming/``."""
+
+    store: Store
+    bundle: ModelBundle
+    metrics: Metrics
+
+    def run_cycle(self, now: float | None = None) -> int: ...
+
+
+def warm_start(service: Ingesting, history: Callable[[int, int], Iterable[Path]], end: int, status: WarmStart) -> None:
     """Fill slots [end − n_frames, end) that the state lacks from ``history(first, end)`` (files delivered into
     ``incoming/`` in slot order), and ingest them; ``status`` follows its progress."""
     newest = service.store.newest_frame()

@@ -30,8 +30,8 @@ from common.passage import on_disk
 from ingest.magnetogram import read_frame, read_magnetogram
 from serving.api import create_app
 from serving.app import build
+from serving.cli import config_from_args, configure_logging
 from serving.events import SCHEMA_VERSION, EventKind, PatchStatus, Reason, json_schema
-from serving.main import config_from_args, configure_logging
 from serving.region import FIELD_FLOOR_G
 from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_fits_series, write_hmi_series

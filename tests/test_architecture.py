@@ -65,3 +65,69 @@ def test_the_cadence_is_defined_once():
     offenders = [str(f.relative_to(ROOT)) for package in ALLOWED for f in (ROOT / package).rglob("*.py")
                  if f.name != "clock.py" and ("96 * u.min" in f.read_text() or "5760" in f.read_text())]
     assert not offenders
+
+
+def module_graph(package_dir: Path) -> dict[str, set[str]]:
+    """The modules of a package (dotted names) and the modules of the same package each imports, at any depth of
+    the file (an import under ``if TYPE_CHECKING`` or inside a function counts: a circle is a circle to a reader)."""
+    root = package_dir.parent
+    modules = {}
+    for f in package_dir.rglob("*.py"):
+        name = ".".join(f.with_suffix("").relative_to(root).parts).removesuffix(".__init__")
+        modules[name] = f
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for name, f in modules.items():
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            graph[name] |= {t for t in targets if t in modules and t not in (name, package_dir.name)}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected sets of more than one module of ``graph`` (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while (w := stack.pop()) != v:
+                group.append(w)
+            if group:
+                out.append(sorted([v, *group]))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+@pytest.mark.parametrize("package", sorted(FIRST_PARTY - {"demo"}))
+def test_no_import_circle_inside_a_package(package):
+    assert circles(module_graph(ROOT / package)) == []
+
+
+def test_a_circle_is_found(tmp_path):
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from pkg.b import f\n")
+    (pkg / "b.py").write_text("def f():\n    from pkg import c\n")
+    (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n")
+    (pkg / "d.py").write_text("import pkg.a\n")
+    assert circles(module_graph(pkg)) == [["pkg.a", "pkg.b", "pkg.c"]]
