@@ -36,15 +36,11 @@ def main(argv=None) -> int:
     except (BundleError, StateError, ConfigError) as exc:
         print(f"fluxwatch-serve: error: {exc}", file=sys.stderr)
         return 2
-    app.start()
-    # uvicorn stops serving on SIGTERM, then raises it again: end through the finally below, so that the scheduler,
-    # the watcher and the publisher stop in order, and exit 0 (a stop asked for is not a failure).
+    # uvicorn stops serving on SIGTERM, stops the app (the lifespan: the scheduler, the watcher and the publisher, in
+    # order), then raises the signal again: exit 0 (a stop asked for is not a failure).
     signal.signal(signal.SIGTERM, _terminated)
-    try:
-        uvicorn.run(create_app(app.service), host=config.http_host, port=config.http_port, log_level="warning",
-                    log_config=None)
-    finally:
-        app.stop()
+    uvicorn.run(create_app(app.service, app), host=config.http_host, port=config.http_port, log_level="warning",
+                log_config=None)
     return 0
 
 
