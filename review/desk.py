@@ -19,13 +19,14 @@ import time
 from functools import lru_cache
 from html import escape
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import quote
 
 import numpy as np
 import uvicorn
 from astropy.time import Time
-from fastapi import FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from common.clock import CADENCE_DAYS, slot_isot, slot_of_time
@@ -123,16 +124,33 @@ class _Media:
         return sprite(video), curves, disk, start
 
 
+class _NoReviewer(Exception):
+    """The request has no reviewer's name (cookie)."""
+
+
+def reviewer_of(request: Request) -> str | None:
+    """The reviewer's name of the request's cookie, None when there is none or it is not a name."""
+    name = request.cookies.get("reviewer")
+    return name if name and NAME.match(name) else None
+
+
+def _reviewer_required(request: Request) -> str:
+    name = reviewer_of(request)
+    if name is None:
+        raise _NoReviewer
+    return name
+
+
+#: A route's reviewer: pages without one go to the name form first, decisions are refused (401).
+Reviewer = Annotated[str, Depends(_reviewer_required)]
+
+
 def create_app(decisions: Decisions, show_model: bool = False, alerts: AlertSource | None = None, fps: float = 8.0) -> FastAPI:
     """The desk over ``decisions``; ``show_model`` the default of the setting; ``alerts`` the live alerts to vet
     (synced on page loads); ``fps`` the playback rate (frames per second)."""
     app = FastAPI(title="fluxwatch review desk", description=__doc__)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     figures = _Media(decisions)
-
-    def reviewer_of(request: Request) -> str | None:
-        name = request.cookies.get("reviewer")
-        return name if name and NAME.match(name) else None
 
     def model_shown(request: Request) -> bool:
         value = request.query_params.get("show_model", request.cookies.get("show_model"))
@@ -158,8 +176,12 @@ def create_app(decisions: Decisions, show_model: bool = False, alerts: AlertSour
             return f'<p class="error">could not read the alerts: {escape(str(exc))}</p>'
         return ""
 
-    def need_name(request: Request) -> RedirectResponse:
-        return RedirectResponse(f"/?next={quote(str(request.url.path))}", status_code=303)
+    @app.exception_handler(_NoReviewer)
+    def need_name(request: Request, exc: _NoReviewer) -> Response:
+        """A page asks who you are first, then comes back; a decision without a name is refused."""
+        if request.method == "GET":
+            return RedirectResponse(f"/?next={quote(str(request.url.path))}", status_code=303)
+        return JSONResponse({"detail": "tell the desk who you are first (/)"}, status_code=401)
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request, next: str = "/", change: int = 0) -> Response:
@@ -197,11 +219,8 @@ def create_app(decisions: Decisions, show_model: bool = False, alerts: AlertSour
         return response
 
     @app.get("/queue/{queue}", response_class=HTMLResponse)
-    def queue_next(request: Request, queue: str) -> Response:
+    def queue_next(queue: str, reviewer: Reviewer) -> Response:
         """The next item of ``queue`` for you, or a page saying the queue is done for you."""
-        reviewer = reviewer_of(request)
-        if reviewer is None:
-            return need_name(request)
         note = sync_alerts() if queue == ALERTS_QUEUE else ""
         seq = decisions.next_for(reviewer, queue)
         if seq is not None:
@@ -212,11 +231,8 @@ def create_app(decisions: Decisions, show_model: bool = False, alerts: AlertSour
                      f"<p>{p.done} of {p.total} decided.{waiting}</p>", reviewer)
 
     @app.get("/item/{seq}", response_class=HTMLResponse)
-    def item_page(request: Request, seq: int) -> Response:
+    def item_page(request: Request, seq: int, reviewer: Reviewer) -> Response:
         """One item: the video playing, its scrubber, the flux curve, the disk; the answer buttons and keys."""
-        reviewer = reviewer_of(request)
-        if reviewer is None:
-            return need_name(request)
         item = item_or_404(seq)
         shown = model_shown(request)
         sprite, curves, _, start = figures.figures(seq, figures.version(item), shown)
@@ -262,11 +278,8 @@ frame <span id="frame-index">0</span> / {sprite.frames - 1} · <span id="frame-t
         return keep_setting(request, _page(title, body, reviewer))
 
     @app.post("/item/{seq}/decide")
-    def decide(request: Request, seq: int, answer: int = Form(...)) -> Response:
+    def decide(seq: int, reviewer: Reviewer, answer: int = Form(...)) -> Response:
         """Record your answer (1, 0 or -1) and go to your next item."""
-        reviewer = reviewer_of(request)
-        if reviewer is None:
-            raise HTTPException(401, "tell the desk who you are first (/)")
         item = item_or_404(seq)
         if answer not in (-1, 0, 1):
             raise HTTPException(422, f"answer {answer}: must be 1 (emergence), 0 (non-emergence) or -1 (unsure)")
@@ -275,21 +288,15 @@ frame <span id="frame-index">0</span> / {sprite.frames - 1} · <span id="frame-t
         return RedirectResponse(f"/item/{following}" if following is not None else f"/queue/{item.queue}", status_code=303)
 
     @app.get("/item/{seq}/next")
-    def skip(request: Request, seq: int) -> Response:
+    def skip(seq: int, reviewer: Reviewer) -> Response:
         """Leave this item for later and show the next one."""
-        reviewer = reviewer_of(request)
-        if reviewer is None:
-            return need_name(request)
         item = item_or_404(seq)
         following = decisions.next_for(reviewer, item.queue, after=seq)
         return RedirectResponse(f"/item/{following}" if following is not None else f"/queue/{item.queue}", status_code=303)
 
     @app.post("/undo")
-    def undo(request: Request, queue: str = Form(...)) -> Response:
+    def undo(reviewer: Reviewer, queue: str = Form(...)) -> Response:
         """Withdraw your latest decision in ``queue`` and show its item again."""
-        reviewer = reviewer_of(request)
-        if reviewer is None:
-            raise HTTPException(401, "tell the desk who you are first (/)")
         seq = decisions.undo(reviewer, queue)
         return RedirectResponse(f"/item/{seq}" if seq is not None else f"/queue/{queue}", status_code=303)
 

@@ -349,3 +349,18 @@ def test_command_lines_say_what_is_wrong(store, tmp_path, capsys):
     assert f"review desk: http://127.0.0.1:{port}/" in captured.out and "no dataset store here" in captured.err
     with socket.socket() as s:
         s.bind(("127.0.0.1", port))  # the desk stopped and let its port go
+
+
+def test_one_reviewer_guard_sends_pages_to_the_name_form_and_refuses_nameless_decisions(tmp_path):
+    decisions = Decisions(tmp_path / "desk.sqlite")
+    with ServerThread(create_app(decisions)) as server:
+        for path in ("/queue/training", "/item/3", "/item/3/next"):
+            r = httpx.get(server.url + path, follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"] == "/?next=" + path, path
+        for path, form in (("/item/3/decide", {"answer": "1"}), ("/undo", {"queue": "training"})):
+            r = httpx.post(server.url + path, data=form, follow_redirects=False)
+            assert r.status_code == 401 and "who you are" in r.json()["detail"], path
+        named = httpx.get(server.url + "/queue/training", cookies={"reviewer": "ann"}, follow_redirects=False)
+        assert named.status_code == 200 and "Nothing left for you in training" in named.text
+        bad = httpx.get(server.url + "/queue/training", cookies={"reviewer": "<script>"}, follow_redirects=False)
+        assert bad.status_code == 303
