@@ -43,7 +43,7 @@ test: lint docs
 # ruff (lint and import order), the published alert schema against its model, and mypy.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m serving.events --check || { echo "deploy/schemas is stale: run $(PY) -m serving.events"; exit 1; }
+	$(PY) -m contract.events --check || { echo "deploy/schemas is stale: run $(PY) -m contract.events"; exit 1; }
 	$(VENV)/bin/mypy
 
 test-slow: $(STAMP)

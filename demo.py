@@ -136,9 +136,9 @@ def summarize(alerts: list[dict], sun: SyntheticSun, first: int, live_from: int,
     """The alerts of slots [first, end) (live from ``live_from``) against the truth of ``sun``, by the event-level
     rule of :mod:`evaluation.matching` (the one ``bench.alerts`` reports); ``label`` names the bundle's detector."""
     from common.patches import PatchGrid
+    from contract.events import AlertEvent, EventKind
     from evaluation.cli import score_events, stream_truth
     from evaluation.report import Exposure, table
-    from serving.events import AlertEvent, EventKind
     from serving.store import Reader
 
     reader = Reader(service_dir / "state.sqlite")

@@ -20,7 +20,7 @@ bundle_digest            the model bundle's identity (SHA-256 of its manifest)
 =======================  ==========================================================================================
 
 Fluxes are line-of-sight, through pixels of \\|B\\| ≥ :data:`serving.region.FIELD_FLOOR_G` (no projection
-correction): :class:`serving.events.Region`.
+correction): :class:`contract.events.Region`.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ import pandas as pd
 
 from common.clock import slot_of_time
 from common.figures import pyplot
+from contract.events import AlertEvent, EventKind
 from serving.alerts import AlertPolicy, emergence_events
-from serving.events import AlertEvent, EventKind
 
 COLUMNS = ["region_id", "patch_id", "kind", "onset_time", "onset_uncertainty_h", "first_alert_time", "carrington_lon",
            "carrington_lat", "stonyhurst_lon", "stonyhurst_lat", "flux_at_onset_Mx", "flux_at_alert_Mx",

@@ -34,8 +34,8 @@ from archive.truth import compare, truth_table
 from common.clock import SLOTS_PER_DAY, slot_of_time
 from common.config import ServiceConfig
 from common.patches import PatchGrid
+from contract.events import AlertEvent
 from serving.bundle import ModelBundle
-from serving.events import AlertEvent
 
 #: Files per task of the header scan.
 SCAN_BATCH = 200

@@ -12,9 +12,9 @@ import pandas as pd
 from archive.frames import SyntheticFrames
 from common.clock import EPOCH, SLOTS_PER_DAY, slot_days
 from common.patches import PatchGrid
+from contract.events import AlertEvent, EventKind
 from evaluation.matching import Emergence, MatchRule, match
 from evaluation.replay import opened, truth
-from serving.events import AlertEvent, EventKind
 
 #: Regions whose onset falls this close to the period's start are not counted: a cold start sees them mid-way.
 COLD_START_DAYS = 1.0

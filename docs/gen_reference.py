@@ -75,7 +75,7 @@ def metrics() -> str:
 
 def schemas() -> str:
     out = ["# Alert schemas\n", "The JSON Schemas of the Kafka messages (`deploy/schemas/`, written from "
-           "`serving.events`), and the VOEvent schema the HEK exports are checked against.\n"]
+           "`contract.events`), and the VOEvent schema the HEK exports are checked against.\n"]
     for path in sorted((ROOT / "deploy" / "schemas").glob("*.json")):
         out += [f"## `{path.name}`\n", "```json", path.read_text().rstrip(), "```\n"]
     return "\n".join(out)

@@ -35,6 +35,7 @@ from common.clock import CADENCE_DAYS, SLOTS_PER_DAY, slot_days, slot_of_time
 from common.config import DEFAULT_BUNDLE, ServiceConfig
 from common.newflux import NewFluxDetector
 from common.patches import PatchGrid
+from contract.events import AlertEvent, EventKind
 from evaluation.baseline import FluxRiseDetector
 from evaluation.calibration import forecasts, plot_reliability
 from evaluation.matching import Emergence, Match, MatchRule, OpenedAlert, match
@@ -53,7 +54,6 @@ from evaluation.replay import (
 from evaluation.report import Exposure, plot_delays, plot_operating_curves, summary, table, true_withdrawals
 from serving.alerts import passage_label
 from serving.bundle import ModelBundle
-from serving.events import AlertEvent, EventKind
 from serving.service import Service
 from sim import SyntheticSun
 from sim.settings import EVALUATION

@@ -27,10 +27,10 @@ import numpy as np
 from common.clock import days_since_epoch, slot_days, slot_of_time, slot_time
 from common.observer import central_meridian_distance
 from common.patches import carrington_pixel_area_cm2
+from contract.events import EventKind, Score
 from evaluation.matching import Emergence, OpenedAlert
 from serving.alerts import AlertPolicy, AlertState, emergence_events, is_new_onset, passage_label, step
 from serving.bundle import ModelBundle
-from serving.events import EventKind, Score
 from serving.region import emerged
 from serving.results import filled_frames
 from serving.service import Service

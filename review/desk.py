@@ -31,6 +31,7 @@ from fastapi.staticfiles import StaticFiles
 
 from common.clock import CADENCE_DAYS, slot_isot, slot_of_time
 from common.figures import Sprite, sprite
+from contract.events import AlertEvent
 from ingest.dataset import DatasetStore
 from review import media
 from review.decisions import Answer, Decisions, Item
@@ -97,7 +98,7 @@ class _Media:
         """(video (n_frames, px, px) G, Carrington lon, lat (deg), start slot, masking curve (n_frames,) or None,
         threshold or None) of an item."""
         if item.queue == ALERTS_QUEUE:
-            alert = item.info["alert"]
+            alert = AlertEvent.model_validate(item.info["alert"])
             try:
                 video = snapshot(self.folder, item.seq)
             except FileNotFoundError as exc:
@@ -107,9 +108,8 @@ class _Media:
                 curve = np.array([np.nan if p is None else p for p in item.info["masking"]], dtype=float)
                 masking = np.full(len(video), np.nan)
                 masking[:min(len(curve), len(video))] = curve[:len(video)]
-            place = alert["patch"]["carrington"]
-            return (video, place["lon"], place["lat"], int(slot_of_time(Time(alert["passage_start"]))),
-                    masking, alert.get("threshold"))
+            place = alert.patch.carrington
+            return video, place.lon, place.lat, int(slot_of_time(Time(alert.passage_start))), masking, alert.threshold
         store = self.store()
         vid = int(item.info["video_id"])
         row = store.catalog.set_index("video_id").loc[vid]
@@ -241,10 +241,10 @@ def create_app(decisions: Decisions, show_model: bool = False, alerts: AlertSour
         mine = decisions.votes(item.queue)[seq].get(reviewer)
         yours = f'<p id="yours">your answer so far: <b>{words[mine]}</b></p>' if mine is not None else ""
         if item.queue == ALERTS_QUEUE:
-            alert = item.info["alert"]
-            title = f"alert {escape(alert['alert_id'])}"
-            model = (f'<p id="model">model: alert {escape(alert["event"])}, probability {alert["probability"]["median"]:.2f} '
-                     f'(threshold {alert["threshold"]:.2f}), onset frame {alert["onset"]["frame"]}</p>')
+            alert = AlertEvent.model_validate(item.info["alert"])
+            title = f"alert {escape(alert.alert_id)}"
+            model = (f'<p id="model">model: alert {escape(alert.event)}, probability {alert.probability.median:.2f} '
+                     f'(threshold {alert.threshold:.2f}), onset frame {alert.onset.frame}</p>')
         else:
             title = f"video {item.info['video_id']}"
             label = "emergence" if item.label == 1 else "non-emergence"

@@ -23,7 +23,6 @@ float32 (n_frames, pixels, pixels), G, frames not yet observed 0 G) and the aler
 from __future__ import annotations
 
 import io
-import json
 import time
 import urllib.error
 import urllib.parse
@@ -37,6 +36,7 @@ from astropy.time import Time
 
 from common.clock import CADENCE_DAYS, slot_of_time
 from common.config import PatchGridConfig, VideoConfig
+from contract.events import AlertEvent, AlertPage, PatchDetail
 from ingest.dataset import DatasetStore, write_dataset
 from review.decisions import Answer, Decisions, utc_now
 
@@ -84,15 +84,15 @@ class AlertSource:
         """Bring every alert of the service into the queue and refresh the snapshots of undecided ones; returns
         the number of alerts the queue holds."""
         self._last_sync = time.monotonic()
-        latest: dict[str, dict] = {}
+        latest: dict[str, AlertEvent] = {}
         query: dict = {"limit": 1000}
         while True:  # every page of GET /alerts
-            page = json.loads(self._get("/alerts", query)[0])
-            for event in page["items"]:  # oldest first: the dict keeps first-opened order, the values the latest event
-                latest[event["alert_id"]] = event
-            if not page["has_more"]:
+            page = AlertPage.model_validate_json(self._get("/alerts", query)[0])
+            for event in page.items:  # oldest first: the dict keeps first-opened order, the values the latest event
+                latest[event.alert_id] = event
+            if not page.has_more:
                 break
-            query["cursor"] = page["next_cursor"]
+            query["cursor"] = page.next_cursor
         keys = [alert_key(a) for a in latest]
         queued = {i.key: i for i in self.decisions.items(ALERTS_QUEUE)}
         finals = self.decisions.finals([k for k in keys if k in queued])
@@ -102,30 +102,31 @@ class AlertSource:
                 continue  # decided: keep what the reviewers saw
             masking = self._masking(event)
             # what the snapshot shows: the alert's latest event and the frames scored so far
-            stamp = [event["event_id"], len(masking) if masking is not None else None]
-            entries.append((key, {"alert": event, "masking": masking, "stamp": stamp}, None, event["probability"]["median"]))
+            stamp = [event.event_id, len(masking) if masking is not None else None]
+            entries.append((key, {"alert": event.model_dump(mode="json"), "masking": masking, "stamp": stamp}, None,
+                            event.probability.median))
         seqs = self.decisions.enqueue(ALERTS_QUEUE, entries)
         (self.folder / "alerts").mkdir(parents=True, exist_ok=True)
         for seq, (key, info, _, _) in zip(seqs, entries):
             if key in queued and queued[key].info.get("stamp") == info["stamp"] and self.snapshot_path(seq).exists():
                 continue  # nothing new since the last snapshot
-            event = info["alert"]
-            data, _ = self._get(f"/patches/{urllib.parse.quote(event['patch_id'])}/video", {"passage_start": event["passage_start"]})
+            event = AlertEvent.model_validate(info["alert"])
+            data, _ = self._get(f"/patches/{urllib.parse.quote(event.patch_id)}/video", {"passage_start": event.passage_start})
             video = np.load(io.BytesIO(data), allow_pickle=False)
             tmp = self.folder / "alerts" / f"{seq}.tmp.npy"
             np.save(tmp, video.astype(np.float32))
             tmp.replace(self.snapshot_path(seq))
         return len(keys)
 
-    def _masking(self, event: dict) -> list[float | None] | None:
+    def _masking(self, event: AlertEvent) -> list[float | None] | None:
         """The alert passage's masking curve so far (ensemble median per frame, None where not scored), if the
         service still has that passage as the patch's latest."""
-        detail = json.loads(self._get(f"/patches/{urllib.parse.quote(event['patch_id'])}")[0])
-        if detail["passage_start"] != event["passage_start"]:
+        detail = PatchDetail.model_validate_json(self._get(f"/patches/{urllib.parse.quote(event.patch_id)}")[0])
+        if detail.passage_start != event.passage_start:
             return None
-        curve: list[float | None] = [None] * (max((h["frame"] for h in detail["history"]), default=-1) + 1)
-        for h in detail["history"]:
-            curve[h["frame"]] = h["median"]
+        curve: list[float | None] = [None] * (max((h.frame for h in detail.history), default=-1) + 1)
+        for h in detail.history:
+            curve[h.frame] = h.median
         return curve
 
     def snapshot_path(self, seq: int) -> Path:
@@ -150,22 +151,22 @@ def export_vetted(decisions: Decisions, folder: str | Path, out: str | Path) -> 
         answer = decisions.final(item.seq)
         if answer is None:
             continue
-        event = item.info["alert"]
+        event = AlertEvent.model_validate(item.info["alert"])
         video = snapshot(folder, item.seq)
         active = [d for d, state in history if d.item == item.seq and state == "active" and d.answer != Answer.UNSURE]
         deciders = [d for d in active if d.answer == answer]
-        start_slot = int(slot_of_time(Time(event["passage_start"])))
-        middle = Time(event["passage_start"]) + (len(video) // 2) * CADENCE_DAYS * u.day
+        start_slot = int(slot_of_time(Time(event.passage_start)))
+        middle = Time(event.passage_start) + (len(video) // 2) * CADENCE_DAYS * u.day
         rows.append({
             "video_id": len(rows), "setting": -1, "kind": "tile", "bmr_id": "",
-            "start_time": event["passage_start"], "start_slot": start_slot,
+            "start_time": event.passage_start, "start_slot": start_slot,
             "year": int(middle.strftime("%Y")), "month": int(middle.strftime("%m")),
-            "lon": event["patch"]["carrington"]["lon"], "lat": event["patch"]["carrington"]["lat"],
+            "lon": event.patch.carrington.lon, "lat": event.patch.carrington.lat,
             "first_obs_time": "", "first_obs_cmd": np.nan, "first_obs_flux_Mx": np.nan, "flux_Mx": np.nan,
-            "crude_label": answer, "crude_onset_frame": event["onset"]["frame"] if answer == 1 else -1,
+            "crude_label": answer, "crude_onset_frame": event.onset.frame if answer == 1 else -1,
             "true_class": -1, "true_onset_frame": -1, "verified": True,
-            "alert_id": event["alert_id"], "vetted_by": ";".join(sorted({d.reviewer for d in deciders})),
-            "vetted_at": max(d.at for d in deciders), "model_version": event["provenance"]["model_version"],
+            "alert_id": event.alert_id, "vetted_by": ";".join(sorted({d.reviewer for d in deciders})),
+            "vetted_at": max(d.at for d in deciders), "model_version": event.provenance.model_version,
         })
         videos.append(video)
     if not rows:

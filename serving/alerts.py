@@ -1,6 +1,6 @@
 """The alert lifecycle of one patch on one disk passage.
 
-States (:class:`~serving.events.AlertStatus`):
+States (:class:`~contract.events.AlertStatus`):
 
 - ``idle`` → ``open`` when the ensemble median calls an emergence
   (:func:`common.ensemble.detects`: above the alert threshold), provided that
@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass, field
 
 from common.clock import slot_time
 from common.ensemble import detects
-from serving.events import AlertEvent, AlertStatus, EventKind, Reason, Region, Score
+from contract.events import AlertEvent, AlertStatus, EventKind, Reason, Region, Score
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class AlertState:
 @dataclass(frozen=True)
 class Transition:
     """One event the state machine decided: what happened, to which alert, and why; :meth:`event` makes the
-    published :class:`~serving.events.AlertEvent` of it."""
+    published :class:`~contract.events.AlertEvent` of it."""
 
     kind: EventKind
     patch_id: str

@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from contract.events import EventKind
 from ingest.errors import (
     EmptyDataError,
     ImageSizeError,
@@ -33,7 +34,6 @@ from ingest.errors import (
     TruncatedFITSError,
     UnitError,
 )
-from serving.events import EventKind
 
 NAMESPACE = "fluxwatch"
 

@@ -32,11 +32,11 @@ import numpy as np
 from astropy.time import Time
 
 from common.clock import slot_of_time
+from contract.events import AlertEvent, EventKind, PatchStatus, Provenance, Reason, Score
 from ingest.errors import IngestError
 from ingest.magnetogram import Origin, origin_from_name, origin_of
 from serving.backup import backup
 from serving.bundle import ModelBundle
-from serving.events import AlertEvent, EventKind, PatchStatus, Provenance, Reason, Score
 from serving.region import region
 from serving.store import STATE_FILE, STATE_VERSION, StateError, mapped_video, video_file
 

@@ -16,7 +16,7 @@ from common.figures import sprite
 from common.newflux import NewFluxDetector
 from common.observer import mu_at
 from common.patches import carrington_pixel_area_cm2, polarity_flux_Mx
-from serving.events import Box, Region
+from contract.events import Box, Region
 
 #: Pixels weaker than this count neither in the box nor in the fluxes (G): 2.5 × MDI's 96-min noise (20 G), so noise
 #: adds little; a new bipole's field reaches hundreds of G.
@@ -82,7 +82,7 @@ def cutout_path(patch_id: str, start_slot: int, frame: int, onset: int) -> str:
 
 def region(video: np.ndarray, frame: int, onset: int, patch_id: str, axes: Axes, start_slot: int,
            now: np.ndarray | None = None) -> Region:
-    """The :class:`~serving.events.Region` of a passage's ``video`` at ``frame`` (``now``: that frame, when it is
+    """The :class:`~contract.events.Region` of a passage's ``video`` at ``frame`` (``now``: that frame, when it is
     not stored yet), with the flux changes since frame ``onset``."""
     current = video[frame] if now is None else now
     at_onset = current if onset >= frame else video[onset]

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.video import fill_gaps
+from contract.events import AlertEvent, AlertStatus, PatchStatus, Provenance, Score
 from serving.alerts import AlertState, passage_label
-from serving.events import AlertEvent, AlertStatus, PatchStatus, Provenance, Score
 
 Key = tuple[str, int]  # (patch id, passage start slot)
 

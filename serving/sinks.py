@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-from serving.events import AlertEvent
+from contract.events import AlertEvent
 from serving.faults import fault_point
 from serving.metrics import Metrics
 from serving.results import FrameResult

@@ -36,11 +36,7 @@ from common.ensemble import is_stable, percentiles
 from common.observer import central_meridian_distance
 from common.passage import on_disk, passage_over, passage_start_slot
 from common.patches import PatchGrid
-from ingest.magnetogram import Magnetogram
-from ingest.projection import project_patches
-from serving.alerts import AlertPolicy, step
-from serving.bundle import ModelBundle
-from serving.events import (
+from contract.events import (
     AlertStatus,
     EnsembleProbability,
     LonLat,
@@ -52,6 +48,10 @@ from serving.events import (
     Region,
     Score,
 )
+from ingest.magnetogram import Magnetogram
+from ingest.projection import project_patches
+from serving.alerts import AlertPolicy, step
+from serving.bundle import ModelBundle
 from serving.region import emerged, region
 from serving.results import FrameResult, Key, Origin, ScoreRecord, StepState
 

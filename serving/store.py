@@ -2,7 +2,7 @@
 
 SQLite (WAL) holds the facts: ``frames`` (every ingested slot), ``passages``
 (a patch's disk passage: its first slot and status), ``scores`` (each
-member's probability and the typed :class:`~serving.events.Score` per patch,
+member's probability and the typed :class:`~contract.events.Score` per patch,
 passage and frame: the probability history), ``alert_states``, ``alerts``
 (every published event, for the API; its rowid is the publication order that
 ``GET /alerts`` cursors mark, so the table is never vacuumed) and ``outbox`` (messages not yet on
@@ -33,8 +33,8 @@ import numpy as np
 
 from common.clock import SLOTS_PER_DAY, slot_isot
 from common.passage import SEARCH_DAYS
+from contract.events import SCHEMA_VERSION, AlertEvent, AlertStatus, HistoryPoint, PatchDetail, PatchSummary, Score
 from serving.alerts import AlertState, passage_label
-from serving.events import SCHEMA_VERSION, AlertEvent, AlertStatus, HistoryPoint, PatchDetail, PatchSummary, Score
 from serving.faults import fault_point
 from serving.results import FrameResult, PassageState, StepState, blank_video, filled_frames
 
@@ -435,7 +435,7 @@ class Reader(_Queries):
         every filter is off when None or empty.
 
         since, until : frame time at or after ``since`` and before ``until`` (half-open).
-        kinds : event kinds (:class:`~serving.events.EventKind` values) to keep.
+        kinds : event kinds (:class:`~contract.events.EventKind` values) to keep.
         box : (lon_min, lon_max, lat_min, lat_max), Carrington deg, bounds included, of the patch centre
             (``patch.carrington``); ``lon_min > lon_max`` is a box across 0° (e.g. 350 to 10).
         min_probability : ensemble median (``probability.median``) at least this.
@@ -444,7 +444,7 @@ class Reader(_Queries):
         limit : at most this many events.
         """
         where: list[tuple[str, list]] = [("1", [])]  # (SQL condition, its parameters)
-        if since is not None:  # frame times are stored as the events give them: RFC 3339, "Z" (serving.events.UtcTime)
+        if since is not None:  # frame times are stored as the events give them: RFC 3339, "Z" (contract.events.UtcTime)
             where.append(("frame_time >= ?", [since.utc.isot + "Z"]))
         if until is not None:
             where.append(("frame_time < ?", [until.utc.isot + "Z"]))

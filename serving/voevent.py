@@ -53,8 +53,8 @@ from sunpy.coordinates import HeliographicCarrington
 from sunpy.sun.constants import radius as SUN_RADIUS
 
 from common.config import ServiceConfig
+from contract.events import AlertEvent, Box, EventKind
 from ingest.instruments import instrument_named
-from serving.events import AlertEvent, Box, EventKind
 from serving.results import FrameResult
 
 NAMESPACE = "http://www.ivoa.net/xml/VOEvent/v2.0"

@@ -27,11 +27,11 @@ from common.config import ConfigError, ServiceConfig
 from common.figures import CLIP_G
 from common.observer import central_meridian_distance
 from common.passage import on_disk
+from contract.events import SCHEMA_VERSION, EventKind, PatchStatus, Reason, json_schema
 from ingest.magnetogram import read_frame, read_magnetogram
 from serving.api import create_app
 from serving.app import build
 from serving.cli import config_from_args, configure_logging
-from serving.events import SCHEMA_VERSION, EventKind, PatchStatus, Reason, json_schema
 from serving.region import FIELD_FLOOR_G
 from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_fits_series, write_hmi_series

@@ -1,8 +1,7 @@
 """The alert state machine on its own: typed scores in, events out (no ONNX, no FITS)."""
 import pytest
 
-from serving.alerts import AlertPolicy, AlertState, step
-from serving.events import (
+from contract.events import (
     AlertStatus,
     Box,
     EnsembleProbability,
@@ -15,6 +14,7 @@ from serving.events import (
     Region,
     Score,
 )
+from serving.alerts import AlertPolicy, AlertState, step
 
 POLICY = AlertPolicy(threshold=0.5, hysteresis=0.1, onset_frames=3, probability_step=0.1)
 PROVENANCE = Provenance(instrument="SDO/HMI", series="hmi.M_720s_nrt", file="x.fits", t_obs="2000-06-02T08:00:00.000",

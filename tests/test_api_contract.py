@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from common.config import PLACEHOLDER_UPLOAD_TOKEN, ServiceConfig
+from contract.events import AlertEvent
 from serving.api import create_app
-from serving.events import AlertEvent
 from serving.service import Service
 from serving.store import Reader
 from tests.support import ServerThread

@@ -22,8 +22,8 @@ from archive.cli import backfill
 from archive.frames import FileFrames, input_paths
 from common.clock import slot_of_time
 from common.config import ServiceConfig
+from contract.events import AlertEvent
 from serving.alerts import emergence_events
-from serving.events import AlertEvent
 from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_fits_series
 from tests.conftest import START

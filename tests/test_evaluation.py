@@ -10,6 +10,7 @@ from common.clock import SLOTS_PER_DAY
 from common.config import PatchGridConfig, ServiceConfig
 from common.manifest import ManifestError
 from common.patches import PatchGrid, carrington_pixel_area_cm2
+from contract.events import EventKind
 from evaluation.baseline import FluxRiseDetector
 from evaluation.calibration import forecasts
 from evaluation.cli import KS, ORACLE_LEVELS_MX, evaluate, last_line, replay_stream, report_stream
@@ -17,7 +18,6 @@ from evaluation.matching import Emergence, OpenedAlert, match
 from evaluation.operating import Stream, choose, pooled_curve, record
 from evaluation.replay import Passage, opened, passages, policy_alerts, stored_emergence
 from serving.bundle import BundleError, ModelBundle
-from serving.events import EventKind
 from serving.service import Service
 from tests.test_alerts import score
 

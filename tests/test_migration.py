@@ -19,7 +19,7 @@ import pytest
 from astropy.time import Time
 
 from common.clock import slot_isot, slot_of_time
-from serving.events import AlertEvent, EventKind, PatchStatus, Reason, schema_path
+from contract.events import AlertEvent, EventKind, PatchStatus, Reason, schema_path
 from serving.migrate import MigrationError
 from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_fits_series

@@ -17,9 +17,9 @@ import pytest
 from kafka import KafkaConsumer
 
 from common.config import ServiceConfig
+from contract.events import SCHEMAS, AlertEvent, EventKind, render_schema, schema_path
 from serving.api import create_app
 from serving.app import build
-from serving.events import SCHEMAS, AlertEvent, EventKind, render_schema, schema_path
 from serving.service import Service
 from tests.support import ServerThread, free_port
 
@@ -337,7 +337,7 @@ def test_bad_upload_is_refused_with_a_clear_message(api, frames, case, status, w
 
 def test_published_schema_is_generated_from_the_event_model():
     for name in SCHEMAS:
-        assert schema_path(name).read_text() == render_schema(name), "regenerate it: python -m serving.events"
+        assert schema_path(name).read_text() == render_schema(name), "regenerate it: python -m contract.events"
     assert set(AlertEvent.model_json_schema()["required"]) >= {"event", "event_id", "probability", "onset"}
 
 

@@ -17,8 +17,8 @@ import xmlschema
 from astropy.coordinates import GCRS, get_sun
 from astropy.time import Time
 
+from contract.events import SCHEMA_DIR, AlertEvent
 from serving.api import create_app
-from serving.events import SCHEMA_DIR, AlertEvent
 from serving.service import Service
 from serving.voevent import NAMESPACE, Author, VOEventSink, file_name, ivorn, sol_name, to_voevent
 from tests.support import ServerThread

@@ -12,10 +12,10 @@ from typing import Protocol
 
 from fastapi import FastAPI
 
+from contract.events import SCHEMA_VERSION
 from serving.api import alerts, operations, patches, schemas, upload
 from serving.api.alerts import decode_cursor, encode_cursor
 from serving.api.problems import answer_with_problems
-from serving.events import SCHEMA_VERSION
 from serving.service import Service
 
 __all__ = ["create_app", "decode_cursor", "encode_cursor"]

@@ -8,9 +8,9 @@ import json
 from astropy.time import Time
 from fastapi import APIRouter, HTTPException, Query, Response
 
+from contract.events import AlertPage, EventKind
 from serving.api.deps import ReaderDep, ServiceDep
 from serving.api.problems import problems
-from serving.events import AlertPage, EventKind
 from serving.voevent import author_of, to_voevent
 
 ALERTS_PAGE_DEFAULT, ALERTS_PAGE_MAX = 100, 1000  # events per page of GET /alerts

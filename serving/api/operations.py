@@ -4,9 +4,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from contract.events import Health, Readiness
 from serving.api.deps import ReaderDep, ServiceDep
 from serving.api.problems import problem, problems
-from serving.events import Health, Readiness
 
 router = APIRouter()
 

@@ -8,9 +8,9 @@ from astropy.time import Time
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from common.clock import slot_isot, slot_of_time
+from contract.events import PatchDetail, PatchSummary
 from serving.api.deps import ReaderDep, ServiceDep
 from serving.api.problems import problems
-from serving.events import PatchDetail, PatchSummary
 from serving.region import cutout_png
 from serving.service import Service
 from serving.store import Reader

@@ -1,4 +1,4 @@
-"""Every error of the API is an RFC 9457 problem (``application/problem+json``, :class:`serving.events.Problem`)."""
+"""Every error of the API is an RFC 9457 problem (``application/problem+json``, :class:`contract.events.Problem`)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -10,7 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.events import Problem
+from contract.events import Problem
 
 
 def problem(request: Request, status: int, detail: str, headers: Mapping[str, str] | None = None, **extra) -> JSONResponse:

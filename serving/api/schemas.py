@@ -6,8 +6,8 @@ import json
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 
+from contract.events import SCHEMA_DIR, SCHEMA_VERSION, SCHEMAS, SchemaRef, json_schema
 from serving.api.problems import problems
-from serving.events import SCHEMA_DIR, SCHEMA_VERSION, SCHEMAS, SchemaRef, json_schema
 
 router = APIRouter()
 

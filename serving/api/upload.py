@@ -15,11 +15,11 @@ from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.types import Message
 
 from common.clock import slot_of_time
+from contract.events import UploadAccepted
 from ingest.errors import IngestError
 from ingest.magnetogram import read_frame
 from serving.api.deps import ServiceDep
 from serving.api.problems import problems
-from serving.events import UploadAccepted
 
 router = APIRouter()
 bearer = HTTPBearer(auto_error=False, description="the service's upload token (``--upload-token``)")

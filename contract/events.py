@@ -3,7 +3,7 @@
 The same models build the Kafka and JSON-lines payloads, the HTTP API's
 OpenAPI response models, and the published JSON Schema in
 ``deploy/schemas/alert-event-<version>.schema.json`` (written by
-``python -m serving.events``; a test checks the file matches).
+``python -m contract.events``; a test checks the file matches).
 
 Compatibility rule: within a major ``schema_version``, only new optional
 fields are added; removing or changing a field bumps the major version, and
@@ -300,7 +300,7 @@ def render_schema(name: str = "alert-event") -> str:
     return json.dumps(json_schema(name), indent=2, ensure_ascii=False) + "\n"
 
 
-if __name__ == "__main__":  # python -m serving.events [--check]: write (or check) deploy/schemas/
+if __name__ == "__main__":  # python -m contract.events [--check]: write (or check) deploy/schemas/
     if "--check" in sys.argv[1:]:
         sys.exit(0 if all(schema_path(n).is_file() and schema_path(n).read_text() == render_schema(n) for n in SCHEMAS) else 1)
     for name in SCHEMAS:
