@@ -35,6 +35,7 @@ from common.config import ServiceConfig
 from ingest.errors import IngestError
 from serving.bundle import ModelBundle
 from serving.results import FrameResult
+from serving.runner import FrameRunner
 from serving.step import frame_step
 from serving.store import Store
 
@@ -108,6 +109,7 @@ def run_chunk(chunk: Chunk, frames: Frames, bundle: str, config: ServiceConfig, 
     report, events, rows = ChunkReport(chunk.name), [], []
     with tempfile.TemporaryDirectory(prefix="fluxwatch-chunk-") as scratch, threadpool_limits(threads):
         store = Store(scratch, model.n_frames, model.pixels, durable=False)
+        runner = FrameRunner(step, store)
         for slot in [s for s in frames.slots() if chunk.warm_from <= s < chunk.end]:
             kept = slot >= chunk.first
             t0 = time.perf_counter()
@@ -118,14 +120,11 @@ def run_chunk(chunk: Chunk, frames: Frames, bundle: str, config: ServiceConfig, 
                     report.refused.append({"file": frames.name(slot), "problem": str(exc)})
                 continue
             t1 = time.perf_counter()
-            state = store.snapshot(slot)
+            result = runner.run(mag, frames.name(slot))
             t2 = time.perf_counter()
-            result = step.execute(mag, frames.name(slot), state)
-            t3 = time.perf_counter()
-            store.commit(result, [])
             for key in result.closed:  # never read again: the scratch disk holds the open passages' videos only
                 store.video_path(*key).unlink(missing_ok=True)
-            t4 = time.perf_counter()
+            t3 = time.perf_counter()
             if not kept:
                 report.warmup_frames += 1
                 continue
@@ -134,8 +133,8 @@ def run_chunk(chunk: Chunk, frames: Frames, bundle: str, config: ServiceConfig, 
             s["read"] += t1 - t0
             s["project"] += result.projection_seconds
             s["score"] += result.scoring_seconds
-            s["passages"] += t3 - t2 - result.projection_seconds - result.scoring_seconds
-            s["store"] += t2 - t1 + t4 - t3
+            s["passages"] += t2 - t1 - result.state_seconds - result.projection_seconds - result.scoring_seconds
+            s["store"] += result.state_seconds + t3 - t2
             events += result.events
             rows += score_rows(result)
         report.events = len(events)

@@ -54,6 +54,7 @@ class FrameResult:
     statuses: list[PatchStatus] = field(default_factory=list)
     projection_seconds: float = 0.0  # projecting the frame onto the passages' patches
     scoring_seconds: float = 0.0  # the ensemble's streams
+    state_seconds: float = 0.0  # the state keeper's snapshot before the step and commit after it
 
 
 @dataclass

@@ -42,6 +42,7 @@ from serving.inbox import Inbox
 from serving.jsoc import SourceState
 from serving.metrics import Metrics
 from serving.migrate import Upgrade, upgrade
+from serving.runner import FrameRunner
 from serving.sinks import AlertLog, MetricsSink, Sink, outbox_messages
 from serving.step import frame_step
 from serving.store import ALERT_LOG, Store
@@ -82,6 +83,7 @@ class Service:
         self.grid = self.step.grid
         upgrade(Upgrade(self.dir, self.bundle, self.step.axes, config.topics))  # a state of an earlier version
         self.store = Store(self.dir, self.bundle.n_frames, self.bundle.pixels)
+        self.runner = FrameRunner(self.step, self.store, lambda result: outbox_messages(result, config.topics))
         self.metrics = metrics or Metrics()
         self.metrics.set_model(self.bundle.model_version, self.bundle.scorers)
         files: list[AlertLog | VOEventSink] = [AlertLog(self.dir / ALERT_LOG)]
@@ -192,12 +194,7 @@ class Service:
 
     def _score(self, c: Candidate) -> int:
         t0 = time.perf_counter()
-        result = self.step.execute(c.mag, c.path.name, self.store.snapshot(int(slot_of_time(c.mag.time))))
-        try:
-            self.store.commit(result, outbox_messages(result, self.config.topics))
-        except BaseException:
-            self.step.forget(result)  # the streams moved on; the store did not
-            raise
+        result = self.runner.run(c.mag, c.path.name)
         fault_point("commit")
         self.metrics.ingest_latency.observe(c.read_s + time.perf_counter() - t0 - result.scoring_seconds)
         for sink in self.sinks:

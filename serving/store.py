@@ -18,6 +18,7 @@ use their own read-only connections and so see committed frames only.
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import json
 import os
@@ -25,7 +26,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,7 @@ from common.passage import SEARCH_DAYS
 from contract.events import SCHEMA_VERSION, AlertEvent, AlertStatus, HistoryPoint, PatchDetail, PatchSummary, Score
 from serving.alerts import AlertState, passage_label
 from serving.faults import fault_point
-from serving.results import FrameResult, PassageState, StepState, blank_video, filled_frames
+from serving.results import FrameResult, Key, PassageState, StepState, blank_video, filled_frames
 
 if TYPE_CHECKING:
     from astropy.time import Time
@@ -168,6 +169,33 @@ class Outbox:
             return self.db.execute("DELETE FROM outbox WHERE delivered < ?", (delivered_before,)).rowcount
 
 
+@dataclass
+class _Kept:
+    """One open passage as the keeper holds it between frames: its alert state, the frames scored, each one's
+    members' probabilities and its score as stored (JSON)."""
+
+    alert: AlertState
+    frames: list[int] = field(default_factory=list)
+    members: list[list[float]] = field(default_factory=list)
+    latest_json: str | None = None
+
+    def add(self, frame: int, members: list[float], summary: str) -> None:
+        """A frame's score (a frame scored again replaces its score, as the table's primary key does)."""
+        if self.frames and frame <= self.frames[-1]:
+            i = bisect.bisect_left(self.frames, frame)
+            if i < len(self.frames) and self.frames[i] == frame:
+                self.members[i] = members
+            else:
+                self.frames.insert(i, frame)
+                self.members.insert(i, members)
+            if frame == self.frames[-1]:
+                self.latest_json = summary
+            return
+        self.frames.append(frame)
+        self.members.append(members)
+        self.latest_json = summary
+
+
 class Store(_Queries):
     """The writer: the service's state under ``data_dir``, for videos of ``n_frames`` × ``pixels``²."""
 
@@ -203,6 +231,9 @@ class Store(_Queries):
         self.outbox = Outbox(self.db)
         self.n_frames, self.pixels = n_frames, pixels
         self._thinned_before: int | None = None  # the last score thinning's bound (slot)
+        #: The open passages' masking curves and alert states, read from the database at the first snapshot and
+        #: written through at every commit after it, so that a frame never reads back what the step itself produced.
+        self._kept: dict[Key, _Kept] | None = None
 
     # ---- the frame step's snapshot ------------------------------------------------------------------
 
@@ -216,26 +247,29 @@ class Store(_Queries):
             recorded = {(pid, start) for pid, start in self.db.execute(
                 "SELECT patch_id, start_slot FROM passages WHERE start_slot >= ?", (earliest,))}
             observed = self.observed_slots(min([*passages.values(), earliest]), slot)
-            alerts = {(pid, start): AlertState(**json.loads(state)) for pid, start, state in self.db.execute(
-                "SELECT a.patch_id, a.start_slot, a.state FROM alert_states a JOIN passages p "
-                "USING (patch_id, start_slot) WHERE p.status = 'open'")}
-            scores: dict[tuple[str, int], list[tuple[int, str, str]]] = {}
-            for pid, start, frame, probs, summary in self.db.execute(
-                    "SELECT s.patch_id, s.start_slot, s.frame, s.probs, s.summary FROM scores s JOIN passages p "
-                    "USING (patch_id, start_slot) WHERE p.status = 'open' ORDER BY s.frame"):
-                scores.setdefault((pid, start), []).append((frame, probs, summary))
+            if self._kept is None:
+                self._kept = self._read_open()
         open_ = {}
         for pid, start in passages.items():
-            key = (pid, start)
-            rows = scores.get(key, [])
-            open_[key] = PassageState(
-                video=self._mapped(pid, start),
-                frames=np.array([r[0] for r in rows], np.int64),
-                curves=np.array(json.loads(f"[{','.join(r[1] for r in rows)}]")).T if rows else np.zeros((0, 0)),
-                alert=alerts.get(key) or AlertState(pid, passage_label(start)),
-                latest_json=rows[-1][2] if rows else None)
+            kept = self._kept.get((pid, start)) or _Kept(AlertState(pid, passage_label(start)))
+            open_[(pid, start)] = PassageState(
+                video=self._mapped(pid, start), frames=np.array(kept.frames, np.int64),
+                curves=np.array(kept.members).T if kept.members else np.zeros((0, 0)),
+                alert=kept.alert, latest_json=kept.latest_json)
         return StepState(slot, None if newest is None else newest[0], passages, recorded, observed, open_,
                          (self.n_frames, self.pixels, self.pixels))
+
+    def _read_open(self) -> dict[Key, _Kept]:
+        """The open passages' curves and alert states as the database holds them (at start)."""
+        kept = {(pid, start): _Kept(AlertState(**json.loads(state))) for pid, start, state in self.db.execute(
+            "SELECT a.patch_id, a.start_slot, a.state FROM alert_states a JOIN passages p "
+            "USING (patch_id, start_slot) WHERE p.status = 'open'")}
+        for pid, start, frame, probs, summary in self.db.execute(
+                "SELECT s.patch_id, s.start_slot, s.frame, s.probs, s.summary FROM scores s JOIN passages p "
+                "USING (patch_id, start_slot) WHERE p.status = 'open' ORDER BY s.frame"):
+            k = kept.setdefault((pid, start), _Kept(AlertState(pid, passage_label(start))))
+            k.add(frame, json.loads(probs), summary)
+        return kept
 
     def _mapped(self, patch_id: str, start_slot: int) -> np.ndarray:
         """A passage's video mapped read only (all 0 G when it has none yet)."""
@@ -326,9 +360,10 @@ class Store(_Queries):
             db.executemany("INSERT INTO passages VALUES (?, ?, 'open')", result.opened)
             db.executemany("UPDATE passages SET status = 'closed' WHERE patch_id = ? AND start_slot = ?", result.closed)
             db.execute("INSERT INTO frames VALUES (?, ?, ?, ?)", (result.slot, result.time, result.source, time.time()))
+            summaries = [r.score.model_dump_json() for r in result.scores]
             db.executemany("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)",
-                           [(s.key[0], s.key[1], s.score.frame, result.slot, json.dumps(s.members),
-                             s.score.model_dump_json()) for s in result.scores])
+                           [(r.key[0], r.key[1], r.score.frame, result.slot, json.dumps(r.members), summary)
+                            for r, summary in zip(result.scores, summaries)])
             db.executemany("INSERT OR REPLACE INTO alert_states VALUES (?, ?, ?)",
                            [(pid, start, json.dumps(state.to_dict())) for (pid, start), state in result.alert_states.items()])
             db.executemany("INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?)",
@@ -337,6 +372,22 @@ class Store(_Queries):
             now = time.time()
             db.executemany("INSERT OR IGNORE INTO outbox (topic, key, event_id, payload, created) VALUES (?, ?, ?, ?, ?)",
                            [(m.topic, m.key, m.event_id, json.dumps(m.payload, sort_keys=True), now) for m in messages])
+        if self._kept is not None:
+            self._keep(result, summaries)
+
+    def _keep(self, result: FrameResult, summaries: list[str]) -> None:
+        """Write a committed frame's curves and alert states through to :attr:`_kept`."""
+        assert self._kept is not None
+        for key in result.opened:
+            self._kept.setdefault(key, _Kept(AlertState(key[0], passage_label(key[1]))))
+        for record, summary in zip(result.scores, summaries):
+            self._kept.setdefault(record.key, _Kept(AlertState(record.key[0], passage_label(record.key[1])))).add(
+                record.score.frame, record.members, summary)
+        for key, state in result.alert_states.items():
+            if key in self._kept:
+                self._kept[key].alert = state
+        for key in result.closed:
+            self._kept.pop(key, None)
 
     def publisher_outbox(self) -> Outbox:
         """The outbox on a new connection, for the publisher thread."""

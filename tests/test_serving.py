@@ -21,6 +21,7 @@ from contract.events import SCHEMAS, AlertEvent, EventKind, render_schema, schem
 from serving.api import create_app
 from serving.app import build
 from serving.service import Service
+from serving.store import Store
 from tests.support import ServerThread, free_port
 
 
@@ -382,3 +383,22 @@ def test_a_bundle_for_another_clock_or_scaling_is_refused(tmp_path, tiny_bundle,
     with pytest.raises(BundleError, match=words) as refused:
         ModelBundle(bundle)
     assert str(bundle / "manifest.json") in str(refused.value)
+
+
+def test_the_keeper_holds_in_memory_what_the_database_holds(tmp_path, tiny_bundle, frames):
+    """The store keeps the open passages' curves and alert states in memory after its first snapshot and writes
+    them through: at every frame, its snapshot equals one read afresh from the database (as at a restart)."""
+    service = Service(config(tmp_path, tiny_bundle))
+    compared = 0
+    for i, frame in enumerate(frames):
+        drop([frame], service.dir)
+        service.run_cycle()
+        slot = service.store.newest_frame()[0] + 1
+        kept, fresh = service.store.snapshot(slot), Store(service.dir, service.bundle.n_frames, service.bundle.pixels).snapshot(slot)
+        assert kept.open.keys() == fresh.open.keys()
+        compared += len(kept.open)
+        for key, p in kept.open.items():
+            q = fresh.open[key]
+            assert np.array_equal(p.frames, q.frames) and np.array_equal(p.curves, q.curves), (i, key)
+            assert p.alert.to_dict() == q.alert.to_dict() and p.latest_json == q.latest_json, (i, key)
+    assert compared > 100 and any(p.alert.status.value == "open" for p in kept.open.values()), "alert states too"
