@@ -9,7 +9,8 @@ replayed or kept alike: ``frames_per_s`` counts steps. A year backfilled in chun
 at the 2-worker rate. The live service's rate is measured on the same frames (its steady state after a cold
 start), as ``python -m bench.backfill`` measured it before the backfill existed.
 
-Last line: ``frames_per_s_1=… frames_per_s_2=… scaling_2=… year_minutes_2=…``.
+Last line: ``frames_per_s_1=… frames_per_s_2=… scaling_2=… year_minutes_2=… store_share=…`` (the state keeper's
+share of a frame step's time, its snapshot and commit, on 2 workers).
 
 Usage: python -m bench.backfill [--chunks 4] [--chunk-days 1] [--bundle models/cnn]
 """
@@ -80,19 +81,21 @@ def main() -> None:
         frames = render(tmp / "frames", first - warmup, first + args.chunks * chunk_slots)
         print(f"model: {what}; {len(frames.slots())} frames of {SIZE}² rendered in {time.perf_counter() - t0:.0f} s")
         live_service(frames, bundle, tmp)
-        rates = {}
+        rates, shares = {}, {}
         for workers in (1, 2):
             report = backfill(frames, tmp / f"out{workers}", str(bundle), chunk_days=args.chunk_days, workers=workers,
                               first=first, progress=False, log=lambda *_: None)
             steps = report["frames"] + report["warmup_frames"]
             rates[workers] = steps / report["elapsed_s"]
+            per_frame = report["seconds_per_frame"]
+            shares[workers] = per_frame["store"] / sum(per_frame.values())
             print(f"{workers} worker(s): {report['chunks']} chunks, {report['frames']} frames kept + "
                   f"{report['warmup_frames']} replayed in {report['elapsed_s']:.1f} s: {rates[workers]:.2f} steps/s; per "
                   "frame: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in report["seconds_per_frame"].items()))
     year_steps = SLOTS_PER_YEAR * (1 + warmup / (CHUNK_DAYS * SLOTS_PER_DAY))
     print(f"a year in chunks of {CHUNK_DAYS:g} d is {year_steps:.0f} steps (the warm-up adds {warmup} slots a chunk)")
     print(f"frames_per_s_1={rates[1]:.2f} frames_per_s_2={rates[2]:.2f} scaling_2={rates[2] / rates[1]:.2f} "
-          f"year_minutes_2={year_steps / rates[2] / 60:.1f}")
+          f"year_minutes_2={year_steps / rates[2] / 60:.1f} store_share={shares[2]:.3f}")
 
 
 if __name__ == "__main__":

@@ -22,36 +22,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from contract.events import EventKind
-from ingest.errors import (
-    EmptyDataError,
-    ImageSizeError,
-    InstrumentError,
-    MissingKeywordError,
-    NoImageDataError,
-    NotFITSError,
-    QualityError,
-    TimeOrderError,
-    TruncatedFITSError,
-    UnitError,
-)
+from ingest.errors import IngestError
 
 NAMESPACE = "fluxwatch"
 
-#: Values of the ``reason`` label of ``fluxwatch_frames_rejected_total``.
-REJECT_REASONS = (
-    "not_fits",
-    "truncated",
-    "no_image",
-    "bad_unit",
-    "missing_keyword",
-    "empty",
-    "time_order",
-    "instrument",
-    "bad_quality",
-    "too_large",
-    "unauthorized",
-    "other",
-)
+def _error_classes(cls: type[IngestError]) -> list[type[IngestError]]:
+    return [cls] + [c for sub in cls.__subclasses__() for c in _error_classes(sub)]
+
+
+#: Values of the ``reason`` label of ``fluxwatch_frames_rejected_total``: each ingest error's own reason
+#: (:mod:`ingest.errors`), and an upload's refusals before any reading.
+REJECT_REASONS = tuple(dict.fromkeys([*(c.reason for c in _error_classes(IngestError) if c is not IngestError),
+                                      "too_large", "unauthorized", IngestError.reason]))
 
 #: Values of the ``event`` label of ``fluxwatch_alerts_published_total``: the alert event kinds.
 ALERT_EVENTS = tuple(kind.value for kind in EventKind)
@@ -65,18 +47,6 @@ OBSERVATION_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 2700.0, 
                        14400.0, 21600.0, 43200.0)
 
 #: Ingest exception class -> ``reason`` label. Subclasses map like their nearest listed base.
-_REASON_BY_ERROR: dict[type, str] = {
-    NotFITSError: "not_fits",
-    TruncatedFITSError: "truncated",
-    NoImageDataError: "no_image",
-    UnitError: "bad_unit",
-    MissingKeywordError: "missing_keyword",
-    EmptyDataError: "empty",
-    TimeOrderError: "time_order",
-    InstrumentError: "instrument",
-    QualityError: "bad_quality",
-    ImageSizeError: "too_large",
-}
 
 
 class Metrics:
@@ -162,11 +132,8 @@ class Metrics:
 
     @staticmethod
     def reason_for(exc: BaseException) -> str:
-        """The ``reason`` label for an ingest exception; ``"other"`` for anything unmapped."""
-        for cls in type(exc).__mro__:
-            if cls in _REASON_BY_ERROR:
-                return _REASON_BY_ERROR[cls]
-        return "other"
+        """The ``reason`` label for an exception: an ingest error's own, ``"other"`` for anything else."""
+        return exc.reason if isinstance(exc, IngestError) else IngestError.reason
 
     def reject(self, cause: BaseException | str) -> str:
         """Count one rejected file; ``cause`` is an exception or a label from :data:`REJECT_REASONS`.
