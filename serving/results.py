@@ -19,7 +19,7 @@ Key = tuple[str, int]  # (patch id, passage start slot)
 
 
 @dataclass(frozen=True)
-class Origin:
+class FrameStamp:
     """What every score and event of one frame shares: its provenance, whether it is simulated, and when the
     service decided its events (ISO UTC)."""
 

@@ -53,7 +53,7 @@ from ingest.projection import project_patches
 from serving.alerts import AlertPolicy, step
 from serving.bundle import ModelBundle
 from serving.region import emerged, region
-from serving.results import FrameResult, Key, Origin, ScoreRecord, StepState
+from serving.results import FrameResult, FrameStamp, Key, ScoreRecord, StepState
 
 
 def frame_step(bundle: ModelBundle, config: ServiceConfig) -> FrameStep:
@@ -77,21 +77,21 @@ class FrameStep:
         assert state.slot == slot, f"a snapshot for slot {state.slot} given with the frame of slot {slot}"
         result = FrameResult(slot, mag.time.isot, source, latest=state.newest_slot is None or slot > state.newest_slot)
         passages = dict(state.passages)
-        origin = self._origin(mag, source)
+        stamp = self._stamp(mag, source)
         if result.latest:
-            self._passages(mag, state, passages, result, origin)
+            self._passages(mag, state, passages, result, stamp)
         t0 = time.perf_counter()
         self._project(mag, passages, result)
         result.projection_seconds = time.perf_counter() - t0
         if result.latest and result.video_frames:
             t0 = time.perf_counter()
-            self._score(mag, state, result, origin)
+            self._score(mag, state, result, stamp)
             result.scoring_seconds = time.perf_counter() - t0
         return result
 
-    def _origin(self, mag: Magnetogram, source: str) -> Origin:
+    def _stamp(self, mag: Magnetogram, source: str) -> FrameStamp:
         o = mag.origin
-        return Origin(Provenance(instrument=o.instrument, series=o.series, file=source, t_obs=mag.time.utc.isot,
+        return FrameStamp(Provenance(instrument=o.instrument, series=o.series, file=source, t_obs=mag.time.utc.isot,
                                  t_rec=o.t_rec, quality=o.quality, model_version=self.bundle.model_version,
                                  bundle_digest=self.bundle.digest),
                       o.simulated, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3])
@@ -115,14 +115,14 @@ class FrameStep:
     # ---- passages and frames ---------------------------------------------------------------------
 
     def _passages(self, mag: Magnetogram, state: StepState, passages: dict[str, int], result: FrameResult,
-                  origin: Origin) -> None:
+                  stamp: FrameStamp) -> None:
         """Close the passages that are over, open those of centres that came on the disk (``passages`` updated)."""
         obs = mag.observer
         visible = on_disk(central_meridian_distance(self.grid.lon, obs.lon.to_value(u.deg)))
         for pid, start in list(passages.items()):
             centre_visible = visible[self.grid.index(pid)]
             if passage_over(start, result.slot, centre_visible, self.bundle.n_frames):
-                self._close(state, (pid, start), result, origin, Reason.video_full if centre_visible else Reason.left_disk)
+                self._close(state, (pid, start), result, stamp, Reason.video_full if centre_visible else Reason.left_disk)
                 del passages[pid]
         new = [i for i in np.flatnonzero(visible) if self.grid.ids[i] not in passages]
         if not new:
@@ -138,7 +138,7 @@ class FrameStep:
                 result.opened.append((pid, start))
                 passages[pid] = start
 
-    def _close(self, state: StepState, key: Key, result: FrameResult, origin: Origin, reason: Reason) -> None:
+    def _close(self, state: StepState, key: Key, result: FrameResult, stamp: FrameStamp, reason: Reason) -> None:
         """End a passage: a ``closed`` event for an open alert, and the patch's final status."""
         self.streams.forget(key)
         result.closed.append(key)
@@ -147,10 +147,10 @@ class FrameStep:
             return
         # the closing event and final status carry the patch's last score, stamped with the closing frame
         pid, start = key
-        closing = last.model_copy(update={"frame_time": slot_isot(result.slot), "provenance": origin.provenance,
-                                          "simulated": origin.simulated})
+        closing = last.model_copy(update={"frame_time": slot_isot(result.slot), "provenance": stamp.provenance,
+                                          "simulated": stamp.simulated})
         alert = state.alert(key)
-        result.events += [t.event(closing, origin.published, region(state.video(key), last.frame, last.onset.frame,
+        result.events += [t.event(closing, stamp.published, region(state.video(key), last.frame, last.onset.frame,
                                                                     pid, self.axes(pid), start))
                           for t in step(alert, self.policy, closing, ended=reason)]
         result.alert_states[key] = alert
@@ -184,7 +184,7 @@ class FrameStep:
         frames = state.frames(key, lo, k + 1, now=new_frame)
         return key, k, frames if last is None else frames[1:]
 
-    def _score(self, mag: Magnetogram, state: StepState, result: FrameResult, origin: Origin) -> None:
+    def _score(self, mag: Magnetogram, state: StepState, result: FrameResult, stamp: FrameStamp) -> None:
         extended = result.video_frames
         probs = self.streams.score([self._stream_item(state, key, k, frame) for key, k, frame in extended])
         idx = [self.grid.index(pid) for (pid, _), _, _ in extended]
@@ -197,7 +197,7 @@ class FrameStep:
             curves = probs[:, j : j + 1] if history.size == 0 else np.c_[history, probs[:, j]]
             first_seen = np.searchsorted(seen, key[1])  # the passage's first ingested slot, if before this frame
             score = self._score_of(key, k, result.slot, probs[:, j], np.r_[frames, k], curves,
-                                   LonLat(lon=float(stony_lon[j]), lat=float(stony_lat[j])), origin,
+                                   LonLat(lon=float(stony_lon[j]), lat=float(stony_lat[j])), stamp,
                                    observed_from=int(seen[first_seen] - key[1]) if first_seen < seen.size else k)
             result.scores.append(ScoreRecord(key, [float(p) for p in probs[:, j]], score))
         # Alerts advance strongest first, so that of overlapping tiles over one region the likeliest opens.
@@ -216,20 +216,20 @@ class FrameStep:
                 return emerged(frames, key[1], onset, self.axes(key[0]))
 
             for t in step(alert, self.policy, score, neighbour_open=neighbour_open, emerged_since=emerged_since):
-                result.events.append(t.event(score, origin.published, since(score.onset.frame)))
+                result.events.append(t.event(score, stamp.published, since(score.onset.frame)))
             result.alert_states[key] = alert
             (alerting.add if alert.status is AlertStatus.open else alerting.discard)(key[0])
             result.statuses.append(PatchStatus(**dict(score), alert=alert.status))
 
     def _score_of(self, key: Key, k: int, slot: int, member_probs: np.ndarray, frames: np.ndarray,
-                  curves: np.ndarray, stonyhurst: LonLat, origin: Origin, observed_from: int) -> Score:
+                  curves: np.ndarray, stonyhurst: LonLat, stamp: FrameStamp, observed_from: int) -> Score:
         """The typed score of frame k of a passage: ensemble probability and onset from the masking curves so far."""
         pid, start = key
         probability, onset = ensemble_score(self.bundle, member_probs, curves, frames, start, k)
         patch = self.grid[pid]
         return Score(
-            simulated=origin.simulated,
-            provenance=origin.provenance,
+            simulated=stamp.simulated,
+            provenance=stamp.provenance,
             patch=PatchPosition(id=pid, carrington=LonLat(lon=patch.lon, lat=patch.lat), stonyhurst=stonyhurst),
             passage_start=slot_isot(start),
             frame=int(k),
