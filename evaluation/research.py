@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from common.clock import CADENCE_DAYS, slot_days
+from common.clock import CADENCE_DAYS, SLOTS_PER_DAY, slot_days, slot_isot
 from common.config import ServiceConfig
 from common.newflux import NewFluxDetector
 from evaluation.baseline import FluxRiseDetector
@@ -78,6 +78,11 @@ class StreamCase:
         stream, setting = Stream(**spec["stream"]), spec["setting"]
         service = Service(ServiceConfig(data_dir=str(folder / "service"), bundle=spec["bundle"], source="watch"))
         first, end = stream_slots(stream)
+        newest = service.store.newest_frame()
+        if newest is None or newest[0] < end - SLOTS_PER_DAY:  # a frame may be missing at the end, not a day of them
+            raise SystemExit(f"{folder}: the replay is not complete (frames up to "
+                             f"{'none' if newest is None else slot_isot(newest[0])} of {slot_isot(end - 1)}); finish it "
+                             "with python -m bench.alerts first (its series would be cached incomplete)")
         emergences = stream_truth(SyntheticSun(EVALUATION[setting], seed=stream.seed), first, end)
         return cls(folder.name, stream, setting, service, emergences,
                    (float(slot_days(first)) + warmup_days, float(slot_days(end)) - 2.0),
