@@ -51,6 +51,7 @@ from evaluation.replay import (
 from evaluation.report import Exposure, pooled, summary, true_withdrawals
 from serving.bundle import ModelBundle
 from serving.service import Service
+from serving.store import STATE_FILE, Reader
 from sim import SyntheticSun
 from sim.settings import EVALUATION
 
@@ -76,13 +77,14 @@ class StreamCase:
     def open(cls, folder: Path, warmup_days: float = 1.0) -> StreamCase:
         spec = json.loads((folder / "stream.json").read_text())
         stream, setting = Stream(**spec["stream"]), spec["setting"]
-        service = Service(ServiceConfig(data_dir=str(folder / "service"), bundle=spec["bundle"], source="watch"))
         first, end = stream_slots(stream)
-        newest = service.store.newest_frame()
+        # read only, before a service is built on the folder: a replay still running must not be touched
+        newest = Reader(folder / "service" / STATE_FILE).newest_frame() if (folder / "service" / STATE_FILE).exists() else None
         if newest is None or newest[0] < end - SLOTS_PER_DAY:  # a frame may be missing at the end, not a day of them
             raise SystemExit(f"{folder}: the replay is not complete (frames up to "
                              f"{'none' if newest is None else slot_isot(newest[0])} of {slot_isot(end - 1)}); finish it "
                              "with python -m bench.alerts first (its series would be cached incomplete)")
+        service = Service(ServiceConfig(data_dir=str(folder / "service"), bundle=spec["bundle"], source="watch"))
         emergences = stream_truth(SyntheticSun(EVALUATION[setting], seed=stream.seed), first, end)
         return cls(folder.name, stream, setting, service, emergences,
                    (float(slot_days(first)) + warmup_days, float(slot_days(end)) - 2.0),
