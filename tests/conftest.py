@@ -6,6 +6,7 @@ Helpers that are not fixtures are in :mod:`tests.support`.
 from __future__ import annotations
 
 import os
+import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +18,8 @@ from sunpy.data.test import get_test_filepath
 
 from common.clock import slot_of_time
 from devtools.kafka_broker import KafkaBroker
-from ingest.dataset import DatasetStore
 from sim import SunConfig, SyntheticSun, write_fits_series
-from sim.build_dataset import main as build_main
+from tests.make_tiny_bundle import OUT as TINY_BUNDLE
 from tests.support import write_real_mdi
 
 # A warm start renders or fetches 15 days of frames before the first live one: the services the tests start (in this
@@ -48,25 +48,11 @@ def real_hmi_file(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
-    """A real two-member ONNX bundle for 16-frame videos, trained briefly on a tiny synthetic store.
-
-    Its threshold is set low (0.05) so that alerts open: the tests exercise the
-    alert machinery, not the model's skill.
-    """
-    from training.export import input_spec_for, write_bundle
-    from training.train import TrainConfig, train_member
-
-    root = tmp_path_factory.mktemp("bundle")
-    assert build_main(["--preset", "small", "--videos", "20", "6", "--tiles", "4", "2", "--frames", "16", "--settings", "2",
-                       "--out", str(root / "s.zarr")]) == 0
-    store = DatasetStore(root / "s.zarr")
-    cat = store.catalog
-    members = [train_member(store, cat.video_id[:14].to_numpy(), cat.crude_label[:14].to_numpy(),
-                            cat.video_id[14:20].to_numpy(), cat.crude_label[14:20].to_numpy(), seed,
-                            TrainConfig(lr=0.01, max_epochs=1, patience=1, augment="none"), progress=False)
-               for seed in (0, 1)]
-    return write_bundle(root / "bundle", [(m, "model6", s, {}) for s, m in zip((0, 1), members)], 0.05,
-                        store.fingerprint(), {}, input_spec_for(store))
+    """A real two-member ONNX bundle for 16-frame videos with a low threshold (0.05) so that alerts open: the
+    tests exercise the alert machinery, not the model's skill. Checked in (``tests/make_tiny_bundle.py`` rebuilds
+    it, with torch), so that the serving tests need neither torch nor a training run; copied, so that a test may
+    change its copy."""
+    return Path(shutil.copytree(TINY_BUNDLE, tmp_path_factory.mktemp("bundle") / "bundle"))
 
 
 @pytest.fixture(scope="session")

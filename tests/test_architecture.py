@@ -1,6 +1,8 @@
 """The layout keeps its shape: each package imports only the first-party packages the architecture guide (docs/guides/architecture.md) allows."""
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,20 @@ def test_a_circle_is_found(tmp_path):
     (pkg / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pkg.a\n")
     (pkg / "d.py").write_text("import pkg.a\n")
     assert circles(module_graph(pkg)) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+def test_the_serving_tests_run_without_torch():
+    """The serving tests' bundle is checked in (tests/make_tiny_bundle.py): they import neither torch nor the
+    training code, here with both blocked from being imported at all."""
+    code = (
+        "import sys\n"
+        "class Blocked:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'training', 'onnx'):\n"
+        "            raise ImportError(f'{name}: blocked (the serving tests must run without it)')\n"
+        "sys.meta_path.insert(0, Blocked())\n"
+        "import pytest\n"
+        "sys.exit(pytest.main(['-q', '-x', '-p', 'no:cacheprovider', 'tests/test_serving.py',\n"
+        "                      '-k', 'committed_frames_only or good_upload or imports_neither']))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and re.search(r"\b3 passed", done.stdout), done.stdout[-3000:] + done.stderr[-2000:]
