@@ -18,7 +18,6 @@ on the topics and skips them. Consumers still de-duplicate by ``event_id``
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -106,7 +105,7 @@ class KafkaPublisher:
                                                         tail=2 * len(batch) + 100, timeout_s=10)
         self._deduped = True
         futures = [(m.seq, self._producer.send(m.topic, key=m.key.encode(),
-                                               value=json.dumps(m.payload, sort_keys=True).encode(),
+                                               value=m.payload.encode(),
                                                headers=[("event_id", m.event_id.encode())]))
                    for m in batch if m.event_id not in skip]
         self._producer.flush(timeout=10)

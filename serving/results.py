@@ -7,6 +7,7 @@ the result as it is. This module names neither side.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -55,6 +56,15 @@ class FrameResult:
     projection_seconds: float = 0.0  # projecting the frame onto the passages' patches
     scoring_seconds: float = 0.0  # the ensemble's streams
     state_seconds: float = 0.0  # the state keeper's snapshot before the step and commit after it
+    _json: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def event_json(self, event: AlertEvent) -> str:
+        """An event of this frame as published (sorted-key JSON), serialised once: the alerts table, the outbox,
+        the alert log and Kafka take the same text."""
+        text = self._json.get(event.event_id)
+        if text is None:
+            text = self._json[event.event_id] = json.dumps(event.payload(), sort_keys=True)
+        return text
 
 
 @dataclass

@@ -29,9 +29,9 @@ class Sink(Protocol):
 def outbox_messages(result: FrameResult, topics: dict[bool, tuple[str, str]]) -> list[Message]:
     """The result's alert events (key: patch id) and patch statuses (compacted topic, key: patch id), on the
     topics ``topics[simulated]`` = (alerts topic, status topic) (:attr:`common.config.ServiceConfig.topics`)."""
-    events = [Message(topics[e.simulated][0], e.patch_id, e.event_id, e.payload()) for e in result.events]
-    statuses = [Message(topics[s.simulated][1], s.patch.id, f"{s.patch.id}@{result.slot}", s.payload())
-                for s in result.statuses]
+    events = [Message(topics[e.simulated][0], e.patch_id, e.event_id, result.event_json(e)) for e in result.events]
+    statuses = [Message(topics[s.simulated][1], s.patch.id, f"{s.patch.id}@{result.slot}",
+                        json.dumps(s.payload(), sort_keys=True)) for s in result.statuses]
     return events + statuses
 
 
@@ -52,20 +52,21 @@ class AlertLog:
             except (ValueError, KeyError):  # a line cut short by a crash mid-write
                 pass
         missing = [e for e in events if e.event_id not in logged]
-        self._append(missing, after_cut_line=bool(text) and not text.endswith("\n"))
+        self._append([json.dumps(e.payload(), sort_keys=True) for e in missing],
+                     after_cut_line=bool(text) and not text.endswith("\n"))
         return len(missing)
 
     def consume(self, result: FrameResult) -> None:
         if result.events:
-            self._append(result.events)
+            self._append([result.event_json(e) for e in result.events])
             fault_point("alert-log")
 
-    def _append(self, events: list[AlertEvent], after_cut_line: bool = False) -> None:
+    def _append(self, lines: list[str], after_cut_line: bool = False) -> None:
         """Append one sorted-key JSON line per event (on a new line when the last one was cut short)."""
-        if events:
+        if lines:
             with self.path.open("a") as f:
                 f.write("\n" if after_cut_line else "")
-                f.writelines(json.dumps(event.payload(), sort_keys=True) + "\n" for event in events)
+                f.writelines(line + "\n" for line in lines)
 
 
 class MetricsSink:

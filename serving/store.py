@@ -98,7 +98,7 @@ class Message:
     topic: str
     key: str
     event_id: str
-    payload: dict
+    payload: str  # the JSON text, as committed and as sent
     seq: int = 0  # assigned by the outbox
 
 
@@ -141,7 +141,7 @@ class Outbox:
     def pending(self, limit: int = 500) -> list[Message]:
         rows = self.db.execute("SELECT seq, topic, key, event_id, payload FROM outbox WHERE delivered IS NULL "
                                "ORDER BY seq LIMIT ?", (limit,)).fetchall()
-        return [Message(t, k, e, json.loads(p), s) for s, t, k, e, p in rows]
+        return [Message(t, k, e, p, s) for s, t, k, e, p in rows]
 
     def mark_delivered(self, seqs: list[int]) -> None:
         now = time.time()
@@ -367,11 +367,11 @@ class Store(_Queries):
             db.executemany("INSERT OR REPLACE INTO alert_states VALUES (?, ?, ?)",
                            [(pid, start, json.dumps(state.to_dict())) for (pid, start), state in result.alert_states.items()])
             db.executemany("INSERT OR IGNORE INTO alerts VALUES (?, ?, ?, ?, ?)",
-                           [(e.event_id, e.alert_id, e.patch_id, e.frame_time, e.model_dump_json())
+                           [(e.event_id, e.alert_id, e.patch_id, e.frame_time, result.event_json(e))
                             for e in result.events])
             now = time.time()
             db.executemany("INSERT OR IGNORE INTO outbox (topic, key, event_id, payload, created) VALUES (?, ?, ?, ?, ?)",
-                           [(m.topic, m.key, m.event_id, json.dumps(m.payload, sort_keys=True), now) for m in messages])
+                           [(m.topic, m.key, m.event_id, m.payload, now) for m in messages])
         if self._kept is not None:
             self._keep(result, summaries)
 
