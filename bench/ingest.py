@@ -37,7 +37,7 @@ def main() -> None:
     grid = PatchGrid()
     sun = SyntheticSun(SunConfig(), seed=0)
     # frames at solar maximum, spread over a year so B0, L0 and the distance all change
-    slots = [int(s) for s in slot_of_time(Time("2000-01-05") + np.linspace(0, 330, args.frames) * u.day)]
+    slots = [int(s) for s in np.atleast_1d(slot_of_time(Time("2000-01-05") + np.linspace(0, 330, args.frames) * u.day))]
     slots = [next(k for k in range(s, s + 100) if sun.observed([k])[0]) for s in slots]
     speedups, worst = {}, 0.0
     print(f"{'size':>5} {'time':>20} {'B0':>6} {'patches':>7} {'ours_ms':>8} {'sunpy_ms':>9} {'ratio':>6} {'max|d|G':>8}")

@@ -13,7 +13,9 @@ from datetime import datetime, timedelta
 
 import astropy.units as u
 import numpy as np
+import numpy.typing as npt
 from astropy.time import Time
+from numpy.typing import ArrayLike
 
 #: Slot 0 of the cadence grid.
 EPOCH = Time("1996-01-01T00:00:00", scale="utc")
@@ -26,12 +28,12 @@ CADENCE_DAYS = float(CADENCE.to_value(u.day))
 SLOTS_PER_DAY = round(1.0 / CADENCE_DAYS)
 
 
-def slot_days(slot) -> np.ndarray:
+def slot_days(slot: ArrayLike) -> np.ndarray:
     """Days since ``EPOCH`` of slot numbers (int array-like → float64 array of the same shape)."""
     return np.asarray(slot, dtype=np.float64) * CADENCE_DAYS
 
 
-def slot_time(slot) -> Time:
+def slot_time(slot: ArrayLike) -> Time:
     """The UTC time of slot number(s) ``slot`` (int or int array; Time of the same shape)."""
     return Time(EPOCH_MJD + slot_days(slot), format="mjd", scale="utc")
 
@@ -46,12 +48,12 @@ _EPOCH_DATETIME = datetime.fromisoformat(EPOCH.isot)
 _CADENCE_MIN = round(CADENCE.to_value(u.min))
 
 
-def days_since_epoch(time) -> np.ndarray:
+def days_since_epoch(time: Time | str | ArrayLike) -> np.ndarray:
     """Days since ``EPOCH`` (float64, shape of ``time``) of a Time or anything Time accepts."""
     return np.asarray(Time(time).utc.mjd, dtype=np.float64) - EPOCH_MJD
 
 
-def slot_of_time(time):
+def slot_of_time(time: Time | str | ArrayLike) -> int | npt.NDArray[np.int64]:
     """Nearest slot number of a time: int for a scalar Time, int64 array for an array Time."""
     slot = np.rint(days_since_epoch(time) / CADENCE_DAYS).astype(np.int64)
     return int(slot) if slot.ndim == 0 else slot

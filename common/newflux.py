@@ -95,6 +95,7 @@ class NewFluxDetector:
     persist: int = 1
     onset_fraction: float = 0.3
     noise_from: str = "frame"
+    min_new_G: float = 0.0
 
     def series(self, video: np.ndarray, mu: np.ndarray, pixel_area_cm2: np.ndarray,
                observed: np.ndarray | None = None) -> np.ndarray:
@@ -142,7 +143,7 @@ class NewFluxDetector:
         """Each polarity's new field of the frames of ``maps`` (positive, negative; (T, P, P), G): above its background
         (positive, negative; (T, P, P) G, before widening) and the noise floor, on the ``judged`` pixels (T, P, P)."""
         size = (1, 2 * self.widen_px + 1, 2 * self.widen_px + 1)
-        floor = self.n_sigma * maps.noise[:, None, None] / np.maximum(maps.mu, self.mu_min)
+        floor = np.maximum(self.n_sigma * maps.noise[:, None, None] / np.maximum(maps.mu, self.mu_min), self.min_new_G)
         out = []
         for field_G, bg in zip((maps.pos, maps.neg), background):
             bg = maximum_filter(bg, size)

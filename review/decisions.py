@@ -225,8 +225,7 @@ class Decisions:
                            (at, seq, reviewer))
                 cur = db.execute("INSERT INTO decisions (item, reviewer, answer, at) VALUES (?, ?, ?, ?)",
                                  (seq, reviewer, int(answer), at))
-                assert cur.lastrowid is not None
-                return Decision(cur.lastrowid, seq, reviewer, answer, at)
+                return Decision(int(cur.lastrowid or 0), seq, reviewer, answer, at)
         finally:
             db.close()
 

@@ -117,7 +117,8 @@ class _Media:
 
     def _figures(self, seq: int, version: float, with_model: bool) -> tuple[Sprite, media.Curves, bytes, int]:
         item = self.decisions.item(seq)
-        assert item is not None
+        if item is None:
+            raise HTTPException(404, f"no review item {seq}")
         video, lon, lat, start, masking, threshold = self.source(item)
         curves = media.curves_figure(media.flux_curves(video, lat), masking if with_model else None, threshold)
         disk = media.disk_figure(lon, lat, media.frame_times(start, len(video)))

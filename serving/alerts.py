@@ -134,11 +134,11 @@ def step(state: AlertState, policy: AlertPolicy, score: Score, ended: Reason | N
     if state.status is AlertStatus.open:
         if median < policy.threshold - policy.hysteresis:
             state.status = AlertStatus.idle
-            assert state.last_onset is not None  # set by the opening event
-            if emerged_since is not None and emerged_since(state.last_onset):
+            if emerged_since is not None and state.last_onset is not None and emerged_since(state.last_onset):
                 return [_transition(state, EventKind.closed, score, Reason.emergence_phase_over)]
             return [_transition(state, EventKind.withdrawn, score, Reason.probability_fell)]
-        assert state.last_onset is not None and state.last_median is not None  # set by the opening event
+        if state.last_onset is None or state.last_median is None:  # both set by the opening event
+            raise ValueError(f"alert {state.alert_id} is open without an opening event")
         if (abs(score.onset.frame - state.last_onset) >= policy.onset_frames
                 or abs(median - state.last_median) >= policy.probability_step):
             return [_transition(state, EventKind.updated, score)]
@@ -146,7 +146,8 @@ def step(state: AlertState, policy: AlertPolicy, score: Score, ended: Reason | N
 
 
 def _transition(state: AlertState, kind: EventKind, score: Score, reason: Reason | None = None) -> Transition:
-    assert state.alert_id is not None
+    if state.alert_id is None:
+        raise ValueError(f"a {kind} event for patch {state.patch_id} without an alert id")
     previous = f"{state.alert_id}#{state.seq}" if state.seq else None
     state.seq += 1
     state.last_onset, state.last_median = score.onset.frame, score.probability.median

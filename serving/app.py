@@ -74,8 +74,7 @@ class App:
         """Warm the streams, create the topics, start the publisher and (unless told not to) the scheduler."""
         log.info("rebuilt the scoring state of %d open passages", self.service.warm())
         config = self.service.config
-        if self.publisher is not None:
-            assert config.kafka_bootstrap is not None
+        if self.publisher is not None and config.kafka_bootstrap is not None:  # a publisher is built only with one
             ensure_topics(config.kafka_bootstrap, config.topics, config.kafka_partitions, config.kafka_replication,
                           config.kafka_options)
             self.publisher.start()
@@ -115,8 +114,7 @@ def build(config: ServiceConfig) -> App:
 
         feed = SyntheticFeed(config.data_dir, config.synthetic_start, config.synthetic_seed)
     source = None
-    if config.source == "jsoc":
-        assert config.jsoc_email is not None  # checked by ServiceConfig
+    if config.source == "jsoc" and config.jsoc_email is not None:  # ServiceConfig refuses the JSOC source without one
         source = JsocSource(config.jsoc_series, config.jsoc_email, service.inbox.incoming,
                             service.dir / "jsoc_state.json", service.metrics, server_url=config.jsoc_url,
                             poll=config.jsoc_poll)

@@ -185,7 +185,8 @@ class ModelBundle:
         full = np.array([m.session.run(["frame_probability"], {"video": x})[0][0, k] if isinstance(m.stream, CausalMember)
                          else m.session.run(None, {"video": x_masked})[0][0] for m in self.members])
         streams = self.streaming(PatchGrid())
-        assert isinstance(streams, StreamingEnsemble)
+        if not isinstance(streams, StreamingEnsemble):
+            raise BundleError(self.path, "its members do not stream as an ONNX ensemble")
         streamed = streams.score([("load-check", k, video[: k + 1])])[:, 0]
         worst = float(np.abs(full - streamed).max())
         if worst > STREAM_TOLERANCE:

@@ -74,7 +74,8 @@ class FrameStep:
         """The result of ingesting ``mag`` (read from the file named ``source``) on top of ``state``, the snapshot
         taken before it (for the frame's slot)."""
         slot = int(slot_of_time(mag.time))
-        assert state.slot == slot, f"a snapshot for slot {state.slot} given with the frame of slot {slot}"
+        if state.slot != slot:
+            raise ValueError(f"a snapshot for slot {state.slot} given with the frame of slot {slot}")
         result = FrameResult(slot, mag.time.isot, source, latest=state.newest_slot is None or slot > state.newest_slot)
         passages = dict(state.passages)
         stamp = self._stamp(mag, source)

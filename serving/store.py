@@ -196,6 +196,20 @@ class _Kept:
         self.latest_json = summary
 
 
+def _keep(kept: dict[Key, _Kept], result: FrameResult, summaries: list[str]) -> None:
+    """Write a committed frame's curves (its scores' JSON ``summaries``) and alert states through to ``kept``."""
+    for key in result.opened:
+        kept.setdefault(key, _Kept(AlertState(key[0], passage_label(key[1]))))
+    for record, summary in zip(result.scores, summaries):
+        kept.setdefault(record.key, _Kept(AlertState(record.key[0], passage_label(record.key[1])))).add(
+            record.score.frame, record.members, summary)
+    for key, state in result.alert_states.items():
+        if key in kept:
+            kept[key].alert = state
+    for key in result.closed:
+        kept.pop(key, None)
+
+
 class Store(_Queries):
     """The writer: the service's state under ``data_dir``, for videos of ``n_frames`` × ``pixels``²."""
 
@@ -373,21 +387,7 @@ class Store(_Queries):
             db.executemany("INSERT OR IGNORE INTO outbox (topic, key, event_id, payload, created) VALUES (?, ?, ?, ?, ?)",
                            [(m.topic, m.key, m.event_id, m.payload, now) for m in messages])
         if self._kept is not None:
-            self._keep(result, summaries)
-
-    def _keep(self, result: FrameResult, summaries: list[str]) -> None:
-        """Write a committed frame's curves and alert states through to :attr:`_kept`."""
-        assert self._kept is not None
-        for key in result.opened:
-            self._kept.setdefault(key, _Kept(AlertState(key[0], passage_label(key[1]))))
-        for record, summary in zip(result.scores, summaries):
-            self._kept.setdefault(record.key, _Kept(AlertState(record.key[0], passage_label(record.key[1])))).add(
-                record.score.frame, record.members, summary)
-        for key, state in result.alert_states.items():
-            if key in self._kept:
-                self._kept[key].alert = state
-        for key in result.closed:
-            self._kept.pop(key, None)
+            _keep(self._kept, result, summaries)
 
     def publisher_outbox(self) -> Outbox:
         """The outbox on a new connection, for the publisher thread."""

@@ -270,7 +270,8 @@ class CausalMember:
             if first + i == 0:
                 state.first = x
             before = state.recent[-self.lag] if len(state.recent) >= self.lag else state.first
-            assert before is not None  # frame 0 comes first: a stream starts at the video's start
+            if before is None:
+                raise RuntimeError(f"a causal stream got frame {first + i} before its frame 0")
             pairs.append((x, before))
             state.recent = (state.recent + [x])[-self.lag :]
         return pairs
