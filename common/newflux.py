@@ -15,7 +15,9 @@ Per tile and frame, using only the frames up to that one:
    times the frame's measured noise (a robust σ of the smoothed frame,
    divided by μ; with ``noise_from="difference"``, of the difference of
    successive frames: the instrument's noise without the network's field, a
-   research setting that did not win, kept to reproduce the research log);
+   research setting that did not win, kept to reproduce the research log),
+   and above ``min_new_G`` (0: none; an absolute floor that keeps the
+   network's weak elements out, a research setting that did not win either);
 4. sum the new flux (Mx) of each polarity in a box of ``box_px`` pixels
    about every pixel, and take the tile's **bipolar new flux** as the
    largest 2 × min(positive, negative) over the boxes: a new bipole brings

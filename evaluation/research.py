@@ -19,7 +19,7 @@ writes the operating point chosen on the validation streams into its manifest,
 as ``fluxwatch-evaluate --calibrate`` does after a replay.
 
 Usage: python -m evaluation.research [--replays data/bench-alerts] [--set box_px=24 --set n_sigma=2.5 …]
-                                     [--detector newflux|baseline] [--log data/research.tsv] [--note "…"]
+                                     [--detector newflux|baseline] [--knobs 2e20 3e20 …] [--log data/research.tsv] [--note "…"]
                                      [--validation-only]
        python -m evaluation.research --bundle models/default [--record] [--validation-only]
 Numbers from the synthetic Sun are upper bounds for the real Sun.
@@ -162,6 +162,7 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a detector setting (repeatable)")
     p.add_argument("--log", type=Path, default=Path("data/research.tsv"))
     p.add_argument("--note", default="")
+    p.add_argument("--knobs", type=float, nargs="+", help="the knob values swept (default: the detector's grid)")
     p.add_argument("--validation-only", action="store_true", help="tune on the validation streams without looking further")
     p.add_argument("--bundle", type=Path, help="measure this bundle through the fast path instead of a detector")
     p.add_argument("--record", action="store_true", help="write the threshold chosen on validation into --bundle's manifest")
@@ -188,6 +189,7 @@ def main(argv=None) -> int:
             print(f"operating point recorded in {a.bundle / 'manifest.json'}: alert threshold {result['knob']:.3f}")
         return _report(name, settings_text, result, cases, a.log, a.note)
     cls, knobs = DETECTORS[a.detector]
+    knobs = tuple(a.knobs) if a.knobs else knobs
     types = {f.name: f.type for f in fields(cls)}
     settings = {}
     for item in a.set:
