@@ -30,7 +30,7 @@ from bench._service_setup import START, bundle_or_untrained, metric
 from common.clock import SLOTS_PER_DAY, slot_of_time
 from common.config import CNN_BUNDLE, ServiceConfig
 from serving.bundle import ModelBundle
-from serving.service import Service
+from serving.compose import open_service
 from sim import SunConfig, SyntheticSun, write_fits_series
 
 SLOTS_PER_YEAR = 365.25 * SLOTS_PER_DAY
@@ -51,7 +51,7 @@ def render(folder: Path, first: int, end: int) -> FileFrames:
 
 def live_service(frames: FileFrames, bundle: Path, scratch: Path, n: int = 12) -> float:
     """The live service's frames per second over the last ``n`` frames, after a cold start on the one before."""
-    service = Service(ServiceConfig(data_dir=str(scratch / "svc"), bundle=str(bundle), source="watch"))
+    service = open_service(ServiceConfig(data_dir=str(scratch / "svc"), bundle=str(bundle), source="watch"))
     slots = frames.slots()[-(n + 1):]
     shutil.copy(frames.files[slots[0]], service.dir / "incoming")
     service.run_cycle()  # opens every passage: not part of the steady state

@@ -30,8 +30,8 @@ from astropy.time import Time
 from bench._service_setup import START, bundle_or_untrained, metric
 from common.clock import slot_of_time, slot_time
 from common.config import CNN_BUNDLE, ServiceConfig
+from serving.compose import open_service
 from serving.metrics import REJECT_REASONS
-from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_hmi_series
 
 #: HMI's records around a slot, minutes from its time (T_REC every 12 min; UTC a few tens of seconds off TAI).
@@ -59,7 +59,7 @@ def main() -> None:
         with ProcessPoolExecutor(a.workers) as pool:
             frames = list(pool.map(_render, [(str(tmp / "frames"), t.isot) for t in times]))
         print(f"rendered {len(frames)} 4096² HMI frames in {time.perf_counter() - t0:.0f} s")
-        service = Service(ServiceConfig(data_dir=str(tmp / "svc"), bundle=str(bundle), source="watch"))
+        service = open_service(ServiceConfig(data_dir=str(tmp / "svc"), bundle=str(bundle), source="watch"))
         latencies = []
         for k, frame in enumerate(frames):
             t0 = time.perf_counter()

@@ -32,10 +32,10 @@ def cli() -> str:
 def http_api() -> str:
     from common.config import DEFAULT_BUNDLE, ServiceConfig
     from serving.api import create_app
-    from serving.service import Service
+    from serving.compose import open_service
 
     with tempfile.TemporaryDirectory() as tmp:
-        spec = create_app(Service(ServiceConfig(data_dir=tmp, bundle=str(ROOT / DEFAULT_BUNDLE), source="watch",
+        spec = create_app(open_service(ServiceConfig(data_dir=tmp, bundle=str(ROOT / DEFAULT_BUNDLE), source="watch",
                                                 warm_start=False))).openapi()
     out = ["# HTTP API\n", f"{spec['info']['description']} Version {spec['info']['version']}; a running service serves "
            "this document at `/openapi.json` and an explorer at `/docs`.\n", "| method | path | what |", "| --- | --- | --- |"]

@@ -54,6 +54,7 @@ from evaluation.replay import (
 from evaluation.report import Exposure, plot_delays, plot_operating_curves, summary, table, true_withdrawals
 from serving.alerts import passage_label
 from serving.bundle import ModelBundle
+from serving.compose import open_service
 from serving.service import Service
 from sim import SyntheticSun
 from sim.settings import EVALUATION
@@ -92,7 +93,7 @@ def replay_stream(bundle: Path, stream: Stream, out: Path, size: int = 1024, set
         raise SystemExit(f"fluxwatch-evaluate: {out} holds another replay ({spec_path.read_text().strip()}); "
                          "remove it or choose another --out")
     spec_path.write_text(json.dumps(spec))
-    service = Service(ServiceConfig(data_dir=str(out / "service"), bundle=str(bundle), source="watch", **service_options))
+    service = open_service(ServiceConfig(data_dir=str(out / "service"), bundle=str(bundle), source="watch", **service_options))
     first, end = stream_slots(stream)
     newest = service.store.newest_frame()
     slots = range(first if newest is None else max(first, newest[0] + 1), end)

@@ -50,6 +50,7 @@ from evaluation.replay import (
 )
 from evaluation.report import Exposure, pooled, summary, true_withdrawals
 from serving.bundle import ModelBundle
+from serving.compose import open_service
 from serving.service import Service
 from serving.store import STATE_FILE, Reader
 from sim import SyntheticSun
@@ -84,7 +85,7 @@ class StreamCase:
             raise SystemExit(f"{folder}: the replay is not complete (frames up to "
                              f"{'none' if newest is None else slot_isot(newest[0])} of {slot_isot(end - 1)}); finish it "
                              "with python -m bench.alerts first (its series would be cached incomplete)")
-        service = Service(ServiceConfig(data_dir=str(folder / "service"), bundle=spec["bundle"], source="watch"))
+        service = open_service(ServiceConfig(data_dir=str(folder / "service"), bundle=spec["bundle"], source="watch"))
         emergences = stream_truth(SyntheticSun(EVALUATION[setting], seed=stream.seed), first, end)
         return cls(folder.name, stream, setting, service, emergences,
                    (float(slot_days(first)) + warmup_days, float(slot_days(end)) - 2.0),

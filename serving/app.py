@@ -24,6 +24,7 @@ from astropy.time import Time
 
 from common.clock import slot_of_time, slot_time
 from common.config import ServiceConfig
+from serving.compose import open_service
 from serving.jsoc import JsocSource
 from serving.publisher import KafkaPublisher, ensure_topics
 from serving.service import Service
@@ -101,7 +102,7 @@ class App:
 
 def build(config: ServiceConfig) -> App:
     """The service, its publisher (when Kafka is configured), feed and scheduler, none started yet."""
-    service = Service(config)
+    service = open_service(config)
     publisher = None
     if config.kafka_bootstrap:
         publisher = KafkaPublisher(service.store.publisher_outbox, config.kafka_bootstrap, config.kafka_options,

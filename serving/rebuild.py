@@ -23,8 +23,8 @@ from pathlib import Path
 from common.config import ServiceConfig
 from serving.bundle import BundleError
 from serving.cli import configured
+from serving.compose import open_service
 from serving.publisher import event_ids_on
-from serving.service import Service
 from serving.store import ALERT_LOG, STATE_FILE, VIDEOS_DIR, StateError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ def rebuild(config: ServiceConfig) -> tuple[int, int]:
     log.info("moved the damaged state aside into %s", aside)
     for path in (data / "pending").glob("*.fits"):  # replayed in order with the others, not taken first
         path.rename(data / "processed" / path.name)
-    service = Service(config.model_copy(update={"kafka_bootstrap": None}))
+    service = open_service(config.model_copy(update={"kafka_bootstrap": None}))
     for path in sorted((data / "processed").glob("*.fits")):  # one at a time: one frame in memory
         path.rename(service.inbox.incoming / path.name)
         service.run_cycle()

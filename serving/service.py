@@ -31,9 +31,9 @@ from pathlib import Path
 import astropy.units as u
 
 from common.clock import CADENCE, slot_isot, slot_of_time, slot_time
-from common.config import ConfigError, ServiceConfig
+from common.config import ServiceConfig
 from ingest.errors import IngestError, QualityError
-from ingest.instruments import INSTRUMENTS, MASK_NAMES, instrument_named, mask_name
+from ingest.instruments import instrument_named
 from ingest.magnetogram import Magnetogram, read_frame
 from serving import retention
 from serving.bundle import ModelBundle
@@ -41,12 +41,10 @@ from serving.faults import fault_point
 from serving.inbox import Inbox
 from serving.jsoc import SourceState
 from serving.metrics import Metrics
-from serving.migrate import Upgrade, upgrade
 from serving.runner import FrameRunner
-from serving.sinks import AlertLog, MetricsSink, Sink, outbox_messages
-from serving.step import frame_step
-from serving.store import ALERT_LOG, Store
-from serving.voevent import VOEventSink, author_of
+from serving.sinks import Sink, outbox_messages
+from serving.step import FrameStep
+from serving.store import Store
 from serving.warm import WarmStart
 
 log = logging.getLogger(__name__)
@@ -65,35 +63,18 @@ class Candidate:
 
 
 class Service:
-    """The emergence-detection pipeline over ``config.data_dir``."""
+    """The emergence-detection pipeline over ``config.data_dir``, of the parts :func:`serving.compose.open_service`
+    builds: the bundle, the frame step, the store (the state keeper), the inbox, the sinks a committed frame feeds
+    and the metrics."""
 
-    def __init__(self, config: ServiceConfig | None = None, metrics: Metrics | None = None):
-        self.config = config = config or ServiceConfig()
-        self.bundle = ModelBundle(config.bundle)
-        if config.refused_quality_bits is not None:  # names no instrument knows are a mistake, said at start
-            known = {name for i in INSTRUMENTS for name in i.quality_bits}
-            unknown = sorted(set(config.refused_quality_bits) - known - MASK_NAMES)
-            if unknown:
-                raise ConfigError(f"refused_quality_bits: no instrument has a QUALITY bit {', '.join(unknown)}; known: "
-                                  f"{', '.join(sorted(known))}, or an undocumented bit by its mask as 0x%08X (e.g. "
-                                  f"{mask_name(0)})")
+    def __init__(self, config: ServiceConfig, bundle: ModelBundle, step: FrameStep, store: Store, inbox: Inbox,
+                 sinks: list[Sink], metrics: Metrics):
+        self.config, self.bundle, self.step, self.store, self.inbox, self.sinks, self.metrics = \
+            config, bundle, step, store, inbox, sinks, metrics
         self.dir = Path(config.data_dir)
-        self.inbox = Inbox(self.dir)
-        self.step = frame_step(self.bundle, config)
-        self.grid = self.step.grid
-        upgrade(Upgrade(self.dir, self.bundle, self.step.axes, config.topics))  # a state of an earlier version
-        self.store = Store(self.dir, self.bundle.n_frames, self.bundle.pixels)
-        self.runner = FrameRunner(self.step, self.store, lambda result: outbox_messages(result, config.topics))
-        self.metrics = metrics or Metrics()
-        self.metrics.set_model(self.bundle.model_version, self.bundle.scorers)
-        files: list[AlertLog | VOEventSink] = [AlertLog(self.dir / ALERT_LOG)]
         self.voevent_dir = self.dir / config.voevent_dir if config.voevent_dir else None
-        if self.voevent_dir:
-            files.append(VOEventSink(self.voevent_dir, author_of(config)))
-        stored = self.store.reader().alerts()
-        for sink in files:  # events committed just before the service stopped, before their files were written
-            sink.catch_up(stored)
-        self.sinks: list[Sink] = [*files, MetricsSink(self.metrics)]
+        self.grid = step.grid
+        self.runner = FrameRunner(step, store, lambda result: outbox_messages(result, config.topics))
         self.lock = threading.Lock()
         self.ready_offset_s = config.slot_ready_offset.to_value(u.s)
         #: Each waiting slot's best frame so far, by slot.
@@ -103,9 +84,13 @@ class Service:
         #: The warm start's progress (:mod:`serving.warm`), run by the app before the first live frame (off unless the
         #: app has a source with an archive); shown by ``/ready``.
         self.warm_start = WarmStart("off")
-        for path in self.inbox.held():  # frames that were waiting when the service stopped
+
+    def resume(self) -> Service:
+        """Take again the frames that were waiting when the service stopped (``pending/``); returns the service."""
+        for path in self.inbox.held():
             self.take(path)
         self.refresh_gauges()
+        return self
 
     def warm(self) -> int:
         """Rebuild the scoring state of every open passage (see :meth:`FrameStep.warm`); returns passages."""

@@ -32,8 +32,8 @@ from ingest.magnetogram import read_frame, read_magnetogram
 from serving.api import create_app
 from serving.app import build
 from serving.cli import config_from_args, configure_logging
+from serving.compose import open_service
 from serving.region import FIELD_FLOOR_G
-from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_fits_series, write_hmi_series
 from tests.conftest import START
 from tests.support import ServerThread, bipole, cadence_times, synthetic_mdi_series
@@ -51,7 +51,7 @@ def run(tmp_path_factory, tiny_bundle, frames):
     tmp = tmp_path_factory.mktemp("contract")
     far = write_fits_series(SyntheticSun(SunConfig(), seed=0), [int(slot_of_time(START)) + FAR], tmp / "far", shape=(256, 256))
     assert far, "the far slot is observed"
-    svc = Service(config(tmp, tiny_bundle))
+    svc = open_service(config(tmp, tiny_bundle))
     before = time.time()
     drop(frames, svc.dir)
     svc.run_cycle()
@@ -101,7 +101,7 @@ def test_simulated_and_observed_events_go_to_their_own_topics(run, tiny_bundle, 
     # Frames without the card (written here, as an instrument's pipeline would) give observed events.
     times = cadence_times("2000-06-01T00:00:00", 3)
     field = bipole(30.0, 10.0)
-    observed = Service(config(tmp_path, tiny_bundle))
+    observed = open_service(config(tmp_path, tiny_bundle))
     drop(synthetic_mdi_series(tmp_path / "obs", times, field), observed.dir)
     observed.run_cycle()
     rows = observed.store.db.execute("SELECT topic, payload FROM outbox").fetchall()

@@ -10,7 +10,7 @@ import pytest
 from common.config import PLACEHOLDER_UPLOAD_TOKEN, ServiceConfig
 from contract.events import AlertEvent
 from serving.api import create_app
-from serving.service import Service
+from serving.compose import open_service
 from serving.store import Reader
 from tests.support import ServerThread
 from tests.test_serving import config, drop
@@ -22,7 +22,7 @@ PROBLEM = "application/problem+json"
 def served(tmp_path_factory, tiny_bundle, frames):
     """(the service's every alert event as the store has it, the API's URL): a service that ingested the test
     frames (the tiny bundle's low threshold opens alerts)."""
-    svc = Service(config(tmp_path_factory.mktemp("svc"), tiny_bundle))
+    svc = open_service(config(tmp_path_factory.mktemp("svc"), tiny_bundle))
     drop(frames, svc.dir)
     svc.run_cycle()
     with ServerThread(create_app(svc)) as server:
@@ -60,7 +60,7 @@ def test_pages_walk_every_alert_once_in_order(served):
 
 
 def test_the_last_cursor_polls_for_events_published_later(tmp_path, tiny_bundle, frames):
-    svc = Service(config(tmp_path, tiny_bundle))
+    svc = open_service(config(tmp_path, tiny_bundle))
     with ServerThread(create_app(svc)) as server:
         empty = httpx.get(f"{server.url}/alerts").json()
         assert empty == {"items": [], "next_cursor": None, "has_more": False}
@@ -174,7 +174,7 @@ def test_an_internal_error_is_a_problem_that_keeps_the_exception_in_the_log(serv
 
 
 def test_not_ready_is_a_problem_with_the_readiness_fields(tmp_path, tiny_bundle):
-    with ServerThread(create_app(Service(config(tmp_path, tiny_bundle)))) as server:
+    with ServerThread(create_app(open_service(config(tmp_path, tiny_bundle)))) as server:
         body = assert_problem(httpx.get(f"{server.url}/ready"), 503, "/ready", "not ready: no frame ingested yet")
     assert body["ready"] is False and body["newest_frame"] is None and body["members"] == 2
 

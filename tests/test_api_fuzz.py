@@ -24,7 +24,7 @@ from schemathesis.checks import content_type_conformance, not_a_server_error, re
 from schemathesis.core.failures import FailureGroup
 
 from serving.api import create_app, encode_cursor
-from serving.service import Service
+from serving.compose import open_service
 from tests.support import ServerThread
 from tests.test_serving import config, drop
 
@@ -39,7 +39,7 @@ TOKEN = "s3cret"  # tests.test_serving.config's upload token
 def served(tmp_path_factory, tiny_bundle, frames):
     """(the API's URL, {parameter name: values the service knows}): a service that ingested the test frames and
     opened alerts; the values (patch ids, event ids, /alerts cursors) make cases that find something."""
-    svc = Service(config(tmp_path_factory.mktemp("fuzz"), tiny_bundle, upload_max_bytes=256 * 1024))
+    svc = open_service(config(tmp_path_factory.mktemp("fuzz"), tiny_bundle, upload_max_bytes=256 * 1024))
     drop(frames, svc.dir)
     svc.run_cycle()
     reader = svc.store.reader()

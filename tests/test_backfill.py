@@ -24,6 +24,7 @@ from common.clock import slot_of_time
 from common.config import ServiceConfig
 from contract.events import AlertEvent
 from serving.alerts import emergence_events
+from serving.compose import open_service
 from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_fits_series
 from tests.conftest import START
@@ -49,7 +50,7 @@ def service_config(tmp: Path, bundle: Path) -> ServiceConfig:
 @pytest.fixture(scope="module")
 def sequential(tmp_path_factory, stretch, tiny_bundle) -> Service:
     """The live service, fed the stretch's files one at a time in slot order."""
-    service = Service(service_config(tmp_path_factory.mktemp("sequential"), tiny_bundle))
+    service = open_service(service_config(tmp_path_factory.mktemp("sequential"), tiny_bundle))
     for f in sorted(stretch.iterdir()):
         shutil.copy(f, service.dir / "incoming" / f.name)
         service.run_cycle()

@@ -18,7 +18,7 @@ from evaluation.matching import Emergence, OpenedAlert, match
 from evaluation.operating import Stream, choose, pooled_curve, record
 from evaluation.replay import Passage, opened, passages, policy_alerts, stored_emergence
 from serving.bundle import BundleError, ModelBundle
-from serving.service import Service
+from serving.compose import open_service
 from tests.test_alerts import score
 
 GRID = PatchGrid(PatchGridConfig())
@@ -123,7 +123,7 @@ def test_replay_through_the_service_and_policy_replay_give_the_same_alerts(tmp_p
     unmarked = {"present_at_start": False}  # the tiny bundle scores ≈ 0.505 everywhere: see tests/test_serving.config
     lines: list[str] = []
     report = evaluate(tiny_bundle, stream, tmp_path, size=256, service_options=unmarked, warmup_days=0.0, log=lines.append)
-    service = Service(ServiceConfig(data_dir=str(tmp_path / "service"), bundle=str(tiny_bundle), source="watch", **unmarked))
+    service = open_service(ServiceConfig(data_dir=str(tmp_path / "service"), bundle=str(tiny_bundle), source="watch", **unmarked))
     events = service.store.reader().alerts()
     assert opened(events), "the low-threshold tiny bundle opens alerts"
     replayed, withdrawals = policy_alerts(passages(service), service.step.policy, stored_emergence(service))
@@ -193,7 +193,7 @@ def test_operating_point_is_the_most_sensitive_knob_within_the_target_and_the_se
     record(bundle, {"threshold": 0.4, "target_false_per_disk_day": 0.5})
     loaded = ModelBundle(bundle)
     assert loaded.threshold == pytest.approx(0.05) and loaded.alert_threshold == 0.4
-    service = Service(ServiceConfig(data_dir=str(tmp_path / "service"), bundle=str(bundle), source="watch"))
+    service = open_service(ServiceConfig(data_dir=str(tmp_path / "service"), bundle=str(bundle), source="watch"))
     assert service.step.policy.threshold == 0.4
     with pytest.raises(ManifestError, match=r"operating_point.threshold = 1.5: Input should be less than 1"):
         record(bundle, {"threshold": 1.5})  # refused before it is written

@@ -44,9 +44,9 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
+from serving.compose import open_service
 from serving.faults import ENV, POINTS
 from serving.rebuild import rebuild
-from serving.service import Service
 from serving.store import SCHEMA, StateError, Store
 from tests.support import free_port
 from tests.test_serving import config, drop, wait_for
@@ -73,7 +73,7 @@ class Reference:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, tiny_bundle, frames) -> Reference:
     """The test frames through one uninterrupted in-process service with the options of :func:`options`."""
-    service = Service(config(tmp_path_factory.mktemp("reference"), tiny_bundle))
+    service = open_service(config(tmp_path_factory.mktemp("reference"), tiny_bundle))
     drop(frames, service.dir)
     service.run_cycle()
     events = [e.payload() for e in service.store.reader().alerts()]

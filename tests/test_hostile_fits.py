@@ -19,7 +19,7 @@ from ingest.cli import main as ingest_main
 from ingest.errors import ImageSizeError, IngestError, InstrumentError, NoImageDataError, NotFITSError
 from ingest.magnetogram import MAX_HDUS
 from serving.api import create_app
-from serving.service import Service
+from serving.compose import open_service
 from tests.hostile import check_read, hostile_fits, set_card, valid_frames
 from tests.support import ServerThread
 from tests.test_serving import config
@@ -134,7 +134,7 @@ def through_the_service(tmp_path, tiny_bundle, frames, n: int, part: str) -> Non
     """``n`` refused files through ``POST /upload``, ``incoming/`` and ``fluxwatch-ingest``; then a good frame."""
     hostile = refused_sample(n, tmp_path / "hostile")
     counts = Counts()
-    service = Service(config(tmp_path, tiny_bundle))
+    service = open_service(config(tmp_path, tiny_bundle))
     frames_in_store = "SELECT COUNT(*) FROM frames"
 
     def upload(url, path):

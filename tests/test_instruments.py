@@ -126,11 +126,11 @@ def test_observer_of_hmi_is_at_the_earths_distance():
 def test_the_service_brings_hmi_to_its_model_and_refuses_flagged_or_unknown_frames(tmp_path, tiny_bundle):
     from common.config import ConfigError
     from serving.bundle import ModelBundle
-    from serving.service import Service
+    from serving.compose import open_service
     from tests.test_serving import config
 
     assert ModelBundle(tiny_bundle).instrument == MDI_SPEC  # recorded from the training store
-    service = Service(config(tmp_path, tiny_bundle))
+    service = open_service(config(tmp_path, tiny_bundle))
     sun = SyntheticSun(SunConfig(), seed=0)
     t = slot_time(int(slot_of_time(Time("2000-06-01"))))
     incoming = service.inbox.incoming
@@ -162,10 +162,10 @@ def test_the_service_brings_hmi_to_its_model_and_refuses_flagged_or_unknown_fram
     reader = service.store.reader()
     assert {s[-1].provenance.quality for key in reader.passages() if (s := reader.scores(*key))} == {0x00010400}
     with pytest.raises(ConfigError, match="no instrument has a QUALITY bit QUAL_TYPO"):
-        Service(config(tmp_path / "typo", tiny_bundle, refused_quality_bits=["QUAL_ECLIPSE", "QUAL_TYPO"]))
+        open_service(config(tmp_path / "typo", tiny_bundle, refused_quality_bits=["QUAL_ECLIPSE", "QUAL_TYPO"]))
     with pytest.raises(ConfigError, match="no instrument has a QUALITY bit 0x3;.*by its mask as 0x%08X"):
-        Service(config(tmp_path / "mask", tiny_bundle, refused_quality_bits=["0x3"]))
-    masked = Service(config(tmp_path / "masked", tiny_bundle, refused_quality_bits=["QUAL_ECLIPSE", "0x00000001"]))
+        open_service(config(tmp_path / "mask", tiny_bundle, refused_quality_bits=["0x3"]))
+    masked = open_service(config(tmp_path / "masked", tiny_bundle, refused_quality_bits=["QUAL_ECLIPSE", "0x00000001"]))
     assert HMI.refusing(0x00000101, masked.config.refused_quality_bits) == ["QUAL_ECLIPSE", "0x00000001"]
 
 

@@ -29,6 +29,7 @@ from astropy.time import Time
 
 from common.clock import slot_of_time
 from serving.api import create_app
+from serving.compose import open_service
 from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_fits_series
 from tests.conftest import START
@@ -135,7 +136,7 @@ def feed(service: Service, url: str, frames: list[Path]) -> list[float]:
 def run(root: Path, bundle: Path, frames: list[Path], readers: int = 0, uploaders: int = 0) -> tuple[list[float], Load, float]:
     """A fresh service ingests ``frames`` under the load (none: the idle run); (ingest latencies of all but the first
     frame, which opens every passage and is ingested before the load starts; the load; its duration in s)."""
-    service = Service(config(root, bundle))
+    service = open_service(config(root, bundle))
     load = Load()
     with ServerThread(create_app(service)) as server:
         feed(service, server.url, frames[:1])
@@ -177,7 +178,7 @@ def test_reads_stay_consistent_while_the_service_ingests(tmp_path, tiny_bundle, 
 def test_a_patches_read_sees_one_frame_when_a_frame_commits_during_it(tmp_path, tiny_bundle, frames):
     """The invariant the load checks, made to happen: a frame committed while ``Reader.patches`` is between its
     queries (here: right after it read the first patch's score) is not in its answer; every score is of one frame."""
-    service = Service(config(tmp_path, tiny_bundle))
+    service = open_service(config(tmp_path, tiny_bundle))
     drop(frames[:2], service.dir)
     service.run_cycle()
     reader = service.store.reader()

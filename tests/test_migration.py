@@ -20,8 +20,8 @@ from astropy.time import Time
 
 from common.clock import slot_isot, slot_of_time
 from contract.events import AlertEvent, EventKind, PatchStatus, Reason, schema_path
+from serving.compose import open_service
 from serving.migrate import MigrationError
-from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_fits_series
 from tests.test_serving import config
 
@@ -77,7 +77,7 @@ def test_a_2x_state_is_backed_up_migrated_and_goes_on(tmp_path, tiny_bundle, str
     assert rows(data, "PRAGMA user_version") == [(0,)] and len(before) == 9 and len(waiting) == 45
     assert {e["schema_version"] for e in before.values()} == {"2.1"}
 
-    service = Service(narrow(config(tmp_path, bundle_of(MODEL, tiny_bundle, tmp_path))))
+    service = open_service(narrow(config(tmp_path, bundle_of(MODEL, tiny_bundle, tmp_path))))
     assert rows(data, "PRAGMA user_version") == [(4,)]
     saved = next((data / "backups").iterdir())
     assert saved.name.startswith("before-migration-v0-")
@@ -121,7 +121,7 @@ def test_a_2x_state_of_another_model_is_left_as_it_was_with_the_way_out(tmp_path
     data = old_state(tmp_path, stream)
     with pytest.raises(MigrationError, match=f"scores of model {MODEL}, and the service's bundle is model .*start "
                                              f"this fluxwatch once with the bundle of {MODEL}"):
-        Service(narrow(config(tmp_path, tiny_bundle)))
+        open_service(narrow(config(tmp_path, tiny_bundle)))
     assert rows(data, "PRAGMA user_version") == [(0,)]
     assert {json.loads(p)["schema_version"] for p, in rows(data, "SELECT payload FROM alerts")} == {"2.1"}
 
@@ -147,7 +147,7 @@ def test_a_3_0_state_is_backed_up_migrated_to_4_0_and_goes_on(tmp_path, tiny_bun
     assert {e["schema_version"] for e in before.values()} == {"3.0"}
     assert {t for _, _, t in waiting} == {"fluxwatch.simulated.alerts", "fluxwatch.simulated.patch-status"}
 
-    service = Service(narrow(config(tmp_path, bundle_of(MODEL_3, tiny_bundle, tmp_path))))
+    service = open_service(narrow(config(tmp_path, bundle_of(MODEL_3, tiny_bundle, tmp_path))))
     assert rows(data, "PRAGMA user_version") == [(4,)]
     saved = next((data / "backups").iterdir())
     assert saved.name.startswith("before-migration-v3-")

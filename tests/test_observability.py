@@ -40,8 +40,8 @@ from ingest.errors import (
     UnitError,
 )
 from serving.api import create_app
+from serving.compose import open_service
 from serving.metrics import ALERT_EVENTS, REJECT_REASONS, Metrics
-from serving.service import Service
 from tests.support import ServerThread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -308,7 +308,7 @@ def prometheus(tmp_path_factory, tiny_bundle, frames):
     label value is touched once (rejections by every reason, every alert event).
     """
     tmp = tmp_path_factory.mktemp("prometheus")
-    service = Service(ServiceConfig(data_dir=str(tmp / "svc"), bundle=str(tiny_bundle), source="watch",
+    service = open_service(ServiceConfig(data_dir=str(tmp / "svc"), bundle=str(tiny_bundle), source="watch",
                                     lat_limit=45 * u.deg))
     m = service.metrics
     server = ServerThread(create_app(service)).__enter__()

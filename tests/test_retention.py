@@ -14,7 +14,7 @@ from astropy.time import Time
 from common.clock import SLOTS_PER_DAY, slot_isot, slot_of_time
 from serving.alerts import passage_label
 from serving.api import create_app
-from serving.service import Service
+from serving.compose import open_service
 from sim import SunConfig, SyntheticSun, write_fits_series
 from tests.support import ServerThread
 from tests.test_serving import config
@@ -37,7 +37,7 @@ def stream(tmp_path_factory):
 
 def test_retention_removes_on_schedule_and_keeps_what_open_passages_need(tmp_path, tiny_bundle, stream):
     archive = tmp_path / "archive"
-    service = Service(config(tmp_path, tiny_bundle, retain_superseded="1 d", retain_rejected="1 d",
+    service = open_service(config(tmp_path, tiny_bundle, retain_superseded="1 d", retain_rejected="1 d",
                              retain_processed="2 d", archive_dir=str(archive), retain_videos="3 d",
                              voevent_dir="voevents"))
     for path in stream:
@@ -93,7 +93,7 @@ def test_retention_removes_on_schedule_and_keeps_what_open_passages_need(tmp_pat
 def test_scores_thin_after_their_period_and_delivered_messages_go(tmp_path, tiny_bundle, stream):
     """A closed passage's scores older than retain_scores keep one a day, its event frames and its last frame; an
     open passage's keep every frame (the step reads them); acknowledged outbox messages go, pending ones stay."""
-    service = Service(config(tmp_path, tiny_bundle, retain_scores=None))
+    service = open_service(config(tmp_path, tiny_bundle, retain_scores=None))
     for path in stream:
         shutil.copy(path, service.inbox.incoming)
         service.run_cycle()

@@ -32,7 +32,7 @@ from review.desk import DeskServer, create_app
 from review.vetting import ALERTS_QUEUE, AlertSource, export_vetted
 from review.web import TRAINING_QUEUE, WebReviewer
 from serving.api import create_app as service_api
-from serving.service import Service
+from serving.compose import open_service
 from sim.build_dataset import main as build_main
 from tests.support import ServerThread, free_port
 from tests.test_serving import config, drop
@@ -273,7 +273,7 @@ def test_a_disagreement_goes_to_a_third_reviewer_and_the_model_side_is_hidden_by
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, tiny_bundle, frames):
     """A real service that ingested the test frames (its alerts open: the tiny bundle's threshold is low), with its API."""
-    svc = Service(config(tmp_path_factory.mktemp("svc"), tiny_bundle))
+    svc = open_service(config(tmp_path_factory.mktemp("svc"), tiny_bundle))
     drop(frames, svc.dir)
     svc.run_cycle()
     with ServerThread(service_api(svc)) as api:

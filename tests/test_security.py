@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from serving.api import create_app
-from serving.service import Service
+from serving.compose import open_service
 from tests.support import ServerThread
 from tests.test_serving import config, drop
 
@@ -34,7 +34,7 @@ class Served:
 
     def __init__(self, root: Path, bundle: Path, frames: list[Path]):
         self.root = root
-        self.service = Service(config(root, bundle, upload_max_bytes=MAX_BYTES))
+        self.service = open_service(config(root, bundle, upload_max_bytes=MAX_BYTES))
         drop(frames, self.service.dir)
         self.service.run_cycle()
         self.server = ServerThread(create_app(self.service))

@@ -20,7 +20,7 @@ from common.config import ServiceConfig
 from contract.events import SCHEMAS, AlertEvent, EventKind, render_schema, schema_path
 from serving.api import create_app
 from serving.app import build
-from serving.service import Service
+from serving.compose import open_service
 from serving.store import Store
 from tests.support import ServerThread, free_port
 
@@ -150,7 +150,7 @@ def run_server(cfg_dir, bundle, port):
 
 def test_restart_after_kill_loses_no_frame_and_duplicates_no_alert(tmp_path, tiny_bundle, frames):
     # the reference: the same frames through one uninterrupted service
-    reference = Service(config(tmp_path / "ref", tiny_bundle))
+    reference = open_service(config(tmp_path / "ref", tiny_bundle))
     drop(frames, reference.dir)
     reference.run_cycle()
     expected_events = sorted(a["event_id"] for a in events(reference))
@@ -192,7 +192,7 @@ def test_restart_after_kill_loses_no_frame_and_duplicates_no_alert(tmp_path, tin
 
 
 def test_a_cold_start_marks_the_frames_it_did_not_see_and_alerts_only_on_later_rises(tmp_path, tiny_bundle, frames):
-    service = Service(config(tmp_path, tiny_bundle, present_at_start=True))
+    service = open_service(config(tmp_path, tiny_bundle, present_at_start=True))
     drop(frames, service.dir)
     service.run_cycle()
     reader = service.store.reader()
@@ -209,7 +209,7 @@ def test_a_cold_start_marks_the_frames_it_did_not_see_and_alerts_only_on_later_r
     # scores ≈ 0.505 everywhere): nothing is an emergence the service saw
     assert reader.alerts() == []
     # without the marking, the same stream opens alerts, each on an onset after the first observed frame
-    unmarked = Service(config(tmp_path / "unmarked", tiny_bundle))
+    unmarked = open_service(config(tmp_path / "unmarked", tiny_bundle))
     drop(frames, unmarked.dir)
     unmarked.run_cycle()
     opened = [e for e in unmarked.store.reader().alerts() if e.event == EventKind.opened]
@@ -217,7 +217,7 @@ def test_a_cold_start_marks_the_frames_it_did_not_see_and_alerts_only_on_later_r
 
 
 def test_overlapping_tiles_give_one_alert_per_region(tmp_path, tiny_bundle, frames):
-    service = Service(config(tmp_path, tiny_bundle, tile_overlap=7.5 * u.deg))
+    service = open_service(config(tmp_path, tiny_bundle, tile_overlap=7.5 * u.deg))
     grid = service.grid
     assert len(grid) == 48 * 11 and all(len(n) == 8 for n in grid.sharing_area[48:-48])  # half-tile steps
     drop(frames, service.dir)
@@ -234,11 +234,11 @@ def test_overlapping_tiles_give_one_alert_per_region(tmp_path, tiny_bundle, fram
 
 
 def test_late_frame_takes_its_slot_and_later_scores_use_it(tmp_path, tiny_bundle, frames):
-    reference = Service(config(tmp_path / "ref", tiny_bundle))
+    reference = open_service(config(tmp_path / "ref", tiny_bundle))
     drop(frames, reference.dir)
     reference.run_cycle()
 
-    service = Service(config(tmp_path / "late", tiny_bundle))
+    service = open_service(config(tmp_path / "late", tiny_bundle))
     drop(frames[:7] + frames[8:9], service.dir)
     service.run_cycle()
     drop(frames[7:8], service.dir)  # arrives after a newer frame, inside the open passages
@@ -262,7 +262,7 @@ def test_late_frame_takes_its_slot_and_later_scores_use_it(tmp_path, tiny_bundle
 
 
 def test_warm_start_rebuilds_the_scoring_state_of_every_open_passage(tmp_path, tiny_bundle, frames):
-    first = Service(config(tmp_path, tiny_bundle))
+    first = open_service(config(tmp_path, tiny_bundle))
     drop(frames[:8], first.dir)
     first.run_cycle()
     open_ = first.store.open_passages()
@@ -270,7 +270,7 @@ def test_warm_start_rebuilds_the_scoring_state_of_every_open_passage(tmp_path, t
     for pid, start, k in scores(first.store.db):
         if open_.get(pid) == start:
             latest[pid, start] = max(k, latest.get((pid, start), -1))
-    restarted = Service(config(tmp_path, tiny_bundle))
+    restarted = open_service(config(tmp_path, tiny_bundle))
     assert restarted.warm() == len(latest) > 0
     assert {key: restarted.step.streams.frontier(key) for key in latest} == latest
     assert restarted.warm() == 0, "a warm stream is not rebuilt twice"
@@ -278,7 +278,7 @@ def test_warm_start_rebuilds_the_scoring_state_of_every_open_passage(tmp_path, t
 
 @pytest.fixture
 def api(tmp_path, tiny_bundle):
-    service = Service(config(tmp_path, tiny_bundle, upload_max_bytes=400_000))
+    service = open_service(config(tmp_path, tiny_bundle, upload_max_bytes=400_000))
     with ServerThread(create_app(service)) as server:
         yield server.url, service
 
@@ -343,7 +343,7 @@ def test_published_schema_is_generated_from_the_event_model():
 
 
 def test_api_reads_see_committed_frames_only(tmp_path, tiny_bundle, frames):
-    service = Service(config(tmp_path, tiny_bundle))
+    service = open_service(config(tmp_path, tiny_bundle))
     reader = service.store.reader()
     drop(frames[:1], service.dir)
     service.run_cycle()
@@ -388,7 +388,7 @@ def test_a_bundle_for_another_clock_or_scaling_is_refused(tmp_path, tiny_bundle,
 def test_the_keeper_holds_in_memory_what_the_database_holds(tmp_path, tiny_bundle, frames):
     """The store keeps the open passages' curves and alert states in memory after its first snapshot and writes
     them through: at every frame, its snapshot equals one read afresh from the database (as at a restart)."""
-    service = Service(config(tmp_path, tiny_bundle))
+    service = open_service(config(tmp_path, tiny_bundle))
     compared = 0
     for i, frame in enumerate(frames):
         drop([frame], service.dir)

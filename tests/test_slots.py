@@ -8,6 +8,7 @@ import pytest
 from astropy.time import Time
 
 from common.clock import slot_of_time, slot_time
+from serving.compose import open_service
 from serving.service import Service
 from sim import SunConfig, SyntheticSun, write_hmi_series
 from tests.test_serving import config
@@ -40,7 +41,7 @@ def counted(service: Service) -> tuple[float, float]:
 
 
 def test_a_12_minute_stream_keeps_the_frame_closest_to_each_slot(tmp_path, tiny_bundle, hmi_stream):
-    service = Service(config(tmp_path, tiny_bundle))
+    service = open_service(config(tmp_path, tiny_bundle))
     scored = [arrive(service, path) for _, path in sorted(hmi_stream.items())]
     # −47, −35, −23, −11 wait, each replacing the one before; +1 min is as good as it gets and is scored at once
     assert scored == [0, 0, 0, 0, 1, 0, 0, 0] * 2
@@ -54,7 +55,7 @@ def test_a_12_minute_stream_keeps_the_frame_closest_to_each_slot(tmp_path, tiny_
 
 
 def test_a_better_frame_replaces_a_waiting_one_and_is_superseded_once_the_slot_is_scored(tmp_path, tiny_bundle, hmi_stream):
-    service = Service(config(tmp_path, tiny_bundle))
+    service = open_service(config(tmp_path, tiny_bundle))
     assert arrive(service, hmi_stream[(SLOT, 25)]) == 0  # 25 min off: waits
     assert arrive(service, hmi_stream[(SLOT, -11)]) == 0  # closer: replaces it, still waits
     assert [p.name for p in service.inbox.pending.glob("*.fits")] == [hmi_stream[(SLOT, -11)].name]
@@ -67,10 +68,10 @@ def test_a_better_frame_replaces_a_waiting_one_and_is_superseded_once_the_slot_i
 
 
 def test_a_waiting_frame_survives_a_restart_and_is_scored_when_its_window_passes(tmp_path, tiny_bundle, hmi_stream):
-    first = Service(config(tmp_path, tiny_bundle))
+    first = open_service(config(tmp_path, tiny_bundle))
     assert arrive(first, hmi_stream[(SLOT, -23)]) == 0
     assert first.run_cycle(now=slot_time(SLOT).unix + 40 * 60) == 0  # within the window: keeps waiting
-    again = Service(config(tmp_path, tiny_bundle))  # a restart: pending/ is read back
+    again = open_service(config(tmp_path, tiny_bundle))  # a restart: pending/ is read back
     assert list(again.pending) == [SLOT]
     assert again.run_cycle(now=slot_time(SLOT).unix + 49 * 60) == 1  # the window (± 48 min) has passed
     assert again.store.has_frame(SLOT)

@@ -11,7 +11,7 @@ import torch
 from common.config import ServiceConfig
 from common.patches import PatchGrid
 from serving.bundle import BundleError, ModelBundle
-from serving.service import Service
+from serving.compose import open_service
 from serving.streaming import FrameSumMember, max_pool
 from training.export import make_input_spec, write_bundle
 from training.model import EmergenceCNN, EmergenceCNN2D
@@ -145,7 +145,7 @@ def test_streaming_with_jumps_rebuilds_and_many_streams(which, request):
 def test_a_2d_bundle_scores_in_the_service(tmp_path, paper_bundle, frames):
     """The service path (ingest, frame step, store) with a frames-as-channels bundle: every stored score is the
     full member on the masked stored video."""
-    service = Service(ServiceConfig(data_dir=str(tmp_path / "svc"), bundle=str(paper_bundle), lat_limit=45 * u.deg,
+    service = open_service(ServiceConfig(data_dir=str(tmp_path / "svc"), bundle=str(paper_bundle), lat_limit=45 * u.deg,
                                     present_at_start=False, source="watch"))
     for f in frames[:6]:
         shutil.copy(f, service.dir / "incoming" / f.name)

@@ -19,7 +19,7 @@ from astropy.time import Time
 
 from contract.events import SCHEMA_DIR, AlertEvent
 from serving.api import create_app
-from serving.service import Service
+from serving.compose import open_service
 from serving.voevent import NAMESPACE, Author, VOEventSink, file_name, ivorn, sol_name, to_voevent
 from tests.support import ServerThread
 from tests.test_serving import config, drop
@@ -167,7 +167,7 @@ def test_file_names_are_safe():
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, tiny_bundle, frames):
-    svc = Service(config(tmp_path_factory.mktemp("voevent"), tiny_bundle))
+    svc = open_service(config(tmp_path_factory.mktemp("voevent"), tiny_bundle))
     drop(frames, svc.dir)
     svc.run_cycle()
     return svc
@@ -192,7 +192,7 @@ def test_the_sink_writes_one_file_per_event_and_the_endpoint_serves_the_same(ser
 
 
 def test_no_sink_without_a_voevent_dir(tmp_path, tiny_bundle):
-    assert not any(isinstance(s, VOEventSink) for s in Service(config(tmp_path, tiny_bundle, voevent_dir=None)).sinks)
+    assert not any(isinstance(s, VOEventSink) for s in open_service(config(tmp_path, tiny_bundle, voevent_dir=None)).sinks)
 
 
 def test_a_restart_writes_the_files_of_events_committed_before_their_sink_ran(service):
@@ -203,7 +203,7 @@ def test_a_restart_writes_the_files_of_events_committed_before_their_sink_ran(se
     kept = {f.name: f.stat().st_mtime_ns for f in folder.iterdir() if f not in lost}
     for f in lost:
         f.unlink()
-    again = Service(service.config)
+    again = open_service(service.config)
     assert {f.name for f in folder.iterdir()} == set(kept) | {f.name for f in lost}
     assert all(f.stat().st_mtime_ns == kept[f.name] for f in folder.iterdir() if f.name in kept), "the others untouched"
     assert again.store.reader().alerts() == service.store.reader().alerts()
@@ -215,6 +215,6 @@ def test_the_deployment_names_itself_in_the_documents(tmp_path, tiny_bundle):
     p = params(parse(to_voevent(sample(), author)))
     assert (p["FRM_Institute"], p["FRM_Contact"], p["FRM_URL"]) == (author.institute, author.contact, author.url)
     assert parse(to_voevent(sample(), author)).find("Who/Author/contactName").text == author.contact  # unqualified
-    svc = Service(config(tmp_path, tiny_bundle, hek_institute=author.institute, hek_contact=author.contact,
+    svc = open_service(config(tmp_path, tiny_bundle, hek_institute=author.institute, hek_contact=author.contact,
                          hek_url=author.url))
     assert [s.author for s in svc.sinks if isinstance(s, VOEventSink)] == [author]
