@@ -77,7 +77,8 @@ def main() -> None:
     p.add_argument("--dump", nargs=2, type=Path, help=argparse.SUPPRESS)  # frames, out: the child's part
     a = p.parse_args()
     if a.dump:
-        return dump(*a.dump, a.bundle)
+        frames, out = a.dump
+        return dump(frames, out, a.bundle)
     from common.clock import SLOTS_PER_DAY, slot_of_time
     from sim import SunConfig, SyntheticSun, write_fits_series
 
