@@ -151,3 +151,9 @@ def test_the_serving_tests_run_without_torch():
         "                      '-k', 'committed_frames_only or good_upload or imports_neither']))\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and re.search(r"\b3 passed", done.stdout), done.stdout[-3000:] + done.stderr[-2000:]
+
+
+def test_the_guide_names_only_modules_that_exist():
+    named = set(re.findall(r"`?((?:serving|ingest|common|contract|archive|evaluation|review|sim|training)/[\w/]*\.py)`?",
+                           GUIDE.read_text()))
+    assert named and not [m for m in sorted(named) if not (ROOT / m).is_file()]
