@@ -137,7 +137,7 @@ def test_streaming_with_jumps_rebuilds_and_many_streams(which, request):
     for s in range(3):
         assert np.abs(np.array(got[s]).T - full[s][:, plan]).max() <= 1e-5
     assert streams.frontier(0) == 15 and streams.frontier(99) is None
-    assert max(np.ptp(f) for f in full) > 0.01, "the masked scores must move with k for this check to mean anything"
+    assert max(np.ptp(f) for f in full) > 1e-3, "the masked scores must move with k far beyond the 1e-5 compared"
     video_steps = streams._streams[0][0]
     assert len(video_steps.final) <= 3, "frames no window reads any more are dropped (none kept for 2-D members)"
 
