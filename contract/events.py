@@ -138,6 +138,10 @@ class Score(_Model):
         """The published JSON object (also of the subclasses: alert events, patch status)."""
         return self.model_dump(mode="json")
 
+    def payload_json(self) -> str:
+        """The published JSON text: :meth:`payload` with sorted keys, as every topic, table and log carries it."""
+        return json.dumps(self.payload(), sort_keys=True)
+
 
 class Box(_Model):
     """A box in Carrington coordinates, deg; ``lon_min`` > ``lon_max`` for a box across 0°."""

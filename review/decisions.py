@@ -225,7 +225,9 @@ class Decisions:
                            (at, seq, reviewer))
                 cur = db.execute("INSERT INTO decisions (item, reviewer, answer, at) VALUES (?, ?, ?, ?)",
                                  (seq, reviewer, int(answer), at))
-                return Decision(int(cur.lastrowid or 0), seq, reviewer, answer, at)
+                if cur.lastrowid is None:
+                    raise RuntimeError(f"{self.path}: the decision on item {seq} was not stored")
+                return Decision(cur.lastrowid, seq, reviewer, answer, at)
         finally:
             db.close()
 

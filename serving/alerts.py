@@ -132,13 +132,13 @@ def step(state: AlertState, policy: AlertPolicy, score: Score, ended: Reason | N
         state.status, state.openings, state.seq = AlertStatus.open, state.openings + 1, 0
         return [_transition(state, EventKind.opened, score)]
     if state.status is AlertStatus.open:
-        if median < policy.threshold - policy.hysteresis:
-            state.status = AlertStatus.idle
-            if emerged_since is not None and state.last_onset is not None and emerged_since(state.last_onset):
-                return [_transition(state, EventKind.closed, score, Reason.emergence_phase_over)]
-            return [_transition(state, EventKind.withdrawn, score, Reason.probability_fell)]
         if state.last_onset is None or state.last_median is None:  # both set by the opening event
             raise ValueError(f"alert {state.alert_id} is open without an opening event")
+        if median < policy.threshold - policy.hysteresis:
+            state.status = AlertStatus.idle
+            if emerged_since is not None and emerged_since(state.last_onset):
+                return [_transition(state, EventKind.closed, score, Reason.emergence_phase_over)]
+            return [_transition(state, EventKind.withdrawn, score, Reason.probability_fell)]
         if (abs(score.onset.frame - state.last_onset) >= policy.onset_frames
                 or abs(median - state.last_median) >= policy.probability_step):
             return [_transition(state, EventKind.updated, score)]

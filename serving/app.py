@@ -23,7 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from astropy.time import Time
 
 from common.clock import slot_of_time, slot_time
-from common.config import ServiceConfig
+from common.config import ConfigError, ServiceConfig
 from serving.compose import open_service
 from serving.jsoc import JsocSource
 from serving.publisher import KafkaPublisher, ensure_topics
@@ -75,8 +75,8 @@ class App:
         """Warm the streams, create the topics, start the publisher and (unless told not to) the scheduler."""
         log.info("rebuilt the scoring state of %d open passages", self.service.warm())
         config = self.service.config
-        if self.publisher is not None and config.kafka_bootstrap is not None:  # a publisher is built only with one
-            ensure_topics(config.kafka_bootstrap, config.topics, config.kafka_partitions, config.kafka_replication,
+        if self.publisher is not None:
+            ensure_topics(self.publisher.bootstrap, config.topics, config.kafka_partitions, config.kafka_replication,
                           config.kafka_options)
             self.publisher.start()
         if self.feed is None:  # files from outside: take each as it appears; the cadence job sweeps
@@ -115,7 +115,9 @@ def build(config: ServiceConfig) -> App:
 
         feed = SyntheticFeed(config.data_dir, config.synthetic_start, config.synthetic_seed)
     source = None
-    if config.source == "jsoc" and config.jsoc_email is not None:  # ServiceConfig refuses the JSOC source without one
+    if config.source == "jsoc":
+        if config.jsoc_email is None:  # ServiceConfig refuses the JSOC source without one
+            raise ConfigError("source = 'jsoc' needs jsoc_email")
         source = JsocSource(config.jsoc_series, config.jsoc_email, service.inbox.incoming,
                             service.dir / "jsoc_state.json", service.metrics, server_url=config.jsoc_url,
                             poll=config.jsoc_poll)

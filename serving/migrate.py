@@ -160,7 +160,7 @@ def from_3(db: sqlite3.Connection, up: Upgrade) -> int:
     for seq, event_id, payload in db.execute("SELECT seq, event_id, payload FROM outbox WHERE delivered IS NULL").fetchall():
         message: AlertEvent | PatchStatus = events[event_id] if event_id in events else PatchStatus.model_validate_json(payload)
         which = 0 if event_id in events else 1
-        moved.append((json.dumps(message.payload(), sort_keys=True), up.topics[message.simulated][which], seq))
+        moved.append((message.payload_json(), up.topics[message.simulated][which], seq))
     db.executemany("UPDATE outbox SET payload = ?, topic = ? WHERE seq = ?", moved)  # a delivered message is history
     log.info("migrated %d events and %d waiting outbox messages from alert schema 3.0 to 4.0", len(events), len(moved))
     return 4

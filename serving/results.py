@@ -7,7 +7,6 @@ the result as it is. This module names neither side.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,7 +62,7 @@ class FrameResult:
         the alert log and Kafka take the same text."""
         text = self._json.get(event.event_id)
         if text is None:
-            text = self._json[event.event_id] = json.dumps(event.payload(), sort_keys=True)
+            text = self._json[event.event_id] = event.payload_json()
         return text
 
 

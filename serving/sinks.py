@@ -31,7 +31,7 @@ def outbox_messages(result: FrameResult, topics: dict[bool, tuple[str, str]]) ->
     topics ``topics[simulated]`` = (alerts topic, status topic) (:attr:`common.config.ServiceConfig.topics`)."""
     events = [Message(topics[e.simulated][0], e.patch_id, e.event_id, result.event_json(e)) for e in result.events]
     statuses = [Message(topics[s.simulated][1], s.patch.id, f"{s.patch.id}@{result.slot}",
-                        json.dumps(s.payload(), sort_keys=True)) for s in result.statuses]
+                        s.payload_json()) for s in result.statuses]
     return events + statuses
 
 
@@ -52,7 +52,7 @@ class AlertLog:
             except (ValueError, KeyError):  # a line cut short by a crash mid-write
                 pass
         missing = [e for e in events if e.event_id not in logged]
-        self._append([json.dumps(e.payload(), sort_keys=True) for e in missing],
+        self._append([e.payload_json() for e in missing],
                      after_cut_line=bool(text) and not text.endswith("\n"))
         return len(missing)
 
