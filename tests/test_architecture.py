@@ -32,15 +32,21 @@ ALLOWED, EXCEPTIONS = layout()
 SERVING_FORBIDDEN = {"torch", "onnx", "sim", "training"}
 
 
-def imports(path: Path) -> set[str]:
-    """Top-level names of every module ``path`` imports (at any depth of the file)."""
+def imported(path: Path) -> set[str]:
+    """Every dotted name ``path`` imports, at any depth of the file: a module, and for ``from m import n`` both ``m``
+    and ``m.n`` (``n`` may be a module of package ``m``)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
-            names |= {a.name.split(".")[0] for a in node.names}
+            names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
     return names
+
+
+def imports(path: Path) -> set[str]:
+    """Top-level names of every module ``path`` imports (at any depth of the file)."""
+    return {name.split(".")[0] for name in imported(path)}
 
 
 @pytest.mark.parametrize("package", sorted(ALLOWED))
@@ -78,17 +84,8 @@ def module_graph(package_dir: Path) -> dict[str, set[str]]:
     for f in package_dir.rglob("*.py"):
         name = ".".join(f.with_suffix("").relative_to(root).parts).removesuffix(".__init__")
         modules[name] = f
-    graph: dict[str, set[str]] = {m: set() for m in modules}
-    for name, f in modules.items():
-        for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            else:
-                continue
-            graph[name] |= {t for t in targets if t in modules and t not in (name, package_dir.name)}
-    return graph
+    return {name: {t for t in imported(f) if t in modules and t not in (name, package_dir.name)}
+            for name, f in modules.items()}
 
 
 def circles(graph: dict[str, set[str]]) -> list[list[str]]:
