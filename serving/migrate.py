@@ -15,6 +15,9 @@ video); a status its ``final``. Waiting messages move to the topics of 3.0 (simu
 3 → 4: the payloads go from alert schema 3.0 to 4.0: the events' ``schema_version``, their region's fluxes spelled
 ``…_Mx``; waiting messages move to the topics of 4.0 (the service's). Past events keep what they said: a
 withdrawal of 3.0 stays a withdrawal.
+
+4 → 5: the payloads are the same; a table of each patch's latest passage as it stands (``patch_status``: open or
+not, its alert state, its latest score) is built from the passages, alert states and scores, for the API's reads.
 """
 from __future__ import annotations
 
@@ -38,7 +41,7 @@ from ingest.magnetogram import Origin, origin_from_name, origin_of
 from serving.backup import backup
 from serving.bundle import ModelBundle
 from serving.region import region
-from serving.store import STATE_FILE, STATE_VERSION, StateError, mapped_video, video_file
+from serving.store import PATCH_STATUS_TABLE, STATE_FILE, STATE_VERSION, StateError, mapped_video, video_file
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +169,21 @@ def from_3(db: sqlite3.Connection, up: Upgrade) -> int:
     return 4
 
 
+def from_4(db: sqlite3.Connection, up: Upgrade) -> int:
+    """Each patch's latest passage as it stands into ``patch_status`` (see the module's description); returns 5."""
+    db.execute(PATCH_STATUS_TABLE)
+    db.execute(
+        "INSERT INTO patch_status SELECT p.patch_id, p.start_slot, p.status = 'open', a.state, s.frame, s.summary "
+        "FROM passages p LEFT JOIN alert_states a USING (patch_id, start_slot) "
+        "LEFT JOIN scores s ON s.patch_id = p.patch_id AND s.start_slot = p.start_slot AND s.frame = "
+        "(SELECT MAX(frame) FROM scores l WHERE l.patch_id = p.patch_id AND l.start_slot = p.start_slot) "
+        "WHERE p.start_slot = (SELECT MAX(start_slot) FROM passages q WHERE q.patch_id = p.patch_id)")
+    log.info("built the status of %d patches", db.execute("SELECT COUNT(*) FROM patch_status").fetchone()[0])
+    return 5
+
+
 #: The migration from each earlier state version (``PRAGMA user_version``) to the next.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Upgrade], int]] = {0: from_2x, 3: from_3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection, Upgrade], int]] = {0: from_2x, 3: from_3, 4: from_4}
 
 
 def upgrade(up: Upgrade) -> list[int]:

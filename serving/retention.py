@@ -74,12 +74,11 @@ def apply(config: ServiceConfig, store: Store, data_dir: Path, now: float) -> Re
             removed.add("processed")
     cutoff = now - config.retain_videos.to_value(u.s)
     old_videos = {path.name: path for path in _old(data_dir / VIDEOS_DIR, cutoff, "*.f32")}
-    if old_videos:  # the passages' list grows with the years, the videos kept do not: ask only when one is old
-        for pid, start in store.closed_passages():
-            video = old_videos.get(store.video_path(pid, start).name)
-            if video is not None:
-                video.unlink()
-                removed.add("videos")
+    for name, video in old_videos.items():  # asked per old video: the passages' list grows with the years
+        pid, _, start = name.removesuffix(".f32").rpartition("_")  # serving.store.video_file's name
+        if start.isdigit() and store.is_closed(pid, int(start)):
+            video.unlink()
+            removed.add("videos")
     newest = store.newest_frame()
     if config.retain_scores is not None and newest is not None:
         before = newest[0] - round(config.retain_scores.to_value(u.day) * SLOTS_PER_DAY)

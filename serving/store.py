@@ -63,6 +63,21 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL, created REAL NOT NULL, delivered REAL);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered, seq);
 """
+#: Each patch's latest passage as it stands now (whether open, its alert state, its latest score's JSON), written
+#: with every commit (:data:`PATCH_STATUS`), so that the API's reads of the disk now cost the same after a year as
+#: after a day.
+PATCH_STATUS_TABLE = """CREATE TABLE IF NOT EXISTS patch_status (
+    patch_id TEXT PRIMARY KEY, start_slot INTEGER NOT NULL, open INTEGER NOT NULL, alert TEXT, latest_frame INTEGER,
+    latest TEXT)"""
+SCHEMA += PATCH_STATUS_TABLE + ";\n"
+PATCH_STATUS = (
+    "INSERT INTO patch_status (patch_id, start_slot, open) VALUES (?, ?, 1) ON CONFLICT (patch_id) DO UPDATE SET "
+    "start_slot = excluded.start_slot, open = 1, alert = NULL, latest_frame = NULL, latest = NULL "
+    "WHERE excluded.start_slot > patch_status.start_slot",
+    "UPDATE patch_status SET open = 0 WHERE patch_id = ? AND start_slot = ?",
+    "UPDATE patch_status SET latest_frame = ?, latest = ? WHERE patch_id = ? AND start_slot = ? "
+    "AND (latest_frame IS NULL OR latest_frame <= ?)",
+    "UPDATE patch_status SET alert = ? WHERE patch_id = ? AND start_slot = ?")
 #: The state's database, its videos' folder and the alert log, under the data dir.
 STATE_FILE, VIDEOS_DIR, ALERT_LOG = "state.sqlite", "videos", "alerts.jsonl"
 
@@ -78,13 +93,15 @@ def mapped_video(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
 
 
 #: Indexes a state of this version gets at start when it lacks them (they change no row: no new version).
-INDEXES = "CREATE INDEX IF NOT EXISTS scores_slot ON scores (slot);"
+INDEXES = ("CREATE INDEX IF NOT EXISTS scores_slot ON scores (slot);"
+           "CREATE INDEX IF NOT EXISTS alerts_time ON alerts (frame_time);"
+           "CREATE INDEX IF NOT EXISTS passages_start ON passages (start_slot);")
 
 
 #: The layout of ``state.sqlite`` and of the payloads it stores (``PRAGMA user_version``); a state of an earlier
 #: version is migrated at start (:mod:`serving.migrate`), one of another is refused, and can be rebuilt from
 #: ``processed/`` (:mod:`serving.rebuild`). 4: alert events of schema 4.0; 3: of 3.0 (2.x states are 0).
-STATE_VERSION = 4
+STATE_VERSION = 5
 
 
 class StateError(RuntimeError):
@@ -115,9 +132,14 @@ class _Queries:
         """(patch id, start slot) of every closed passage."""
         return list(self.db.execute("SELECT patch_id, start_slot FROM passages WHERE status = 'closed'"))
 
+    def is_closed(self, patch_id: str, start_slot: int) -> bool:
+        """Whether a patch's passage starting at ``start_slot`` is recorded and closed."""
+        return self.db.execute("SELECT 1 FROM passages WHERE patch_id = ? AND start_slot = ? AND status = 'closed'",
+                               (patch_id, start_slot)).fetchone() is not None
+
     def open_passages(self) -> dict[str, int]:
         """{patch id: passage start slot} of every open passage."""
-        return dict(self.db.execute("SELECT patch_id, start_slot FROM passages WHERE status = 'open'"))
+        return dict(self.db.execute("SELECT patch_id, start_slot FROM patch_status WHERE open = 1"))
 
     def latest_score(self, patch_id: str, start_slot: int) -> Score | None:
         """A passage's latest score (None before its first)."""
@@ -129,7 +151,12 @@ class _Queries:
         """A passage's alert state (idle before its first event)."""
         row = self.db.execute("SELECT state FROM alert_states WHERE patch_id = ? AND start_slot = ?",
                               (patch_id, start_slot)).fetchone()
-        return AlertState(**json.loads(row[0])) if row else AlertState(patch_id, passage_label(start_slot))
+        return _alert(patch_id, start_slot, row and row[0])
+
+
+def _alert(patch_id: str, start_slot: int, state_json: str | None) -> AlertState:
+    """An alert state from its stored JSON (idle when there is none yet)."""
+    return AlertState(**json.loads(state_json)) if state_json else AlertState(patch_id, passage_label(start_slot))
 
 
 class Outbox:
@@ -347,16 +374,20 @@ class Store(_Queries):
             "USING (patch_id, start_slot) WHERE s.slot >= ? AND s.slot < ? AND p.status = 'closed' AND s.frame % ? != 0 "
             "AND s.frame < (SELECT MAX(frame) FROM scores l WHERE l.patch_id = s.patch_id AND l.start_slot = s.start_slot)",
             (since, before_slot, every)).fetchall()
+        if not rows:
+            return 0
         patches = sorted({pid for _, pid, _, _ in rows})
-        events = {(e["patch_id"], e["passage"], e["frame"]) for e in (json.loads(p) for (p,) in self.db.execute(
-            f"SELECT payload FROM alerts WHERE patch_id IN ({', '.join('?' * len(patches))})", patches))}
+        events = set(self.db.execute(  # the events of these passages, all from frames after the earliest's start
+            "SELECT patch_id, json_extract(payload, '$.passage'), json_extract(payload, '$.frame') FROM alerts "
+            f"WHERE frame_time >= ? AND patch_id IN ({', '.join('?' * len(patches))})",
+            [slot_isot(min(start for _, _, start, _ in rows)) + "Z", *patches]))
         gone = [(rowid,) for rowid, pid, start, frame in rows if (pid, passage_label(start), frame) not in events]
         with self.db:
             self.db.executemany("DELETE FROM scores WHERE rowid = ?", gone)
         return len(gone)
 
     def open_alert_count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM alert_states WHERE json_extract(state, '$.status') = ?",
+        return self.db.execute("SELECT COUNT(*) FROM patch_status WHERE json_extract(alert, '$.status') = ?",
                                (AlertStatus.open.value,)).fetchone()[0]
 
     # ---- the one write ---------------------------------------------------------------------------
@@ -386,6 +417,12 @@ class Store(_Queries):
             now = time.time()
             db.executemany("INSERT OR IGNORE INTO outbox (topic, key, event_id, payload, created) VALUES (?, ?, ?, ?, ?)",
                            [(m.topic, m.key, m.event_id, m.payload, now) for m in messages])
+            opening, closing, scoring, alerting = PATCH_STATUS
+            db.executemany(opening, result.opened)
+            db.executemany(closing, result.closed)
+            db.executemany(scoring, [(r.score.frame, summary, *r.key, r.score.frame)
+                                     for r, summary in zip(result.scores, summaries)])
+            db.executemany(alerting, [(json.dumps(state.to_dict()), *key) for key, state in result.alert_states.items()])
         if self._kept is not None:
             _keep(self._kept, result, summaries)
 
@@ -423,29 +460,29 @@ class Reader(_Queries):
             self._local.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
         return self._local.db
 
-    @_one_snapshot
     def patches(self) -> list[PatchSummary]:
-        """Current status of every patch with an open passage."""
+        """Current status of every patch with an open passage (one indexed read of :data:`PATCH_STATUS`'s table)."""
         out = []
-        for pid, start in sorted(self.open_passages().items()):
-            alert = self.alert_state(pid, start)
+        for pid, start, alert_json, latest in self.db.execute(
+                "SELECT patch_id, start_slot, alert, latest FROM patch_status WHERE open = 1 ORDER BY patch_id"):
+            alert = _alert(pid, start, alert_json)
             out.append(PatchSummary(patch_id=pid, passage_start=slot_isot(start), alert=alert.status,
-                                    alert_id=alert.alert_id, latest=self.latest_score(pid, start)))
+                                    alert_id=alert.alert_id, latest=latest and Score.model_validate_json(latest)))
         return out
 
     @_one_snapshot
     def patch(self, pid: str) -> PatchDetail | None:
         """One patch: its latest passage's probability history and onset estimate."""
-        row = self.db.execute("SELECT start_slot, status FROM passages WHERE patch_id = ? "
-                              "ORDER BY start_slot DESC LIMIT 1", (pid,)).fetchone()
+        row = self.db.execute("SELECT start_slot, open, alert FROM patch_status WHERE patch_id = ?", (pid,)).fetchone()
         if row is None:
             return None
-        start, status = row
+        start, open_, alert_json = row
         scores = self.scores(pid, start)
         history = [HistoryPoint(frame=s.frame, frame_time=s.frame_time, median=s.probability.median,
                                 p25=s.probability.p25, p75=s.probability.p75) for s in scores]
-        return PatchDetail(patch_id=pid, passage_start=slot_isot(start), passage_status=status, history=history,
-                           onset=scores[-1].onset if scores else None, alert=self.alert_state(pid, start).to_dict())
+        return PatchDetail(patch_id=pid, passage_start=slot_isot(start), passage_status="open" if open_ else "closed",
+                           history=history, onset=scores[-1].onset if scores else None,
+                           alert=_alert(pid, start, alert_json).to_dict())
 
     @_one_snapshot
     def passage(self, patch_id: str, start_slot: int | None = None) -> tuple[int, str, int] | None:

@@ -444,7 +444,7 @@ def test_a_state_of_another_version_is_refused_and_rebuilt(tmp_path, tiny_bundle
     old = sqlite3.connect(tmp_path / "svc" / "state.sqlite")
     old.executescript(SCHEMA + "PRAGMA user_version = 7;")  # a newer fluxwatch's: no migration leads back from it
     old.close()
-    with pytest.raises(StateError, match="holds state version 7, written by another fluxwatch .* version 4: alert "
+    with pytest.raises(StateError, match="holds state version 7, written by another fluxwatch .* version 5: alert "
                                          "schema 4.0.*python -m serving.rebuild"):
         Store(tmp_path / "svc", 16, 8)
     (tmp_path / "svc" / "processed").mkdir()
@@ -452,7 +452,7 @@ def test_a_state_of_another_version_is_refused_and_rebuilt(tmp_path, tiny_bundle
         shutil.copy(f, tmp_path / "svc" / "processed" / f.name)
     cfg = config(tmp_path, tiny_bundle)
     assert rebuild(cfg)[0] == 2
-    assert sqlite3.connect(tmp_path / "svc" / "state.sqlite").execute("PRAGMA user_version").fetchone()[0] == 4
+    assert sqlite3.connect(tmp_path / "svc" / "state.sqlite").execute("PRAGMA user_version").fetchone()[0] == 5
 
 
 def test_damaged_source_state_files_are_refused_with_their_names(tmp_path):

@@ -175,26 +175,29 @@ def test_reads_stay_consistent_while_the_service_ingests(tmp_path, tiny_bundle, 
     check(load, 3)
 
 
-def test_a_patches_read_sees_one_frame_when_a_frame_commits_during_it(tmp_path, tiny_bundle, frames):
-    """The invariant the load checks, made to happen: a frame committed while ``Reader.patches`` is between its
-    queries (here: right after it read the first patch's score) is not in its answer; every score is of one frame."""
+def test_a_patch_read_sees_one_frame_when_a_frame_commits_during_it(tmp_path, tiny_bundle, frames):
+    """The invariant the load checks, made to happen: a frame committed while ``Reader.patch`` is between its
+    queries (here: right after it read the patch's status, before its history) is not in its answer."""
     service = open_service(config(tmp_path, tiny_bundle))
     drop(frames[:2], service.dir)
     service.run_cycle()
     reader = service.store.reader()
-    latest_score, calls = reader.latest_score, []
+    pid = next(p.patch_id for p in reader.patches() if p.latest)
+    scores, calls = reader.scores, []
 
-    def commit_a_frame_after_the_first(*args):
+    def commit_a_frame_first(*args):
         calls.append(args)
-        if len(calls) == 2:
-            drop(frames[2:3], service.dir)
-            assert service.run_cycle() == 1
-        return latest_score(*args)
+        drop(frames[2:3], service.dir)
+        assert service.run_cycle() == 1
+        return scores(*args)
 
-    reader.latest_score = commit_a_frame_after_the_first
-    times = {p.latest.frame_time for p in reader.patches() if p.latest}
-    assert len(calls) > 2 and len(times) == 1, f"one frame's scores, not {sorted(times)}"
-    assert int(slot_of_time(Time(times.pop()))) == service.store.newest_frame()[0] - 1, "the frame before the commit"
+    reader.scores = commit_a_frame_first  # type: ignore[method-assign]
+    detail = reader.patch(pid)
+    reader.scores = scores  # type: ignore[method-assign]
+    assert len(calls) == 1 and detail is not None and detail.history
+    assert int(slot_of_time(Time(detail.history[-1].frame_time))) == service.store.newest_frame()[0] - 1, \
+        "the frame before the commit"
+    assert len(reader.patch(pid).history) == len(detail.history) + 1
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def test_a_2x_state_is_backed_up_migrated_and_goes_on(tmp_path, tiny_bundle, str
     assert {e["schema_version"] for e in before.values()} == {"2.1"}
 
     service = open_service(narrow(config(tmp_path, bundle_of(MODEL, tiny_bundle, tmp_path))))
-    assert rows(data, "PRAGMA user_version") == [(4,)]
+    assert rows(data, "PRAGMA user_version") == [(5,)]
     saved = next((data / "backups").iterdir())
     assert saved.name.startswith("before-migration-v0-")
     assert json.loads((saved / "backup.json").read_text())["state_version"] == 0
@@ -148,7 +148,7 @@ def test_a_3_0_state_is_backed_up_migrated_to_4_0_and_goes_on(tmp_path, tiny_bun
     assert {t for _, _, t in waiting} == {"fluxwatch.simulated.alerts", "fluxwatch.simulated.patch-status"}
 
     service = open_service(narrow(config(tmp_path, bundle_of(MODEL_3, tiny_bundle, tmp_path))))
-    assert rows(data, "PRAGMA user_version") == [(4,)]
+    assert rows(data, "PRAGMA user_version") == [(5,)]
     saved = next((data / "backups").iterdir())
     assert saved.name.startswith("before-migration-v3-")
 
@@ -175,3 +175,39 @@ def test_a_3_0_state_is_backed_up_migrated_to_4_0_and_goes_on(tmp_path, tiny_bun
     assert service.run_cycle() == 3
     assert rows(data, "SELECT COUNT(*) FROM scores")[0][0] > scored
     assert {e.schema_version for e in service.store.reader().alerts()} == {"4.0"}
+
+
+FIXTURE_4 = Path(__file__).parent / "fixtures" / "state-4.tar.xz"
+ANSWERS_4 = Path(__file__).parent / "fixtures" / "state-4-answers.json"
+
+
+def test_a_4_state_gets_each_patch_s_status_and_answers_as_it_did(tmp_path, tiny_bundle, stream):
+    """``tests/fixtures/state-4.tar.xz`` is ``state.sqlite`` and ``videos/`` as fluxwatch wrote them at commit
+    8172862 (the last of state version 4): the checked-in tiny bundle, tiles within ±15°, the same 19 frames fed one
+    at a time, no Kafka; ``state-4-answers.json`` holds that code's answers to ``GET /patches`` and to
+    ``GET /patches/{id}`` for every patch it had seen. Migrated, the reads from the new table answer the same."""
+    data = tmp_path / "svc"
+    data.mkdir()
+    with tarfile.open(FIXTURE_4) as tar:
+        tar.extractall(data, filter="data")
+    (data / "processed").mkdir()
+    for source, in rows(data, "SELECT source FROM frames"):
+        shutil.copy(next(p for p in stream if p.name == source), data / "processed" / source)
+    assert rows(data, "PRAGMA user_version") == [(4,)]
+    assert not rows(data, "SELECT name FROM sqlite_master WHERE name = 'patch_status'")
+
+    service = open_service(narrow(config(tmp_path, tiny_bundle)))
+    assert rows(data, "PRAGMA user_version") == [(5,)]
+    assert next((data / "backups").iterdir()).name.startswith("before-migration-v4-")
+    answers, reader = json.loads(ANSWERS_4.read_text()), service.store.reader()
+    assert len(answers["patches"]) == 2 and {p["passage_status"] for p in answers["patch"].values()} == {"open", "closed"}
+    assert [p.model_dump(mode="json") for p in reader.patches()] == answers["patches"]
+    assert {pid: reader.patch(pid).model_dump(mode="json") for pid in answers["patch"]} == answers["patch"]
+
+    for path in stream[19:]:
+        shutil.copy(path, service.inbox.incoming)
+    assert service.run_cycle() == 3
+    newest = slot_isot(rows(data, "SELECT MAX(slot) FROM frames")[0][0]) + "Z"
+    latest = [p.latest for p in reader.patches()]
+    assert latest and {s.frame_time for s in latest if s} == {newest}
+    assert {p.patch_id for p in reader.patches()} == set(service.store.open_passages())
