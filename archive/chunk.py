@@ -3,9 +3,10 @@
 The archive is cut into chunks of consecutive slots. A passage lasts at most
 ``n_frames`` slots (its video's length), so every passage open in a chunk
 began at most ``n_frames`` slots before the chunk's first slot: a chunk
-replays those slots first (the warm-up), through the same step and the same
-kind of store as the live service (:class:`serving.store.Store`, in a scratch
-folder), and keeps only what its own slots produce. Its scores, events and
+replays those slots first (the warm-up), through the same step and frame
+runner as the live service, its state kept in memory
+(:class:`serving.keeper.MemoryKeeper`: nothing of it must outlive the task),
+and keeps only what its own slots produce. Its scores, events and
 alert ids are then those of a service that had ingested every frame from the
 start (a test holds the backfill to the sequential service). The equality is
 exact for the default grid; with overlapping tiles (one alert per region
@@ -34,10 +35,10 @@ from archive.frames import Frames
 from common.config import ServiceConfig
 from ingest.errors import IngestError
 from serving.bundle import ModelBundle
+from serving.keeper import MemoryKeeper
 from serving.results import FrameResult
 from serving.runner import FrameRunner
 from serving.step import frame_step
-from serving.store import Store
 
 #: What a finished chunk folder holds.
 EVENTS, SCORES, REPORT = "events.jsonl", "scores.parquet", "report.json"
@@ -107,9 +108,8 @@ def run_chunk(chunk: Chunk, frames: Frames, bundle: str, config: ServiceConfig, 
     model = _bundle(bundle, threads)
     step = frame_step(model, config)
     report, events, rows = ChunkReport(chunk.name), [], []
-    with tempfile.TemporaryDirectory(prefix="fluxwatch-chunk-") as scratch, threadpool_limits(threads):
-        store = Store(scratch, model.n_frames, model.pixels, durable=False)
-        runner = FrameRunner(step, store)
+    with threadpool_limits(threads):
+        runner = FrameRunner(step, MemoryKeeper(model.n_frames, model.pixels))
         for slot in [s for s in frames.slots() if chunk.warm_from <= s < chunk.end]:
             kept = slot >= chunk.first
             t0 = time.perf_counter()
@@ -122,9 +122,6 @@ def run_chunk(chunk: Chunk, frames: Frames, bundle: str, config: ServiceConfig, 
             t1 = time.perf_counter()
             result = runner.run(mag, frames.name(slot))
             t2 = time.perf_counter()
-            for key in result.closed:  # never read again: the scratch disk holds the open passages' videos only
-                store.video_path(*key).unlink(missing_ok=True)
-            t3 = time.perf_counter()
             if not kept:
                 report.warmup_frames += 1
                 continue
@@ -134,7 +131,7 @@ def run_chunk(chunk: Chunk, frames: Frames, bundle: str, config: ServiceConfig, 
             s["project"] += result.projection_seconds
             s["score"] += result.scoring_seconds
             s["passages"] += t2 - t1 - result.state_seconds - result.projection_seconds - result.scoring_seconds
-            s["store"] += result.state_seconds + t3 - t2
+            s["store"] += result.state_seconds
             events += result.events
             rows += score_rows(result)
         report.events = len(events)

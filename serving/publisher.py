@@ -25,8 +25,9 @@ from collections.abc import Callable
 from typing import Any
 
 from serving.faults import fault_point
+from serving.keeper import Message
 from serving.results import FrameResult
-from serving.store import Message, Outbox
+from serving.store import Outbox
 
 log = logging.getLogger(__name__)
 

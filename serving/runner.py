@@ -1,8 +1,9 @@
 """One frame through the pipeline, the same for the live service, the backfill and the replays: the keeper's
 snapshot → the frame step → the keeper's commit.
 
-The keeper holds the state between frames (:class:`serving.store.Store`: the SQLite state, which keeps the open
-passages' curves in memory and writes through); the step is pure (:mod:`serving.step`). What a committed result
+The keeper holds the state between frames (:mod:`serving.keeper`: the SQLite :class:`serving.store.Store`, which
+keeps the open passages' curves in memory and writes through, or the :class:`serving.keeper.MemoryKeeper`); the step
+is pure (:mod:`serving.step`). What a committed result
 feeds (sinks, files, a chunk's Parquet) is the caller's.
 """
 from __future__ import annotations
@@ -10,21 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from common.clock import slot_of_time
 from ingest.magnetogram import Magnetogram
-from serving.results import FrameResult, StepState
+from serving.keeper import Message, StateKeeper
+from serving.results import FrameResult
 from serving.step import FrameStep
-from serving.store import Message
-
-
-class StateKeeper(Protocol):
-    """What keeps the frame step's state between frames."""
-
-    def snapshot(self, slot: int) -> StepState: ...
-
-    def commit(self, result: FrameResult, messages: list[Message]) -> None: ...
 
 
 def _no_messages(result: FrameResult) -> list[Message]:

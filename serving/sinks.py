@@ -15,9 +15,9 @@ from typing import Protocol
 
 from contract.events import AlertEvent
 from serving.faults import fault_point
+from serving.keeper import Message
 from serving.metrics import Metrics
 from serving.results import FrameResult
-from serving.store import Message
 
 
 class Sink(Protocol):

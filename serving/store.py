@@ -18,7 +18,6 @@ use their own read-only connections and so see committed frames only.
 """
 from __future__ import annotations
 
-import bisect
 import functools
 import json
 import os
@@ -26,7 +25,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,7 +35,8 @@ from common.passage import SEARCH_DAYS
 from contract.events import SCHEMA_VERSION, AlertEvent, AlertStatus, HistoryPoint, PatchDetail, PatchSummary, Score
 from serving.alerts import AlertState, passage_label
 from serving.faults import fault_point
-from serving.results import FrameResult, Key, PassageState, StepState, blank_video, filled_frames
+from serving.keeper import Kept, Message, keep
+from serving.results import FrameResult, Key, StepState, blank_video, filled_frames
 
 if TYPE_CHECKING:
     from astropy.time import Time
@@ -106,17 +105,6 @@ STATE_VERSION = 5
 
 class StateError(RuntimeError):
     """A state file the service cannot use (damaged); the message names it and the way out."""
-
-
-@dataclass(frozen=True)
-class Message:
-    """One outbox message: a payload for a Kafka topic, keyed by patch id, deduplicated by event id."""
-
-    topic: str
-    key: str
-    event_id: str
-    payload: str  # the JSON text, as committed and as sent
-    seq: int = 0  # assigned by the outbox
 
 
 class _Queries:
@@ -196,55 +184,11 @@ class Outbox:
             return self.db.execute("DELETE FROM outbox WHERE delivered < ?", (delivered_before,)).rowcount
 
 
-@dataclass
-class _Kept:
-    """One open passage as the keeper holds it between frames: its alert state, the frames scored, each one's
-    members' probabilities and its score as stored (JSON)."""
-
-    alert: AlertState
-    frames: list[int] = field(default_factory=list)
-    members: list[list[float]] = field(default_factory=list)
-    latest_json: str | None = None
-
-    def add(self, frame: int, members: list[float], summary: str) -> None:
-        """A frame's score (a frame scored again replaces its score, as the table's primary key does)."""
-        if self.frames and frame <= self.frames[-1]:
-            i = bisect.bisect_left(self.frames, frame)
-            if i < len(self.frames) and self.frames[i] == frame:
-                self.members[i] = members
-            else:
-                self.frames.insert(i, frame)
-                self.members.insert(i, members)
-            if frame == self.frames[-1]:
-                self.latest_json = summary
-            return
-        self.frames.append(frame)
-        self.members.append(members)
-        self.latest_json = summary
-
-
-def _keep(kept: dict[Key, _Kept], result: FrameResult, summaries: list[str]) -> None:
-    """Write a committed frame's curves (its scores' JSON ``summaries``) and alert states through to ``kept``."""
-    for key in result.opened:
-        kept.setdefault(key, _Kept(AlertState(key[0], passage_label(key[1]))))
-    for record, summary in zip(result.scores, summaries):
-        kept.setdefault(record.key, _Kept(AlertState(record.key[0], passage_label(record.key[1])))).add(
-            record.score.frame, record.members, summary)
-    for key, state in result.alert_states.items():
-        if key in kept:
-            kept[key].alert = state
-    for key in result.closed:
-        kept.pop(key, None)
-
-
 class Store(_Queries):
     """The writer: the service's state under ``data_dir``, for videos of ``n_frames`` × ``pixels``²."""
 
-    def __init__(self, data_dir: str | Path, n_frames: int, pixels: int, durable: bool = True):
-        """``durable=False``: a scratch store (a backfill chunk's) that does not flush its videos to disk before
-        each commit, as nothing needs to survive a crash of its process."""
+    def __init__(self, data_dir: str | Path, n_frames: int, pixels: int):
         self.dir = Path(data_dir)
-        self.durable = durable
         (self.dir / VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
         self.path = self.dir / STATE_FILE
         # created by the thread that builds the service, used by the scheduler's (one at a time, under its lock)
@@ -274,7 +218,7 @@ class Store(_Queries):
         self._thinned_before: int | None = None  # the last score thinning's bound (slot)
         #: The open passages' masking curves and alert states, read from the database at the first snapshot and
         #: written through at every commit after it, so that a frame never reads back what the step itself produced.
-        self._kept: dict[Key, _Kept] | None = None
+        self._kept: dict[Key, Kept] | None = None
 
     # ---- the frame step's snapshot ------------------------------------------------------------------
 
@@ -290,25 +234,20 @@ class Store(_Queries):
             observed = self.observed_slots(min([*passages.values(), earliest]), slot)
             if self._kept is None:
                 self._kept = self._read_open()
-        open_ = {}
-        for pid, start in passages.items():
-            kept = self._kept.get((pid, start)) or _Kept(AlertState(pid, passage_label(start)))
-            open_[(pid, start)] = PassageState(
-                video=self._mapped(pid, start), frames=np.array(kept.frames, np.int64),
-                curves=np.array(kept.members).T if kept.members else np.zeros((0, 0)),
-                alert=kept.alert, latest_json=kept.latest_json)
+        open_ = {(pid, start): (self._kept.get((pid, start)) or Kept(AlertState(pid, passage_label(start)))).passage(
+            self._mapped(pid, start)) for pid, start in passages.items()}
         return StepState(slot, None if newest is None else newest[0], passages, recorded, observed, open_,
                          (self.n_frames, self.pixels, self.pixels))
 
-    def _read_open(self) -> dict[Key, _Kept]:
+    def _read_open(self) -> dict[Key, Kept]:
         """The open passages' curves and alert states as the database holds them (at start)."""
-        kept = {(pid, start): _Kept(AlertState(**json.loads(state))) for pid, start, state in self.db.execute(
+        kept = {(pid, start): Kept(AlertState(**json.loads(state))) for pid, start, state in self.db.execute(
             "SELECT a.patch_id, a.start_slot, a.state FROM alert_states a JOIN passages p "
             "USING (patch_id, start_slot) WHERE p.status = 'open'")}
         for pid, start, frame, probs, summary in self.db.execute(
                 "SELECT s.patch_id, s.start_slot, s.frame, s.probs, s.summary FROM scores s JOIN passages p "
                 "USING (patch_id, start_slot) WHERE p.status = 'open' ORDER BY s.frame"):
-            k = kept.setdefault((pid, start), _Kept(AlertState(pid, passage_label(start))))
+            k = kept.setdefault((pid, start), Kept(AlertState(pid, passage_label(start))))
             k.add(frame, json.loads(probs), summary)
         return kept
 
@@ -397,8 +336,7 @@ class Store(_Queries):
         for (pid, start), k, frame in result.video_frames:
             video = self.video(pid, start)
             video[k] = frame
-            if self.durable:
-                video.flush()
+            video.flush()
         fault_point("video")
         with self.db:
             db = self.db
@@ -424,7 +362,7 @@ class Store(_Queries):
                                      for r, summary in zip(result.scores, summaries)])
             db.executemany(alerting, [(json.dumps(state.to_dict()), *key) for key, state in result.alert_states.items()])
         if self._kept is not None:
-            _keep(self._kept, result, summaries)
+            keep(self._kept, result, summaries)
 
     def publisher_outbox(self) -> Outbox:
         """The outbox on a new connection, for the publisher thread."""
