@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)
 SYSTEM := .system-packages
 
-.PHONY: demo train docs test lint test-slow test-reliability bench clean
+.PHONY: demo train docs test lint test-system test-slow test-reliability bench clean
 
 # Debian packages: Java 17 and Maven fetch and run the Kafka broker; prometheus checks the dashboards;
 # chromium and its driver run the review desk's browser tests.
@@ -37,8 +37,13 @@ train: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs build --strict --quiet
 
+# The unit and integration tests (about 10 min on 2 cores); the system tests (end-to-end runs, about 20 min) and the
+# hour-long ones have targets of their own.
 test: lint docs
-	$(PY) -m pytest -m "not slow and not reliability" --durations=15
+	$(PY) -m pytest -m "not system and not slow and not reliability" --durations=15
+
+test-system: $(STAMP)
+	$(PY) -m pytest -m "system" --durations=15
 
 # ruff (lint and import order), the published alert schema against its model, and mypy.
 lint: $(STAMP)

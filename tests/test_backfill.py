@@ -75,6 +75,7 @@ def events_in(out: Path) -> list[AlertEvent]:
     return [AlertEvent.model_validate_json(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.system
 def test_the_distributed_backfill_gives_the_sequential_services_alerts_and_scores(backfilled, sequential):
     out, report, frames = backfilled
     assert len(frames.slots()) > 0.9 * DAYS * 15 and not frames.refused
@@ -98,6 +99,7 @@ def test_the_distributed_backfill_gives_the_sequential_services_alerts_and_score
     assert np.abs(joined.median_svc - joined.median_backfill).max() <= 1e-6
 
 
+@pytest.mark.system
 def test_the_catalog_has_one_row_per_alerted_emergence_with_its_alerts_values(backfilled):
     out, report, _ = backfilled
     events = events_in(out)
@@ -113,6 +115,7 @@ def test_the_catalog_has_one_row_per_alerted_emergence_with_its_alerts_values(ba
     assert report["catalog_rows"] == len(catalog) and (out / "butterfly.png").stat().st_size > 10_000
 
 
+@pytest.mark.system
 def test_a_killed_backfill_rerun_skips_its_finished_chunks_and_ends_the_same(tmp_path, stretch, tiny_bundle, sequential):
     listing = tmp_path / "files.txt"
     files = sorted(stretch.iterdir())[:80]

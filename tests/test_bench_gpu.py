@@ -1,7 +1,10 @@
 """bench/gpu.py runs on the CPU with --tiny: builds its set, times both data paths, trains a member, prints its line."""
+import pytest
+
 from bench import gpu
 
 
+@pytest.mark.system
 def test_bench_gpu_tiny_runs_on_the_cpu(tmp_path, capsys):
     gpu.main(["--tiny", "--device", "cpu", "--store", str(tmp_path / "tiny.zarr")])
     last = capsys.readouterr().out.strip().splitlines()[-1]

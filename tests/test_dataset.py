@@ -22,6 +22,7 @@ def small_plan():
     return plan(PRESETS["small"], seed=0)
 
 
+@pytest.mark.system
 def test_small_preset_crude_labels_err_like_the_papers(small_plan):
     q = label_quality(small_plan[small_plan.kind == "region"])
     assert q["videos"] == 240
@@ -107,6 +108,7 @@ def test_build_writes_store_and_prints_accuracy(tmp_path, capsys):
     assert set(store.catalog.setting) == {0, 1} and [s["seed"] for s in store.attrs["suns"]][0] == 0
 
 
+@pytest.mark.system
 def test_build_resumes_after_interruption(tmp_path):
     a, b = tmp_path / "a.zarr", tmp_path / "b.zarr"
     assert main(TINY + ["--out", str(a)]) == 0

@@ -31,6 +31,7 @@ def same_scores(service: Service, bundle: ModelBundle) -> list:
     return again
 
 
+@pytest.mark.system
 def test_rescoring_the_stored_videos_with_the_cnn_bundle_gives_the_services_scores_and_alerts(tmp_path):
     stream = Stream(7, "2002-03-01T00:00:00", 1.0)
     service = replay_stream(Path(CNN_BUNDLE), stream, tmp_path, 256)
@@ -40,6 +41,7 @@ def test_rescoring_the_stored_videos_with_the_cnn_bundle_gives_the_services_scor
     assert alerts and alerts == policy_alerts(passages(service), low)[0]
 
 
+@pytest.mark.system
 def test_a_new_flux_bundle_runs_in_the_service_and_its_fast_path_gives_the_same_scores(tmp_path):
     """The service with a bundle that names the new-flux detector: its scores are F / (F + 1e21) of the detector's
     bipolar new flux F, the same flux the evaluation computes from the stored videos (μ from the Earth's ephemeris

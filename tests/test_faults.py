@@ -396,6 +396,7 @@ def draw_seed() -> int:
     return seed
 
 
+@pytest.mark.system
 def test_a_few_kills_lose_and_duplicate_nothing(tmp_path, tiny_bundle, frames, kafka_broker, reference):
     """Three kill -9 runs at random points: after a restart, every frame is stored once and every alert is in
     the store, the API and on Kafka exactly once, equal to an uninterrupted run's."""
@@ -469,6 +470,7 @@ def test_damaged_source_state_files_are_refused_with_their_names(tmp_path):
         JsocSource("hmi.M_720s_nrt", "x@example.org", tmp_path, tmp_path / "jsoc_state.json", Metrics())
 
 
+@pytest.mark.system
 def test_a_backup_of_a_running_service_restores_into_a_fresh_folder_and_the_stream_goes_on(
         tmp_path, tiny_bundle, frames, kafka_broker, reference):
     """``fluxwatch-backup create`` while the service runs; it goes on with more frames and publishes their alerts,

@@ -87,6 +87,7 @@ def test_a_frame_coarser_than_the_model_is_refused(real_hmi_file):
     assert str(real_hmi_file) in str(info.value)
 
 
+@pytest.mark.system
 def test_hmi_and_mdi_frames_of_the_same_sun_agree_within_the_noise(tmp_path):
     """One synthetic Sun observed at one time by MDI (1024², 1.98″) and by HMI (4096², 0.504″, Rice-compressed,
     CROTA2 = 180°, HMI's PSF, noise and calibration). Brought to MDI and projected onto every patch within 60° of

@@ -84,6 +84,7 @@ def paper_run(tmp_path_factory):
     return DatasetStore(store_path), root / "run", report, samples
 
 
+@pytest.mark.system
 def test_paper_preset_tests_and_bundles_models_1_to_5_and_reports_6_to_9_beside(paper_run):
     store, run, report, _ = paper_run
     assert PRESETS["paper"].train.architecture == "2d" and PRESETS["paper"].onset_stride == 1
@@ -107,6 +108,7 @@ def test_paper_preset_tests_and_bundles_models_1_to_5_and_reports_6_to_9_beside(
         assert isinstance(load_member(run / "test_ensemble" / f"model_{m}_seed_0.pt").model, EmergenceCNN2D)
 
 
+@pytest.mark.system
 def test_onset_curves_and_the_onnx_check_scale_with_the_stores_clip(paper_run):
     store, run, report, samples = paper_run
     ids = store.catalog[store.catalog.month.isin((11, 12))].video_id.to_numpy()

@@ -33,6 +33,7 @@ def test_resident_batches_are_the_loaders(store, options):
         assert any(torch.equal(v[-1], v[-2]) for v in some), "masked items repeat their frame to the end"
 
 
+@pytest.mark.system
 def test_a_member_trains_from_resident_videos_under_bf16_and_learns(store):
     labels = store.catalog.true_class.to_numpy()
     idx = np.arange(len(store))

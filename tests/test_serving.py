@@ -119,6 +119,7 @@ def test_alerts_reach_kafka_and_match_the_api(tmp_path, tiny_bundle, frames, kaf
     assert f"fluxwatch_frames_ingested_total {float(len(frames))}" in metrics
 
 
+@pytest.mark.system
 def test_broker_down_then_up_loses_no_alert(tmp_path, tiny_bundle, frames, kafka_broker):
     cfg = kafka_config(tmp_path, tiny_bundle, kafka_broker)
     app = build(cfg).start(scheduler=False)

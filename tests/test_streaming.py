@@ -65,6 +65,7 @@ def stream_all(streams, video, frames_scored, key="p"):
     return np.array(out).T
 
 
+@pytest.mark.system
 def test_streaming_equals_the_full_model_at_every_frame_of_a_225_frame_video(full_size_bundle):
     bundle = ModelBundle(full_size_bundle)
     video = emerging_video(225, 90, seed=0)

@@ -24,6 +24,7 @@ def run(tmp_path_factory):
     return store, out
 
 
+@pytest.mark.system
 def test_report_has_every_number(run):
     _, out = run
     report = json.loads((out / "report.json").read_text())
@@ -49,6 +50,7 @@ def test_report_has_every_number(run):
     assert report["wall_time_s"] > 0
 
 
+@pytest.mark.system
 def test_bundle_loads_and_scores_in_onnx_runtime(run):
     store_path, out = run
     manifest = json.loads((out / "bundle" / "manifest.json").read_text())
@@ -63,6 +65,7 @@ def test_bundle_loads_and_scores_in_onnx_runtime(run):
         assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
 
 
+@pytest.mark.system
 def test_rerun_resumes_without_retraining(run):
     store, out = run
     checkpoints = sorted(out.rglob("*.pt"))
@@ -76,6 +79,7 @@ def test_missing_store_is_a_clear_error(tmp_path, capsys):
     assert "no dataset store here" in capsys.readouterr().err
 
 
+@pytest.mark.system
 def test_resuming_with_another_reviewer_is_a_clear_error(run, capsys):
     store, out = run
     assert main(["--store", str(store), "--out", str(out), "--reviewer", "simulated"] + FAST) == 2

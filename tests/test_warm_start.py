@@ -31,6 +31,7 @@ def warm_app(tmp_path_factory):
     yield app
 
 
+@pytest.mark.system
 def test_the_warm_start_fills_every_open_passage_from_its_start(warm_app):
     service, status = warm_app.service, warm_app.service.warm_start
     end = int(slot_of_time(Time(START)))
@@ -49,6 +50,7 @@ def test_the_warm_start_fills_every_open_passage_from_its_start(warm_app):
         assert passage.latest is not None and passage.latest.observed_from <= max(0, end - n - start) + 3
 
 
+@pytest.mark.system
 def test_a_warm_service_alerts_on_an_emergence_that_began_before_it_started(warm_app):
     service = warm_app.service
     for _ in range(LIVE_FRAMES):
