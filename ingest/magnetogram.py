@@ -38,6 +38,7 @@ from ingest.errors import (
 )
 from ingest.instruments import (
     INSTRUMENTS,
+    MDI,
     MDI_SPEC,
     SYNTHETIC_ORIGIN,
     Instrument,
@@ -112,7 +113,8 @@ class Magnetogram:
     image : its helioprojective TAN pixel geometry.
     missing_on_disk : number of on-disk pixels that were missing (BLANK/NaN) and set to 0 G.
     on_disk : bool array (ny, nx), the pixels whose line of sight meets the disk.
-    instrument : the instrument that took it (:attr:`ingest.instruments.InstrumentSpec.name`), from the header.
+    adapter : the adapter of the instrument whose data it holds (:mod:`ingest.instruments`), chosen from the header
+        (the target's after :func:`to_instrument`); ``instrument`` is its name.
     quality : the instrument's quality word, 0 when the file has none (:meth:`ingest.instruments.Instrument.is_bad` judges it).
     origin : what the file says of itself (:class:`Origin`); the observing instrument's, after :func:`to_instrument` too.
     """
@@ -123,9 +125,14 @@ class Magnetogram:
     image: ImageGeometry
     missing_on_disk: int
     on_disk: np.ndarray
-    instrument: str = MDI_SPEC.name
+    adapter: type[Instrument] = MDI
     quality: int = 0
     origin: Origin = Origin(MDI_SPEC.name)
+
+    @property
+    def instrument(self) -> str:
+        """The name of the instrument whose data it holds (:attr:`ingest.instruments.InstrumentSpec.name`)."""
+        return self.adapter.spec.name
 
     @property
     def time(self) -> Time:
@@ -297,7 +304,7 @@ def read_magnetogram(path: str | Path) -> Magnetogram:
         raise EmptyDataError(path, "every on-disk pixel is missing")
     data[missing | ~disk] = 0.0
     quality = source.quality(header)
-    return Magnetogram(path, data, observer, image, missing_on_disk, disk, source.spec.name, quality,
+    return Magnetogram(path, data, observer, image, missing_on_disk, disk, source, quality,
                        _origin(path, header, source.spec.name, quality))
 
 
@@ -342,7 +349,7 @@ def read_frame(path: str | Path, instrument: InstrumentSpec = MDI_SPEC,
     refused if its quality word sets a bit of ``refused_quality`` (names; its instrument's default set when None,
     :meth:`ingest.instruments.Instrument.refusing`), and brought to ``instrument`` (:func:`to_instrument`)."""
     mag = read_magnetogram(path)
-    source = instrument_named(mag.instrument)
+    source = mag.adapter
     refusing = source.refusing(mag.quality, refused_quality)
     if refusing:
         meanings = "; ".join(f"{b} ({source.quality_bits[b][1]})" if b in source.quality_bits else b for b in refusing)
@@ -356,7 +363,6 @@ def to_instrument(mag: Magnetogram, target: InstrumentSpec) -> Magnetogram:
     already that instrument's. Raises :class:`~ingest.instruments.InstrumentError` if it cannot be."""
     if mag.instrument == target.name:
         return mag
-    source = instrument_named(mag.instrument)
     seed = int(round(mag.time.unix))
-    out = harmonise(mag.path, mag.data, mag.image, mag.on_disk, source, target, seed)
-    return replace(mag, data=out.data, image=out.image, on_disk=out.on_disk, instrument=target.name)
+    out = harmonise(mag.path, mag.data, mag.image, mag.on_disk, mag.adapter, target, seed)
+    return replace(mag, data=out.data, image=out.image, on_disk=out.on_disk, adapter=instrument_named(target.name))
