@@ -174,7 +174,9 @@ class AlertEvent(Score):
 
     model_config = ConfigDict(title="fluxwatch emergence alert event")
 
-    schema_version: Literal["4.0"] = "4.0"
+    schema_version: str = Field(SCHEMA_VERSION, pattern=r"^4\.[0-9]+$", description=(
+        "major.minor of this contract; a reader of 4.0 reads any 4.x (a minor version only adds optional fields, which "
+        "a reader ignores)"))
     event: EventKind
     alert_id: str = Field(description="<patch id>/<passage start YYYYMMDDTHHMM>/<n-th opening>; stable across restarts")
     event_id: str = Field(description="<alert id>#<sequence>; unique, the deduplication key")

@@ -15,7 +15,9 @@ What every consumer of the stream should do (the alert contract, in the README):
 - **Never act on ``simulated`` events as real ones:** they come from the synthetic Sun and have their own topic
   (``fluxwatch.simulated.alerts.v4``); the check here is a second guard.
 
-It depends on kafka-python only; it prints one line per new event and, with ``--max-events``, stops after that many.
+It reads the events with the contract's typed model (``contract.events.AlertEvent``, pydantic only: what
+``pip install fluxwatch`` brings; a 4.x event reads as 4.0, its new fields ignored) and kafka-python; it prints one
+line per new event and, with ``--max-events``, stops after that many.
 """
 from __future__ import annotations
 
@@ -24,40 +26,47 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 
-SUPPORTED_MAJOR = "4"
+from pydantic import ValidationError
+
+from contract.events import SCHEMA_VERSION, AlertEvent
+
+SUPPORTED_MAJOR = SCHEMA_VERSION.split(".")[0]
 
 
-def new_events(records: Iterable[bytes], seen: set[str], allow_simulated: bool = False) -> Iterator[dict]:
+def new_events(records: Iterable[bytes], seen: set[str], allow_simulated: bool = False) -> Iterator[AlertEvent]:
     """The alert events among raw message values that are new (by ``event_id``), of a supported major version,
     and observed (unless ``allow_simulated``); ``seen`` is updated."""
     for value in records:
         try:
-            event = json.loads(value)
-        except ValueError:
-            print(f"skipped a message that is not JSON: {value[:60]!r}", file=sys.stderr)
+            version = str(json.loads(value).get("schema_version", ""))
+        except (ValueError, AttributeError):
+            print(f"skipped a message that is not a JSON object: {value[:60]!r}", file=sys.stderr)
             continue
-        major = str(event.get("schema_version", "")).split(".")[0]
-        if major != SUPPORTED_MAJOR:
-            print(f"skipped {event.get('event_id')}: schema_version {event.get('schema_version')} is not "
-                  f"{SUPPORTED_MAJOR}.x", file=sys.stderr)
+        if version.split(".")[0] != SUPPORTED_MAJOR:
+            print(f"skipped {json.loads(value).get('event_id')}: schema_version {version} is not {SUPPORTED_MAJOR}.x",
+                  file=sys.stderr)
             continue
-        if event["event_id"] in seen:
+        try:
+            event = AlertEvent.model_validate_json(value)
+        except ValidationError as exc:
+            print(f"skipped a message that is not an alert event of {version}: {exc}", file=sys.stderr)
+            continue
+        if event.event_id in seen:
             continue  # a redelivery
-        seen.add(event["event_id"])
-        if event["simulated"] and not allow_simulated:
-            print(f"skipped {event['event_id']}: simulated", file=sys.stderr)
+        seen.add(event.event_id)
+        if event.simulated and not allow_simulated:
+            print(f"skipped {event.event_id}: simulated", file=sys.stderr)
             continue
         yield event
 
 
-def describe(event: dict) -> str:
+def describe(event: AlertEvent) -> str:
     """One line a forecaster can read: what happened, where, how likely, since when."""
-    patch, region = event["patch"], event["region"]
-    why = f" ({event['reason']})" if event.get("reason") else ""
-    return (f"{event['frame_time']} {event['event']:<9}{why} {event['alert_id']} at Carrington "
-            f"{patch['carrington']['lon']:.1f}°, {patch['carrington']['lat']:+.1f}° p={event['probability']['median']:.2f} "
-            f"onset {event['onset']['time_utc']} ±{event['onset']['uncertainty_hours']:.0f} h, "
-            f"flux +{region['flux_positive_Mx']:.2e}/-{region['flux_negative_Mx']:.2e} Mx")
+    lonlat, region = event.patch.carrington, event.region
+    why = f" ({event.reason.value})" if event.reason else ""
+    return (f"{event.frame_time} {event.event.value:<9}{why} {event.alert_id} at Carrington {lonlat.lon:.1f}°, "
+            f"{lonlat.lat:+.1f}° p={event.probability.median:.2f} onset {event.onset.time_utc} "
+            f"±{event.onset.uncertainty_hours:.0f} h, flux +{region.flux_positive_Mx:.2e}/-{region.flux_negative_Mx:.2e} Mx")
 
 
 def main(argv=None) -> int:

@@ -298,12 +298,15 @@ def test_the_consumer_example_dedupes_skips_other_majors_and_reads_unknown_field
     producer.send(topic, json.dumps({**payloads[0], "event_id": "future#1", "schema_version": "5.0"}).encode())
     producer.send(topic, json.dumps({**payloads[1], "event_id": "extra#1", "a_new_optional_field": [1, 2]}).encode())
     producer.send(topic, json.dumps({**payloads[2], "event_id": "sim#1", "simulated": True}).encode())
+    producer.send(topic, json.dumps({**payloads[3], "event_id": "minor#1", "schema_version": "4.1"}).encode())
     producer.flush()
     producer.close()
     done = subprocess.run([sys.executable, "examples/consume_alerts.py", "--bootstrap", kafka_broker.bootstrap, "--topic",
                            topic, "--idle-seconds", "5"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert len(lines) == 6 + 1, "each event once, the unknown field read past, the other major and the simulated set aside"
+    assert len(lines) == 6 + 2, "each event once, the unknown field and the minor version read past, the other major " \
+        "and the simulated set aside"
+    assert lines[6:] == [lines[1], lines[3]]  # extra#1 and minor#1: the events they copy, printed again
     assert all(e.alert_id in line and e.frame_time in line for e, line in zip(events[:6], lines))
     assert "future#1: schema_version 5.0" in done.stderr and "sim#1: simulated" in done.stderr
