@@ -29,7 +29,6 @@ class Message:
     seq: int = 0  # assigned by the outbox
 
 
-
 @dataclass
 class Kept:
     """One open passage as the keeper holds it between frames: its alert state, the frames scored, each one's

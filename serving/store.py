@@ -99,7 +99,8 @@ INDEXES = ("CREATE INDEX IF NOT EXISTS scores_slot ON scores (slot);"
 
 #: The layout of ``state.sqlite`` and of the payloads it stores (``PRAGMA user_version``); a state of an earlier
 #: version is migrated at start (:mod:`serving.migrate`), one of another is refused, and can be rebuilt from
-#: ``processed/`` (:mod:`serving.rebuild`). 4: alert events of schema 4.0; 3: of 3.0 (2.x states are 0).
+#: ``processed/`` (:mod:`serving.rebuild`). 5: each patch's status in a table of its own; 4: alert events of schema
+#: 4.0; 3: of 3.0 (2.x states are 0).
 STATE_VERSION = 5
 
 
