@@ -412,16 +412,26 @@ class Reader(_Queries):
     @_one_snapshot
     def patch(self, pid: str) -> PatchDetail | None:
         """One patch: its latest passage's probability history and onset estimate."""
-        row = self.db.execute("SELECT start_slot, open, alert FROM patch_status WHERE patch_id = ?", (pid,)).fetchone()
+        row = self.db.execute("SELECT start_slot, open, alert, latest FROM patch_status WHERE patch_id = ?",
+                              (pid,)).fetchone()
         if row is None:
             return None
-        start, open_, alert_json = row
-        scores = self.scores(pid, start)
-        history = [HistoryPoint(frame=s.frame, frame_time=s.frame_time, median=s.probability.median,
-                                p25=s.probability.p25, p75=s.probability.p75) for s in scores]
+        start, open_, alert_json, latest = row
         return PatchDetail(patch_id=pid, passage_start=slot_isot(start), passage_status="open" if open_ else "closed",
-                           history=history, onset=scores[-1].onset if scores else None,
+                           history=self.history(pid, start),
+                           onset=Score.model_validate_json(latest).onset if latest else None,
                            alert=_alert(pid, start, alert_json).to_dict())
+
+    def history(self, patch_id: str, start_slot: int) -> list[HistoryPoint]:
+        """A passage's probability at each frame scored, oldest first (only the fields a history shows are read
+        from each stored score: a passage's 225 frames cost a few ms)."""
+        out = []
+        for frame, frame_time, probability in self.db.execute(
+                "SELECT frame, json_extract(summary, '$.frame_time'), json_extract(summary, '$.probability') FROM scores "
+                "WHERE patch_id = ? AND start_slot = ? ORDER BY frame", (patch_id, start_slot)):
+            p = json.loads(probability)
+            out.append(HistoryPoint(frame=frame, frame_time=frame_time, median=p["median"], p25=p["p25"], p75=p["p75"]))
+        return out
 
     @_one_snapshot
     def passage(self, patch_id: str, start_slot: int | None = None) -> tuple[int, str, int] | None:

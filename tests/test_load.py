@@ -183,17 +183,17 @@ def test_a_patch_read_sees_one_frame_when_a_frame_commits_during_it(tmp_path, ti
     service.run_cycle()
     reader = service.store.reader()
     pid = next(p.patch_id for p in reader.patches() if p.latest)
-    scores, calls = reader.scores, []
+    history, calls = reader.history, []
 
     def commit_a_frame_first(*args):
         calls.append(args)
         drop(frames[2:3], service.dir)
         assert service.run_cycle() == 1
-        return scores(*args)
+        return history(*args)
 
-    reader.scores = commit_a_frame_first  # type: ignore[method-assign]
+    reader.history = commit_a_frame_first  # type: ignore[method-assign]
     detail = reader.patch(pid)
-    reader.scores = scores  # type: ignore[method-assign]
+    reader.history = history  # type: ignore[method-assign]
     assert len(calls) == 1 and detail is not None and detail.history
     assert int(slot_of_time(Time(detail.history[-1].frame_time))) == service.store.newest_frame()[0] - 1, \
         "the frame before the commit"
