@@ -47,7 +47,7 @@ from kafka import KafkaConsumer, TopicPartition
 from serving.compose import open_service
 from serving.faults import ENV, POINTS
 from serving.rebuild import rebuild
-from serving.store import SCHEMA, StateError, Store
+from serving.store import SCHEMA, STATE_VERSION, StateError, Store
 from tests.support import free_port
 from tests.test_serving import config, drop, wait_for
 
@@ -491,7 +491,7 @@ def test_a_backup_of_a_running_service_restores_into_a_fresh_folder_and_the_stre
         raise
     finish(served, reference)  # it went on: alerts after the backup reached Kafka
     info = json.loads((saved / "backup.json").read_text())
-    assert info["frames"] == 5 and info["state_version"] == 4 and info["videos"] == len(list((saved / "videos").iterdir()))
+    assert info["frames"] == 5 and info["state_version"] == STATE_VERSION and info["videos"] == len(list((saved / "videos").iterdir()))
     assert 0 < info["events"] < len(reference.alerts)  # the events after the backup are decided again: none twice
 
     fresh = tmp_path / "restored"
