@@ -37,11 +37,12 @@ def stream(tmp_path_factory) -> list[Path]:
                              tmp_path_factory.mktemp("stream"), shape=(256, 256))
 
 
-def old_state(tmp_path: Path, stream: list[Path]) -> Path:
-    """The 2.x state in ``tmp_path/svc``, with its frames' files in ``processed/``."""
+def old_state(tmp_path: Path, stream: list[Path], fixture: Path = FIXTURE) -> Path:
+    """The state of ``fixture`` (the 2.x one by default) in ``tmp_path/svc``, with its frames' files in
+    ``processed/``."""
     data = tmp_path / "svc"
     data.mkdir()
-    with tarfile.open(FIXTURE) as tar:
+    with tarfile.open(fixture) as tar:
         tar.extractall(data, filter="data")
     (data / "processed").mkdir()
     for source, in sqlite3.connect(data / "state.sqlite").execute("SELECT source FROM frames"):
@@ -134,13 +135,7 @@ def test_a_3_0_state_is_backed_up_migrated_to_4_0_and_goes_on(tmp_path, tiny_bun
     """``tests/fixtures/state-3.0.tar.xz`` is ``state.sqlite`` and ``videos/`` as fluxwatch wrote them at the last
     commit of alert schema 3.0 (the one before this test): the tiny test bundle (model ``fw-d98bacea2a3d``), tiles
     within ±15°, the same 19 frames fed one at a time, no Kafka (its outbox waits)."""
-    data = tmp_path / "svc"
-    data.mkdir()
-    with tarfile.open(FIXTURE_3) as tar:
-        tar.extractall(data, filter="data")
-    (data / "processed").mkdir()
-    for source, in rows(data, "SELECT source FROM frames"):
-        shutil.copy(next(p for p in stream if p.name == source), data / "processed" / source)
+    data = old_state(tmp_path, stream, FIXTURE_3)
     before = {e: json.loads(p) for e, p in rows(data, "SELECT event_id, payload FROM alerts")}
     waiting = rows(data, "SELECT seq, event_id, topic FROM outbox WHERE delivered IS NULL")
     assert rows(data, "PRAGMA user_version") == [(3,)] and len(before) == 9 and waiting
@@ -186,13 +181,7 @@ def test_a_4_state_gets_each_patch_s_status_and_answers_as_it_did(tmp_path, tiny
     8172862 (the last of state version 4): the checked-in tiny bundle, tiles within ±15°, the same 19 frames fed one
     at a time, no Kafka; ``state-4-answers.json`` holds that code's answers to ``GET /patches`` and to
     ``GET /patches/{id}`` for every patch it had seen. Migrated, the reads from the new table answer the same."""
-    data = tmp_path / "svc"
-    data.mkdir()
-    with tarfile.open(FIXTURE_4) as tar:
-        tar.extractall(data, filter="data")
-    (data / "processed").mkdir()
-    for source, in rows(data, "SELECT source FROM frames"):
-        shutil.copy(next(p for p in stream if p.name == source), data / "processed" / source)
+    data = old_state(tmp_path, stream, FIXTURE_4)
     assert rows(data, "PRAGMA user_version") == [(4,)]
     assert not rows(data, "SELECT name FROM sqlite_master WHERE name = 'patch_status'")
 
