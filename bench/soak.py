@@ -416,6 +416,12 @@ class Figure:
     met: bool
 
 
+def weeks(requests: list[Request], days: int) -> tuple[list[Request], list[Request]]:
+    """The requests of the first and of the last week of a run of ``days`` simulated days."""
+    return ([r for r in requests if r.day < min(WEEK, days)],
+            [r for r in requests if max(0, days - WEEK) <= r.day < days])
+
+
 def figures(samples: list[dict[str, float]], requests: list[Request], days: int) -> tuple[list[Figure], int, int]:
     """The summary figures of a run; also the day the growth is counted from and the first day of the fits."""
     col = {k: np.array([s.get(k, np.nan) for s in samples], float) for k in ("day", "rss_mb", "open_files", "threads",
@@ -433,8 +439,7 @@ def figures(samples: list[dict[str, float]], requests: list[Request], days: int)
                       abs(rate) <= bound)
 
     rss = 100 * (col["rss_mb"][last] / col["rss_mb"][b] - 1)
-    first = p95_ms([r.latency_s for r in requests if r.day < min(WEEK, days)])
-    end = p95_ms([r.latency_s for r in requests if max(0, days - WEEK) <= r.day < days])
+    first, end = (p95_ms([r.latency_s for r in week]) for week in weeks(requests, days))
     fds = int(col["open_files"][last] - col["open_files"][b])
     threads = int(col["threads"][last] - col["threads"][b])
     return [
@@ -608,8 +613,7 @@ def main() -> None:
     print(f"{'figure':<20} {'value':>10}  {'target':<{width}}  met")
     for f in found:
         print(f"{f.name:<20} {f.value:>10.2f}  {f.target:<{width}}  {'yes' if f.met else 'NO'}")
-    first = [r for r in requests if r.day < min(WEEK, args.days)]
-    last = [r for r in requests if max(0, args.days - WEEK) <= r.day < args.days]
+    first, last = weeks(requests, args.days)
     print(f"{'route':<12} {'p95 first week, ms':>19} {'requests':>9} {'p95 last week, ms':>18} {'requests':>9}")
     for route in dict.fromkeys(ROUTES):
         a, b = ([r.latency_s for r in rs if r.route == route] for rs in (first, last))
