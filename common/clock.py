@@ -38,10 +38,14 @@ def slot_time(slot: ArrayLike) -> Time:
     return Time(EPOCH_MJD + slot_days(slot), format="mjd", scale="utc")
 
 
+def slot_datetime(slot: int) -> datetime:
+    """The UTC time of one slot as a naive ``datetime``, without astropy's cost (every slot is a round UTC minute)."""
+    return _EPOCH_DATETIME + timedelta(minutes=_CADENCE_MIN * int(slot))
+
+
 def slot_isot(slot: int) -> str:
-    """The UTC time of one slot as ISO text with milliseconds, as ``slot_time(slot).isot`` writes it, without astropy's
-    cost (every slot is a round UTC minute)."""
-    return (_EPOCH_DATETIME + timedelta(minutes=_CADENCE_MIN * int(slot))).strftime("%Y-%m-%dT%H:%M:%S.000")
+    """The UTC time of one slot as ISO text with milliseconds, as ``slot_time(slot).isot`` writes it."""
+    return slot_datetime(slot).strftime("%Y-%m-%dT%H:%M:%S.000")
 
 
 _EPOCH_DATETIME = datetime.fromisoformat(EPOCH.isot)

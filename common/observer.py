@@ -74,6 +74,9 @@ class Observer:
     rsun : Quantity[m]
         Radius of the surface that is observed (the photosphere, 695.7 Mm by
         IAU 2015; MDI and HMI headers use 696 Mm).
+    stonyhurst_lon : Quantity[deg]
+        Stonyhurst longitude of the observer: 0 on the Sun–Earth line (SoHO, SDO
+        and the synthetic observers), the map's own otherwise.
     """
 
     time: Time
@@ -81,6 +84,7 @@ class Observer:
     lat: u.Quantity
     distance: u.Quantity
     rsun: u.Quantity
+    stonyhurst_lon: u.Quantity = 0 * u.deg
 
     @classmethod
     def from_map(cls, smap) -> Observer:
@@ -96,18 +100,18 @@ class Observer:
             lat=car.lat.to(u.deg),
             distance=car.radius.to(u.m),
             rsun=frame.rsun.to(u.m),
+            stonyhurst_lon=obs.lon.to(u.deg),
         )
 
     def stonyhurst(self, lon_deg, lat_deg) -> tuple[np.ndarray, np.ndarray]:
-        """Stonyhurst (lon in [-180, 180), lat), deg, at this observer's time of Carrington surface points (deg), by sunpy."""
-        from astropy.coordinates import SkyCoord
-        from sunpy.coordinates import HeliographicCarrington, HeliographicStonyhurst
+        """Stonyhurst (lon in [-180, 180), lat), deg, at this observer's time of Carrington surface points (deg).
 
-        me = SkyCoord(self.lon, self.lat, self.distance, frame=HeliographicCarrington(observer="self", obstime=self.time))
-        car = SkyCoord(np.asarray(lon_deg) * u.deg, np.asarray(lat_deg) * u.deg,
-                       frame=HeliographicCarrington(observer=me, obstime=self.time))
-        hgs = car.transform_to(HeliographicStonyhurst(obstime=self.time))
-        return hgs.lon.wrap_at(180 * u.deg).to_value(u.deg), hgs.lat.to_value(u.deg)
+        The two frames share the solar rotation axis and, for one observer, differ by one rotation about it
+        (sunpy's ``hgs_to_hgc``): a point is as far west of the observer in both.
+        """
+        west_of_observer = np.asarray(lon_deg, dtype=np.float64) - self.lon.to_value(u.deg)
+        lon = (west_of_observer + self.stonyhurst_lon.to_value(u.deg) + 180.0) % 360.0 - 180.0
+        return lon, np.asarray(lat_deg, dtype=np.float64)
 
     def l0_at(self, times: Time) -> np.ndarray:
         """This observer's Carrington longitude (deg) at other ``times``, for an observer near the Sun–Earth line

@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from common.clock import slot_time
+from common.clock import slot_datetime
 from common.ensemble import detects
 from contract.events import AlertEvent, AlertStatus, EventKind, Reason, Region, Score
 
@@ -59,7 +59,7 @@ class AlertPolicy:
 
 def passage_label(start_slot: int) -> str:
     """The passage part of alert ids: the UTC start time as ``YYYYMMDDTHHMM``."""
-    return slot_time(start_slot).strftime("%Y%m%dT%H%M")
+    return slot_datetime(start_slot).strftime("%Y%m%dT%H%M")
 
 
 @dataclass

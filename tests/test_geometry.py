@@ -115,3 +115,25 @@ def test_pixel_to_surface_roundtrip_and_sunpy(real_hmi_file):
     assert np.abs(dlon[on]).max() < 1e-5 and np.abs(ref.lat.deg - lat)[on].max() < 1e-5
     mu = mag.observer.mu(x, y, z)
     assert mu[on].min() >= 0 and mu[on].max() <= 1
+
+
+@pytest.mark.parametrize("which", ["mdi", "hmi", "synthetic"])
+def test_stonyhurst_positions_are_sunpy_s(which, real_mdi_file, real_hmi_file):
+    """The one-rotation conversion gives what sunpy's transform gives, for an observer read from a file, off the
+    Sun–Earth line (SDO) or on it, and for one built on it (the synthetic ephemeris' spline puts it 10⁻⁸° off)."""
+    from sunpy.coordinates import HeliographicStonyhurst
+
+    from sim.ephemeris import observer_at
+
+    obs = observer_at(100_000) if which == "synthetic" else load(real_mdi_file if which == "mdi" else real_hmi_file)[0].observer
+    lon, lat = np.meshgrid(np.arange(0.0, 360.0, 7.5), np.arange(-82.5, 90.0, 15.0))
+    me = SkyCoord(obs.lon, obs.lat, obs.distance, frame=HeliographicCarrington(observer="self", obstime=obs.time))
+    want = SkyCoord(lon * u.deg, lat * u.deg, frame=HeliographicCarrington(observer=me, obstime=obs.time)).transform_to(
+        HeliographicStonyhurst(obstime=obs.time))
+    got_lon, got_lat = obs.stonyhurst(lon, lat)
+    tolerance = 1e-7 if which == "synthetic" else 1e-9
+    assert np.abs(got_lon - want.lon.wrap_at(180 * u.deg).to_value(u.deg)).max() < tolerance
+    assert np.abs(got_lat - want.lat.to_value(u.deg)).max() < 1e-9
+    assert got_lon.min() >= -180.0 and got_lon.max() < 180.0
+    if which == "hmi":
+        assert abs(obs.stonyhurst_lon.to_value(u.deg)) > 1e-4  # SDO is off the line: the test would see a wrong offset

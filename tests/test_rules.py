@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from astropy.time import Time
 
-from common.clock import CADENCE, EPOCH, SLOTS_PER_DAY, check_cadence, slot_isot, slot_of_time, slot_time
+from common.clock import CADENCE, EPOCH, SLOTS_PER_DAY, check_cadence, slot_datetime, slot_isot, slot_of_time, slot_time
 from common.config import VideoConfig
 from common.ensemble import detects, is_stable, percentiles
 from common.passage import SEARCH_DAYS, on_disk, passage_over, passage_start_slot
@@ -107,9 +107,10 @@ def test_slots_per_day_and_epoch():
     assert slot_time(15).isot == "1996-01-02T00:00:00.000"
 
 
-def test_slot_isot_is_the_slot_time_text():
+def test_slot_isot_and_datetime_are_the_slot_time_s():
     slots = np.r_[0, 1, 15, 15 * 3653, np.random.default_rng(3).integers(0, 300_000, 200)]  # 1996 to 2050
     assert [slot_isot(s) for s in slots] == list(slot_time(slots).isot)
+    assert [slot_datetime(s).strftime("%Y%m%dT%H%M") for s in slots] == [t.strftime("%Y%m%dT%H%M") for t in slot_time(slots)]
 
 
 def test_slot_time_round_trip():
