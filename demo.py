@@ -7,7 +7,8 @@
 2. a Kafka consumer prints the alerts as they arrive (opened, withdrawn, closed, with the onset and a link to
    the cutout);
 3. the event-level summary against the synthetic truth (the rule of ``evaluation.matching``) and a picture of
-   the full disk with the open alerts' tiles and the true emergences (``data/demo/disk.png``).
+   the full disk with the open alerts' tiles and the true emergences (``data/demo/disk.png``); the live page at
+   ``/`` is watchable while it streams, and its picture at the last frame is ``data/demo/live.png``.
 """
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ def main(argv=None) -> int:
     api = f"http://127.0.0.1:{args.port}"
     first = int(slot_of_time(Time(args.start)))
     alerts: list[dict] = []
+    live: Path | None = None
     with KafkaBroker().start(args.out / "kafka") as broker:
         print(f"Kafka broker up at {broker.bootstrap}")
         proc = subprocess.Popen([sys.executable, "-m", "serving.main", "--data-dir", str(service_dir),
@@ -71,7 +73,9 @@ def main(argv=None) -> int:
                                  consumer_timeout_ms=500)
         try:
             warm_start(api, bundle.n_frames)
+            print(f"watch it live: {api}/ (the disk, its alerts and each patch's history, pushed as they happen)")
             stream(consumer, api, ServiceConfig().simulated_alerts_topic, service_dir, first, args.frames, alerts)
+            live = screenshot(api + "/", args.out / "live.png")
         finally:
             proc.terminate()
             proc.wait(30)
@@ -82,10 +86,27 @@ def main(argv=None) -> int:
               "new-flux detector" if bundle.detector is not None else "CNN")
     picture = disk_picture(alerts, sun, service_dir, first - bundle.n_frames, end, args.out / "disk.png")
     print(f"\npicture: {picture} (the open alerts' tiles and the regions that emerged, on the last frame)")
+    if live is not None:
+        print(f"the live page at the last frame: {live} (fluxwatch-serve serves it at /)")
     print(f"demo: {(time.time() - t_begin) / 60:.1f} min, {sum(a['event'] == 'opened' for a in alerts)} alerts opened")
     print("next: fluxwatch-serve and open http://127.0.0.1:8000/docs (the API), deploy/grafana (the dashboard), "
           "fluxwatch-review (the review desk); docs/ for the guides")
     return 0
+
+
+def screenshot(url: str, path: Path) -> Path | None:
+    """A picture of the page at ``url`` by headless Chromium (None without one, or when it fails)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        print("no chromium: no picture of the live page")
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--no-first-run", "--disable-background-networking", "--hide-scrollbars",
+                           f"--user-data-dir={path.parent / 'chromium'}", "--window-size=1280,1000",
+                           "--virtual-time-budget=3000", f"--screenshot={path.resolve()}", url],
+                          capture_output=True, timeout=120)
+    return path if done.returncode == 0 and path.exists() else None
 
 
 def warm_start(api: str, n_frames: int) -> None:

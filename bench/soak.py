@@ -70,7 +70,7 @@ WEEK = 7
 RSS_GROWTH_MAX_PCT, FLAT_MAX_PCT, P95_RATIO_MAX = 10.0, 5.0, 1.2
 START = "2000-06-01T00:00:00"
 #: The ``retain_*`` periods that :mod:`serving.retention` counts in observation time (slots), not by the wall clock.
-OBSERVATION_TIME = frozenset({"retain_scores"})
+OBSERVATION_TIME = frozenset({"retain_scores", "retain_views"})
 ROUTES = ("ready", "patches", "patch", "ready", "alerts", "patch", "ready", "alerts_day")
 
 

@@ -213,6 +213,9 @@ class ServiceConfig(BaseSettings):
     retain_scores: Days | None = Field(30 * u.day, description=(
         "a closed passage's scores are kept at every frame for this after its last frame (in observation time), then "
         "thinned to one a day, the frames its alert events came from and its last; None keeps them all"))
+    retain_views: Days = Field(7 * u.day, description=(
+        "the live page's picture of each frame (views/) is kept for this before the newest frame (in observation "
+        "time); the page at an earlier frame answers 410 Gone"))
     retain_delivered: Days = Field(2 * u.day, description=(
         "an outbox message is removed this long after Kafka acknowledged it (the alerts table keeps every event)"))
     slot_ready_offset: Minutes = Field(6 * u.min, description=(

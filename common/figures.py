@@ -24,10 +24,15 @@ class Sprite:
     pixels: int
 
 
+def sprite_columns(n_frames: int) -> int:
+    """Columns of the sheet :func:`sprite` lays ``n_frames`` frames on (row by row)."""
+    return math.ceil(math.sqrt(n_frames))
+
+
 def sprite(video: np.ndarray, clip_G: float = CLIP_G) -> Sprite:
     """The frames of ``video`` (n_frames, pixels, pixels; G) as one grey PNG, saturating at ±``clip_G``."""
     n, px, _ = video.shape
-    columns = math.ceil(math.sqrt(n))
+    columns = sprite_columns(n)
     rows = math.ceil(n / columns)
     grey = np.clip((np.nan_to_num(video) / clip_G + 1.0) * 127.5, 0, 255).astype(np.uint8)[:, ::-1, :]  # north up
     sheet = np.full((rows * px, columns * px), 127, np.uint8)

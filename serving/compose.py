@@ -13,6 +13,7 @@ from pathlib import Path
 from common.config import ConfigError, ServiceConfig
 from ingest.instruments import INSTRUMENTS, MASK_NAMES, mask_name
 from serving.bundle import ModelBundle
+from serving.diskview import DiskViews
 from serving.inbox import Inbox
 from serving.metrics import Metrics
 from serving.migrate import Upgrade, upgrade
@@ -54,4 +55,4 @@ def open_service(config: ServiceConfig | None = None, metrics: Metrics | None = 
     for sink in files:  # events committed just before the service stopped, before their files were written
         sink.catch_up(stored)
     sinks: list[Sink] = [*files, MetricsSink(metrics)]
-    return Service(config, bundle, step, store, inbox, sinks, metrics).resume()
+    return Service(config, bundle, step, store, inbox, sinks, metrics, DiskViews(data_dir, step.grid)).resume()

@@ -11,6 +11,8 @@ Once per cycle the service applies the operator's policy (settings, by age of th
 * a closed passage's scores ``retain_scores`` after their frames (observation time: slots before the newest
   frame's): thinned to one a day, the frames its alert events came from and its last, which is what
   ``/patches/{id}`` and the review desk show of a finished passage;
+* the live page's views of frames (:mod:`serving.diskview`) ``retain_views`` before the newest frame (observation
+  time); the page at an earlier frame answers 410 Gone;
 * outbox messages ``retain_delivered`` after Kafka acknowledged them (the ``alerts`` table keeps every event).
 
 An open passage's video is never removed, whatever its age, nor a file still waiting in ``incoming/`` or
@@ -28,6 +30,7 @@ import astropy.units as u
 
 from common.clock import SLOTS_PER_DAY
 from common.config import ServiceConfig
+from serving.diskview import DiskViews
 from serving.metrics import Metrics
 from serving.store import ALERT_LOG, STATE_FILE, VIDEOS_DIR, Store
 
@@ -35,7 +38,7 @@ log = logging.getLogger(__name__)
 
 #: The kinds of ``fluxwatch_disk_bytes``: the service's folders, its videos, its database and its alert files (the
 #: alert log and the VOEvents, kept whole: about 0.05 MB a day).
-KINDS = ("incoming", "pending", "processed", "superseded", "rejected", "videos", "state", "alerts")
+KINDS = ("incoming", "pending", "processed", "superseded", "rejected", "videos", "views", "state", "alerts")
 NOTES = (".superseded.txt", ".error.txt")
 
 
@@ -54,7 +57,7 @@ def _old(folder: Path, cutoff: float, pattern: str = "*") -> list[Path]:
     return [p for p in folder.glob(pattern) if p.is_file() and p.stat().st_mtime < cutoff]
 
 
-def apply(config: ServiceConfig, store: Store, data_dir: Path, now: float) -> Removed:
+def apply(config: ServiceConfig, store: Store, views: DiskViews, data_dir: Path, now: float) -> Removed:
     """Remove (or archive) what the policy of ``config`` lets go at Unix time ``now``."""
     removed = Removed()
     for kind, keep in (("superseded", config.retain_superseded), ("rejected", config.retain_rejected)):
@@ -83,6 +86,8 @@ def apply(config: ServiceConfig, store: Store, data_dir: Path, now: float) -> Re
     if config.retain_scores is not None and newest is not None:
         before = newest[0] - round(config.retain_scores.to_value(u.day) * SLOTS_PER_DAY)
         removed.add("scores", store.thin_scores(before, every=SLOTS_PER_DAY))
+    if newest is not None:
+        removed.add("views", views.remove_before(newest[0] - round(config.retain_views.to_value(u.day) * SLOTS_PER_DAY)))
     removed.add("outbox", store.outbox.prune(now - config.retain_delivered.to_value(u.s)))
     removed.files = {kind: n for kind, n in removed.files.items() if n}
     if removed.files:

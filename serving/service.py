@@ -37,6 +37,7 @@ from ingest.instruments import instrument_named
 from ingest.magnetogram import Magnetogram, read_frame
 from serving import retention
 from serving.bundle import ModelBundle
+from serving.diskview import DiskViews
 from serving.faults import fault_point
 from serving.inbox import Inbox
 from serving.jsoc import SourceState
@@ -64,13 +65,13 @@ class Candidate:
 
 class Service:
     """The emergence-detection pipeline over ``config.data_dir``, of the parts :func:`serving.compose.open_service`
-    builds: the bundle, the frame step, the store (the state keeper), the inbox, the sinks a committed frame feeds
-    and the metrics."""
+    builds: the bundle, the frame step, the store (the state keeper), the inbox, the sinks a committed frame feeds,
+    the metrics and the live page's views of the frames."""
 
     def __init__(self, config: ServiceConfig, bundle: ModelBundle, step: FrameStep, store: Store, inbox: Inbox,
-                 sinks: list[Sink], metrics: Metrics):
-        self.config, self.bundle, self.step, self.store, self.inbox, self.sinks, self.metrics = \
-            config, bundle, step, store, inbox, sinks, metrics
+                 sinks: list[Sink], metrics: Metrics, views: DiskViews):
+        self.config, self.bundle, self.step, self.store, self.inbox, self.sinks, self.metrics, self.views = \
+            config, bundle, step, store, inbox, sinks, metrics, views
         self.dir = Path(config.data_dir)
         self.voevent_dir = self.dir / config.voevent_dir if config.voevent_dir else None
         self.grid = step.grid
@@ -106,7 +107,7 @@ class Service:
             for path in self.inbox.waiting():
                 self.take(path)
             done = self.flush(now)
-            retention.apply(self.config, self.store, self.dir, time.time())
+            retention.apply(self.config, self.store, self.views, self.dir, time.time())
             self.refresh_gauges()
         return done
 
@@ -187,6 +188,10 @@ class Service:
                 sink.consume(result)
             except OSError as exc:  # the frame is stored: a sink that cannot write does not undo it
                 log.error("stored %s, but the %s could not take it: %s", c.path.name, type(sink).__name__, exc)
+        try:  # after the sinks: the alerts do not wait for the picture
+            self.views.write(c.mag, c.path.name)
+        except OSError as exc:
+            log.error("stored %s, but could not write its view: %s", c.path.name, exc)
         fault_point("done")
         self.inbox.done(c.path)
         now = time.time()

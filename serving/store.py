@@ -434,6 +434,13 @@ class Reader(_Queries):
                            onset=Score.model_validate_json(latest).onset if latest else None,
                            alert=_alert(pid, start, alert_json).to_dict())
 
+    def scores_at(self, slot: int) -> dict[str, tuple[float, str, float]]:
+        """{patch id: (ensemble median, onset time ISO, onset uncertainty h)} of the passages a frame scored (those
+        the retention has not thinned)."""
+        return {pid: (median, onset, hours) for pid, median, onset, hours in all_at_once(
+            self.db, "patch_id, json_extract(summary, '$.probability.median'), json_extract(summary, '$.onset.time_utc'), "
+                     "json_extract(summary, '$.onset.uncertainty_hours')", "scores WHERE slot = ?", (slot,))}
+
     def history(self, patch_id: str, start_slot: int) -> list[HistoryPoint]:
         """A passage's probability at each frame scored, oldest first (only the fields a history shows are read
         from each stored score: a passage's 225 frames cost a few ms)."""
@@ -477,7 +484,7 @@ class Reader(_Queries):
     def alert_rows(self, since: Time | None = None, until: Time | None = None, kinds: Sequence[str] = (),
                    box: tuple[float, float, float, float] | None = None, min_probability: float | None = None,
                    simulated: bool | None = None, after: int | None = None,
-                   limit: int | None = None) -> list[tuple[int, AlertEvent]]:
+                   limit: int | None = None, patch_id: str | None = None) -> list[tuple[int, AlertEvent]]:
         """(publication sequence number, event) of alert events in the order they were published (the order of
         their frames, but for a late frame's events, which follow the events already published), filtered in SQL;
         every filter is off when None or empty.
@@ -490,6 +497,7 @@ class Reader(_Queries):
         simulated : events from simulated frames only (True) or observed ones only (False).
         after : sequence number of the last event already read: only events published after it (keyset pages).
         limit : at most this many events.
+        patch_id : one patch's events only.
         """
         where: list[tuple[str, list]] = [("1", [])]  # (SQL condition, its parameters)
         if since is not None:  # frame times are stored as the events give them: RFC 3339, "Z" (contract.events.UtcTime)
@@ -509,6 +517,8 @@ class Reader(_Queries):
             where.append(("json_extract(payload, '$.simulated') = ?", [int(simulated)]))
         if after is not None:
             where.append(("rowid > ?", [after]))
+        if patch_id is not None:
+            where.append(("patch_id = ?", [patch_id]))
         sql = " AND ".join(condition for condition, _ in where)
         args = [a for _, params in where for a in params] + [-1 if limit is None else limit]
         rows = all_at_once(self.db, "seq, payload", f"(SELECT rowid AS seq, payload FROM alerts WHERE {sql} ORDER BY rowid "

@@ -1,4 +1,5 @@
-"""Every shared fixture: sunpy's real MDI and HMI test data, a tiny real model bundle, synthetic frames, a Kafka broker.
+"""Every shared fixture: sunpy's real MDI and HMI test data, a tiny real model bundle, synthetic frames, a Kafka broker,
+a headless browser.
 
 The expensive ones (the bundle, the frames, the broker) are session-scoped: built once per test run.
 Helpers that are not fixtures are in :mod:`tests.support`.
@@ -14,6 +15,9 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 from astropy.time import Time
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service as ChromeDriver
 from sunpy.data.test import get_test_filepath
 
 from common.clock import slot_of_time
@@ -25,6 +29,8 @@ from tests.support import write_real_mdi
 # A warm start renders or fetches 15 days of frames before the first live one: the services the tests start (in this
 # process or as fluxwatch-serve) start cold unless a test asks for it (tests/test_warm_start.py).
 os.environ.setdefault("FLUXWATCH_WARM_START", "false")
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
 #: The first slot of the ``frames`` fixture.
 START = Time("2000-06-01T00:00:00")
@@ -72,3 +78,20 @@ def kafka_broker(tmp_path_factory) -> Iterator[KafkaBroker]:
     """
     with KafkaBroker().start(tmp_path_factory.mktemp("kafka")) as broker:
         yield broker
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Headless Chromium, flags for a machine without network (without them it waits on connections)."""
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("needs Debian's chromium and chromium-driver (make test installs them)")
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=ChromeDriver(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()

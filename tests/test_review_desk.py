@@ -6,7 +6,6 @@ the desk server mid-queue, and check the loop got exactly the decisions made; tw
 item to a third; the model side is hidden unless asked for; a real service's alerts are vetted and exported.
 """
 import io
-import shutil
 import socket
 import threading
 import time
@@ -15,10 +14,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service as ChromeDriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -39,7 +35,6 @@ from tests.test_serving import config, drop
 from training.cli import main as train_main
 from training.relabel import run_relabel_loop
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 SCREENSHOT = Path(__file__).parents[1] / "docs" / "review-desk.png"
 ANSWER_KEYS = {1: "e", 0: "n", -1: "u"}
 
@@ -51,23 +46,6 @@ def store(tmp_path_factory) -> DatasetStore:
     assert build_main(["--preset", "small", "--videos", "6", "2", "--tiles", "0", "0", "--frames", "48", "--settings", "1",
                        "--workers", "1", "--out", str(path)]) == 0
     return DatasetStore(path)
-
-
-@pytest.fixture
-def browser(tmp_path):
-    """Headless Chromium, flags for a machine without network (without them it waits on connections)."""
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("needs Debian's chromium and chromium-driver (make test installs them)")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,900", f"--user-data-dir={tmp_path / 'chromium'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=ChromeDriver(CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def wait(driver, condition, timeout=15.0, what="the page"):

@@ -2,23 +2,32 @@
 
 Queries read through the store's read-only connections, so they see committed frames only (:mod:`.deps`);
 every error is an RFC 9457 problem (:mod:`.problems`); ``GET /alerts`` pages with an opaque cursor
-(:mod:`.alerts`); an upload is checked off the event loop and renamed into ``incoming/`` complete (:mod:`.upload`).
+(:mod:`.alerts`); an upload is checked off the event loop and renamed into ``incoming/`` complete (:mod:`.upload`);
+``GET /events/stream`` pushes every event and frame (:mod:`.stream`); the forecaster's pages are at ``/`` and
+``/patch/{id}`` (:mod:`.pages`), their stylesheet and script under ``/static``.
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Protocol
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from contract.events import SCHEMA_VERSION
-from serving.api import alerts, operations, patches, schemas, upload
+from serving.api import alerts, operations, pages, patches, schemas, stream, upload
 from serving.api.alerts import decode_cursor, encode_cursor
 from serving.api.problems import answer_with_problems
+from serving.api.stream import Changes
 from serving.service import Service
 
 __all__ = ["create_app", "decode_cursor", "encode_cursor"]
+
+#: The pages' stylesheet and script.
+STATIC = Path(__file__).parents[1] / "static"
 
 
 class Lifecycle(Protocol):
@@ -37,9 +46,11 @@ def create_app(service: Service, lifecycle: Lifecycle | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if lifecycle is not None:
             lifecycle.start()
+        polling = asyncio.create_task(app.state.changes.run())
         try:
             yield
         finally:
+            polling.cancel()
             if lifecycle is not None:
                 lifecycle.stop()
 
@@ -47,7 +58,10 @@ def create_app(service: Service, lifecycle: Lifecycle | None = None) -> FastAPI:
                   description="Live detection of emerging solar active regions in full-disk magnetograms.")
     app.state.service = service
     app.state.reader = service.store.reader()
+    app.state.changes = Changes(app.state.reader)
     answer_with_problems(app)
-    for router in (operations.router, patches.router, schemas.router, alerts.router, upload.router):
+    for router in (operations.router, patches.router, schemas.router, alerts.router, upload.router, stream.router,
+                   pages.router):
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -8,7 +8,7 @@ import json
 from astropy.time import Time
 from fastapi import APIRouter, HTTPException, Query, Response
 
-from contract.events import AlertPage, EventKind
+from contract.events import AlertEvent, AlertPage, EventKind
 from serving.api.deps import ReaderDep, ServiceDep
 from serving.api.problems import problems
 from serving.voevent import author_of, to_voevent
@@ -72,6 +72,15 @@ def alerts(
     page = found[:limit]
     return AlertPage(items=[e for _, e in page], has_more=len(found) > limit,
                      next_cursor=encode_cursor(page[-1][0]) if page else cursor)
+
+
+@router.get("/alerts/event", responses=problems(404, 422))
+def alert_event(reader: ReaderDep, event_id: str = Query(..., description="the alert event's event_id")) -> AlertEvent:
+    """One alert event, as published."""
+    event = reader.alert(event_id)
+    if event is None:
+        raise HTTPException(404, f"no alert event {event_id!r}")
+    return event
 
 
 @router.get("/alerts/voevent", response_class=Response,

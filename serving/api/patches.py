@@ -8,6 +8,7 @@ from astropy.time import Time
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from common.clock import slot_isot, slot_of_time
+from common.figures import sprite
 from contract.events import PatchDetail, PatchSummary
 from serving.api.deps import ReaderDep, ServiceDep
 from serving.api.problems import problems
@@ -70,6 +71,19 @@ def patch_video(patch_id: str, service: ServiceDep, reader: ReaderDep, passage_s
     return Response(body.getvalue(), media_type="application/x-npy",
                     headers={"X-Passage-Start": slot_isot(found[0]), "X-Last-Frame": str(found[2]),
                              "X-Passage-Status": found[1]})
+
+
+@router.get("/patches/{patch_id}/frames.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}, "description": "grey PNG sheet of the passage's frames 0 to "
+                                                                         "the last scored, row by row, north up, ±300 G"},
+                       **problems(404, 410, 422)})
+def patch_frames(patch_id: str, service: ServiceDep, reader: ReaderDep, passage_start: str | None = Query(
+        None, description="ISO UTC time of the passage's frame 0; the latest passage when absent")) -> Response:
+    """A patch passage's frames so far as one sheet (``ceil(√n)`` columns of ``pixels``² frames, frame 0 top left;
+    frames not observed are 0 G): what the patch page scrubs through."""
+    found, video = stored_video(service, reader, patch_id, passage_start or None)
+    sheet = sprite(video[: max(found[2], 0) + 1])
+    return Response(sheet.png, media_type="image/png", headers={"X-Columns": str(sheet.columns)})
 
 
 @router.get("/patches/{patch_id}/cutout.png", response_class=Response,
