@@ -38,6 +38,7 @@ class DiskView:
     ----------
     slot, frame_time : the frame's slot and its time (ISO UTC).
     instrument, quality, source : the instrument whose data it is, its QUALITY word (0 without one) and its file.
+    simulated : the frame is the synthetic Sun's, not observed.
     size : the picture's side, px.
     centre, radius : the solar disk's centre (x right, y down) and radius in the picture, px.
     outlines : each patch with a visible part: the visible points of its outline, [[x, y], ...] in the picture, px.
@@ -48,6 +49,7 @@ class DiskView:
     instrument: str
     quality: int
     source: str
+    simulated: bool
     size: int
     centre: tuple[float, float]
     radius: float
@@ -95,7 +97,7 @@ def draw(mag: Magnetogram, grid: PatchGrid, source: str) -> tuple[bytes, DiskVie
     radius = float(np.sqrt(mag.on_disk.sum() / np.pi)) * SIZE / nx
     slot = int(slot_of_time(mag.time))
     view = DiskView(slot=slot, frame_time=slot_isot(slot) + "Z", instrument=mag.instrument, quality=int(mag.quality),
-                    source=source, size=SIZE, centre=(round(float(centre[0]), 1), round(float(centre[1]), 1)),
+                    source=source, simulated=mag.origin.simulated, size=SIZE, centre=(round(float(centre[0]), 1), round(float(centre[1]), 1)),
                     radius=round(radius, 1), outlines=outlines)
     return out.getvalue(), view
 

@@ -33,17 +33,21 @@ def score_colour(p: float) -> str:
 
 @dataclass(frozen=True)
 class Header:
-    """What the header tells of the service: its state in words (ready, warming up, the source failing) and the
-    newest frame's age, s."""
+    """What the header tells of the service: its state in words (ready, warming up, the source failing), the
+    newest frame's age (s) and whether it is the synthetic Sun's (its age then says nothing)."""
 
     state: str
     ready: bool
     age_s: float | None
+    simulated: bool = False
 
 
-def _age(seconds: float | None) -> str:
+def _age(header: Header) -> str:
+    seconds = header.age_s
     if seconds is None:
         return "no frame yet"
+    if header.simulated:
+        return "from the synthetic Sun"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min ago"
     if seconds < 3 * 86400:
@@ -60,7 +64,7 @@ def page(title: str, header: Header, body: str, live: bool) -> str:
 <link rel="stylesheet" href="/static/live.css"></head>
 <body data-live="{'1' if live else '0'}">
 <header><a href="/" class="home">fluxwatch</a> {state}
-<span id="age" class="age">newest frame {escape(_age(header.age_s))}</span>
+<span id="age" class="age">newest frame {escape(_age(header))}</span>
 <span id="connection" class="connection" role="status">{'connecting…' if live else 'not live'}</span></header>
 <main>{body}</main>
 <script src="/static/live.js"></script></body></html>"""

@@ -25,7 +25,8 @@ router = APIRouter()
 
 
 def header(service: Service, reader: Reader) -> pages.Header:
-    """The service's state as ``/ready`` judges it, in words, and the newest frame's age."""
+    """The service's state as ``/ready`` judges it, in words, and the newest frame's age (and whether it is the
+    synthetic Sun's)."""
     newest = reader.newest_frame()
     warm, source = service.warm_start, service.source_state
     if warm.state == "warming":
@@ -36,7 +37,10 @@ def header(service: Service, reader: Reader) -> pages.Header:
         state, ready = f"the {source.name} source is failing its polls", False
     else:
         state, ready = "ready", True
-    return pages.Header(state, ready, None if newest is None else time.time() - slot_time(newest[0]).unix)
+    slots = service.views.slots()
+    shown = service.views.view(slots[-1]) if slots else None
+    return pages.Header(state, ready, None if newest is None else time.time() - slot_time(newest[0]).unix,
+                        simulated=shown is not None and shown.simulated)
 
 
 class PageError(Exception):
