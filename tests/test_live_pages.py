@@ -167,6 +167,7 @@ def test_a_patch_page_draws_its_curve_with_the_threshold_and_the_onset(served, b
     assert browser.find_elements(By.CSS_SELECTOR, "#flux polyline.flux.unsigned")
 
 
+@pytest.mark.system  # live ingest beside an open page or stream, and a restart: end to end
 def test_an_event_published_while_the_page_is_open_appears_without_a_reload(tmp_path, tiny_bundle, frames, browser):
     svc = open_service(config(tmp_path, tiny_bundle))
     drop(frames[:6], svc.dir)
@@ -214,6 +215,7 @@ def read_stream(url: str, headers: dict, until, timeout: float = 30.0) -> list[t
     raise AssertionError(f"the stream stopped before the condition: {messages}")
 
 
+@pytest.mark.system  # live ingest beside an open page or stream, and a restart: end to end
 def test_the_stream_sends_every_event_once_in_order_and_resumes_after_a_restart(tmp_path, tiny_bundle, frames):
     svc = open_service(config(tmp_path, tiny_bundle))
     last = int(slot_of_time(read_magnetogram(frames[4]).time))
