@@ -2,11 +2,12 @@
 
 Each poll asks JSOC (through ``drms``, the JSOC client) for the records of
 the configured series over the last ``jsoc_lookback`` (``T_REC`` and
-``QUALITY``), and for every record not fetched before requests an
-``url_quick``/``as-is`` export of its magnetogram segment (immediate URLs of
-the stored files; JSOC requires an e-mail address registered at
-http://jsoc.stanford.edu/ajax/register_email.html for exports). Each file is
-downloaded to a temporary name and renamed into ``incoming/``, where the
+``QUALITY``) and, when a record is new, one ``url_quick``/``as-is`` export of
+the record set's magnetogram segment (immediate URLs of the stored files; the
+warm start's 15 days at 96-min cadence are one export too; JSOC requires an
+e-mail address registered at
+http://jsoc.stanford.edu/ajax/register_email.html for exports). Each record
+not fetched before is downloaded to a temporary name and renamed into ``incoming/``, where the
 service takes it at once (:mod:`serving.watcher`); slot selection keeps the
 best of a slot's eight 12-min records. The ``T_REC``s fetched are kept in
 ``jsoc_state.json`` so that a restart fetches nothing twice. A failed poll
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +35,8 @@ from serving.store import StateError
 
 log = logging.getLogger(__name__)
 
+#: The T_REC in an exported record's name, ``hmi.M_720s_nrt[2026.11.27_00:00:00_TAI][2]{magnetogram}``.
+_T_REC = re.compile(r"\[(\d{4}\.\d\d\.\d\d_\d\d:\d\d:\d\d(?:\.\d+)?_TAI)\]")
 #: Consecutive failed polls after which the service reports itself not ready.
 UNREADY_AFTER_ERRORS = 3
 
@@ -143,14 +147,24 @@ class JsocSource:
         yield from self._fetch(f"{self.series}[{_tai(first)}/{minutes:.0f}m@{CADENCE.to_value(u.min):.0f}m]", time.time())
 
     def _fetch(self, query: str, now: float) -> Iterator[Path]:
-        """Export and download every record of ``query`` not fetched before, oldest first."""
+        """Download every record of ``query`` not fetched before, oldest first, from one export of the record set
+        (a warm start's 15 days at 96-min cadence are one request, not ~225)."""
         client = self._client()
         keys = client.query(query, key="T_REC,QUALITY", convert_numeric=False)
-        for t_rec in sorted(keys.get("T_REC", [])):
-            if t_rec in self._seen:
+        new = sorted(t for t in keys.get("T_REC", []) if t not in self._seen)
+        if not new:
+            return
+        export = client.export(f"{query}{{{self.segment}}}", method="url_quick", protocol="as-is")
+        urls: dict[str, list[str]] = {}
+        for record, url in zip(export.urls.record, export.urls.url):
+            found = _T_REC.search(record)
+            if found:
+                urls.setdefault(found.group(1), []).append(url)
+        for t_rec in new:
+            if t_rec not in urls:
+                log.warning("JSOC listed %s[%s] but its export holds no file for it: skipped", self.series, t_rec)
                 continue
-            export = client.export(f"{self.series}[{t_rec}]{{{self.segment}}}", method="url_quick", protocol="as-is")
-            for url in export.urls.url:
+            for url in urls[t_rec]:
                 path = self._download(url, t_rec)
                 self.state.fetched += 1
                 self.metrics.source_fetched.inc()

@@ -6,9 +6,10 @@ shapes JSOC documents (http://jsoc.stanford.edu/jsocwiki/AjaxJsocConnect):
 * ``checkAddress.sh?address=…&checkonly=1`` → ``{"status": 2}`` for a registered address (4 otherwise);
 * ``jsoc_info?op=rs_list&ds=<series>[<T_REC>/<minutes>m(@<step>m)]&key=T_REC,QUALITY`` → ``{"status": 0, "count": n,
   "keywords": [{"name": "T_REC", "values": […]}, {"name": "QUALITY", "values": […]}]}``;
-* ``jsoc_fetch?op=exp_request&ds=<series>[<T_REC>]{magnetogram}&method=url_quick&protocol=as-is…`` →
-  ``{"status": 0, "method": "url_quick", "protocol": "as-is", "dir": null, "count": 1,
-  "data": [{"record": …, "filename": "/SUM…/magnetogram.fits"}]}``;
+* ``jsoc_fetch?op=exp_request&ds=<series>[<T_REC>]{magnetogram}&method=url_quick&protocol=as-is…`` (one
+  record, or a record set as ``jsoc_info`` takes it) → ``{"status": 0, "method": "url_quick", "protocol": "as-is",
+  "dir": null, "count": n, "data": [{"record": "<series>[<T_REC>]{magnetogram}", "filename": "/SUM…/magnetogram.fits"},
+  …]}``;
 
 and serves the files under ``/SUM…``. ``fail_next`` makes the next requests answer HTTP 500; ``requests``
 counts what was asked, by CGI name.
@@ -83,31 +84,41 @@ class DrmsStandIn:
             registered = q.get("address", "").replace("%40", "@") in self.registered
             return self._json(h, {"status": 2 if registered else 4, "msg": "registered" if registered else "unknown"})
         if name == "jsoc_info" and q.get("op") == "rs_list":
-            m = _WINDOW.match(q.get("ds", ""))
-            if not m or m["series"] != self.series:
+            chosen = self._record_set(q.get("ds", ""))
+            if chosen is None:
                 return self._json(h, {"status": 1, "error": f"bad record set {q.get('ds')!r}"})
-            start = _tai(m["start"] + "_TAI")
-            end = start + int(m["minutes"]) * u.min
-            chosen = sorted(t for t in self.records if start <= _tai(t) < end)
-            if m["step"]:  # ``@<step>m``: the first record of each step
-                firsts: dict[int, str] = {}
-                for t in chosen:
-                    firsts.setdefault(round((_tai(t) - start).to_value(u.s)) // (60 * int(m["step"])), t)
-                chosen = sorted(firsts.values())
             return self._json(h, {"status": 0, "count": len(chosen), "keywords": [
                 {"name": "T_REC", "values": chosen}, {"name": "QUALITY", "values": [self.records[t][0] for t in chosen]}]})
         if name == "jsoc_fetch" and q.get("op") == "exp_request":
+            ds, _, segment = q.get("ds", "").rstrip("}").partition("{")
             m = _RECORD.match(q.get("ds", ""))
-            if not m or m["t_rec"] not in self.records or q.get("notify") not in self.registered:
+            chosen = [m["t_rec"]] if m and m["t_rec"] in self.records else self._record_set(ds)
+            if not chosen or not segment or q.get("notify") not in self.registered:
                 return self._json(h, {"status": 4, "error": f"cannot export {q.get('ds')!r} for {q.get('notify')!r}"})
-            index = sorted(self.records).index(m["t_rec"])
+            files = [{"record": f"{self.series}[{t}]{{{segment}}}",
+                      "filename": f"/SUM1/D{sorted(self.records).index(t)}/S00000/{segment}.fits"} for t in chosen]
             return self._json(h, {"status": 0, "requestid": None, "method": q.get("method"), "protocol": q.get("protocol"),
-                                  "dir": None, "wait": 0, "count": 1, "size": 1,
-                                  "data": [{"record": q["ds"], "filename": f"/SUM1/D{index}/S00000/{m['segment']}.fits"}]})
+                                  "dir": None, "wait": 0, "count": len(files), "size": len(files), "data": files})
         if url.path.startswith("/SUM1/D"):
             index = int(url.path.split("/")[2][1:])
             return self._send(h, 200, self.records[sorted(self.records)[index]][1].read_bytes(), "application/fits")
         return self._send(h, 404, b"not found", "text/plain")
+
+    def _record_set(self, ds: str) -> list[str] | None:
+        """The T_RECs of a record set ``series[<start>_TAI/<minutes>m(@<step>m)]`` (None if it is not one): those in
+        the window, the first of each step when a step is given."""
+        m = _WINDOW.match(ds)
+        if not m or m["series"] != self.series:
+            return None
+        start = _tai(m["start"] + "_TAI")
+        end = start + int(m["minutes"]) * u.min
+        chosen = sorted(t for t in self.records if start <= _tai(t) < end)
+        if m["step"]:
+            firsts: dict[int, str] = {}
+            for t in chosen:
+                firsts.setdefault(round((_tai(t) - start).to_value(u.s)) // (60 * int(m["step"])), t)
+            chosen = sorted(firsts.values())
+        return chosen
 
     def _json(self, h, body: dict) -> None:
         self._send(h, 200, json.dumps(body).encode("latin1"), "application/json")

@@ -49,11 +49,11 @@ def test_fetches_new_records_once_across_restarts(tmp_path, records):
         assert first.tick(now) == 3
         fetched = sorted((tmp_path / "incoming").glob("*.fits"))
         assert [read_magnetogram(p).instrument for p in fetched] == ["SDO/HMI"] * 3
-        assert server.requests["jsoc_fetch"] == 3
+        assert server.requests["jsoc_fetch"] == 1, "one export of the poll's record set"
         again = source(tmp_path, server)  # a restart: jsoc_state.json remembers what was fetched
-        assert again.tick(now + 200) == 0 and server.requests["jsoc_fetch"] == 3
+        assert again.tick(now + 200) == 0 and server.requests["jsoc_fetch"] == 1, "nothing new: no export"
         server.add(records[3])
-        assert again.tick(now + 400) == 1 and server.requests["jsoc_fetch"] == 4
+        assert again.tick(now + 400) == 1 and server.requests["jsoc_fetch"] == 2
         assert again.state.fetched == 1 and again.metrics.source_fetched._value.get() == 1
 
 
@@ -67,9 +67,9 @@ def test_history_fetches_one_record_per_slot_over_a_span(tmp_path):
         src = source(tmp_path, server)
         got = list(src.history(t0, t0 + 2 * CADENCE))
         assert [read_magnetogram(p).time.isot[:16] for p in got] == ["2026-11-27T00:00", "2026-11-27T01:36"]
-        assert server.requests["jsoc_fetch"] == 2 and src.state.fetched == 2
-        # the live poll that follows does not fetch them again
-        assert src.tick((t0 + 110 * u.min).unix) == 2 and server.requests["jsoc_fetch"] == 4
+        assert server.requests["jsoc_fetch"] == 1 and src.state.fetched == 2, "one export for the whole span"
+        # the live poll that follows does not fetch them again: one export for its two new records
+        assert src.tick((t0 + 110 * u.min).unix) == 2 and server.requests["jsoc_fetch"] == 2
 
 
 def test_backs_off_on_server_errors_and_reports_itself_unready(tmp_path, records):
