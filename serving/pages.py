@@ -6,7 +6,7 @@
 * :func:`patch_body`: a patch's passage: its score curve (ensemble median, members' quartiles, threshold, onset and
   its uncertainty, the frames events came from), its frames to scrub through, its flux, its events.
 
-Colours: viridis for scores and the Okabe–Ito set for alerts, both told apart with colour-blind vision; every
+Colours (``static/live.css``): viridis for scores and the Okabe–Ito set for alerts, both told apart with colour-blind vision; every
 patch is a link, reached by keyboard as by mouse.
 """
 from __future__ import annotations
@@ -23,8 +23,6 @@ from serving.diskview import DiskView
 #: viridis at scores 0, 0.1, ..., 1.
 VIRIDIS = ("#440154", "#482475", "#414487", "#355f8d", "#2a788e", "#21918c", "#22a884", "#44bf70", "#7ad151", "#bddf26",
            "#fde725")
-#: Okabe–Ito colours of the alert marks.
-OPEN, ENDED, WITHDRAWN = "#e69f00", "#56b4e9", "#cc79a7"
 
 
 def score_colour(p: float) -> str:
@@ -128,8 +126,7 @@ def disk_svg(view: DiskView, scores: dict[str, tuple[float, str, float]], open_:
     for pid, outline in sorted(view.outlines.items()):
         scored = scores.get(pid)
         fill = score_colour(scored[0]) if scored is not None else "none"
-        kind = "open" if pid in open_ else ("withdrawn" if pid in ended and ended[pid].event is EventKind.withdrawn
-                                            else "ended" if pid in ended else "")
+        kind = "open" if pid in open_ else (ended[pid].event.value if pid in ended else "")
         tip = (f"{pid}: score {scored[0]:.2f} (threshold {threshold:.2f}), onset {scored[1][:16]} ± {scored[2]:.0f} h"
                if scored is not None else f"{pid}: not scored at this frame")
         if kind:
