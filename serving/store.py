@@ -129,10 +129,6 @@ class _Queries:
         """(slot, observation time ISO, arrival Unix time) of the newest ingested frame."""
         return self.db.execute("SELECT slot, time, ingested FROM frames ORDER BY slot DESC LIMIT 1").fetchone()
 
-    def closed_passages(self) -> list[tuple[str, int]]:
-        """(patch id, start slot) of every closed passage."""
-        return list(self.db.execute("SELECT patch_id, start_slot FROM passages WHERE status = 'closed'"))
-
     def is_closed(self, patch_id: str, start_slot: int) -> bool:
         """Whether a patch's passage starting at ``start_slot`` is recorded and closed."""
         return self.db.execute("SELECT 1 FROM passages WHERE patch_id = ? AND start_slot = ? AND status = 'closed'",
@@ -141,12 +137,6 @@ class _Queries:
     def open_passages(self) -> dict[str, int]:
         """{patch id: passage start slot} of every open passage."""
         return dict(self.db.execute("SELECT patch_id, start_slot FROM patch_status WHERE open = 1"))
-
-    def latest_score(self, patch_id: str, start_slot: int) -> Score | None:
-        """A passage's latest score (None before its first)."""
-        row = self.db.execute("SELECT summary FROM scores WHERE patch_id = ? AND start_slot = ? "
-                              "ORDER BY frame DESC LIMIT 1", (patch_id, start_slot)).fetchone()
-        return Score.model_validate_json(row[0]) if row else None
 
     def alert_state(self, patch_id: str, start_slot: int) -> AlertState:
         """A passage's alert state (idle before its first event)."""
