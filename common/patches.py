@@ -38,6 +38,20 @@ def polarity_flux_Mx(field_G: np.ndarray, row_lat_deg: np.ndarray, pixel_deg: fl
     return (np.clip(b, 0, None) * area).sum(axis=(-2, -1)), (np.clip(-b, 0, None) * area).sum(axis=(-2, -1))
 
 
+def pixel_latitudes(lat_deg: float, pixels: int, pixel_deg: float) -> np.ndarray:
+    """Carrington latitude (deg) of each pixel row of a patch centred at ``lat_deg``, row 0 southernmost."""
+    return lat_deg + (np.arange(pixels) - (pixels - 1) / 2) * pixel_deg
+
+
+def flux_curves(video: np.ndarray, lat_deg: float, pixel_deg: float | None = None) -> dict[str, np.ndarray]:
+    """Line-of-sight magnetic flux (Mx) through the patch at every frame: ``unsigned`` (Σ|B|·area),
+    ``positive`` and ``negative`` (|Σ B<0|·area), each float (n_frames,). Areas are the Carrington pixels' on the
+    solar surface; the field is not corrected for projection (a region near the limb shows less flux)."""
+    pixel_deg = pixel_deg if pixel_deg is not None else PatchGridConfig().pixel_size.to_value(u.deg)
+    positive, negative = polarity_flux_Mx(video, pixel_latitudes(lat_deg, video.shape[1], pixel_deg), pixel_deg)
+    return {"unsigned": positive + negative, "positive": positive, "negative": negative}
+
+
 def patch_id(lon_deg: float, lat_deg: float) -> str:
     """Stable id of the patch centred at Carrington (lon, lat), e.g. ``L172.50N07.50``."""
     hemisphere = "N" if lat_deg >= 0 else "S"

@@ -31,6 +31,7 @@ from fastapi.staticfiles import StaticFiles
 
 from common.clock import CADENCE_DAYS, slot_isot, slot_of_time
 from common.figures import Sprite, sprite
+from common.patches import flux_curves
 from contract.events import AlertEvent
 from ingest.dataset import DatasetStore
 from review import media
@@ -120,7 +121,7 @@ class _Media:
         if item is None:
             raise HTTPException(404, f"no review item {seq}")
         video, lon, lat, start, masking, threshold = self.source(item)
-        curves = media.curves_figure(media.flux_curves(video, lat), masking if with_model else None, threshold)
+        curves = media.curves_figure(flux_curves(video, lat), masking if with_model else None, threshold)
         disk = media.disk_figure(lon, lat, media.frame_times(start, len(video)))
         return sprite(video), curves, disk, start
 

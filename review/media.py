@@ -1,5 +1,5 @@
-"""What the desk shows of a patch video besides its frames (:func:`common.figures.sprite`): its flux over time, its
-place on the disk.
+"""What the desk shows of a patch video besides its frames (:func:`common.figures.sprite`): its flux over time (the
+curves of :func:`common.patches.flux_curves`, the live patch page's too), its place on the disk.
 
 A patch video is float32 ``(n_frames, pixels, pixels)`` of line-of-sight field in G, indexed ``[frame, lat, lon]``
 with row 0 the southernmost (:mod:`common.patches`); frame k is at ``start + k`` cadences. Figures are drawn with
@@ -18,21 +18,6 @@ from matplotlib.figure import Figure
 from common.clock import CADENCE_DAYS, slot_time
 from common.config import PatchGridConfig
 from common.observer import heliocentric
-from common.patches import polarity_flux_Mx
-
-
-def pixel_latitudes(lat_deg: float, pixels: int, pixel_deg: float) -> np.ndarray:
-    """Carrington latitude (deg) of each pixel row of a patch centred at ``lat_deg``, row 0 southernmost."""
-    return lat_deg + (np.arange(pixels) - (pixels - 1) / 2) * pixel_deg
-
-
-def flux_curves(video: np.ndarray, lat_deg: float, pixel_deg: float | None = None) -> dict[str, np.ndarray]:
-    """Line-of-sight magnetic flux (Mx) through the patch at every frame: ``unsigned`` (Σ|B|·area),
-    ``positive`` and ``negative`` (|Σ B<0|·area), each float (n_frames,). Areas are the Carrington pixels' on the
-    solar surface; the field is not corrected for projection (a region near the limb shows less flux)."""
-    pixel_deg = pixel_deg if pixel_deg is not None else PatchGridConfig().pixel_size.to_value(u.deg)
-    positive, negative = polarity_flux_Mx(video, pixel_latitudes(lat_deg, video.shape[1], pixel_deg), pixel_deg)
-    return {"unsigned": positive + negative, "positive": positive, "negative": negative}
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from common.clock import CADENCE_DAYS, SLOTS_PER_DAY, slot_of_time, slot_time
 from common.figures import sprite_columns
-from common.patches import polarity_flux_Mx
+from common.patches import flux_curves
 from serving import pages
 from serving.api.deps import ReaderDep, ServiceDep
 from serving.api.problems import problems
@@ -105,12 +105,8 @@ def patch(patch_id: str, service: ServiceDep, reader: ReaderDep) -> HTMLResponse
     events = [e for _, e in reader.alert_rows(since=slot_time(start), patch_id=patch_id) if e.passage == detail.alert["passage"]]
     video = service.store.read_video(patch_id, start)
     frames = [p.frame for p in detail.history]
-    flux = None
-    if video is not None:
-        grid = service.grid
-        _, lat = grid.pixel_axes([grid.index(patch_id)])
-        positive, negative = polarity_flux_Mx(video, lat[0], grid.config.pixel_size.to_value(u.deg))
-        flux = {"unsigned": positive + negative, "positive": positive, "negative": negative}
+    flux = None if video is None else flux_curves(video, service.grid[patch_id].lat,
+                                                  service.grid.config.pixel_size.to_value(u.deg))
     shown = np.array(frames if video is not None else [], dtype=np.int64)
     columns = sprite_columns(int(shown[-1]) + 1) if len(shown) else 0
     body = pages.patch_body(detail, events, service.bundle.alert_threshold, CADENCE_DAYS, service.bundle.n_frames, flux,
