@@ -131,6 +131,11 @@ class DiskViews:
         except FileNotFoundError:
             return None
 
+    def removed(self, slot: int) -> bool:
+        """Whether the view of ``slot``, if it was drawn, is gone by the retention: it is older than every view kept."""
+        kept = self.slots()
+        return bool(kept) and slot < kept[0]
+
     def picture(self, slot: int) -> Path:
         return self.dir / f"{slot}.png"
 

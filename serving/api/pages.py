@@ -51,7 +51,7 @@ class PageError(Exception):
         self.status, self.title, self.detail = status, title, detail
 
 
-def _view_at(service: Service, reader: Reader, at: str | None) -> DiskView:
+def _view_at(service: Service, at: str | None) -> DiskView:
     """The view of the frame to show: ``at``'s, else the newest frame's with a view."""
     slots = service.views.slots()
     if at is None:
@@ -67,11 +67,10 @@ def _view_at(service: Service, reader: Reader, at: str | None) -> DiskView:
     found = service.views.view(slot)
     if found is not None:
         return found
-    newest = reader.newest_frame()
-    kept = service.config.retain_views.to_value(u.day)
-    if newest is not None and slot < newest[0] - round(kept * SLOTS_PER_DAY):
+    if service.views.removed(slot):
         raise PageError(410, "Gone", f"The frame of {slot_time(slot).isot[:16]} UTC is older than the views kept "
-                                     f"(retain_views: {kept:g} days before the newest frame); its alerts stand at /alerts.")
+                                     f"(retain_views: {service.config.retain_views.to_value(u.day):g} days before the "
+                                     "newest frame); its alerts stand at /alerts.")
     raise PageError(404, "No such frame", f"No frame was scored at {slot_time(slot).isot[:16]} UTC.")
 
 
@@ -80,7 +79,7 @@ def disk(service: ServiceDep, reader: ReaderDep, at: str | None = None) -> HTMLR
     """The disk now (or at the frame of ``at``), its patches' scores and its alerts."""
     head = header(service, reader)
     try:
-        view = _view_at(service, reader, at)
+        view = _view_at(service, at)
     except PageError as exc:
         return HTMLResponse(pages.problem_page(exc.status, exc.title, exc.detail, head), status_code=exc.status)
     slot = view.slot
@@ -122,8 +121,7 @@ def view_picture(slot: int, service: ServiceDep) -> FileResponse:
     removed it (``retain_views``)."""
     path = service.views.picture(slot)
     if not path.is_file():
-        newest = service.views.slots()
-        if newest and slot < newest[0]:
+        if service.views.removed(slot):
             raise HTTPException(410, f"the view of slot {slot} was removed by the retention policy (retain_views)")
         raise HTTPException(404, f"no view of slot {slot}")
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "public, max-age=31536000, immutable"})
