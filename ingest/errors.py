@@ -16,6 +16,9 @@ class IngestError(Exception):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
 
+    def __reduce__(self):  # raised in a reader process (serving.reader), re-raised in the service's
+        return type(self), (self.path, self.problem), self.__dict__
+
 
 class NotFITSError(IngestError):
     """The file is not a FITS file at all."""
@@ -80,3 +83,22 @@ class ImageSizeError(IngestError):
     """The header claims an image larger than any full-disk magnetograph's (refused before reading its data)."""
 
     reason = "too_large"
+
+
+class MemoryLimitError(IngestError):
+    """Reading the file needed more memory than the reader's limit (``read_memory_bytes``), e.g. a small
+    compressed file that decompresses to gigabytes."""
+
+    reason = "memory_limit"
+
+
+class TimeLimitError(IngestError):
+    """Reading the file took longer than the reader's limit (``read_timeout``): the reader was stopped."""
+
+    reason = "time_limit"
+
+
+class ReaderDiedError(IngestError):
+    """The process reading the file died (a signal, e.g. the kernel's OOM killer, or a crash in a library)."""
+
+    reason = "reader_died"

@@ -158,7 +158,7 @@ def _open(path: Path):
                         break
                 else:
                     raise NoImageDataError(path, f"none of its first {MAX_HDUS} HDUs holds a 2-D image (HDUs: {seen})")
-    except IngestError:
+    except (IngestError, MemoryError):  # a memory error is the reader's limit (serving.reader), not the file's form
         raise
     except OSError as exc:
         raise NotFITSError(path, f"not a readable FITS file ({exc})") from None
@@ -248,6 +248,8 @@ def read_header(path: str | Path) -> fits.Header:
             with fits.open(path, memmap=True) as hdul:
                 headers = [_parsed(h.header) for h in itertools.islice(hdul, MAX_HDUS)
                            if h.header.get("NAXIS") == 2 and not isinstance(h, fits.BinTableHDU)]
+    except MemoryError:
+        raise
     except OSError as exc:
         raise NotFITSError(path, f"not a readable FITS file ({exc})") from None
     except Exception as exc:  # as in _open: a malformed header
@@ -272,6 +274,8 @@ def _geometry(path: Path, header: fits.Header, data: np.ndarray) -> tuple[Observ
             smap = sunpy.map.Map(data, header)
             observer = Observer.from_map(smap)
             image = ImageGeometry.from_wcs(smap.wcs, data.shape)
+    except MemoryError:
+        raise
     except Exception as exc:  # sunpy raises many kinds for bad metadata
         raise MissingKeywordError(path, f"observer or image geometry unusable: {exc}") from None
     if not (np.isfinite(observer.distance.value) and observer.distance > observer.rsun):

@@ -97,7 +97,8 @@ class App:
             self.scheduler.shutdown(wait=True)
         if self.publisher is not None:
             self.publisher.stop()
-        log.info("stopped: the watcher, the scheduler and the publisher")
+        self.service.close()
+        log.info("stopped: the watcher, the scheduler, the publisher and the reader")
 
 
 def build(config: ServiceConfig) -> App:

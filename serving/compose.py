@@ -17,6 +17,7 @@ from serving.diskview import DiskViews
 from serving.inbox import Inbox
 from serving.metrics import Metrics
 from serving.migrate import Upgrade, upgrade
+from serving.reader import FrameReader
 from serving.service import Service
 from serving.sinks import AlertLog, MetricsSink, Sink
 from serving.step import frame_step
@@ -55,4 +56,6 @@ def open_service(config: ServiceConfig | None = None, metrics: Metrics | None = 
     for sink in files:  # events committed just before the service stopped, before their files were written
         sink.catch_up(stored)
     sinks: list[Sink] = [*files, MetricsSink(metrics)]
-    return Service(config, bundle, step, store, inbox, sinks, metrics, DiskViews(data_dir, step.grid)).resume()
+    reader = FrameReader(bundle.instrument, config.refused_quality_bits, config.read_memory_bytes,
+                         config.read_timeout.to_value("s"))
+    return Service(config, bundle, step, store, inbox, reader, sinks, metrics, DiskViews(data_dir, step.grid)).resume()

@@ -34,7 +34,7 @@ from common.clock import CADENCE, slot_isot, slot_of_time, slot_time
 from common.config import ServiceConfig
 from ingest.errors import IngestError, QualityError
 from ingest.instruments import instrument_named
-from ingest.magnetogram import Magnetogram, read_frame
+from ingest.magnetogram import Magnetogram
 from serving import retention
 from serving.bundle import ModelBundle
 from serving.diskview import DiskViews
@@ -42,6 +42,7 @@ from serving.faults import fault_point
 from serving.inbox import Inbox
 from serving.jsoc import SourceState
 from serving.metrics import Metrics
+from serving.reader import FrameReader
 from serving.runner import FrameRunner
 from serving.sinks import Sink, outbox_messages
 from serving.step import FrameStep
@@ -69,9 +70,9 @@ class Service:
     the metrics and the live page's views of the frames."""
 
     def __init__(self, config: ServiceConfig, bundle: ModelBundle, step: FrameStep, store: Store, inbox: Inbox,
-                 sinks: list[Sink], metrics: Metrics, views: DiskViews):
-        self.config, self.bundle, self.step, self.store, self.inbox, self.sinks, self.metrics, self.views = \
-            config, bundle, step, store, inbox, sinks, metrics, views
+                 reader: FrameReader, sinks: list[Sink], metrics: Metrics, views: DiskViews):
+        self.config, self.bundle, self.step, self.store, self.inbox, self.reader, self.sinks, self.metrics, self.views = \
+            config, bundle, step, store, inbox, reader, sinks, metrics, views
         self.dir = Path(config.data_dir)
         self.voevent_dir = self.dir / config.voevent_dir if config.voevent_dir else None
         self.grid = step.grid
@@ -103,19 +104,21 @@ class Service:
         """Take every file waiting in the inbox, oldest name first, and score the slots that are ready; returns
         frames scored. ``now`` (Unix seconds) lets slots whose window has passed be scored without a later frame:
         the scheduler passes the wall clock in real-time operation."""
+        self.reader.start(self.inbox.waiting())  # before the lock: read while the frame before is scored
         with self.lock:
             for path in self.inbox.waiting():
                 self.take(path)
+            self.reader.forget(())  # reads started for files another cycle has taken since
             done = self.flush(now)
             retention.apply(self.config, self.store, self.views, self.dir, time.time())
             self.refresh_gauges()
         return done
 
     def take(self, path: Path) -> None:
-        """Read one file and make it its slot's candidate, supersede it, or reject it; call under :attr:`lock`."""
-        t0 = time.perf_counter()
+        """Read one file (:attr:`reader`) and make it its slot's candidate, supersede it, or reject it; call under
+        :attr:`lock`."""
         try:
-            mag = read_frame(path, self.bundle.instrument, self.config.refused_quality_bits)
+            mag, read_s = self.reader.read(path)
         except QualityError as exc:
             for bit in exc.bits:
                 self.metrics.frame_quality_bits.labels(exc.instrument, bit, "refused").inc()
@@ -129,7 +132,7 @@ class Service:
             for bit in instrument_named(origin.instrument).flags(origin.quality):
                 self.metrics.frame_quality_bits.labels(origin.instrument, bit, "recorded").inc()
         fault_point("read")
-        self._candidate(path, mag, time.perf_counter() - t0)
+        self._candidate(path, mag, read_s)
 
     def accept(self, path: Path, name: str, mag: Magnetogram, read_s: float) -> None:
         """File an already read frame (an upload at ``path``) in ``incoming/`` as ``name`` and make it its slot's
@@ -199,6 +202,10 @@ class Service:
         if self.config.source != "synthetic":  # the synthetic feed replays the past: its age says nothing
             self.metrics.observation_to_publish.observe(max(0.0, now - c.mag.time.unix))
         return 1
+
+    def close(self) -> None:
+        """Stop the reader's processes."""
+        self.reader.close()
 
     def _supersede(self, path: Path, message: str) -> None:
         log.info("superseded %s: %s", path.name, message)

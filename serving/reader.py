@@ -1,0 +1,116 @@
+"""Untrusted FITS read in worker processes, under a memory and a time limit.
+
+The feed's files and the uploads are read (:func:`ingest.magnetogram.read_frame`) by a worker process whose
+address space is capped (``read_memory_bytes``) and which is stopped when a read takes longer than
+``read_timeout``. A file that would make the reader allocate without bound (a small compressed file that
+decompresses to gigabytes) or stall it (a header of a million cards) becomes a rejected frame naming the limit
+it hit, and the service goes on with a fresh worker. Reads start as soon as the files are seen
+(:meth:`FrameReader.start`), so the next frame is read while the current one is scored.
+
+The workers fork from a server process that has imported the reading code once (``forkserver``), so a worker
+replaced after a limit is ready in a fraction of a second.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import signal
+import threading
+import time
+import weakref
+from collections.abc import Collection, Iterable
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+from pebble import ProcessExpired, ProcessPool
+
+from ingest.errors import MemoryLimitError, ReaderDiedError, TimeLimitError
+from ingest.instruments import InstrumentSpec
+from ingest.magnetogram import Magnetogram, read_frame
+
+#: What the workers fork from: a server that imported the reader's code once (not this process, which runs threads).
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(["ingest.magnetogram", "sunpy.map"])
+
+
+def _limit_memory(limit_bytes: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+
+def _stop(pool: ProcessPool) -> None:
+    pool.stop()
+    pool.join()
+
+
+def _read(path: str, instrument: InstrumentSpec, refused_quality: list[str] | None,
+          limit_bytes: int) -> tuple[Magnetogram, float]:
+    """In a worker: the frame and the seconds its read took."""
+    t0 = time.perf_counter()
+    try:
+        mag = read_frame(path, instrument, refused_quality)
+    except MemoryError:
+        raise MemoryLimitError(path, f"reading it needs more memory than the reader's limit of "
+                                     f"{limit_bytes / 2**30:.1f} GiB (read_memory_bytes)") from None
+    return mag, time.perf_counter() - t0
+
+
+class FrameReader:
+    """Reads frames in ``workers`` processes of at most ``memory_limit`` bytes of address space each, ``timeout_s``
+    seconds a file; brings them to ``instrument``, refusing the QUALITY bits ``refused_quality`` (names; each
+    instrument's default when None)."""
+
+    def __init__(self, instrument: InstrumentSpec, refused_quality: Collection[str] | None, memory_limit: int,
+                 timeout_s: float, workers: int = 1):
+        self.instrument, self.memory_limit, self.timeout_s = instrument, int(memory_limit), float(timeout_s)
+        self.refused_quality = None if refused_quality is None else list(refused_quality)
+        self.workers = workers
+        self._pool: ProcessPool | None = None
+        self._reads: dict[Path, object] = {}
+        self._lock = threading.Lock()
+
+    def _pool_now(self) -> ProcessPool:
+        if self._pool is None:  # on the first read: a service that reads nothing starts no process
+            self._pool = ProcessPool(self.workers, initializer=_limit_memory, initargs=(self.memory_limit,),
+                                     context=_CONTEXT)
+            self._stop = weakref.finalize(self, _stop, self._pool)  # a reader dropped without close() stops its workers
+        return self._pool
+
+    def start(self, paths: Iterable[Path]) -> None:
+        """Start reading ``paths`` (those not being read already)."""
+        with self._lock:
+            for path in paths:
+                if path not in self._reads:
+                    self._reads[path] = self._pool_now().schedule(
+                        _read, (str(path), self.instrument, self.refused_quality, self.memory_limit),
+                        timeout=self.timeout_s)
+
+    def read(self, path: Path) -> tuple[Magnetogram, float]:
+        """The frame at ``path`` and the seconds its read took in the worker. Raises the file's
+        :class:`~ingest.errors.IngestError`, or :class:`~ingest.errors.TimeLimitError` or
+        :class:`~ingest.errors.ReaderDiedError` when its worker was stopped or died."""
+        self.start([path])
+        with self._lock:
+            future = self._reads.pop(path)
+        try:
+            return future.result()
+        except FutureTimeout:
+            raise TimeLimitError(path, f"reading it took longer than the reader's limit of {self.timeout_s:g} s "
+                                       "(read_timeout): stopped") from None
+        except ProcessExpired as exc:
+            code = exc.exitcode
+            how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+            raise ReaderDiedError(path, f"the process reading it died ({how})") from None
+
+    def forget(self, keep: Collection[Path]) -> None:
+        """Drop the reads of files no longer waiting (all but ``keep``)."""
+        with self._lock:
+            for path in [p for p in self._reads if p not in keep]:
+                self._reads.pop(path).cancel()
+
+    def close(self) -> None:
+        """Stop the workers."""
+        with self._lock:
+            if self._pool is not None:
+                self._stop()
+                self._pool = None
+            self._reads.clear()

@@ -1,0 +1,74 @@
+"""Bounded reads (issue 30): a file that makes the reader exceed its memory or its time limit is rejected with the
+limit it hit, and the service goes on to score the next frame."""
+import pickle
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from ingest.errors import MemoryLimitError, QualityError, TimeLimitError
+from serving.compose import open_service
+from tests.test_serving import config, drop
+
+
+def decompression_bomb(like, path):
+    """An 8192² Rice-compressed frame of zeros (the largest image the reader takes): 1.4 MB on disk, about 3 GB
+    of memory to read."""
+    header = fits.getheader(like)
+    scale = 8192 / header["NAXIS1"]
+    image = fits.CompImageHDU(np.zeros((8192, 8192), dtype=np.int32), header=header, compression_type="RICE_1")
+    for key in ("CRPIX1", "CRPIX2"):
+        image.header[key] = (header[key] - 0.5) * scale + 0.5
+    for key in ("CDELT1", "CDELT2"):
+        image.header[key] = header[key] / scale
+    fits.HDUList([fits.PrimaryHDU(), image]).writeto(path)
+    return path
+
+
+def header_of_many_cards(like, path, cards=100_000):
+    """A valid frame whose header holds ``cards`` COMMENT cards (8 MB): astropy parses it in seconds."""
+    raw = like.read_bytes()
+    end = next(i for i in range(0, len(raw), 80) if raw[i:i + 8] == b"END     ")
+    data = (end // 2880 + 1) * 2880
+    header = raw[:end] + b"".join(f"COMMENT {i:<72d}".encode() for i in range(cards)) + raw[end:end + 80]
+    path.write_bytes(header + b" " * (-len(header) % 2880) + raw[data:])
+    return path
+
+
+def rejected_then_next_scored(service, hostile, frames):
+    drop([hostile], service.dir)
+    assert service.run_cycle() == 0
+    reason = (service.inbox.rejected / (hostile.name + ".error.txt")).read_text()
+    drop(frames[:1], service.dir)
+    assert service.run_cycle() == 1 and service.store.has_frame(service.store.newest_frame()[0])
+    return reason
+
+
+def test_a_file_exceeding_the_readers_memory_limit_is_rejected_and_the_next_frame_scored(tmp_path, tiny_bundle, frames):
+    bomb = decompression_bomb(frames[0], tmp_path / "bomb.fits")
+    assert bomb.stat().st_size < 2e6
+    service = open_service(config(tmp_path, tiny_bundle, read_memory_bytes=int(1.5 * 2**30)))
+    try:
+        reason = rejected_then_next_scored(service, bomb, frames)
+        assert "bomb.fits" in reason and "more memory than the reader's limit of 1.5 GiB" in reason, reason
+        assert service.metrics.frames_rejected.labels(reason="memory_limit")._value.get() == 1
+    finally:
+        service.close()
+
+
+def test_a_file_exceeding_the_readers_time_limit_is_rejected_and_the_next_frame_scored(tmp_path, tiny_bundle, frames):
+    slow = header_of_many_cards(frames[5], tmp_path / "slow.fits")
+    service = open_service(config(tmp_path, tiny_bundle, read_timeout="2 s"))
+    try:
+        reason = rejected_then_next_scored(service, slow, frames)
+        assert "slow.fits" in reason and "took longer than the reader's limit of 2 s" in reason, reason
+        assert service.metrics.frames_rejected.labels(reason="time_limit")._value.get() == 1
+    finally:
+        service.close()
+
+
+@pytest.mark.parametrize("error", [MemoryLimitError("a.fits", "too much"), TimeLimitError("a.fits", "too long"),
+                                   QualityError("a.fits", "QUALITY", bits=["QUAL_ECLIPSE"], instrument="SDO/HMI")])
+def test_an_ingest_error_crosses_from_the_reader_process_whole(error):
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error) and str(back) == str(error) and back.__dict__ == error.__dict__
