@@ -184,9 +184,11 @@ class ServiceConfig(BaseSettings):
     upload_token: str = Field(PLACEHOLDER_UPLOAD_TOKEN, description=(
         "bearer token of POST /upload; the default placeholder is accepted only on a loopback host"))
     upload_max_bytes: int = Field(80 * 2**20, gt=0, description="largest accepted upload, bytes")
+    read_workers: int = Field(2, ge=1, description=(
+        "processes reading FITS files (feed, uploads): the next frames are read while one is scored"))
     read_memory_bytes: int = Field(4 * 2**30, gt=0, description=(
-        "address space a process reading a FITS file may use, bytes (a 4096² HMI frame needs about 1.5 GiB); a file "
-        "needing more is rejected (reason memory_limit)"))
+        "address space each process reading a FITS file may use, bytes (a 4096² HMI frame needs about 1.5 GiB); a "
+        "file needing more is rejected (reason memory_limit)"))
     read_timeout: Seconds = Field(60 * u.s, description=(
         "how long reading one FITS file may take (a 4096² HMI frame: about 1 s); a file taking longer is rejected "
         "(reason time_limit)"))

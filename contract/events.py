@@ -270,11 +270,23 @@ class Readiness(_Model):
 
 
 class UploadAccepted(_Model):
-    """``POST /upload``: the frame was read and is scored after the response."""
+    """``POST /upload``: the frame's header was checked; the frame is read and scored after the response."""
 
-    accepted: str = Field(description="the file's name in processed/")
-    time: UtcTime = Field(description="UTC observation time of the frame")
+    accepted: str = Field(description="the file's name in the service's inbox")
+    time: UtcTime = Field(description="UTC observation time of the frame, from its header")
     slot: int = Field(description="the frame's cadence slot")
+    status: str = Field(description="the path of its status (GET: an UploadStatus)")
+
+
+class UploadStatus(_Model):
+    """``GET /uploads/{name}``: where an uploaded frame is."""
+
+    accepted: str = Field(description="the file's name in the service's inbox")
+    state: Literal["reading", "pending", "scored", "superseded", "rejected"] = Field(description=(
+        "reading: waiting to be read; pending: read, waiting for its slot to be scored (a closer frame may replace "
+        "it); scored; superseded: its slot has a closer frame, or was scored already; rejected: it cannot be read "
+        "as a magnetogram"))
+    reason: str | None = Field(None, description="why it was superseded or rejected")
 
 
 class SchemaRef(_Model):

@@ -88,7 +88,8 @@ class Origin:
     Attributes
     ----------
     instrument : the instrument that took it (:attr:`ingest.instruments.InstrumentSpec.name`).
-    series : the DRMS series it says it is from: the header's ``DSNAME``, else its JSOC file name's; None if neither.
+    series : the DRMS series its header says it is a record of (:meth:`ingest.instruments.Instrument.series`); None
+        when it does not (a file's name is not read: a renamed file keeps its series).
     t_rec : the header's ``T_REC`` (the series' slot time, TAI) as written; None without one.
     quality : the instrument's quality word; None when the header has none.
     simulated : written by the synthetic Sun (the ``SIMULATE`` card), not observed.
@@ -243,8 +244,8 @@ def read_header(path: str | Path) -> fits.Header:
         raise NotFITSError(path, "no such file")
     _check_axes(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             with fits.open(path, memmap=True) as hdul:
                 headers = [_parsed(h.header) for h in itertools.islice(hdul, MAX_HDUS)
                            if h.header.get("NAXIS") == 2 and not isinstance(h, fits.BinTableHDU)]
@@ -254,6 +255,8 @@ def read_header(path: str | Path) -> fits.Header:
         raise NotFITSError(path, f"not a readable FITS file ({exc})") from None
     except Exception as exc:  # as in _open: a malformed header
         raise NotFITSError(path, f"unreadable FITS structure ({_describe(exc)})") from None
+    if any("truncated" in str(w.message) for w in caught):
+        raise TruncatedFITSError(path, "file is shorter than its header says (truncated)")
     if not headers:
         raise NoImageDataError(path, f"none of its first {MAX_HDUS} HDUs holds a 2-D image")
     check_header(path, headers[0])
@@ -309,7 +312,7 @@ def read_magnetogram(path: str | Path) -> Magnetogram:
     data[missing | ~disk] = 0.0
     quality = source.quality(header)
     return Magnetogram(path, data, observer, image, missing_on_disk, disk, source, quality,
-                       _origin(path, header, source.spec.name, quality))
+                       _origin(header, source, quality))
 
 
 def _series_in_name(name: str) -> tuple[str | None, type[Instrument] | None]:
@@ -322,10 +325,9 @@ def _series_in_name(name: str) -> tuple[str | None, type[Instrument] | None]:
     return (named.group(1), source) if source else (None, None)
 
 
-def _origin(path: Path, header: fits.Header, instrument: str, quality: int) -> Origin:
-    series = str(header["DSNAME"]).strip() if isinstance(header.get("DSNAME"), str) else _series_in_name(path.name)[0]
+def _origin(header: fits.Header, source: type[Instrument], quality: int) -> Origin:
     t_rec = header.get("T_REC")
-    return Origin(instrument, series or None, str(t_rec).strip() if isinstance(t_rec, str) else None,
+    return Origin(source.spec.name, source.series(header), str(t_rec).strip() if isinstance(t_rec, str) else None,
                   quality if "QUALITY" in header else None, header.get(SIMULATED_CARD) is True)
 
 
@@ -335,7 +337,7 @@ def origin_of(path: str | Path, before_simulate_card: bool = False) -> Origin:
     says whether it is simulated."""
     header = read_header(path)
     source = instrument_for(path, header)
-    origin = _origin(Path(path), header, source.spec.name, source.quality(header))
+    origin = _origin(header, source, source.quality(header))
     if before_simulate_card and header.get("ORIGIN") == SYNTHETIC_ORIGIN:
         origin = replace(origin, simulated=True)
     return origin

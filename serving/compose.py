@@ -57,5 +57,5 @@ def open_service(config: ServiceConfig | None = None, metrics: Metrics | None = 
         sink.catch_up(stored)
     sinks: list[Sink] = [*files, MetricsSink(metrics)]
     reader = FrameReader(bundle.instrument, config.refused_quality_bits, config.read_memory_bytes,
-                         config.read_timeout.to_value("s"))
+                         config.read_timeout.to_value("s"), config.read_workers)
     return Service(config, bundle, step, store, inbox, reader, sinks, metrics, DiskViews(data_dir, step.grid)).resume()

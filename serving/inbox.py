@@ -43,6 +43,18 @@ class Inbox:
         shutil.move(str(path), target)
         target.with_name(target.name + ".superseded.txt").write_text(message + "\n")
 
+    def state(self, name: str) -> tuple[str, str | None] | None:
+        """Where the file ``name`` is: ``reading`` (in ``incoming/``), ``pending``, ``scored`` (in ``processed/``),
+        ``superseded`` or ``rejected``, with the reason for the last two; None when no folder holds it (never
+        received, or removed by the retention)."""
+        for state, folder, note in (("reading", self.incoming, None), ("pending", self.pending, None),
+                                    ("scored", self.processed, None), ("superseded", self.superseded, ".superseded.txt"),
+                                    ("rejected", self.rejected, ".error.txt")):
+            if (folder / name).is_file():
+                reason = folder / (name + note) if note else None
+                return state, reason.read_text().strip() if reason and reason.is_file() else None
+        return None
+
     def reject(self, path: Path, message: str) -> None:
         target = self.rejected / path.name
         shutil.move(str(path), target)

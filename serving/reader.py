@@ -13,6 +13,7 @@ replaced after a limit is ready in a fraction of a second.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 import signal
 import threading
@@ -22,11 +23,12 @@ from collections.abc import Collection, Iterable
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
-from pebble import ProcessExpired, ProcessPool
+from astropy.time import Time
+from pebble import ProcessExpired, ProcessFuture, ProcessPool
 
 from ingest.errors import MemoryLimitError, ReaderDiedError, TimeLimitError
 from ingest.instruments import InstrumentSpec
-from ingest.magnetogram import Magnetogram, read_frame
+from ingest.magnetogram import Magnetogram, observation_time, read_frame, read_header
 
 #: What the workers fork from: a server that imported the reader's code once (not this process, which runs threads).
 _CONTEXT = multiprocessing.get_context("forkserver")
@@ -42,16 +44,14 @@ def _stop(pool: ProcessPool) -> None:
     pool.join()
 
 
-def _read(path: str, instrument: InstrumentSpec, refused_quality: list[str] | None,
-          limit_bytes: int) -> tuple[Magnetogram, float]:
+def _header_time(path: str) -> Time:
+    return observation_time(path, read_header(path))
+
+
+def _read(path: str, instrument: InstrumentSpec, refused_quality: list[str] | None) -> tuple[Magnetogram, float]:
     """In a worker: the frame and the seconds its read took."""
     t0 = time.perf_counter()
-    try:
-        mag = read_frame(path, instrument, refused_quality)
-    except MemoryError:
-        raise MemoryLimitError(path, f"reading it needs more memory than the reader's limit of "
-                                     f"{limit_bytes / 2**30:.1f} GiB (read_memory_bytes)") from None
-    return mag, time.perf_counter() - t0
+    return read_frame(path, instrument, refused_quality), time.perf_counter() - t0
 
 
 class FrameReader:
@@ -64,15 +64,20 @@ class FrameReader:
         self.instrument, self.memory_limit, self.timeout_s = instrument, int(memory_limit), float(timeout_s)
         self.refused_quality = None if refused_quality is None else list(refused_quality)
         self.workers = workers
-        self._pool: ProcessPool | None = None
-        self._reads: dict[Path, object] = {}
+        self._reads: dict[Path, ProcessFuture] = {}
         self._lock = threading.Lock()
+        # Started now, and waited for: the first file (an upload waits for its header's check) finds a worker ready.
+        self._pool: ProcessPool | None = self._new_pool()
+        self._pool.schedule(os.getpid).result()
+
+    def _new_pool(self) -> ProcessPool:
+        pool = ProcessPool(self.workers, initializer=_limit_memory, initargs=(self.memory_limit,), context=_CONTEXT)
+        self._stop = weakref.finalize(self, _stop, pool)  # a reader dropped without close() stops its workers
+        return pool
 
     def _pool_now(self) -> ProcessPool:
-        if self._pool is None:  # on the first read: a service that reads nothing starts no process
-            self._pool = ProcessPool(self.workers, initializer=_limit_memory, initargs=(self.memory_limit,),
-                                     context=_CONTEXT)
-            self._stop = weakref.finalize(self, _stop, self._pool)  # a reader dropped without close() stops its workers
+        if self._pool is None:  # closed, then used again
+            self._pool = self._new_pool()
         return self._pool
 
     def start(self, paths: Iterable[Path]) -> None:
@@ -81,7 +86,7 @@ class FrameReader:
             for path in paths:
                 if path not in self._reads:
                     self._reads[path] = self._pool_now().schedule(
-                        _read, (str(path), self.instrument, self.refused_quality, self.memory_limit),
+                        _read, (str(path), self.instrument, self.refused_quality),
                         timeout=self.timeout_s)
 
     def read(self, path: Path) -> tuple[Magnetogram, float]:
@@ -91,8 +96,21 @@ class FrameReader:
         self.start([path])
         with self._lock:
             future = self._reads.pop(path)
+        return self._result(path, future)
+
+    def header_time(self, path: Path) -> Time:
+        """The observation time in the validated header of the file at ``path``
+        (:func:`ingest.magnetogram.read_header`), read under the same limits; raises as :meth:`read`."""
+        with self._lock:
+            future = self._pool_now().schedule(_header_time, (str(path),), timeout=self.timeout_s)
+        return self._result(path, future)
+
+    def _result(self, path: Path, future: ProcessFuture):
         try:
             return future.result()
+        except MemoryError:  # raised in the worker, at its address-space limit
+            raise MemoryLimitError(path, f"reading it needs more memory than the reader's limit of "
+                                         f"{self.memory_limit / 2**30:.1f} GiB (read_memory_bytes)") from None
         except FutureTimeout:
             raise TimeLimitError(path, f"reading it took longer than the reader's limit of {self.timeout_s:g} s "
                                        "(read_timeout): stopped") from None

@@ -134,14 +134,6 @@ class Service:
         fault_point("read")
         self._candidate(path, mag, read_s)
 
-    def accept(self, path: Path, name: str, mag: Magnetogram, read_s: float) -> None:
-        """File an already read frame (an upload at ``path``) in ``incoming/`` as ``name`` and make it its slot's
-        candidate, without reading it again; :meth:`run_cycle` scores it when its slot is ready."""
-        with self.lock:
-            filed = self.inbox.incoming / name
-            path.replace(filed)  # under the lock: the watcher cannot take it from incoming/ in between
-            self._candidate(filed, mag, read_s)
-
     def _candidate(self, path: Path, mag: Magnetogram, read_s: float) -> None:
         slot = int(slot_of_time(mag.time))
         offset = abs((mag.time - slot_time(slot)).to_value(u.s))

@@ -89,8 +89,28 @@ def test_hmi_frames_report_their_series_time_and_quality(real_hmi_file, tmp_path
     mag = read_frame(path)
     assert mag.instrument == "SOHO/MDI", "brought to the model's instrument"
     assert (mag.origin.instrument, mag.origin.series, mag.origin.quality, mag.origin.simulated) == \
-        ("SDO/HMI", "hmi.m_720s", 0, True)
+        ("SDO/HMI", "hmi.M_720s", 0, True)
     assert mag.origin.t_rec == fits.getheader(path, 1)["T_REC"]
+
+
+def test_the_series_is_the_headers_whatever_the_files_name(real_hmi_file, tmp_path):
+    """Provenance from the frame (issue 30): a real HMI file named as no series is, and a frame renamed to a
+    name that looks like another series, report the series their headers say."""
+    real = real_hmi_file.rename(tmp_path / "sunpy_test_map.fits")
+    assert read_magnetogram(real).origin.series == "hmi.Ic_45s"  # CONTENT, CADENCE 45 s, QLOOK 0
+    path = write_hmi_series(SyntheticSun(SunConfig(), seed=0), Time("2000-06-01T00:12:00"), tmp_path, shape=(512, 512))[0]
+    renamed = path.rename(tmp_path / "hmi.sharp_fulldisk_sample_2_TAI.fits")
+    assert read_magnetogram(renamed).origin.series == "hmi.M_720s"
+    with fits.open(renamed, mode="update") as hdul:
+        hdul[1].header["QLOOK"] = 1  # a quick-look record: the near-real-time series
+    assert read_magnetogram(renamed).origin.series == "hmi.M_720s_nrt"
+    with fits.open(renamed, mode="update") as hdul:
+        hdul[1].header["DSNAME"] = "hmi.M_45s_nrt"  # a header that names its series says so
+    assert read_magnetogram(renamed).origin.series == "hmi.M_45s_nrt"
+    with fits.open(renamed, mode="update") as hdul:
+        del hdul[1].header["DSNAME"]
+        hdul[1].header["CADENCE"] = 90.0  # no HMI series of that cadence: unknown, not guessed from the name
+    assert read_magnetogram(renamed).origin.series is None
 
 
 def test_simulated_and_observed_events_go_to_their_own_topics(run, tiny_bundle, tmp_path):

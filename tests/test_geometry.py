@@ -137,3 +137,22 @@ def test_stonyhurst_positions_are_sunpy_s(which, real_mdi_file, real_hmi_file):
     assert got_lon.min() >= -180.0 and got_lon.max() < 180.0
     if which == "hmi":
         assert abs(obs.stonyhurst_lon.to_value(u.deg)) > 1e-4  # SDO is off the line: the test would see a wrong offset
+
+
+@pytest.mark.parametrize("crval_arcsec, angle_deg, shape, scale_arcsec", [
+    ((0.0, 0.0), 180.0, (512, 512), 4.0), ((300.0, -200.0), 33.0, (400, 700), 5.0),
+    ((0.0, 0.0), 0.0, (64, 64), 40.0), ((900.0, 0.0), -0.1, (300, 256), 6.0)])
+def test_the_disk_mask_by_row_spans_is_the_test_of_every_pixel(crval_arcsec, angle_deg, shape, scale_arcsec):
+    """The mask is solved row by row and tested exactly near the limb only: equal to the test of every pixel for
+    references off the Sun's centre, rotated images, cut disks and a disk of a few pixels."""
+    from ingest.projection import ImageGeometry
+
+    rad = np.deg2rad(scale_arcsec / 3600)
+    a = np.deg2rad(angle_deg)
+    plane_from_pixel = rad * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    image = ImageGeometry(shape, np.array([shape[1] / 2 - 0.5, shape[0] / 2 + 3.2]),
+                          np.deg2rad(np.array(crval_arcsec) / 3600), np.linalg.inv(plane_from_pixel))
+    ny, nx = shape
+    every = image._meets_disk(np.arange(nx)[None, :], np.arange(ny)[:, None], 215.0)
+    assert 0 < every.sum() < every.size or crval_arcsec == (0.0, 0.0)
+    np.testing.assert_array_equal(image.on_disk_mask(215.0), every)

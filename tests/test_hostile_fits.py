@@ -6,6 +6,7 @@ or leaves a frame half-written in the store. The fast part runs in ``make test``
 (``make test-reliability``) runs many more cases and records its counts in ``build/reliability/fits.json``.
 """
 import json
+import time
 from pathlib import Path
 
 import httpx
@@ -130,6 +131,14 @@ def refused_sample(n: int, folder: Path) -> list[Path]:
     return files
 
 
+def wait_for_state(url: str, status: str, timeout: float = 60) -> dict:
+    """An upload's status once it is no longer being read."""
+    deadline = time.monotonic() + timeout
+    while (answer := httpx.get(url + status).json())["state"] == "reading" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return answer
+
+
 def through_the_service(tmp_path, tiny_bundle, frames, n: int, part: str) -> None:
     """``n`` refused files through ``POST /upload``, ``incoming/`` and ``fluxwatch-ingest``; then a good frame."""
     hostile = refused_sample(n, tmp_path / "hostile")
@@ -138,9 +147,14 @@ def through_the_service(tmp_path, tiny_bundle, frames, n: int, part: str) -> Non
     frames_in_store = "SELECT COUNT(*) FROM frames"
 
     def upload(url, path):
+        """Refused at once when its header is, else accepted and then rejected when read (its status says why)."""
         r = httpx.post(f"{url}/upload", files={"file": (path.name, path.read_bytes())},
                        headers={"Authorization": "Bearer s3cret"}, timeout=60)
-        assert 400 <= r.status_code < 500 and path.name in r.text, (path, r.status_code, r.text)
+        if r.status_code == 202:
+            status = wait_for_state(url, r.json()["status"])
+            assert status["state"] == "rejected" and r.json()["accepted"] in status["reason"], (path, status)
+        else:
+            assert 400 <= r.status_code < 500 and path.name in r.text, (path, r.status_code, r.text)
 
     def drop(path):
         target = service.inbox.incoming / path.name

@@ -14,6 +14,7 @@ import httpx
 import jsonschema
 import numpy as np
 import pytest
+from astropy.io import fits
 from kafka import KafkaConsumer
 
 from common.config import ServiceConfig
@@ -290,10 +291,37 @@ def test_good_upload_is_accepted_and_scored_within_seconds(api, frames):
     r = httpx.post(f"{url}/upload", files={"file": (frames[0].name, frames[0].read_bytes())},
                    headers={"Authorization": "Bearer s3cret"})
     assert r.status_code == 202, r.text
+    accepted, status = r.json()["accepted"], r.json()["status"]
+    assert r.headers["location"] == status == f"/uploads/{accepted}"
     # scored, then its file moved to processed/ (a moment later: the store commits first)
-    wait_for(lambda: service.store.has_frame(r.json()["slot"]) and (service.inbox.processed / r.json()["accepted"]).exists(),
+    wait_for(lambda: httpx.get(url + status).json() == {"accepted": accepted, "state": "scored", "reason": None},
              timeout=10, what="the upload scored and filed")
+    assert service.store.has_frame(r.json()["slot"]) and (service.inbox.processed / accepted).exists()
     assert time.monotonic() - t0 < 10  # not at the next cadence (96 min)
+    # the same frame again: its slot is scored already
+    again = httpx.post(f"{url}/upload", files={"file": ("again.fits", frames[0].read_bytes())},
+                       headers={"Authorization": "Bearer s3cret"})
+    wait_for(lambda: httpx.get(url + again.json()["status"]).json()["state"] == "superseded", timeout=10,
+             what="the second upload superseded")
+    assert "was already scored" in httpx.get(url + again.json()["status"]).json()["reason"]
+    missing = httpx.get(f"{url}/uploads/nothing.fits")
+    assert missing.status_code == 404 and "no file 'nothing.fits'" in missing.json()["detail"]
+    assert httpx.get(f"{url}/uploads/..%2Fstate.sqlite").status_code in (404, 422)
+
+
+def test_an_upload_whose_data_cannot_be_read_is_accepted_then_rejected_with_the_reason(api, frames, tmp_path):
+    """The header is checked before the answer; the data only when the frame is read, after it."""
+    url, service = api
+    with fits.open(frames[2], do_not_scale_image_data=True) as hdul:
+        hdul[0].data[:] = hdul[0].header["BLANK"]  # every pixel missing
+        hdul.writeto(tmp_path / "blank.fits")
+    r = httpx.post(f"{url}/upload", files={"file": ("blank.fits", (tmp_path / "blank.fits").read_bytes())},
+                   headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 202, r.text
+    wait_for(lambda: httpx.get(url + r.json()["status"]).json()["state"] == "rejected", timeout=10,
+             what="the blank upload rejected")
+    reason = httpx.get(url + r.json()["status"]).json()["reason"]
+    assert r.json()["accepted"] in reason and "every pixel is missing" in reason
 
 
 def test_an_upload_named_fts_is_scored_too(api, frames):

@@ -110,6 +110,13 @@ class Instrument(ABC):
         """True if ``header`` is this instrument's."""
 
     @classmethod
+    def series(cls, header: fits.Header) -> str | None:
+        """The DRMS series the frame is a record of, as its header says: ``DSNAME`` when it has one (None without);
+        an instrument whose headers say it otherwise reads that."""
+        named = header.get("DSNAME")
+        return named.strip() if isinstance(named, str) and named.strip() else None
+
+    @classmethod
     def quality(cls, header: fits.Header) -> int:
         """The frame's quality word (0 = good), as the instrument's pipeline sets it; 0 when it has none."""
         value = header.get("QUALITY", 0)

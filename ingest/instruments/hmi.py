@@ -79,9 +79,30 @@ class HMI(Instrument):
     refused_by_default = frozenset(name for name, (mask, _) in quality_bits.items() if mask >= 0x00020000) | {
         "QUAL_ECLIPSE", "QUAL_NOCOEFFKEYWORD", "QUAL_NOCOEFFPRECORD"}
 
+    #: The observable's series name by the header's ``CONTENT``.
+    observables = {"MAGNETOGRAM": "M", "DOPPLERGRAM": "V", "CONTINUUM INTENSITY": "Ic", "LINEDEPTH": "Ld",
+                   "LINEWIDTH": "Lw"}
+
     @classmethod
     def is_source_for(cls, header: fits.Header) -> bool:
         return "HMI" in header_words(header, "TELESCOP", "INSTRUME")
+
+    @classmethod
+    def series(cls, header: fits.Header) -> str | None:
+        """``DSNAME``, else what JSOC's level-1.5 keywords say: the observable (``CONTENT``), the cadence
+        (``CADENCE``, 45 or 720 s) and the quick-look flag (``QLOOK`` = 1: the ``_nrt`` series), e.g.
+        ``hmi.M_720s_nrt``; None when they do not name one."""
+        named = super().series(header)
+        if named is not None:
+            return named
+        observable = cls.observables.get(str(header.get("CONTENT", "")).strip().upper())
+        try:
+            cadence = float(header.get("CADENCE"))
+        except (TypeError, ValueError):
+            return None
+        if observable is None or cadence not in (45.0, 720.0):
+            return None
+        return f"hmi.{observable}_{cadence:.0f}s" + ("_nrt" if header.get("QLOOK") == 1 else "")
 
 
 #: HMI full-disk geometry: 4096² pixels of 0.504″.

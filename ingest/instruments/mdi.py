@@ -46,6 +46,20 @@ class MDI(Instrument):
     def is_source_for(cls, header: fits.Header) -> bool:
         return "MDI" in header_words(header, "INSTRUME", "CAMERA", "TELESCOP") or header_words(header, "TELESCOP").strip() == "SOHO"
 
+    @classmethod
+    def series(cls, header: fits.Header) -> str | None:
+        """``DSNAME``, else ``mdi.fd_M_96m_lev182`` for a full-disk magnetogram (``CONTENT``) of the 96-min
+        cadence (``CADENCE`` 5760 s); None otherwise."""
+        named = super().series(header)
+        if named is not None:
+            return named
+        try:
+            cadence = float(header.get("CADENCE"))
+        except (TypeError, ValueError):
+            return None
+        content = str(header.get("CONTENT", "")).upper()
+        return "mdi.fd_M_96m_lev182" if cadence == 5760.0 and "MAGNETOGRAM" in content else None
+
 
 #: MDI full-disk geometry: 1024² pixels of 1.98″.
 MDI_SHAPE = (1024, 1024)

@@ -1,23 +1,26 @@
-"""A full-disk magnetogram submitted over HTTP: checked (token, size, a readable magnetogram) off the event loop,
-renamed into ``incoming/`` complete, and scored after the response."""
+"""A full-disk magnetogram submitted over HTTP: its token, size and header checked off the event loop, renamed into
+``incoming/`` complete, then read (by the service's bounded reader) and scored after the response; its progress at
+``GET /uploads/{name}``."""
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import tempfile
 import time
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Security
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Request, Response, Security
+from fastapi import Path as PathParam
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.types import Message
 
 from common.clock import slot_of_time
-from contract.events import UploadAccepted
+from contract.events import UploadAccepted, UploadStatus
 from ingest.errors import IngestError
-from ingest.magnetogram import read_frame
 from serving.api.deps import ServiceDep
 from serving.api.problems import problems
 
@@ -29,10 +32,11 @@ bearer = HTTPBearer(auto_error=False, description="the service's upload token (`
     "required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file"],
         "properties": {"file": {"type": "string", "format": "binary", "description": "the FITS file"}}}}}}})
-async def upload(request: Request, background: BackgroundTasks, service: ServiceDep,
+async def upload(request: Request, response: Response, background: BackgroundTasks, service: ServiceDep,
                  credentials: HTTPAuthorizationCredentials | None = Security(bearer)) -> UploadAccepted:
-    """Submit a full-disk magnetogram FITS file (``Authorization: Bearer <token>``); it is scored at once
-    (after the response), not at the next cadence."""
+    """Submit a full-disk magnetogram FITS file (``Authorization: Bearer <token>``). Its header is checked before
+    the answer; the frame is read and scored at once after it (not at the next cadence): follow it at the
+    ``status`` path (also the ``Location`` header)."""
     # Token and size are checked before the body is read (the form is parsed here, not by FastAPI ahead of the
     # route), and the size again as it arrives: a body without a Content-Length (chunked) is cut off too.
     config = service.config
@@ -81,17 +85,27 @@ async def upload(request: Request, background: BackgroundTasks, service: Service
                     service.metrics.reject("too_large")
                     raise HTTPException(413, f"{name}: exceeds the limit of {config.upload_max_bytes} bytes")
                 tmp.write(chunk)
-        t0 = time.perf_counter()
         try:
-            mag = await run_in_threadpool(read_frame, tmp.name, service.bundle.instrument)
+            t = await run_in_threadpool(service.reader.header_time, Path(tmp.name))
         except IngestError as exc:
             service.metrics.reject(exc)
             raise HTTPException(422, f"{name}: {exc.problem}") from None
-        accepted = f"upload_{mag.time.strftime('%Y%m%d_%H%M%S')}_{name}"
-        # The frame is read: it joins its slot as it is, and is scored after the response (a sync task runs in a thread).
-        await run_in_threadpool(service.accept, Path(tmp.name), accepted, mag, time.perf_counter() - t0)
+        accepted = f"upload_{t.strftime('%Y%m%d_%H%M%S')}_{name}"
+        os.replace(tmp.name, incoming / accepted)  # complete: the service reads it from incoming/ like a fed file
     finally:
         Path(tmp.name).unlink(missing_ok=True)  # gone when accepted (moved into incoming/)
         await form.close()
     background.add_task(service.run_cycle, time.time())
-    return UploadAccepted(accepted=accepted, time=mag.time.isot, slot=int(slot_of_time(mag.time)))
+    status = f"/uploads/{accepted}"
+    response.headers["Location"] = status
+    return UploadAccepted(accepted=accepted, time=t.isot, slot=int(slot_of_time(t)), status=status)
+
+
+@router.get("/uploads/{name}", responses=problems(404, 422))
+def upload_status(name: Annotated[str, PathParam(pattern=r"^[A-Za-z0-9._-]{1,200}$")],
+                  service: ServiceDep) -> UploadStatus:
+    """Where an uploaded frame is: being read, waiting for its slot, scored, superseded or rejected (with why)."""
+    where = service.inbox.state(name)
+    if where is None:
+        raise HTTPException(404, f"no file {name!r} in the inbox (never received, or removed by the retention)")
+    return UploadStatus(accepted=name, state=where[0], reason=where[1])
