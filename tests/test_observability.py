@@ -31,10 +31,13 @@ from ingest.errors import (
     EmptyDataError,
     IngestError,
     InstrumentError,
+    MemoryLimitError,
     MissingKeywordError,
     NoImageDataError,
     NotFITSError,
     QualityError,
+    ReaderDiedError,
+    TimeLimitError,
     TimeOrderError,
     TruncatedFITSError,
     UnitError,
@@ -82,7 +85,8 @@ def exercise(m: Metrics) -> None:
     """Touch every metric and every label value once."""
     m.frames_ingested.inc(3)
     for cls in (NotFITSError, TruncatedFITSError, NoImageDataError, UnitError,
-                MissingKeywordError, EmptyDataError, TimeOrderError, InstrumentError, QualityError):
+                MissingKeywordError, EmptyDataError, TimeOrderError, InstrumentError, QualityError, MemoryLimitError,
+                TimeLimitError, ReaderDiedError):
         m.reject(cls("f.fits", "bad"))
     for reason in ("too_large", "unauthorized", "other"):
         m.reject(reason)

@@ -49,7 +49,7 @@ class MDI(Instrument):
     @classmethod
     def series(cls, header: fits.Header) -> str | None:
         """``DSNAME``, else ``mdi.fd_M_96m_lev182`` for a full-disk magnetogram (``CONTENT``) of the 96-min
-        cadence (``CADENCE`` 5760 s); None otherwise."""
+        cadence (``CADENCE``); None otherwise."""
         named = super().series(header)
         if named is not None:
             return named
@@ -58,7 +58,7 @@ class MDI(Instrument):
         except (TypeError, ValueError):
             return None
         content = str(header.get("CONTENT", "")).upper()
-        return "mdi.fd_M_96m_lev182" if cadence == 5760.0 and "MAGNETOGRAM" in content else None
+        return "mdi.fd_M_96m_lev182" if cadence == CADENCE.to_value(u.s) and "MAGNETOGRAM" in content else None
 
 
 #: MDI full-disk geometry: 1024² pixels of 1.98″.
