@@ -32,12 +32,14 @@ def score_colour(p: float) -> str:
 @dataclass(frozen=True)
 class Header:
     """What the header tells of the service: its state in words (ready, warming up, the source failing), the
-    newest frame's age (s) and whether it is the synthetic Sun's (its age then says nothing)."""
+    newest frame's age (s), whether it is the synthetic Sun's (its age then says nothing), and its lag: the frames
+    received but not yet scored (being read, or waiting for their slot)."""
 
     state: str
     ready: bool
     age_s: float | None
     simulated: bool = False
+    waiting: int = 0
 
 
 def _age(header: Header) -> str:
@@ -53,6 +55,11 @@ def _age(header: Header) -> str:
     return f"{seconds / 86400:.1f} d ago"
 
 
+def _lag(header: Header) -> str:
+    n = header.waiting
+    return f" · {n} frame{'s' if n != 1 else ''} waiting" if n else ""
+
+
 def page(title: str, header: Header, body: str, live: bool) -> str:
     """A whole page; ``live``: its script follows the push channel and redraws on each frame and event."""
     state = f'<span class="state {"ready" if header.ready else "waiting"}">{escape(header.state)}</span>'
@@ -62,7 +69,7 @@ def page(title: str, header: Header, body: str, live: bool) -> str:
 <link rel="stylesheet" href="/static/live.css"></head>
 <body data-live="{'1' if live else '0'}">
 <header><a href="/" class="home">fluxwatch</a> {state}
-<span id="age" class="age">newest frame {escape(_age(header))}</span>
+<span id="age" class="age">newest frame {escape(_age(header))}{_lag(header)}</span>
 <span id="connection" class="connection" role="status">{'connecting…' if live else 'not live'}</span></header>
 <main>{body}</main>
 <script src="/static/live.js"></script></body></html>"""

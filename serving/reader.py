@@ -120,10 +120,10 @@ class FrameReader:
             raise ReaderDiedError(path, f"the process reading it died ({how})") from None
 
     def forget(self, keep: Collection[Path]) -> None:
-        """Drop the reads of files no longer waiting (all but ``keep``)."""
+        """Drop the reads of files no longer waiting (all but ``keep``); one under way ends by itself."""
         with self._lock:
             for path in [p for p in self._reads if p not in keep]:
-                self._reads.pop(path).cancel()
+                del self._reads[path]
 
     def close(self) -> None:
         """Stop the workers."""

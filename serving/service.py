@@ -108,7 +108,7 @@ class Service:
         with self.lock:
             for path in self.inbox.waiting():
                 self.take(path)
-            self.reader.forget(())  # reads started for files another cycle has taken since
+            self.reader.forget(set(self.inbox.waiting()))  # reads of files a cycle before this one took
             done = self.flush(now)
             retention.apply(self.config, self.store, self.views, self.dir, time.time())
             self.refresh_gauges()

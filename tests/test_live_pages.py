@@ -191,6 +191,18 @@ def test_an_event_published_while_the_page_is_open_appears_without_a_reload(tmp_
         assert browser.execute_script("return window.notReloaded") is True
 
 
+def test_the_header_tells_the_frames_waiting(tmp_path, tiny_bundle, frames):
+    svc = open_service(config(tmp_path, tiny_bundle))
+    drop(frames[:3], svc.dir)
+    svc.run_cycle()
+    with ServerThread(create_app(svc)) as server:
+        assert "frame waiting" not in httpx.get(server.url + "/").text
+        drop(frames[3:5], svc.dir)  # received, not yet taken
+        age = re.search(r'<span id="age"[^>]*>([^<]*)</span>', httpx.get(server.url + "/").text).group(1)
+        assert age.endswith(" · 2 frames waiting"), age
+    svc.close()
+
+
 # ---- the push channel ---------------------------------------------------------------------------------------
 
 def read_stream(url: str, headers: dict, until, timeout: float = 30.0) -> list[tuple[str, str | None, str]]:

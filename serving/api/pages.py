@@ -25,8 +25,8 @@ router = APIRouter()
 
 
 def header(service: Service, reader: Reader) -> pages.Header:
-    """The service's state as ``/ready`` judges it, in words, and the newest frame's age (and whether it is the
-    synthetic Sun's)."""
+    """The service's state as ``/ready`` judges it, in words, the newest frame's age (and whether it is the
+    synthetic Sun's) and the frames waiting in the inbox."""
     newest = reader.newest_frame()
     warm, source = service.warm_start, service.source_state
     if warm.state == "warming":
@@ -39,8 +39,10 @@ def header(service: Service, reader: Reader) -> pages.Header:
         state, ready = "ready", True
     slots = service.views.slots()
     shown = service.views.view(slots[-1]) if slots else None
+    inbox = service.inbox
     return pages.Header(state, ready, None if newest is None else time.time() - slot_time(newest[0]).unix,
-                        simulated=shown is not None and shown.simulated)
+                        simulated=shown is not None and shown.simulated,
+                        waiting=len(inbox.waiting()) + len(inbox.held()))
 
 
 class PageError(Exception):
