@@ -148,7 +148,7 @@ def _open(path: Path):
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with fits.open(path, memmap=False) as hdul:
+            with fits.open(path, memmap=False, do_not_scale_image_data=True) as hdul:
                 seen = []
                 for hdu in itertools.islice(hdul, MAX_HDUS):
                     seen.append(type(hdu).__name__)
@@ -171,7 +171,33 @@ def _open(path: Path):
         raise TruncatedFITSError(path, "file is shorter than its header says (truncated)")
     if data is None or data.ndim != 2:
         raise NoImageDataError(path, "the image HDU holds no 2-D data")
-    return header, data
+    return header, _scaled(path, header, data)
+
+
+def _number(path: Path, header: fits.Header, key: str, default: float) -> float:
+    value = header.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise NotFITSError(path, f"{key} is not a number ({value!r})")
+    return float(value)
+
+
+def _scaled(path: Path, header: fits.Header, raw: np.ndarray) -> np.ndarray:
+    """The stored values as physical ones, float32: ``raw·BSCALE + BZERO`` (in float64, as astropy scales, a few
+    rows at a time rather than a float64 copy of the image), NaN where an integer image holds ``BLANK``."""
+    bscale, bzero = _number(path, header, "BSCALE", 1.0), _number(path, header, "BZERO", 0.0)
+    data = np.empty(raw.shape, dtype=np.float32)
+    rows = max(1, 2**20 // max(raw.shape[1], 1))
+    for i in range(0, raw.shape[0], rows):
+        chunk = raw[i:i + rows].astype(np.float64)
+        if bscale != 1.0:
+            chunk *= bscale
+        if bzero != 0.0:
+            chunk += bzero
+        data[i:i + rows] = chunk
+    blank = header.get("BLANK")
+    if raw.dtype.kind in "iu" and isinstance(blank, int) and not isinstance(blank, bool):
+        data[raw == blank] = np.nan
+    return data
 
 
 def _check_axes(path: Path) -> None:
@@ -296,11 +322,11 @@ def read_magnetogram(path: str | Path) -> Magnetogram:
     header, raw = _open(path)
     check_header(path, header)
     source = instrument_for(path, header)
-    data = np.asarray(raw, dtype=np.float32)
+    data = raw
     missing = ~np.isfinite(data)
     if missing.all():
         raise EmptyDataError(path, "every pixel is missing (BLANK or NaN)")
-    # Units: astropy already applied BSCALE/BZERO; convert e.g. Mx/cm^2 to G.
+    # Units: BSCALE/BZERO are applied; convert e.g. Mx/cm^2 to G.
     scale = u.Unit(str(header["BUNIT"]).strip()).to(u.G)
     if scale != 1.0:
         data *= np.float32(scale)

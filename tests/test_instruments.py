@@ -221,3 +221,12 @@ def test_a_jsoc_file_name_names_its_instrument_by_the_series_prefix_it_declares(
     origin = origin_from_name(name)
     assert (origin.instrument, origin.series) == (instrument, series)
     assert {HMI.series_prefix, MDI.series_prefix} == {"hmi", "mdi"}
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 8])
+def test_the_binned_disk_is_where_every_pixel_of_the_block_is_on_the_disk(k):
+    from ingest.instruments.base import _all_in_blocks
+
+    mask = np.random.default_rng(k).random((k * 40, k * 30)) > 0.02
+    part = mask[: k * 37, : k * 23]  # not contiguous, as a frame cut to a multiple of k is
+    np.testing.assert_array_equal(_all_in_blocks(part, k), part.reshape(37, k, 23, k).all(axis=(1, 3)))
