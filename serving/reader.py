@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import resource
 import signal
 import threading
@@ -35,8 +36,26 @@ _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload(["ingest.magnetogram", "sunpy.map"])
 
 
+#: In a worker: its address-space limit, bytes.
+_limit = 0
+
+
 def _limit_memory(limit_bytes: int) -> None:
+    global _limit
+    _limit = limit_bytes
     resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+
+def _bounded(function, path: str, *args) -> bytes:
+    """``function(path, *args)`` in a worker, pickled here (a result too large to pickle under the limit is a memory
+    error too); a memory error at the limit made a :class:`MemoryLimitError` once the arrays it held are let go
+    (raised within the ``except``, its traceback would keep them, and the worker could not even report it)."""
+    try:
+        return pickle.dumps(function(path, *args), protocol=pickle.HIGHEST_PROTOCOL)
+    except MemoryError:
+        pass
+    raise MemoryLimitError(path, f"reading it needs more memory than the reader's limit of {_limit / 2**30:.1f} GiB "
+                                 "(read_memory_bytes)")
 
 
 def _stop(pool: ProcessPool) -> None:
@@ -48,8 +67,8 @@ def _header_time(path: str) -> Time:
     return observation_time(path, read_header(path))
 
 
-def _read(path: str, instrument: InstrumentSpec, refused_quality: list[str] | None) -> tuple[Magnetogram, float]:
-    """In a worker: the frame and the seconds its read took."""
+def _timed_read(path: str, instrument: InstrumentSpec, refused_quality: list[str] | None) -> tuple[Magnetogram, float]:
+    """The frame and the seconds its read took."""
     t0 = time.perf_counter()
     return read_frame(path, instrument, refused_quality), time.perf_counter() - t0
 
@@ -86,7 +105,7 @@ class FrameReader:
             for path in paths:
                 if path not in self._reads:
                     self._reads[path] = self._pool_now().schedule(
-                        _read, (str(path), self.instrument, self.refused_quality),
+                        _bounded, (_timed_read, str(path), self.instrument, self.refused_quality),
                         timeout=self.timeout_s)
 
     def read(self, path: Path) -> tuple[Magnetogram, float]:
@@ -102,15 +121,12 @@ class FrameReader:
         """The observation time in the validated header of the file at ``path``
         (:func:`ingest.magnetogram.read_header`), read under the same limits; raises as :meth:`read`."""
         with self._lock:
-            future = self._pool_now().schedule(_header_time, (str(path),), timeout=self.timeout_s)
+            future = self._pool_now().schedule(_bounded, (_header_time, str(path)), timeout=self.timeout_s)
         return self._result(path, future)
 
     def _result(self, path: Path, future: ProcessFuture):
         try:
-            return future.result()
-        except MemoryError:  # raised in the worker, at its address-space limit
-            raise MemoryLimitError(path, f"reading it needs more memory than the reader's limit of "
-                                         f"{self.memory_limit / 2**30:.1f} GiB (read_memory_bytes)") from None
+            return pickle.loads(future.result())
         except FutureTimeout:
             raise TimeLimitError(path, f"reading it took longer than the reader's limit of {self.timeout_s:g} s "
                                        "(read_timeout): stopped") from None
