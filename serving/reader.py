@@ -91,7 +91,7 @@ class FrameReader:
 
     def _new_pool(self) -> ProcessPool:
         pool = ProcessPool(self.workers, initializer=_limit_memory, initargs=(self.memory_limit,), context=_CONTEXT)
-        self._stop = weakref.finalize(self, _stop, pool)  # a reader dropped without close() stops its workers
+        self._finalizer = weakref.finalize(self, _stop, pool)  # a reader dropped without close() stops its workers
         return pool
 
     def _pool_now(self) -> ProcessPool:
@@ -145,6 +145,6 @@ class FrameReader:
         """Stop the workers."""
         with self._lock:
             if self._pool is not None:
-                self._stop()
+                self._finalizer()
                 self._pool = None
             self._reads.clear()
