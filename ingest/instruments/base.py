@@ -222,7 +222,7 @@ def _all_in_blocks(mask: np.ndarray, k: int) -> np.ndarray:
     if k in (2, 4, 8):
         rows = np.ascontiguousarray(mask).view(f"u{k}") == np.frombuffer(b"\x01" * k, dtype=f"u{k}")[0]
         return rows.reshape(ny // k, k, nx // k).all(axis=1)
-    return mask.reshape(ny // k, k, nx // k, k).all(axis=(1, 3))
+    return np.asarray(mask.reshape(ny // k, k, nx // k, k).all(axis=(1, 3)))
 
 
 def harmonise(path: str | Path, data: np.ndarray, image: ImageGeometry, on_disk: np.ndarray, source: type[Instrument],
