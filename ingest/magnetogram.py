@@ -176,9 +176,12 @@ def _open(path: Path):
 
 def _number(path: Path, header: fits.Header, key: str, default: float) -> float:
     value = header.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise NotFITSError(path, f"{key} is not a number ({value!r})")
-    return float(value)
+    try:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        return float(value)
+    except (TypeError, OverflowError):
+        raise NotFITSError(path, f"{key} is not a real number ({value!r})") from None
 
 
 def _scaled(path: Path, header: fits.Header, raw: np.ndarray) -> np.ndarray:

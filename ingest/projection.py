@@ -88,7 +88,7 @@ class ImageGeometry:
         Along a row, a pixel's direction is linear in its column, so the disk's span of columns on each row is
         where a quadratic is negative: solved per row (float64), then the exact test (:meth:`_meets_disk`) run on
         the few pixels about each end of the span, and the pixels between filled, instead of the test on every
-        pixel (a 4096² frame: 40 ms instead of 1-2 s)."""
+        pixel (a 4096² frame: 25 ms instead of 2.6 s on 2 cores beside other work)."""
         ny, nx = self.shape
         f = np.linalg.inv(self.pixel_from_plane)
         e, n, r = self._basis()

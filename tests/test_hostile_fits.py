@@ -110,6 +110,16 @@ def test_crashes_found_by_fuzzing_are_clear_errors(tmp_path, base, edits, error,
     assert isinstance(refused, error) and words in str(refused), refused
 
 
+@pytest.mark.parametrize("key, value", [("BSCALE", "'0.1'"), ("BZERO", "T"), ("BSCALE", "(1.0, 2.0)")])
+def test_a_scaling_that_is_not_a_real_number_is_a_clear_error(tmp_path, key, value):
+    """The reader scales the stored values itself (not astropy): a BSCALE or BZERO that is a string, a logical or
+    a complex number names itself."""
+    path = tmp_path / "scaled.fits"
+    path.write_bytes(set_card(valid_frames()["mdi"], key, value))
+    refused = check_read(path)
+    assert isinstance(refused, NotFITSError) and f"{key} is not a real number" in str(refused), refused
+
+
 def refused_sample(n: int, folder: Path) -> list[Path]:
     """``n`` hostile files (a seeded draw, so the same ones each run) that the reader refuses."""
     folder.mkdir()
