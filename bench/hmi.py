@@ -7,7 +7,7 @@ as the ``hmi.M_720s_nrt`` records arrive, over ``--slots`` slots (eight records
 each, rendered beforehand by ``--workers`` processes).
 
 1. **Stages:** the last slot's records read in this process, stage by stage
-   (decompression, header and map, disk mask, the rest of the cleaning, brought
+   (decompression and scaling, header and map, disk mask, the rest of the cleaning, brought
    to MDI): median seconds.
 2. **The stream:** each file is dropped into the service's ``incoming/`` and
    taken at once; the clock runs from the drop to the moment the service has
@@ -55,7 +55,7 @@ from sim import SunConfig, SyntheticSun, write_hmi_series
 from tests.support import ServerThread
 
 #: The stages of a read, by the function that does each (module, name); the rest of read_frame is "cleaning".
-STAGES = {"decompression": (ingest.magnetogram, "_open"), "header and map": (ingest.magnetogram, "_geometry"),
+STAGES = {"decompression and scaling": (ingest.magnetogram, "_open"), "header and map": (ingest.magnetogram, "_geometry"),
           "disk mask": (ImageGeometry, "on_disk_mask"), "brought to MDI": (ingest.magnetogram, "harmonise")}
 
 #: HMI's records around a slot, minutes from its time (T_REC every 12 min; UTC a few tens of seconds off TAI).
