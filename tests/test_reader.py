@@ -35,35 +35,23 @@ def header_of_many_cards(like, path, cards=300_000):
     return path
 
 
-def rejected_then_next_scored(service, hostile, frames):
-    drop([hostile], service.dir)
-    assert service.run_cycle() == 0
-    reason = (service.inbox.rejected / (hostile.name + ".error.txt")).read_text()
-    drop(frames[:1], service.dir)
-    assert service.run_cycle() == 1 and service.store.has_frame(service.store.newest_frame()[0])
-    return reason
-
-
-def test_a_file_exceeding_the_readers_memory_limit_is_rejected_and_the_next_frame_scored(tmp_path, tiny_bundle, frames):
-    bomb = decompression_bomb(frames[0], tmp_path / "bomb.fits")
-    assert bomb.stat().st_size < 2e6
+@pytest.mark.parametrize("reason, limit, hostile, words", [
     # A reader process starts at about 0.7 GB of address space (the libraries it has loaded, on this 2-core machine)
-    service = open_service(config(tmp_path, tiny_bundle, read_memory_bytes=2**30))
+    ("memory_limit", {"read_memory_bytes": 2**30}, decompression_bomb, "more memory than the reader's limit of 1.0 GiB"),
+    ("time_limit", {"read_timeout": "1.5 s"}, header_of_many_cards, "took longer than the reader's limit of 1.5 s"),
+])
+def test_a_file_exceeding_a_readers_limit_is_rejected_and_the_next_frame_scored(tmp_path, tiny_bundle, frames, reason,
+                                                                                 limit, hostile, words):
+    path = hostile(frames[5], tmp_path / "hostile.fits")
+    service = open_service(config(tmp_path, tiny_bundle, **limit))
     try:
-        reason = rejected_then_next_scored(service, bomb, frames)
-        assert "bomb.fits" in reason and "more memory than the reader's limit of 1.0 GiB" in reason, reason
-        assert service.metrics.frames_rejected.labels(reason="memory_limit")._value.get() == 1
-    finally:
-        service.close()
-
-
-def test_a_file_exceeding_the_readers_time_limit_is_rejected_and_the_next_frame_scored(tmp_path, tiny_bundle, frames):
-    slow = header_of_many_cards(frames[5], tmp_path / "slow.fits")
-    service = open_service(config(tmp_path, tiny_bundle, read_timeout="1.5 s"))
-    try:
-        reason = rejected_then_next_scored(service, slow, frames)
-        assert "slow.fits" in reason and "took longer than the reader's limit of 1.5 s" in reason, reason
-        assert service.metrics.frames_rejected.labels(reason="time_limit")._value.get() == 1
+        drop([path], service.dir)
+        assert service.run_cycle() == 0
+        said = (service.inbox.rejected / "hostile.fits.error.txt").read_text()
+        assert "hostile.fits" in said and words in said, said
+        assert service.metrics.frames_rejected.labels(reason=reason)._value.get() == 1
+        drop(frames[:1], service.dir)
+        assert service.run_cycle() == 1 and service.store.has_frame(service.store.newest_frame()[0])
     finally:
         service.close()
 
