@@ -144,7 +144,7 @@ def _open(path: Path):
     """(header, data) of the first 2-D image HDU; raw errors become typed ones."""
     if not path.is_file():
         raise NotFITSError(path, "no such file")
-    _check_axes(path)
+    size = _check_axes(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -155,6 +155,7 @@ def _open(path: Path):
                     if isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)) and hdu.header.get("NAXIS") == 2:
                         header = _parsed(hdu.header)
                         _check_size(path, header)  # before the data: a compressed HDU would be decompressed
+                        _check_span(path, hdu, size)
                         data = hdu.data
                         break
                 else:
@@ -203,9 +204,10 @@ def _scaled(path: Path, header: fits.Header, raw: np.ndarray) -> np.ndarray:
     return data
 
 
-def _check_axes(path: Path) -> None:
+def _check_axes(path: Path) -> int:
     """Refuse, before astropy parses it, a file whose header claims more axes than FITS allows (astropy would
-    build a list of that many, e.g. 10^10) or that is (gzip: decompresses to) more than :data:`MAX_FILE_BYTES`."""
+    build a list of that many, e.g. 10^10) or that is (gzip: decompresses to) more than :data:`MAX_FILE_BYTES`.
+    Returns its size in bytes (decompressed)."""
     with path.open("rb") as f:
         packed = f.read(2) == b"\x1f\x8b"
     block = 2880 * 364  # whole FITS blocks, so header cards stay on 80-byte boundaries
@@ -222,6 +224,16 @@ def _check_axes(path: Path) -> None:
                         raise ImageSizeError(path, f"NAXIS = {int(m.group(1))}: FITS allows at most {MAX_AXES} axes")
     except (OSError, EOFError) as exc:  # a damaged gzip stream
         raise NotFITSError(path, f"not a readable FITS file ({exc})") from None
+    return total
+
+
+def _check_span(path: Path, hdu, size: int) -> None:
+    """Refuse an HDU whose data the header places beyond the file's ``size`` bytes (more than a block's padding),
+    before astropy allocates what the header claims (a compressed image's table of 5×10⁸ rows: 4 GiB)."""
+    info = hdu.fileinfo()
+    if info is not None and info["datLoc"] + info["datSpan"] > size + 2880:
+        raise TruncatedFITSError(path, f"file is shorter than its header says (truncated): its data would end at byte "
+                                       f"{info['datLoc'] + info['datSpan']}, the file has {size}")
 
 
 def _parsed(header: fits.Header) -> fits.Header:

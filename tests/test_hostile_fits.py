@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 
 from devtools.reliability_summary import summary
 from ingest.cli import main as ingest_main
-from ingest.errors import ImageSizeError, IngestError, InstrumentError, NoImageDataError, NotFITSError
+from ingest.errors import (
+    ImageSizeError,
+    IngestError,
+    InstrumentError,
+    NoImageDataError,
+    NotFITSError,
+    TruncatedFITSError,
+)
 from ingest.magnetogram import MAX_HDUS
 from serving.api import create_app
 from serving.compose import open_service
@@ -96,6 +103,9 @@ FOUND = [
     ("mdi", [("CRPIX2", "'$zf~;'")], IngestError, "CRPIX2 is not a finite number"),  # ValueError in float()
     ("mdi", [("NAXIS", "48571131411")], ImageSizeError, "FITS allows at most 999 axes"),  # astropy hung, 10^10 axes
     ("hmi", [("CDELT1", "2.3E-49"), ("CDELT2", "2.3E-49")], InstrumentError, "binning"),  # numpy: dimension exceeded
+    # astropy allocated the compressed image's table as the header claims (4 GiB here; tens of GiB for a larger
+    # NAXIS2: the file of issue 30 that took 24 GB), found again by a fresh 10,000-case draw on 2026-12-08
+    ("hmi", [("NAXIS2", "536728480")], TruncatedFITSError, "shorter than its header says"),
 ]
 
 
