@@ -33,7 +33,7 @@ from tests.support import ServerThread
 from tests.test_serving import config
 
 REPORT = Path(__file__).parents[1] / "build" / "reliability" / "fits.json"
-FAST_EXAMPLES, FULL_EXAMPLES = 150, 10_000
+FAST_EXAMPLES, FULL_EXAMPLES = 150, 50_000
 FAST_SAMPLE, FULL_SAMPLE = 30, 100
 
 
