@@ -165,11 +165,11 @@ def _open(path: Path):
     except OSError as exc:
         raise NotFITSError(path, f"not a readable FITS file ({exc})") from None
     except Exception as exc:  # astropy meets a malformed header or data unit with KeyError, VerifyError, ValueError…
-        if any("truncated" in str(w.message) for w in caught):
-            raise TruncatedFITSError(path, "file is shorter than its header says (truncated)") from None
+        if truncated := _truncated(path, caught):
+            raise truncated from None
         raise NotFITSError(path, f"unreadable FITS structure ({_describe(exc)})") from None
-    if any("truncated" in str(w.message) for w in caught):
-        raise TruncatedFITSError(path, "file is shorter than its header says (truncated)")
+    if truncated := _truncated(path, caught):
+        raise truncated
     if data is None or data.ndim != 2:
         raise NoImageDataError(path, "the image HDU holds no 2-D data")
     return header, _scaled(path, header, data)
@@ -202,6 +202,13 @@ def _scaled(path: Path, header: fits.Header, raw: np.ndarray) -> np.ndarray:
     if raw.dtype.kind in "iu" and isinstance(blank, int) and not isinstance(blank, bool):
         data[raw == blank] = np.nan
     return data
+
+
+def _truncated(path: Path, caught: list) -> TruncatedFITSError | None:
+    """The error for a file astropy warned is truncated (``caught``: the warnings recorded while reading it)."""
+    if any("truncated" in str(w.message) for w in caught):
+        return TruncatedFITSError(path, "file is shorter than its header says (truncated)")
+    return None
 
 
 def _check_axes(path: Path) -> int:
@@ -296,8 +303,8 @@ def read_header(path: str | Path) -> fits.Header:
         raise NotFITSError(path, f"not a readable FITS file ({exc})") from None
     except Exception as exc:  # as in _open: a malformed header
         raise NotFITSError(path, f"unreadable FITS structure ({_describe(exc)})") from None
-    if any("truncated" in str(w.message) for w in caught):
-        raise TruncatedFITSError(path, "file is shorter than its header says (truncated)")
+    if truncated := _truncated(path, caught):
+        raise truncated
     if not headers:
         raise NoImageDataError(path, f"none of its first {MAX_HDUS} HDUs holds a 2-D image")
     check_header(path, headers[0])
